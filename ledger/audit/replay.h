@@ -1,0 +1,50 @@
+// Replay: re-runs the rules over a log, record by record, exactly as the
+// server ran them, and checks that the log holds exactly the system events
+// the rules imply (DESIGN §4.1 signatures and §4.3 replay). Pure: records in,
+// verdicts out; the same rules code as the server.
+//
+// Thread contract: not thread-safe; one Replayer per log. Positions count
+// from 0 and must be fed in order.
+#ifndef LEDGER_AUDIT_REPLAY_H_
+#define LEDGER_AUDIT_REPLAY_H_
+
+#include <cstdint>
+#include <deque>
+
+#include "absl/status/status.h"
+#include "ledger/rules/state.h"
+#include "ledger/v1/events.pb.h"
+#include "ledger/v1/record.pb.h"
+
+namespace ledger::audit {
+
+class Replayer {
+ public:
+  // Checks the next record and applies it. Errors name the position, what
+  // was expected and what was found. Unauthenticated: a signature that does
+  // not verify, or a key not active for its author at that position (check
+  // 1). FailedPrecondition: a member event the rules refuse, a system event
+  // the rules do not imply (or a different one), a recorded refusal the rules
+  // would accept, a lapse that was due but not written, a gap or a clock
+  // going backwards (check 3). `signature_verified`: the caller already
+  // checked the signature bytes under the key the record names (key validity
+  // at this position is still checked here).
+  absl::Status Next(const v1::Record& record, bool signature_verified = false);
+
+  // At the end of the log: every system event the rules implied was written.
+  absl::Status Finish() const;
+
+  const rules::State& state() const { return state_; }
+  uint64_t records() const { return next_position_; }
+
+ private:
+  rules::State state_;
+  uint64_t next_position_ = 0;
+  int64_t last_time_ = 0;
+  // System events the rules implied, still to be found in the log, in order.
+  std::deque<v1::EventBody> owed_;
+};
+
+}  // namespace ledger::audit
+
+#endif  // LEDGER_AUDIT_REPLAY_H_

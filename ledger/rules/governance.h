@@ -1,0 +1,26 @@
+// Governance rules: collectives, charters, proposals, locked gateways, votes,
+// vetoes, calls, assurance, impacts and tapers (DESIGN §2–§3). Internal to
+// rules/: callers use rules.h.
+#ifndef LEDGER_RULES_GOVERNANCE_H_
+#define LEDGER_RULES_GOVERNANCE_H_
+
+#include "absl/status/status.h"
+#include "ledger/rules/rules.h"
+
+namespace ledger::rules::internal {
+
+// True for the payloads decided here.
+bool IsGovernanceEvent(const v1::EventBody& body);
+
+// Decides one governance event (the author's key is already authorised).
+// Applies it to `state` and appends implied system events to `effects`, or
+// returns the refusal; the caller rolls `state` back on refusal.
+absl::Status ApplyGovernance(State& state, const Envelope& envelope, const Context& context,
+                             Effects* effects);
+
+// Memberships of `merged` pass to `successor` (OrganisationMerged).
+void TransferMemberships(State& state, const std::string& merged, const std::string& successor);
+
+}  // namespace ledger::rules::internal
+
+#endif  // LEDGER_RULES_GOVERNANCE_H_

@@ -1,0 +1,33 @@
+// Refusals: an absl::Status whose code is the gRPC-compatible class of error
+// and whose payload carries the machine-readable ledger.v1.Reason.
+#ifndef LEDGER_RULES_REFUSAL_H_
+#define LEDGER_RULES_REFUSAL_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "ledger/v1/events.pb.h"
+
+namespace ledger {
+
+inline constexpr char kReasonPayloadUrl[] = "type.googleapis.com/ledger.v1.Reason";
+// Set on a refusal of one event of a batch: its index, in decimal.
+inline constexpr char kBatchIndexPayloadUrl[] = "type.googleapis.com/ledger.v1.BatchIndex";
+
+// A status with `code`, `message` and `reason` attached.
+absl::Status Refuse(absl::StatusCode code, v1::Reason reason, std::string message);
+
+// The reason attached by Refuse, or REASON_UNSPECIFIED.
+v1::Reason ReasonOf(const absl::Status& status);
+
+// Shorthands for the common classes.
+inline absl::Status Malformed(std::string message) {
+  return Refuse(absl::StatusCode::kInvalidArgument, v1::MALFORMED, std::move(message));
+}
+inline absl::Status RuleBroken(v1::Reason reason, std::string message) {
+  return Refuse(absl::StatusCode::kFailedPrecondition, reason, std::move(message));
+}
+
+}  // namespace ledger
+
+#endif  // LEDGER_RULES_REFUSAL_H_

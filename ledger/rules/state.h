@@ -1,0 +1,110 @@
+// The state the rules decide against: who exists, which keys are active.
+// (Collectives and proposals join it with the governance rules.)
+//
+// Every mutation is journaled, so a caller can roll a submission (or a whole
+// commit group whose write failed) back exactly, and can collect the changed
+// entries to write into the `state` column family in the same WriteBatch as
+// the records that caused them.
+//
+// Thread contract: not thread-safe; owned by the sequencer (or the auditor).
+#ifndef LEDGER_RULES_STATE_H_
+#define LEDGER_RULES_STATE_H_
+
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "ledger/v1/state.pb.h"
+
+namespace ledger::rules {
+
+class State {
+ public:
+  // A changed entry of the `state` column family: key, and the new value or
+  // nullopt for a deletion.
+  using Change = std::pair<std::string, std::optional<std::string>>;
+
+  bool has_genesis() const { return has_genesis_; }
+  const v1::LedgerInfo& info() const { return info_; }
+  const v1::OrganisationState* FindOrganisation(const std::string& org_id) const;
+  const v1::KeyState* FindKey(const std::string& key_id) const;
+  size_t organisation_count() const { return organisations_.size(); }
+  const absl::flat_hash_map<std::string, v1::KeyState>& keys() const { return keys_; }
+  const v1::CollectiveState* FindCollective(const std::string& collective_id) const;
+  const v1::ProposalState* FindProposal(const std::string& proposal_id) const;
+  const v1::RefusalCounter* FindRefusalCounter(const std::string& org_id) const;
+  const absl::flat_hash_map<std::string, v1::CollectiveState>& collectives() const { return collectives_; }
+  const absl::flat_hash_map<std::string, v1::ProposalState>& proposals() const { return proposals_; }
+  // Open gateways with a deadline, earliest first: (deadline, proposal id).
+  const absl::btree_set<std::pair<int64_t, std::string>>& deadlines() const { return deadlines_; }
+
+  void SetInfo(v1::LedgerInfo info);
+  void PutOrganisation(v1::OrganisationState organisation);
+  void PutKey(v1::KeyState key);
+  void PutCollective(v1::CollectiveState collective);
+  void PutProposal(v1::ProposalState proposal);
+  void PutRefusalCounter(v1::RefusalCounter counter);
+
+  // Journal: Mark() names the current point; RollbackTo(mark) undoes every
+  // mutation made since.
+  size_t Mark() const { return undo_.size(); }
+  void RollbackTo(size_t mark);
+  // The entries changed since the last CommitChanges, as they are now.
+  std::vector<Change> PendingChanges() const;
+  // Makes the pending changes permanent: clears the journal.
+  void CommitChanges();
+
+  // Rebuilds one entry from the `state` column family (at start-up).
+  absl::Status LoadEntry(absl::string_view key, absl::string_view value);
+  // Every entry, serialized, in key order: two states are equal exactly when
+  // their snapshots are.
+  absl::btree_map<std::string, std::string> Snapshot() const;
+
+ private:
+  template <typename Map>
+  void Put(Map& map, absl::string_view key_prefix, const std::string& id,
+           typename Map::mapped_type value);
+  // Keeps deadlines_ in step with one proposal's entry (nullptr: removed).
+  void IndexDeadline(const v1::ProposalState* before, const v1::ProposalState* after);
+
+  bool has_genesis_ = false;
+  v1::LedgerInfo info_;
+  absl::flat_hash_map<std::string, v1::OrganisationState> organisations_;
+  absl::flat_hash_map<std::string, v1::KeyState> keys_;
+  absl::flat_hash_map<std::string, v1::CollectiveState> collectives_;
+  absl::flat_hash_map<std::string, v1::ProposalState> proposals_;
+  absl::flat_hash_map<std::string, v1::RefusalCounter> refusal_counters_;
+  absl::btree_set<std::pair<int64_t, std::string>> deadlines_;  // derived from proposals_
+
+  std::vector<std::function<void()>> undo_;
+  absl::flat_hash_set<std::string> dirty_;  // state column family keys
+};
+
+// Keys of the `state` column family.
+inline constexpr absl::string_view kInfoKey = "i";
+inline constexpr absl::string_view kOrganisationPrefix = "o/";
+inline constexpr absl::string_view kKeyPrefix = "k/";
+inline constexpr absl::string_view kCollectivePrefix = "c/";
+inline constexpr absl::string_view kProposalPrefix = "p/";
+inline constexpr absl::string_view kRefusalCounterPrefix = "r/";
+// Index of an organisation's keys, derived from the keys: "ok/" org \0 key id
+// -> "". Written with them; not part of Snapshot().
+inline constexpr absl::string_view kOrganisationKeyPrefix = "ok/";
+std::string OrganisationKeyIndex(absl::string_view org_id, absl::string_view key_id);
+
+// The deadline of a proposal's open gateway, or 0 if none.
+int64_t OpenDeadline(const v1::ProposalState& proposal);
+
+}  // namespace ledger::rules
+
+#endif  // LEDGER_RULES_STATE_H_

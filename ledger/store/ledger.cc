@@ -1,0 +1,650 @@
+#include "ledger/store/ledger.h"
+
+#include <chrono>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "ledger/crypto/sha256.h"
+#include "ledger/merkle/checkpoint.h"
+#include "ledger/rules/refusal.h"
+#include "ledger/rules/rules.h"
+
+namespace ledger::store {
+
+struct Ledger::Submission {
+  std::vector<Envelope> envelopes;
+  // Per event: 1 if the verify pool checked its signature; 0 if its key was
+  // not known yet (added earlier in the same group), so the sequencer checks.
+  std::vector<char> verified;
+  std::atomic<size_t> unverified{0};
+  absl::Mutex mu;
+  absl::Status error ABSL_GUARDED_BY(mu);
+  Done done;
+};
+
+namespace {
+
+// After a failed commit, overdue lapses wait this long before the next try.
+constexpr int64_t kStorageRetryNanos = 1'000'000'000;
+
+int64_t SystemClock() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Prefixes a refusal with the index of the failing event of a batch, keeping
+// its code and reason.
+absl::Status AtIndex(const absl::Status& status, size_t index, size_t batch_size) {
+  if (batch_size == 1) return status;
+  absl::Status annotated(status.code(), absl::StrCat("event ", index, ": ", status.message()));
+  status.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
+    annotated.SetPayload(url, payload);
+  });
+  annotated.SetPayload(kBatchIndexPayloadUrl, absl::Cord(absl::StrCat(index)));
+  return annotated;
+}
+
+}  // namespace
+
+Ledger::Ledger(LedgerOptions options)
+    : options_(std::move(options)), operator_key_(options_.operator_key) {
+  if (!options_.clock) options_.clock = SystemClock;
+}
+
+absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(LedgerOptions options) {
+  auto store = Store::Open(options.data_dir);
+  if (!store.ok()) return store.status();
+  std::unique_ptr<Ledger> ledger(new Ledger(std::move(options)));
+  ledger->store_ = std::move(*store);
+  if (auto s = ledger->Start(); !s.ok()) return s;
+  return ledger;
+}
+
+absl::Status Ledger::Start() {
+  if (store_->tree_size() == 0) {
+    if (!options_.genesis.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the ledger in ", options_.data_dir, " is empty and no Genesis was given"));
+    }
+    const GenesisSpec& spec = *options_.genesis;
+    v1::EventBody body;
+    body.set_ledger_id(spec.ledger_id);
+    body.set_author(spec.operator_id);
+    body.set_idempotency_key("genesis");
+    body.set_client_time_unix_ms(options_.clock() / 1'000'000);
+    v1::Genesis* genesis = body.mutable_genesis();
+    genesis->set_operator_id(spec.operator_id);
+    genesis->set_operator_public_key(std::string(operator_key_.public_key().raw()));
+    genesis->set_origin(spec.origin.empty() ? absl::StrCat("decision-ledger/", spec.ledger_id)
+                                            : spec.origin);
+    for (const v1::Registrar& registrar : spec.registrars) *genesis->add_registrars() = registrar;
+    auto envelope = OpenSubmission(SealEvent(body, operator_key_), /*ledger_id=*/"");
+    if (!envelope.ok()) return envelope.status();
+    auto submission = std::make_shared<Submission>();
+    submission->envelopes.push_back(*std::move(envelope));
+    submission->verified.push_back(0);
+    absl::Status result;
+    submission->done = [&result](absl::StatusOr<std::vector<SubmitResult>> r) { result = r.status(); };
+    CommitGroup({submission});
+    if (!result.ok()) return result;
+  } else {
+    if (auto s = LoadFromStore(); !s.ok()) return s;
+  }
+  info_ = state_.info();
+  if (info_.operator_public_key() != operator_key_.public_key().raw()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the operator key ", operator_key_.public_key().key_id(),
+                     " is not the operator key of the ledger in ", options_.data_dir));
+  }
+  {
+    absl::MutexLock lock(&keys_mu_);
+    for (const auto& [id, key] : state_.keys()) {
+      auto public_key = crypto::PublicKey::FromRaw(key.public_key());
+      if (!public_key.ok()) return absl::DataLossError(absl::StrCat("stored key ", id, " is corrupt"));
+      keys_.emplace(id, *public_key);
+    }
+  }
+  int threads = options_.verify_threads > 0
+                    ? options_.verify_threads
+                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  for (int i = 0; i < threads; ++i) verify_threads_.emplace_back([this] { VerifyLoop(); });
+  sequencer_thread_ = std::thread([this] { SequencerLoop(); });
+  accepting_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status Ledger::LoadFromStore() {
+  state_ = rules::State();
+  if (auto s = store_->LoadState(&state_); !s.ok()) return s;
+  if (!state_.has_genesis()) return absl::DataLossError("the ledger has records but no Genesis state");
+  if (state_.info().operator_public_key() != operator_key_.public_key().raw()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the operator key ", operator_key_.public_key().key_id(),
+                     " is not the operator key of the ledger in ", options_.data_dir));
+  }
+  auto frontier = merkle::Frontier::Load(*store_, store_->tree_size());
+  if (!frontier.ok()) return frontier.status();
+  frontier_ = *std::move(frontier);
+  auto note = store_->GetCheckpoint(store_->tree_size());
+  if (!note.ok()) return absl::DataLossError(absl::StrCat("latest checkpoint: ", note.status().message()));
+  // The stored tree must still be the one the operator signed.
+  auto signed_checkpoint = merkle::OpenCheckpoint(*note, state_.info().origin(), operator_key_.public_key());
+  if (!signed_checkpoint.ok() || signed_checkpoint->size != store_->tree_size() ||
+      signed_checkpoint->root != frontier_.Root()) {
+    return Refuse(absl::StatusCode::kDataLoss, v1::DATA_CORRUPTED,
+                  absl::StrCat("the stored Merkle tree of size ", store_->tree_size(),
+                               " does not match the latest signed checkpoint",
+                               signed_checkpoint.ok() ? "" : absl::StrCat(" (", signed_checkpoint.status().message(), ")")));
+  }
+  absl::MutexLock lock(&checkpoint_mu_);
+  latest_checkpoint_ = *std::move(note);
+  auto last = Get(store_->tree_size() - 1);
+  if (!last.ok()) return last.status();
+  auto record = DecodeRecord(last->record(), last->position());
+  if (!record.ok()) return record.status();
+  last_time_ = record->ledger_time_unix_ns();
+  return absl::OkStatus();
+}
+
+absl::Status Ledger::RecoverFromStorageFailure() {
+  const uint64_t size_before = store_->tree_size();
+  if (auto s = store_->Recover(); !s.ok()) return s;
+  if (auto s = LoadFromStore(); !s.ok()) return s;
+  storage_failed_ = false;
+  {
+    absl::MutexLock lock(&keys_mu_);
+    for (const auto& [id, key] : state_.keys()) {
+      if (auto public_key = crypto::PublicKey::FromRaw(key.public_key()); public_key.ok()) {
+        keys_.insert_or_assign(id, *public_key);
+      }
+    }
+  }
+  // The failed commit may have reached the disk after all: tell subscribers.
+  if (store_->tree_size() != size_before) {
+    absl::MutexLock lock(&listeners_mu_);
+    for (auto& [id, listener] : listeners_) listener(store_->tree_size());
+  }
+  return absl::OkStatus();
+}
+
+Ledger::~Ledger() { Shutdown(); }
+
+void Ledger::Shutdown() {
+  absl::MutexLock lock(&shutdown_mu_);
+  accepting_ = false;
+  {
+    absl::MutexLock l(&verify_mu_);
+    verify_stop_ = true;
+    verify_cv_.SignalAll();
+  }
+  for (auto& thread : verify_threads_) thread.join();
+  verify_threads_.clear();
+  {
+    absl::MutexLock l(&sequencer_mu_);
+    sequencer_stop_ = true;
+    sequencer_cv_.SignalAll();
+  }
+  if (sequencer_thread_.joinable()) sequencer_thread_.join();
+}
+
+void Ledger::Submit(std::vector<v1::SignedEvent> events, Done done) {
+  if (events.empty() || events.size() > kMaxBatchEvents) {
+    done(Refuse(absl::StatusCode::kInvalidArgument,
+                events.empty() ? v1::MISSING_FIELD : v1::OVERSIZE,
+                absl::StrCat("a submission holds 1 to ", kMaxBatchEvents, " events, not ", events.size())));
+    return;
+  }
+  auto submission = std::make_shared<Submission>();
+  submission->envelopes.reserve(events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    auto envelope = OpenSubmission(events[i], info_.ledger_id());
+    if (!envelope.ok()) {
+      done(AtIndex(envelope.status(), i, events.size()));
+      return;
+    }
+    submission->envelopes.push_back(*std::move(envelope));
+  }
+  submission->verified.assign(events.size(), 0);
+  submission->unverified = events.size();
+  submission->done = std::move(done);
+
+  {
+    absl::MutexLock lock(&verify_mu_);
+    if (!verify_stop_) {
+      for (size_t i = 0; i < events.size(); ++i) verify_queue_.emplace_back(submission, i);
+      verify_cv_.SignalAll();
+      return;
+    }
+  }
+  submission->done(Refuse(absl::StatusCode::kUnavailable, v1::SHUTTING_DOWN,
+                          "the ledger is shutting down"));
+}
+
+void Ledger::VerifyLoop() {
+  while (true) {
+    std::pair<std::shared_ptr<Submission>, size_t> job;
+    {
+      absl::MutexLock lock(&verify_mu_);
+      while (verify_queue_.empty() && !verify_stop_) verify_cv_.Wait(&verify_mu_);
+      if (verify_queue_.empty()) return;  // stopping, and nothing left
+      job = std::move(verify_queue_.front());
+      verify_queue_.pop_front();
+    }
+    auto& [submission, index] = job;
+    const Envelope& envelope = submission->envelopes[index];
+    std::optional<crypto::PublicKey> key;
+    {
+      absl::ReaderMutexLock lock(&keys_mu_);
+      auto it = keys_.find(envelope.signed_event.key_id());
+      if (it != keys_.end()) key = it->second;
+    }
+    if (key.has_value()) {
+      if (crypto::VerifyEvent(*key, envelope.signed_event.body(), envelope.signed_event.signature())) {
+        submission->verified[index] = 1;
+      } else {
+        absl::MutexLock lock(&submission->mu);
+        if (submission->error.ok()) {
+          submission->error = AtIndex(
+              Refuse(absl::StatusCode::kUnauthenticated, v1::BAD_SIGNATURE,
+                     absl::StrCat("signature does not verify under key ", key->key_id())),
+              index, submission->envelopes.size());
+        }
+      }
+    }
+    if (submission->unverified.fetch_sub(1) != 1) continue;
+    // Last event of its submission: refuse it now, or pass it on.
+    absl::Status error;
+    {
+      absl::MutexLock lock(&submission->mu);
+      error = submission->error;
+    }
+    if (!error.ok()) {
+      submission->done(error);
+    } else {
+      Enqueue(std::move(submission));
+    }
+  }
+}
+
+void Ledger::Enqueue(std::shared_ptr<Submission> submission) {
+  absl::MutexLock lock(&sequencer_mu_);
+  sequencer_queue_.push_back(std::move(submission));
+  sequencer_cv_.Signal();
+}
+
+void Ledger::SequencerLoop() {
+  while (true) {
+    std::vector<std::shared_ptr<Submission>> group;
+    {
+      absl::MutexLock lock(&sequencer_mu_);
+      // Idle: sleep until work arrives or the next gateway deadline falls due.
+      while (sequencer_queue_.empty() && !sequencer_stop_) {
+        if (state_.deadlines().empty()) {
+          sequencer_cv_.Wait(&sequencer_mu_);
+          continue;
+        }
+        // Overdue lapses are retried no faster than kStorageRetryNanos after
+        // a failed commit, so a full disk does not spin this thread.
+        const int64_t due = std::max(state_.deadlines().begin()->first, retry_lapses_after_);
+        const int64_t wait = due - options_.clock();
+        if (wait <= 0) break;
+        sequencer_cv_.WaitWithTimeout(&sequencer_mu_, absl::Nanoseconds(wait));
+      }
+      if (sequencer_queue_.empty() && sequencer_stop_) return;
+      size_t events = 0;
+      while (!sequencer_queue_.empty() && events < options_.max_group_events) {
+        events += sequencer_queue_.front()->envelopes.size();
+        group.push_back(std::move(sequencer_queue_.front()));
+        sequencer_queue_.pop_front();
+      }
+    }
+    CommitGroup(std::move(group));
+  }
+}
+
+void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
+  if (storage_failed_) {
+    // The last commit failed: nothing more is written until the store
+    // resumes and the state is reloaded from what reached the disk.
+    if (absl::Status recovered = RecoverFromStorageFailure(); !recovered.ok()) {
+      absl::Status failure = Refuse(absl::StatusCode::kUnavailable, v1::STORAGE,
+                                    absl::StrCat("the ledger cannot write: ", recovered.message()));
+      for (auto& submission : group) submission->done(failure);
+      return;
+    }
+  }
+  const size_t group_mark = state_.Mark();
+  const merkle::Frontier frontier_before = frontier_;
+  const int64_t now = std::max(options_.clock(), last_time_);
+  uint64_t next = store_->tree_size();
+
+  struct Outcome {
+    absl::Status status;
+    std::vector<std::pair<uint64_t, bool>> positions;  // position, replayed
+  };
+  std::vector<Outcome> outcomes(group.size());
+  store::CommitGroup commit;
+  absl::flat_hash_map<std::string, IdempotencyEntry> group_idempotency;
+
+  auto append_record = [&](const std::string& signed_bytes, const v1::EventBody& body,
+                           const crypto::Digest& body_hash) {
+    v1::Record record;
+    record.set_position(next);
+    record.set_ledger_time_unix_ns(now);
+    record.set_signed_event(signed_bytes);
+    PendingRecord pending;
+    pending.position = next;
+    pending.record = record.SerializeAsString();
+    pending.author = body.author();
+    pending.kind = body.payload_case();
+    pending.idempotency_key = body.idempotency_key();
+    pending.body_hash = body_hash;
+    commit.records.push_back(std::move(pending));
+    return next++;
+  };
+  // System events are the ledger's own: authored and signed by the operator.
+  auto append_system = [&](v1::EventBody& body) {
+    body.set_ledger_id(info_.ledger_id());
+    body.set_author(info_.operator_id());
+    body.set_idempotency_key(absl::StrCat("system/", next));
+    v1::SignedEvent signed_event = SealEvent(body, operator_key_);
+    append_record(signed_event.SerializeAsString(), body, crypto::Sha256(signed_event.body()));
+  };
+
+  // Deadlines that fell due since the last commit are decided first.
+  if (state_.has_genesis()) {
+    for (v1::EventBody& lapse : rules::LapseDue(state_, rules::Context{next, now})) append_system(lapse);
+  }
+
+  for (size_t s = 0; s < group.size(); ++s) {
+    Submission& submission = *group[s];
+    Outcome& outcome = outcomes[s];
+    const size_t submission_mark = state_.Mark();
+    const size_t first_record = commit.records.size();
+    const uint64_t first_position = next;
+    std::vector<std::string> idempotency_added;
+    const Envelope* refused = nullptr;  // set when a rule refused an event
+    for (size_t i = 0; i < submission.envelopes.size() && outcome.status.ok(); ++i) {
+      const Envelope& envelope = submission.envelopes[i];
+      const v1::EventBody& body = envelope.body;
+      const crypto::Digest body_hash = crypto::Sha256(envelope.signed_event.body());
+      // Signatures the verify pool could not check (the key was not known
+      // yet) are checked before anything else, a retry included: only a
+      // correctly signed submission may be answered from the idempotency index.
+      if (!submission.verified[i]) {
+        if (auto status = rules::CheckSignature(state_, envelope); !status.ok()) {
+          outcome.status = AtIndex(status, i, submission.envelopes.size());
+          break;
+        }
+      }
+      std::string idempotency_id = body.author() + '\0' + body.idempotency_key();
+      std::optional<IdempotencyEntry> prior;
+      if (auto it = group_idempotency.find(idempotency_id); it != group_idempotency.end()) {
+        prior = it->second;
+      } else {
+        auto found = store_->FindIdempotency(body.author(), body.idempotency_key());
+        if (!found.ok()) {
+          outcome.status = found.status();
+          break;
+        }
+        prior = *found;
+      }
+      if (prior.has_value()) {
+        if (prior->body_hash == body_hash) {
+          outcome.positions.emplace_back(prior->position, true);
+          continue;
+        }
+        outcome.status = AtIndex(
+            Refuse(absl::StatusCode::kAlreadyExists, v1::IDEMPOTENCY_CONFLICT,
+                   absl::StrCat("idempotency key \"", body.idempotency_key(), "\" of ", body.author(),
+                                " was used at position ", prior->position, " for a different event")),
+            i, submission.envelopes.size());
+        break;
+      }
+      auto effects = rules::Apply(state_, envelope, rules::Context{next, now});
+      if (!effects.ok()) {
+        outcome.status = AtIndex(effects.status(), i, submission.envelopes.size());
+        refused = &envelope;
+        break;
+      }
+      uint64_t position = append_record(envelope.signed_bytes, body, body_hash);
+      outcome.positions.emplace_back(position, false);
+      group_idempotency[idempotency_id] = IdempotencyEntry{position, body_hash};
+      idempotency_added.push_back(std::move(idempotency_id));
+      for (v1::EventBody& system_body : effects->system_events) append_system(system_body);
+    }
+    if (!outcome.status.ok()) {
+      state_.RollbackTo(submission_mark);
+      commit.records.resize(first_record);
+      for (const std::string& id : idempotency_added) group_idempotency.erase(id);
+      next = first_position;
+      outcome.positions.clear();
+      // A validly signed submission that broke a rule stays on the record,
+      // but only as the log alone reproduces it: decided again without the
+      // rest of its batch, with the plain refusal an auditor will see.
+      if (refused != nullptr) {
+        const rules::Context context{next, now};
+        const size_t probe = state_.Mark();
+        absl::Status alone = rules::CheckSignature(state_, *refused);
+        if (alone.ok()) alone = rules::Apply(state_, *refused, context).status();
+        state_.RollbackTo(probe);
+        if (alone.code() == absl::StatusCode::kFailedPrecondition) {
+          if (auto kept = rules::RecordRefusal(state_, *refused, alone, context)) append_system(*kept);
+        }
+      }
+    }
+  }
+
+  std::string note;
+  if (!commit.records.empty()) {
+    // Genesis names the origin; it is known only once it is applied.
+    if (info_.origin().empty()) info_ = state_.info();
+    for (const PendingRecord& record : commit.records) {
+      for (merkle::Node& node : frontier_.Append(merkle::HashLeaf(record.record))) {
+        commit.nodes.push_back(std::move(node));
+      }
+    }
+    commit.new_tree_size = next;
+    note = merkle::SignCheckpoint(merkle::Checkpoint{info_.origin(), next, frontier_.Root()},
+                                  info_.origin(), operator_key_);
+    commit.checkpoint_note = note;
+    commit.state_changes = state_.PendingChanges();
+    if (absl::Status written = store_->Write(commit); !written.ok()) {
+      // Not acknowledged: undo it and tell every caller. Whether it reached
+      // the disk is known only after recovery, which reloads from the disk.
+      state_.RollbackTo(group_mark);
+      frontier_ = frontier_before;
+      // A refusal before RocksDB saw the batch (disk nearly full) wrote
+      // nothing; any other failure leaves the disk's content unknown.
+      if (ReasonOf(written) != v1::STORAGE) storage_failed_ = true;
+      retry_lapses_after_ = options_.clock() + kStorageRetryNanos;
+      absl::Status failure = Refuse(absl::StatusCode::kUnavailable, v1::STORAGE,
+                                    absl::StrCat("the ledger could not commit: ", written.message()));
+      for (size_t s = 0; s < group.size(); ++s) {
+        group[s]->done(outcomes[s].status.ok() ? failure : outcomes[s].status);
+      }
+      return;
+    }
+    state_.CommitChanges();
+    last_time_ = now;
+    groups_committed_++;
+    records_committed_ += commit.records.size();
+    {
+      absl::MutexLock lock(&checkpoint_mu_);
+      latest_checkpoint_ = note;
+    }
+    absl::MutexLock lock(&keys_mu_);
+    for (const auto& [key, value] : commit.state_changes) {
+      if (!absl::StartsWith(key, rules::kKeyPrefix)) continue;
+      const v1::KeyState* stored = state_.FindKey(key.substr(rules::kKeyPrefix.size()));
+      if (stored == nullptr) continue;
+      if (auto public_key = crypto::PublicKey::FromRaw(stored->public_key()); public_key.ok()) {
+        keys_.insert_or_assign(stored->key_id(), *public_key);
+      }
+    }
+  }
+
+  const uint64_t first_new = commit.records.empty() ? 0 : commit.records.front().position;
+  for (size_t s = 0; s < group.size(); ++s) {
+    if (!outcomes[s].status.ok()) {
+      group[s]->done(outcomes[s].status);
+      continue;
+    }
+    std::vector<SubmitResult> results;
+    absl::Status failure;
+    for (const auto& [position, replayed] : outcomes[s].positions) {
+      if (replayed || commit.records.empty()) {
+        auto result = ReceiptFor(position, replayed);
+        if (!result.ok()) {
+          failure = result.status();
+          break;
+        }
+        results.push_back(*std::move(result));
+        continue;
+      }
+      const PendingRecord& record = commit.records[position - first_new];
+      SubmitResult result;
+      result.receipt.set_position(position);
+      result.receipt.set_ledger_time_unix_ns(now);
+      result.receipt.set_leaf_hash(std::string(merkle::AsBytes(merkle::HashLeaf(record.record))));
+      result.receipt.set_tree_size(commit.new_tree_size);
+      result.receipt.set_checkpoint(note);
+      results.push_back(std::move(result));
+    }
+    if (failure.ok()) {
+      group[s]->done(std::move(results));
+    } else {
+      group[s]->done(failure);
+    }
+  }
+
+  if (!commit.records.empty()) {
+    absl::MutexLock lock(&listeners_mu_);
+    for (auto& [id, listener] : listeners_) listener(commit.new_tree_size);
+  }
+}
+
+absl::StatusOr<SubmitResult> Ledger::ReceiptFor(uint64_t position, bool replayed) const {
+  auto entry = Get(position);
+  if (!entry.ok()) return entry.status();
+  auto record = DecodeRecord(entry->record(), position);
+  if (!record.ok()) return record.status();
+  SubmitResult result;
+  result.replayed = replayed;
+  result.receipt.set_position(position);
+  result.receipt.set_ledger_time_unix_ns(record->ledger_time_unix_ns());
+  result.receipt.set_leaf_hash(std::string(merkle::AsBytes(merkle::HashLeaf(entry->record()))));
+  // The original receipt: the checkpoint that first included it.
+  auto checkpoint = store_->FirstCheckpointIncluding(position);
+  if (!checkpoint.ok()) return checkpoint.status();
+  // Handed out only if it is still the note the operator signed.
+  auto opened = merkle::OpenCheckpoint(checkpoint->second, info_.origin(), operator_key_.public_key());
+  if (!opened.ok() || opened->size != checkpoint->first) {
+    return Refuse(absl::StatusCode::kDataLoss, v1::DATA_CORRUPTED,
+                  absl::StrCat("stored checkpoint of size ", checkpoint->first, " was altered",
+                               opened.ok() ? "" : absl::StrCat(": ", opened.status().message())));
+  }
+  result.receipt.set_tree_size(checkpoint->first);
+  result.receipt.set_checkpoint(std::move(checkpoint->second));
+  return result;
+}
+
+absl::StatusOr<v1::RecordEntry> Ledger::Get(uint64_t position) const {
+  auto bytes = store_->GetRecord(position);
+  if (!bytes.ok()) return bytes.status();
+  if (auto record = DecodeRecord(*bytes, position); !record.ok()) return record.status();
+  v1::RecordEntry entry;
+  entry.set_position(position);
+  entry.set_record(*std::move(bytes));
+  return entry;
+}
+
+absl::StatusOr<std::string> Ledger::Checkpoint(uint64_t tree_size) const {
+  if (tree_size == 0) {
+    absl::MutexLock lock(&checkpoint_mu_);
+    return latest_checkpoint_;
+  }
+  return store_->GetCheckpoint(tree_size);
+}
+
+absl::StatusOr<std::vector<merkle::Hash>> Ledger::InclusionProof(uint64_t position,
+                                                                 uint64_t tree_size) const {
+  const uint64_t size = store_->tree_size();
+  if (tree_size == 0) tree_size = size;
+  if (tree_size > size) {
+    return Refuse(absl::StatusCode::kNotFound, v1::NO_SUCH_CHECKPOINT,
+                  absl::StrCat("the log has ", size, " records, not ", tree_size));
+  }
+  if (position >= tree_size) {
+    return Refuse(absl::StatusCode::kNotFound, v1::NO_SUCH_POSITION,
+                  absl::StrCat("position ", position, " is not in a tree of size ", tree_size));
+  }
+  auto proof = merkle::InclusionProof(*store_, position, tree_size);
+  if (!proof.ok()) return proof.status();
+  // Served only if it verifies against the operator's signed root.
+  auto root = SignedRoot(tree_size);
+  if (absl::IsNotFound(root.status())) return proof;  // no checkpoint at this size to check against
+  if (!root.ok()) return root.status();
+  auto record = store_->GetRecord(position);
+  if (!record.ok()) return record.status();
+  auto verified = merkle::VerifyInclusion(merkle::HashLeaf(*record), position, tree_size, *proof, *root);
+  if (auto s = ProofAgainstSignedRoot(verified, tree_size); !s.ok()) return s;
+  return proof;
+}
+
+absl::StatusOr<merkle::Hash> Ledger::SignedRoot(uint64_t tree_size) const {
+  auto note = store_->GetCheckpoint(tree_size);
+  if (!note.ok()) return note.status();
+  auto checkpoint = merkle::OpenCheckpoint(*note, info_.origin(), operator_key_.public_key());
+  if (!checkpoint.ok() || checkpoint->size != tree_size) {
+    return Refuse(absl::StatusCode::kDataLoss, v1::DATA_CORRUPTED,
+                  absl::StrCat("stored checkpoint of size ", tree_size, " was altered",
+                               checkpoint.ok() ? "" : absl::StrCat(": ", checkpoint.status().message())));
+  }
+  return checkpoint->root;
+}
+
+absl::Status Ledger::ProofAgainstSignedRoot(const absl::Status& proof_status, uint64_t tree_size) {
+  if (proof_status.ok()) return absl::OkStatus();
+  return Refuse(absl::StatusCode::kDataLoss, v1::DATA_CORRUPTED,
+                absl::StrCat("a proof from the stored tree does not verify against the signed checkpoint of size ",
+                             tree_size, ": the stored tree was altered (", proof_status.message(), ")"));
+}
+
+absl::StatusOr<std::vector<merkle::Hash>> Ledger::ConsistencyProof(uint64_t from_size,
+                                                                   uint64_t to_size) const {
+  const uint64_t size = store_->tree_size();
+  if (to_size == 0) to_size = size;
+  if (to_size > size) {
+    return Refuse(absl::StatusCode::kNotFound, v1::NO_SUCH_CHECKPOINT,
+                  absl::StrCat("the log has ", size, " records, not ", to_size));
+  }
+  if (from_size > to_size) {
+    return Malformed(absl::StrCat("cannot prove size ", from_size, " consistent with smaller size ", to_size));
+  }
+  auto proof = merkle::ConsistencyProof(*store_, from_size, to_size);
+  if (!proof.ok() || from_size == 0 || from_size == to_size) return proof;
+  auto old_root = SignedRoot(from_size);
+  auto new_root = SignedRoot(to_size);
+  if (absl::IsNotFound(old_root.status()) || absl::IsNotFound(new_root.status())) return proof;
+  if (!old_root.ok()) return old_root.status();
+  if (!new_root.ok()) return new_root.status();
+  auto verified = merkle::VerifyConsistency(from_size, to_size, *proof, *old_root, *new_root);
+  if (auto s = ProofAgainstSignedRoot(verified, to_size); !s.ok()) return s;
+  return proof;
+}
+
+int Ledger::AddListener(std::function<void(uint64_t)> on_commit) {
+  absl::MutexLock lock(&listeners_mu_);
+  int id = next_listener_++;
+  listeners_.emplace(id, std::move(on_commit));
+  return id;
+}
+
+void Ledger::RemoveListener(int id) {
+  absl::MutexLock lock(&listeners_mu_);
+  listeners_.erase(id);
+}
+
+}  // namespace ledger::store

@@ -1,0 +1,167 @@
+// The ledger engine: the write path of DESIGN §5 and the reads it serves.
+//
+//   Submit -> decode and bound-check (caller's thread)
+//          -> verify signatures (verify pool, one job per event)
+//          -> sequencer thread: idempotency, rules, positions, Merkle nodes,
+//             checkpoint; many submissions form one commit group
+//          -> one synced WriteBatch -> answers -> listeners notified
+//
+// Thread contract: every public method is thread-safe. Completion callbacks
+// run on a ledger thread (the caller's for a refusal found while decoding,
+// a verify thread for a bad signature, else the sequencer) and, like
+// listeners (sequencer thread), must not block.
+#ifndef LEDGER_STORE_LEDGER_H_
+#define LEDGER_STORE_LEDGER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "ledger/crypto/ed25519.h"
+#include "ledger/merkle/tree.h"
+#include "ledger/rules/envelope.h"
+#include "ledger/rules/state.h"
+#include "ledger/store/store.h"
+#include "ledger/v1/record.pb.h"
+
+namespace ledger::store {
+
+// What a brand-new ledger is created with (ignored when opening an existing one).
+struct GenesisSpec {
+  std::string ledger_id;
+  std::string operator_id = "operator";
+  std::string origin;  // checkpoint origin; default "decision-ledger/<ledger_id>"
+  std::vector<v1::Registrar> registrars;
+};
+
+struct LedgerOptions {
+  std::string data_dir;  // the RocksDB directory
+  crypto::PrivateKey operator_key;
+  std::optional<GenesisSpec> genesis;
+  int verify_threads = 0;  // 0: one per core
+  // Ledger time source (Unix ns). Times never go backwards whatever it says.
+  std::function<int64_t()> clock;
+  size_t max_group_events = 20000;
+};
+
+struct SubmitResult {
+  v1::Receipt receipt;
+  bool replayed = false;  // identical earlier submission; original receipt
+};
+
+class Ledger {
+ public:
+  // Opens the ledger in options.data_dir, writing Genesis if it is new.
+  // FailedPrecondition if the operator key is not this ledger's.
+  static absl::StatusOr<std::unique_ptr<Ledger>> Open(LedgerOptions options);
+  ~Ledger();  // Shutdown()
+
+  using Done = absl::AnyInvocable<void(absl::StatusOr<std::vector<SubmitResult>>)>;
+  // Appends 1..kMaxBatchEvents events, all or nothing, at consecutive
+  // positions. `done` runs exactly once: after the commit is durable, or with
+  // the refusal (see rules/refusal.h; for a batch the message names the index).
+  void Submit(std::vector<v1::SignedEvent> events, Done done);
+
+  // Stops accepting, finishes everything already accepted, and returns when
+  // the last commit is durable. Idempotent.
+  void Shutdown();
+
+  uint64_t size() const { return store_->tree_size(); }
+  const v1::LedgerInfo& info() const { return info_; }  // fixed after Genesis
+  const crypto::PublicKey& operator_public_key() const { return operator_key_.public_key(); }
+
+  absl::StatusOr<v1::RecordEntry> Get(uint64_t position) const;
+  // The signed checkpoint note of `tree_size` (0: the latest).
+  absl::StatusOr<std::string> Checkpoint(uint64_t tree_size) const;
+  absl::StatusOr<std::vector<merkle::Hash>> InclusionProof(uint64_t position, uint64_t tree_size) const;
+  absl::StatusOr<std::vector<merkle::Hash>> ConsistencyProof(uint64_t from_size, uint64_t to_size) const;
+  const Store& store() const { return *store_; }
+
+  // Commit groups and records written since Open (for the operator's log).
+  uint64_t groups_committed() const { return groups_committed_.load(); }
+  uint64_t records_committed() const { return records_committed_.load(); }
+
+  // `on_commit(new_size)` runs after every commit; must not block.
+  int AddListener(std::function<void(uint64_t)> on_commit);
+  void RemoveListener(int id);
+
+ private:
+  struct Submission;
+
+  explicit Ledger(LedgerOptions options);
+  absl::Status Start();
+  void VerifyLoop();
+  void SequencerLoop();
+  void Enqueue(std::shared_ptr<Submission> submission);
+  // Decides, writes and answers one commit group. Runs on the sequencer
+  // thread (or in Start, before any thread exists).
+  void CommitGroup(std::vector<std::shared_ptr<Submission>> group);
+  absl::StatusOr<SubmitResult> ReceiptFor(uint64_t position, bool replayed) const;
+  // After a failed commit: resumes the store and reloads the in-memory state
+  // from what is on disk (the failed group may or may not have reached it).
+  absl::Status RecoverFromStorageFailure();
+  // Loads state_, frontier_ and the latest checkpoint from the store.
+  absl::Status LoadFromStore();
+  // The root of the signed checkpoint of exactly `tree_size`: NotFound if
+  // none was written, DataLoss if the stored note does not verify.
+  absl::StatusOr<merkle::Hash> SignedRoot(uint64_t tree_size) const;
+  // DataLoss unless `proof_status` is OK: a proof computed from the stored
+  // tree that fails against a signed root means the tree was altered.
+  static absl::Status ProofAgainstSignedRoot(const absl::Status& proof_status, uint64_t tree_size);
+
+  LedgerOptions options_;
+  crypto::PrivateKey operator_key_;
+  std::unique_ptr<Store> store_;
+  v1::LedgerInfo info_;
+
+  // Sequencer-owned.
+  rules::State state_;
+  merkle::Frontier frontier_;
+  int64_t last_time_ = 0;
+  bool storage_failed_ = false;
+  int64_t retry_lapses_after_ = 0;  // ledger-clock ns
+
+  // Public keys for verification off the sequencer thread. Keys are never
+  // removed (revocation is decided by the sequencer against state_).
+  mutable absl::Mutex keys_mu_;
+  absl::flat_hash_map<std::string, crypto::PublicKey> keys_ ABSL_GUARDED_BY(keys_mu_);
+
+  mutable absl::Mutex checkpoint_mu_;
+  std::string latest_checkpoint_ ABSL_GUARDED_BY(checkpoint_mu_);
+
+  absl::Mutex verify_mu_;
+  absl::CondVar verify_cv_;
+  std::deque<std::pair<std::shared_ptr<Submission>, size_t>> verify_queue_ ABSL_GUARDED_BY(verify_mu_);
+  bool verify_stop_ ABSL_GUARDED_BY(verify_mu_) = false;
+
+  absl::Mutex sequencer_mu_;
+  absl::CondVar sequencer_cv_;
+  std::deque<std::shared_ptr<Submission>> sequencer_queue_ ABSL_GUARDED_BY(sequencer_mu_);
+  bool sequencer_stop_ ABSL_GUARDED_BY(sequencer_mu_) = false;
+
+  absl::Mutex listeners_mu_;
+  absl::flat_hash_map<int, std::function<void(uint64_t)>> listeners_ ABSL_GUARDED_BY(listeners_mu_);
+  int next_listener_ ABSL_GUARDED_BY(listeners_mu_) = 0;
+
+  std::atomic<bool> accepting_{false};
+  std::atomic<uint64_t> groups_committed_{0};
+  std::atomic<uint64_t> records_committed_{0};
+  absl::Mutex shutdown_mu_;
+  std::vector<std::thread> verify_threads_;
+  std::thread sequencer_thread_;
+};
+
+}  // namespace ledger::store
+
+#endif  // LEDGER_STORE_LEDGER_H_

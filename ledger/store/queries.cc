@@ -1,0 +1,339 @@
+#include "ledger/store/queries.h"
+
+#include <algorithm>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "ledger/rules/envelope.h"
+#include "ledger/rules/refusal.h"
+#include "ledger/rules/state.h"
+
+namespace ledger::store {
+namespace {
+
+constexpr uint32_t kDefaultLimit = 100;
+constexpr uint32_t kMaxLimit = 1000;
+
+struct Page {
+  size_t offset = 0;
+  size_t limit = kDefaultLimit;
+};
+
+absl::StatusOr<Page> PageOf(const v1::QueryFilter& filter) {
+  Page page;
+  if (filter.limit() > kMaxLimit) {
+    return Refuse(absl::StatusCode::kInvalidArgument, v1::OVERSIZE,
+                  absl::StrCat("limit ", filter.limit(), " is over ", kMaxLimit));
+  }
+  if (filter.limit() != 0) page.limit = filter.limit();
+  if (!filter.page_token().empty() && !absl::SimpleAtoi(filter.page_token(), &page.offset)) {
+    return Malformed(absl::StrCat("page_token \"", filter.page_token(), "\" is not one this server gave"));
+  }
+  return page;
+}
+
+bool InRange(const v1::QueryFilter& filter, uint64_t position) {
+  return position >= filter.from_position() && (filter.to_position() == 0 || position < filter.to_position());
+}
+
+// Slices `all` (already in answer order) into the page; sets the next token.
+template <typename T, typename Response>
+void Paginate(std::vector<T> all, const Page& page, Response* response,
+              google::protobuf::RepeatedPtrField<T>* out) {
+  for (size_t i = page.offset; i < all.size() && i < page.offset + page.limit; ++i) {
+    *out->Add() = std::move(all[i]);
+  }
+  if (page.offset + page.limit < all.size()) response->set_next_page_token(absl::StrCat(page.offset + page.limit));
+}
+
+template <typename Message>
+absl::StatusOr<Message> ReadEntry(const Store& store, absl::string_view prefix, const std::string& id,
+                                  absl::string_view what, v1::Reason missing) {
+  auto value = store.GetState(absl::StrCat(prefix, id));
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) return Refuse(absl::StatusCode::kNotFound, missing, absl::StrCat("no ", what, " ", id));
+  Message message;
+  if (!message.ParseFromString(**value)) {
+    return absl::DataLossError(absl::StrCat("projected state of ", what, " ", id, " does not decode"));
+  }
+  return message;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ProposalState> Queries::Proposal(const std::string& id) const {
+  return ReadEntry<v1::ProposalState>(*store_, rules::kProposalPrefix, id, "proposal", v1::UNKNOWN_PROPOSAL);
+}
+
+absl::StatusOr<v1::CollectiveState> Queries::Collective(const std::string& id) const {
+  return ReadEntry<v1::CollectiveState>(*store_, rules::kCollectivePrefix, id, "collective", v1::UNKNOWN_COLLECTIVE);
+}
+
+absl::StatusOr<v1::OrganisationView> Queries::Organisation(const std::string& id) const {
+  auto org = ReadEntry<v1::OrganisationState>(*store_, rules::kOrganisationPrefix, id, "organisation", v1::UNKNOWN_ORGANISATION);
+  if (!org.ok()) return org.status();
+  v1::OrganisationView view;
+  std::vector<std::string> key_ids;
+  const std::string index_prefix = rules::OrganisationKeyIndex(id, "");
+  absl::Status listed = store_->ScanState(index_prefix, [&](std::string_view key, std::string_view) {
+    key_ids.emplace_back(key.substr(index_prefix.size()));
+    return true;
+  });
+  if (!listed.ok()) return listed;
+  for (const std::string& key_id : key_ids) {
+    auto key = ReadEntry<v1::KeyState>(*store_, rules::kKeyPrefix, key_id, "key", v1::UNKNOWN_KEY);
+    if (!key.ok()) return key.status();
+    *view.add_keys() = *std::move(key);
+  }
+  *view.mutable_organisation() = *std::move(org);
+  absl::Status decoded = absl::OkStatus();
+  absl::Status scanned = store_->ScanState(std::string(rules::kCollectivePrefix),
+                                           [&](std::string_view key, std::string_view value) {
+    v1::CollectiveState collective;
+    if (!collective.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      decoded = absl::DataLossError(absl::StrCat("projected state ", std::string(key), " does not decode"));
+      return false;
+    }
+    const auto& members = collective.members();
+    const auto& former = collective.former_members();
+    if (std::find(members.begin(), members.end(), id) != members.end()) {
+      view.add_collectives(collective.collective_id());
+    } else if (std::find(former.begin(), former.end(), id) != former.end()) {
+      view.add_former_collectives(collective.collective_id());
+    }
+    return true;
+  });
+  if (!scanned.ok()) return scanned;
+  if (!decoded.ok()) return decoded;
+  return view;
+}
+
+absl::StatusOr<std::vector<v1::ProposalState>> Queries::SelectProposals(const v1::QueryFilter& filter) const {
+  std::vector<v1::ProposalState> out;
+  if (!filter.proposal_id().empty()) {
+    auto proposal = Proposal(filter.proposal_id());
+    if (!proposal.ok()) return proposal.status();
+    if (filter.collective_id().empty() || proposal->collective_id() == filter.collective_id()) {
+      out.push_back(*std::move(proposal));
+    }
+    return out;
+  }
+  if (!filter.collective_id().empty()) {
+    auto collective = Collective(filter.collective_id());
+    if (!collective.ok()) return collective.status();
+    for (const std::string& id : collective->proposal_ids()) {
+      auto proposal = Proposal(id);
+      if (!proposal.ok()) return proposal.status();
+      out.push_back(*std::move(proposal));
+    }
+    return out;
+  }
+  absl::Status decoded = absl::OkStatus();
+  absl::Status scanned = store_->ScanState(std::string(rules::kProposalPrefix),
+                                           [&](std::string_view key, std::string_view value) {
+    v1::ProposalState proposal;
+    if (!proposal.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      decoded = absl::DataLossError(absl::StrCat("projected state ", std::string(key), " does not decode"));
+      return false;
+    }
+    out.push_back(std::move(proposal));
+    return true;
+  });
+  if (!scanned.ok()) return scanned;
+  if (!decoded.ok()) return decoded;
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.submitted_at() < b.submitted_at(); });
+  return out;
+}
+
+absl::StatusOr<v1::ListProposalsResponse> Queries::Proposals(const v1::ListProposalsRequest& request) const {
+  auto page = PageOf(request.filter());
+  if (!page.ok()) return page.status();
+  auto proposals = SelectProposals(request.filter());
+  if (!proposals.ok()) return proposals.status();
+  std::vector<v1::ProposalSummary> all;
+  for (const v1::ProposalState& p : *proposals) {
+    const auto& statuses = request.statuses();
+    if (!statuses.empty() && std::find(statuses.begin(), statuses.end(), p.status()) == statuses.end()) continue;
+    if (!InRange(request.filter(), p.submitted_at())) continue;
+    if (!request.filter().org_id().empty() && p.proposer() != request.filter().org_id()) continue;
+    v1::ProposalSummary s;
+    s.set_proposal_id(p.proposal_id());
+    s.set_collective_id(p.collective_id());
+    s.set_title(p.submission().title());
+    s.set_category(p.submission().category());
+    s.set_proposer(p.proposer());
+    s.set_status(p.status());
+    if (p.current_gateway() >= 0 && p.current_gateway() < p.gateway_states_size()) {
+      s.set_current_gateway(p.gateway_states(p.current_gateway()).gateway_id());
+      s.set_current_gateway_status(p.gateway_states(p.current_gateway()).status());
+    }
+    s.set_submitted_at(p.submitted_at());
+    s.set_ended_at(p.ended_at());
+    all.push_back(std::move(s));
+  }
+  v1::ListProposalsResponse response;
+  Paginate(std::move(all), *page, &response, response.mutable_proposals());
+  return response;
+}
+
+absl::StatusOr<v1::ListVetoesResponse> Queries::Vetoes(const v1::QueryFilter& filter) const {
+  auto page = PageOf(filter);
+  if (!page.ok()) return page.status();
+  auto proposals = SelectProposals(filter);
+  if (!proposals.ok()) return proposals.status();
+  std::vector<v1::VetoView> all;
+  for (const v1::ProposalState& p : *proposals) {
+    for (const v1::VetoState& veto : p.vetoes()) {
+      if (!filter.org_id().empty() && veto.org_id() != filter.org_id()) continue;
+      if (!InRange(filter, veto.at())) continue;
+      v1::VetoView view;
+      view.set_proposal_id(p.proposal_id());
+      view.set_collective_id(p.collective_id());
+      *view.mutable_veto() = veto;
+      all.push_back(std::move(view));
+    }
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.veto().at() < b.veto().at(); });
+  v1::ListVetoesResponse response;
+  Paginate(std::move(all), *page, &response, response.mutable_vetoes());
+  return response;
+}
+
+absl::StatusOr<v1::ListOverrulesResponse> Queries::Overrules(const v1::QueryFilter& filter) const {
+  auto page = PageOf(filter);
+  if (!page.ok()) return page.status();
+  auto proposals = SelectProposals(filter);
+  if (!proposals.ok()) return proposals.status();
+  std::vector<v1::OverruleView> all;
+  for (const v1::ProposalState& p : *proposals) {
+    for (const v1::GatewayState& gs : p.gateway_states()) {
+      if (gs.caller().empty() || !InRange(filter, gs.called_at())) continue;
+      for (const std::string& org : gs.overruled()) {
+        if (!filter.org_id().empty() && org != filter.org_id() && gs.caller() != filter.org_id()) continue;
+        v1::OverruleView view;
+        view.set_proposal_id(p.proposal_id());
+        view.set_collective_id(p.collective_id());
+        view.set_gateway_id(gs.gateway_id());
+        view.set_org_id(org);
+        view.set_caller(gs.caller());
+        view.set_rationale(gs.call_rationale());
+        view.set_outcome(gs.status() == v1::GATEWAY_PASSED ? v1::PASS : v1::FAIL);
+        view.set_call_position(gs.called_at());
+        view.set_decided_position(gs.decided_at());
+        all.push_back(std::move(view));
+      }
+    }
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+    return std::make_pair(a.call_position(), a.org_id()) < std::make_pair(b.call_position(), b.org_id());
+  });
+  v1::ListOverrulesResponse response;
+  Paginate(std::move(all), *page, &response, response.mutable_overrules());
+  return response;
+}
+
+absl::StatusOr<v1::ListRefusalsResponse> Queries::Refusals(const v1::QueryFilter& filter) const {
+  auto page = PageOf(filter);
+  if (!page.ok()) return page.status();
+  std::vector<uint64_t> positions;
+  absl::Status scanned = store_->ScanKind(v1::EventBody::kSubmissionRefused, filter.from_position(),
+                                          [&](uint64_t position) {
+    if (filter.to_position() != 0 && position >= filter.to_position()) return false;
+    positions.push_back(position);
+    return true;
+  });
+  if (!scanned.ok()) return scanned;
+  std::vector<v1::RefusalView> all;
+  for (uint64_t position : positions) {
+    auto bytes = store_->GetRecord(position);
+    if (!bytes.ok()) return bytes.status();
+    auto record = DecodeRecord(*bytes, position);
+    if (!record.ok()) return record.status();
+    auto outer = DecodeStoredEvent(*record);
+    if (!outer.ok()) return outer.status();
+    const v1::SubmissionRefused& refused = outer->body.submission_refused();
+    v1::Record inner_record;
+    inner_record.set_position(position);
+    inner_record.set_signed_event(refused.signed_event());
+    auto attempt = DecodeStoredEvent(inner_record);
+    if (!attempt.ok()) return attempt.status();
+    const v1::EventBody& body = attempt->body;
+    v1::RefusalView view;
+    view.set_position(position);
+    view.set_ledger_time_unix_ns(record->ledger_time_unix_ns());
+    view.set_org_id(body.author());
+    view.set_key_id(attempt->signed_event.key_id());
+    view.set_attempted_kind(EventKind(body));
+    if (body.has_vote_cast()) {
+      view.set_proposal_id(body.vote_cast().proposal_id());
+      view.set_gateway_id(body.vote_cast().gateway_id());
+    } else if (body.has_decision_called()) {
+      view.set_proposal_id(body.decision_called().proposal_id());
+      view.set_gateway_id(body.decision_called().gateway_id());
+    } else if (body.has_proposal_submitted()) {
+      view.set_proposal_id(body.proposal_submitted().proposal_id());
+    } else if (body.has_interest_declared()) {
+      view.set_proposal_id(body.interest_declared().proposal_id());
+    } else if (body.has_impact_declared()) {
+      view.set_proposal_id(body.impact_declared().proposal_id());
+    } else if (body.has_proposal_withdrawn()) {
+      view.set_proposal_id(body.proposal_withdrawn().proposal_id());
+    }
+    view.set_reason(refused.reason());
+    view.set_message(refused.message());
+    view.set_attempted_reversal(refused.reason() == v1::GATEWAY_LOCKED);
+    if (!filter.org_id().empty() && view.org_id() != filter.org_id()) continue;
+    if (!filter.proposal_id().empty() && view.proposal_id() != filter.proposal_id()) continue;
+    if (!filter.collective_id().empty()) {
+      std::string collective = body.has_proposal_submitted() ? body.proposal_submitted().collective_id() : "";
+      if (collective.empty() && !view.proposal_id().empty()) {
+        auto proposal = Proposal(view.proposal_id());
+        if (proposal.ok()) collective = proposal->collective_id();
+      }
+      if (collective != filter.collective_id()) continue;
+    }
+    all.push_back(std::move(view));
+  }
+  v1::ListRefusalsResponse response;
+  Paginate(std::move(all), *page, &response, response.mutable_refusals());
+  return response;
+}
+
+absl::StatusOr<v1::HistoryResponse> Queries::History(const v1::QueryFilter& filter) const {
+  auto page = PageOf(filter);
+  if (!page.ok()) return page.status();
+  std::vector<uint64_t> positions;
+  if (!filter.proposal_id().empty()) {
+    auto proposal = Proposal(filter.proposal_id());
+    if (!proposal.ok()) return proposal.status();
+    positions.assign(proposal->history().begin(), proposal->history().end());
+  } else if (!filter.org_id().empty()) {
+    auto org = Organisation(filter.org_id());  // NotFound for an unknown organisation
+    if (!org.ok()) return org.status();
+    absl::Status scanned = store_->ScanAuthor(filter.org_id(), filter.from_position(), [&](uint64_t p) {
+      positions.push_back(p);
+      return positions.size() < page->offset + page->limit + 1;
+    });
+    if (!scanned.ok()) return scanned;
+  } else {
+    return Refuse(absl::StatusCode::kInvalidArgument, v1::MISSING_FIELD, "history needs a proposal_id or an org_id");
+  }
+  std::sort(positions.begin(), positions.end());
+  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+  std::vector<v1::RecordEntry> all;
+  for (uint64_t position : positions) {
+    if (!InRange(filter, position)) continue;
+    if (all.size() >= page->offset + page->limit + 1) break;
+    auto bytes = store_->GetRecord(position);
+    if (!bytes.ok()) return bytes.status();
+    v1::RecordEntry entry;
+    entry.set_position(position);
+    entry.set_record(*std::move(bytes));
+    all.push_back(std::move(entry));
+  }
+  v1::HistoryResponse response;
+  Paginate(std::move(all), *page, &response, response.mutable_entries());
+  return response;
+}
+
+}  // namespace ledger::store

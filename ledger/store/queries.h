@@ -1,0 +1,41 @@
+// Governance queries over the projected state in RocksDB (DESIGN §1: what
+// auditors and regulators ask). Reads only committed state, so answers are
+// consistent with some committed tree size; safe from any thread.
+//
+// Pagination: page tokens are opaque decimal offsets into the answer's
+// deterministic order (by record position).
+#ifndef LEDGER_STORE_QUERIES_H_
+#define LEDGER_STORE_QUERIES_H_
+
+#include "absl/status/statusor.h"
+#include "ledger/store/store.h"
+#include "ledger/v1/governance_service.pb.h"
+
+namespace ledger::store {
+
+class Queries {
+ public:
+  explicit Queries(const Store* store) : store_(store) {}
+
+  // NotFound if there is no such proposal / collective / organisation;
+  // DataLoss if its stored state does not decode.
+  absl::StatusOr<v1::ProposalState> Proposal(const std::string& proposal_id) const;
+  absl::StatusOr<v1::CollectiveState> Collective(const std::string& collective_id) const;
+  absl::StatusOr<v1::OrganisationView> Organisation(const std::string& org_id) const;
+
+  absl::StatusOr<v1::ListProposalsResponse> Proposals(const v1::ListProposalsRequest& request) const;
+  absl::StatusOr<v1::ListVetoesResponse> Vetoes(const v1::QueryFilter& filter) const;
+  absl::StatusOr<v1::ListOverrulesResponse> Overrules(const v1::QueryFilter& filter) const;
+  absl::StatusOr<v1::ListRefusalsResponse> Refusals(const v1::QueryFilter& filter) const;
+  absl::StatusOr<v1::HistoryResponse> History(const v1::QueryFilter& filter) const;
+
+ private:
+  // Proposals the filter's collective / proposal narrow to, in submission order.
+  absl::StatusOr<std::vector<v1::ProposalState>> SelectProposals(const v1::QueryFilter& filter) const;
+
+  const Store* store_;
+};
+
+}  // namespace ledger::store
+
+#endif  // LEDGER_STORE_QUERIES_H_

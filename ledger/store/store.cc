@@ -1,0 +1,388 @@
+#include "ledger/store/store.h"
+
+#include "absl/strings/str_cat.h"
+#include <sys/statvfs.h>
+
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+#include "ledger/rules/refusal.h"
+
+namespace ledger::store {
+namespace {
+
+constexpr char kTreeSizeKey[] = "tree_size";
+// Room kept free for RocksDB's own flushes and compactions.
+constexpr uint64_t kDiskReserveBytes = 1 << 20;
+
+void AppendBE(std::string* out, uint64_t value, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) out->push_back(static_cast<char>(value >> (8 * i)));
+}
+std::string BE64(uint64_t value) {
+  std::string out;
+  AppendBE(&out, value, 8);
+  return out;
+}
+uint64_t ReadBE64(std::string_view bytes) {
+  uint64_t value = 0;
+  for (int i = 0; i < 8; ++i) value = value << 8 | static_cast<uint8_t>(bytes[i]);
+  return value;
+}
+std::string NodeKey(int level, uint64_t index) {
+  std::string key(1, static_cast<char>(level));
+  AppendBE(&key, index, 8);
+  return key;
+}
+std::string IdempotencyKey(std::string_view author, std::string_view key) {
+  std::string out(author);
+  out.push_back('\0');
+  out.append(key);
+  return out;
+}
+std::string AuthorPrefix(std::string_view author) {
+  std::string out(author);
+  out.push_back('\0');
+  return out;
+}
+std::string KindPrefix(int kind) {
+  std::string key;
+  AppendBE(&key, static_cast<uint64_t>(kind), 4);
+  return key;
+}
+
+// Projected-state values carry a check of their key and bytes, so an entry
+// altered behind the server's back is DATA_LOSS, never a wrong answer (the
+// records and tree nodes are checked against the Merkle tree instead).
+constexpr size_t kStateCheckBytes = 8;
+std::string StateCheck(std::string_view key, std::string_view value) {
+  crypto::Digest digest = crypto::Sha256({"decision-ledger state\n", key, std::string_view("\0", 1), value});
+  return std::string(crypto::AsBytes(digest).substr(0, kStateCheckBytes));
+}
+std::string SealState(std::string_view key, std::string_view value) {
+  std::string sealed(value);
+  sealed += StateCheck(key, value);
+  return sealed;
+}
+absl::StatusOr<std::string_view> OpenState(std::string_view key, std::string_view sealed) {
+  if (sealed.size() < kStateCheckBytes ||
+      StateCheck(key, sealed.substr(0, sealed.size() - kStateCheckBytes)) != sealed.substr(sealed.size() - kStateCheckBytes)) {
+    return absl::DataLossError(absl::StrCat("projected state entry \"", std::string(key), "\" was altered on disk"));
+  }
+  return sealed.substr(0, sealed.size() - kStateCheckBytes);
+}
+
+absl::Status AlteredRecord(uint64_t position) {
+  return Refuse(absl::StatusCode::kDataLoss, v1::DATA_CORRUPTED,
+                absl::StrCat("record at position ", position,
+                             " does not match its Merkle leaf: the stored data was altered"));
+}
+
+// rocksdb::Status stops here: everything above sees absl::Status.
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string message = absl::StrCat(what, ": ", s.ToString());
+  if (s.IsCorruption()) return absl::DataLossError(message);
+  if (s.IsNotFound()) return absl::NotFoundError(message);
+  if (s.IsNoSpace() || s.IsIOError()) return absl::UnavailableError(message);
+  return absl::InternalError(message);
+}
+
+const std::vector<std::string>& FamilyNames() {
+  static const auto* names = new std::vector<std::string>{
+      rocksdb::kDefaultColumnFamilyName, "records", "tree", "checkpoints",
+      "idempotency", "by_author", "by_kind", "state"};
+  return *names;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.create_missing_column_families = true;
+  options.paranoid_checks = true;
+  options.IncreaseParallelism(2);
+  options.max_open_files = 512;
+
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  rocksdb::ColumnFamilyOptions with_bloom(options);
+  with_bloom.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  for (const std::string& name : FamilyNames()) {
+    families.emplace_back(name, name == "idempotency" ? with_bloom : rocksdb::ColumnFamilyOptions(options));
+  }
+  auto store = std::unique_ptr<Store>(new Store());
+  store->dir_ = dir;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, dir, families, &store->handles_, &db);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("opening the ledger database in ", dir));
+  store->db_.reset(db);
+  auto& h = store->handles_;
+  store->meta_ = h[0];
+  store->records_ = h[1];
+  store->tree_ = h[2];
+  store->checkpoints_ = h[3];
+  store->idempotency_ = h[4];
+  store->by_author_ = h[5];
+  store->by_kind_ = h[6];
+  store->state_ = h[7];
+
+  std::string size_bytes;
+  s = db->Get(rocksdb::ReadOptions(), store->meta_, kTreeSizeKey, &size_bytes);
+  if (s.ok()) {
+    if (size_bytes.size() != 8) return absl::DataLossError("stored tree size is corrupt");
+    store->tree_size_ = ReadBE64(size_bytes);
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "reading the tree size");
+  }
+  // The records must end exactly where the tree size says: a record past it
+  // or a missing last record means the database was altered.
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), store->records_));
+  it->SeekToLast();
+  if (!it->status().ok()) return FromRocks(it->status(), "reading the last record");
+  uint64_t size = store->tree_size_;
+  if (it->Valid() != (size > 0) || (it->Valid() && (it->key().size() != 8 ||
+                                                    ReadBE64(it->key().ToStringView()) != size - 1))) {
+    return absl::DataLossError(absl::StrCat(
+        "records do not end at the stored tree size ", size, " (last record key ",
+        it->Valid() ? absl::StrCat(ReadBE64(it->key().ToStringView())) : "none", ")"));
+  }
+  return store;
+}
+
+Store::~Store() {
+  if (!db_) return;
+  for (auto* handle : handles_) db_->DestroyColumnFamilyHandle(handle);
+  db_->Close();
+}
+
+absl::Status Store::Write(const CommitGroup& group) {
+  rocksdb::WriteBatch batch;
+  for (const PendingRecord& r : group.records) {
+    std::string position = BE64(r.position);
+    batch.Put(records_, position, r.record);
+    std::string idem_value = position;
+    idem_value.append(crypto::AsBytes(r.body_hash));
+    batch.Put(idempotency_, IdempotencyKey(r.author, r.idempotency_key), idem_value);
+    batch.Put(by_author_, AuthorPrefix(r.author) + position, "");
+    batch.Put(by_kind_, KindPrefix(r.kind) + position, "");
+  }
+  for (const merkle::Node& node : group.nodes) {
+    batch.Put(tree_, NodeKey(node.level, node.index), merkle::AsBytes(node.hash));
+  }
+  for (const auto& [key, value] : group.state_changes) {
+    if (value.has_value()) {
+      batch.Put(state_, key, SealState(key, *value));
+    } else {
+      batch.Delete(state_, key);
+    }
+  }
+  batch.Put(checkpoints_, BE64(group.new_tree_size), group.checkpoint_note);
+  batch.Put(meta_, kTreeSizeKey, BE64(group.new_tree_size));
+
+  // A commit that might not fit is refused before RocksDB sees it: this
+  // RocksDB (7.8) cannot recover its write-ahead log after a failed write
+  // (it asserts), so a full disk must never get that far.
+  struct statvfs disk;
+  if (::statvfs(dir_.c_str(), &disk) == 0) {
+    const uint64_t free_bytes = static_cast<uint64_t>(disk.f_bavail) * disk.f_frsize;
+    const uint64_t needed = 2 * batch.GetDataSize() + kDiskReserveBytes;
+    if (free_bytes < needed) {
+      return Refuse(absl::StatusCode::kUnavailable, v1::STORAGE,
+                    absl::StrCat("the disk holding ", dir_, " is full: ", free_bytes, " bytes free, ", needed,
+                                 " needed to commit; nothing was written"));
+    }
+  }
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  if (auto s = FromRocks(db_->Write(options, &batch), "committing to the ledger database"); !s.ok()) {
+    return s;
+  }
+  tree_size_.store(group.new_tree_size, std::memory_order_release);
+  return absl::OkStatus();
+}
+
+absl::Status Store::Recover() {
+  if (auto s = FromRocks(db_->Resume(), "resuming the ledger database"); !s.ok()) return s;
+  std::string size_bytes;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta_, kTreeSizeKey, &size_bytes);
+  if (!s.ok() || size_bytes.size() != 8) {
+    return absl::DataLossError(absl::StrCat("re-reading the tree size after a failed write: ", s.ToString()));
+  }
+  tree_size_.store(ReadBE64(size_bytes), std::memory_order_release);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Store::GetRecord(uint64_t position) const {
+  if (position >= tree_size()) {
+    return Refuse(absl::StatusCode::kNotFound, v1::NO_SUCH_POSITION,
+                  absl::StrCat("no record at position ", position, "; the log has ", tree_size()));
+  }
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), records_, BE64(position), &value);
+  if (s.IsNotFound()) {
+    return absl::DataLossError(absl::StrCat("record at position ", position, " is missing"));
+  }
+  if (auto status = FromRocks(s, absl::StrCat("reading record ", position)); !status.ok()) {
+    return status;
+  }
+  auto leaf = ReadNode(0, position);
+  if (!leaf.ok()) {
+    return absl::DataLossError(absl::StrCat("Merkle leaf of record ", position, ": ", leaf.status().message()));
+  }
+  if (*leaf != merkle::HashLeaf(value)) return AlteredRecord(position);
+  return value;
+}
+
+absl::StatusOr<merkle::Hash> Store::ReadNode(int level, uint64_t index) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), tree_, NodeKey(level, index), &value);
+  if (s.IsNotFound()) {
+    return absl::NotFoundError(absl::StrCat("no tree node at level ", level, " index ", index));
+  }
+  if (auto status = FromRocks(s, "reading a tree node"); !status.ok()) return status;
+  auto hash = merkle::HashFromBytes(value);
+  if (!hash.ok()) {
+    return absl::DataLossError(absl::StrCat("tree node at level ", level, " index ", index,
+                                            " is corrupt"));
+  }
+  return *hash;
+}
+
+absl::StatusOr<std::string> Store::GetCheckpoint(uint64_t tree_size) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), checkpoints_, BE64(tree_size), &value);
+  if (s.IsNotFound()) {
+    return Refuse(absl::StatusCode::kNotFound, v1::NO_SUCH_CHECKPOINT,
+                  absl::StrCat("no checkpoint of size ", tree_size));
+  }
+  if (auto status = FromRocks(s, "reading a checkpoint"); !status.ok()) return status;
+  return value;
+}
+
+absl::Status Store::ScanCheckpoints(uint64_t from_size, const CheckpointVisitor& visit) const {
+  const uint64_t size = tree_size();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), checkpoints_));
+  for (it->Seek(BE64(from_size)); it->Valid(); it->Next()) {
+    if (it->key().size() != 8) return absl::DataLossError("a checkpoint key is corrupt");
+    const uint64_t checkpoint_size = ReadBE64(it->key().ToStringView());
+    if (checkpoint_size > size) break;  // written by a commit not yet published
+    if (!visit(checkpoint_size, it->value().ToStringView())) break;
+  }
+  return FromRocks(it->status(), "scanning checkpoints");
+}
+
+absl::StatusOr<std::pair<uint64_t, std::string>> Store::FirstCheckpointIncluding(uint64_t position) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), checkpoints_));
+  it->Seek(BE64(position + 1));
+  if (auto s = FromRocks(it->status(), "reading checkpoints"); !s.ok()) return s;
+  if (!it->Valid() || it->key().size() != 8) {
+    return absl::DataLossError(absl::StrCat("no checkpoint includes committed position ", position));
+  }
+  return std::make_pair(ReadBE64(it->key().ToStringView()), it->value().ToString());
+}
+
+absl::StatusOr<std::optional<IdempotencyEntry>> Store::FindIdempotency(
+    std::string_view author, std::string_view idempotency_key) const {
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), idempotency_, IdempotencyKey(author, idempotency_key), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (auto status = FromRocks(s, "reading the idempotency index"); !status.ok()) return status;
+  if (value.size() != 8 + 32) return absl::DataLossError("idempotency index entry is corrupt");
+  IdempotencyEntry entry;
+  entry.position = ReadBE64(value);
+  std::copy(value.begin() + 8, value.end(), entry.body_hash.begin());
+  return entry;
+}
+
+absl::Status Store::ScanRecords(uint64_t from, uint64_t to, const RecordVisitor& visit) const {
+  to = std::min(to, tree_size());
+  if (from >= to) return absl::OkStatus();
+  rocksdb::ReadOptions options;
+  std::string upper = BE64(to);
+  rocksdb::Slice upper_slice(upper);
+  options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, records_));
+  // Every record is checked against its Merkle leaf as it is read.
+  std::unique_ptr<rocksdb::Iterator> leaves(db_->NewIterator(rocksdb::ReadOptions(), tree_));
+  leaves->Seek(NodeKey(0, from));
+  uint64_t expected = from;
+  for (it->Seek(BE64(from)); it->Valid(); it->Next(), leaves->Next(), ++expected) {
+    if (it->key().size() != 8 || ReadBE64(it->key().ToStringView()) != expected) {
+      return absl::DataLossError(absl::StrCat("record at position ", expected, " is missing"));
+    }
+    if (!leaves->Valid() || leaves->key().ToStringView() != NodeKey(0, expected) ||
+        leaves->value().ToStringView() != merkle::AsBytes(merkle::HashLeaf(it->value().ToStringView()))) {
+      return AlteredRecord(expected);
+    }
+    if (!visit(expected, it->value().ToStringView())) return absl::OkStatus();
+  }
+  if (auto s = FromRocks(leaves->status(), "scanning Merkle leaves"); !s.ok()) return s;
+  if (auto s = FromRocks(it->status(), "scanning records"); !s.ok()) return s;
+  if (expected != to) {
+    return absl::DataLossError(absl::StrCat("record at position ", expected, " is missing"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Store::ScanPositions(rocksdb::ColumnFamilyHandle* cf, std::string prefix,
+                                  uint64_t from, const PositionVisitor& visit) const {
+  const uint64_t size = tree_size();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf));
+  for (it->Seek(prefix + BE64(from)); it->Valid(); it->Next()) {
+    std::string_view key = it->key().ToStringView();
+    if (key.size() != prefix.size() + 8 || key.substr(0, prefix.size()) != prefix) break;
+    uint64_t position = ReadBE64(key.substr(prefix.size()));
+    if (position >= size) break;  // written by a commit not yet published
+    if (!visit(position)) break;
+  }
+  return FromRocks(it->status(), "scanning an index");
+}
+
+absl::Status Store::ScanAuthor(std::string_view author, uint64_t from,
+                               const PositionVisitor& visit) const {
+  return ScanPositions(by_author_, AuthorPrefix(author), from, visit);
+}
+
+absl::Status Store::ScanKind(int kind, uint64_t from, const PositionVisitor& visit) const {
+  return ScanPositions(by_kind_, KindPrefix(kind), from, visit);
+}
+
+absl::StatusOr<std::optional<std::string>> Store::GetState(const std::string& key) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), state_, key, &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (auto status = FromRocks(s, "reading projected state"); !status.ok()) return status;
+  auto opened = OpenState(key, value);
+  if (!opened.ok()) return opened.status();
+  return std::string(*opened);
+}
+
+absl::Status Store::ScanState(const std::string& prefix, const StateVisitor& visit) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), state_));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    auto opened = OpenState(it->key().ToStringView(), it->value().ToStringView());
+    if (!opened.ok()) return opened.status();
+    if (!visit(it->key().ToStringView(), *opened)) break;
+  }
+  return FromRocks(it->status(), "scanning projected state");
+}
+
+absl::Status Store::LoadState(rules::State* state) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), state_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto opened = OpenState(it->key().ToStringView(), it->value().ToStringView());
+    if (!opened.ok()) return opened.status();
+    if (auto s = state->LoadEntry(absl::string_view(it->key().data(), it->key().size()),
+                                  absl::string_view(opened->data(), opened->size()));
+        !s.ok()) {
+      return s;
+    }
+  }
+  return FromRocks(it->status(), "loading projected state");
+}
+
+}  // namespace ledger::store

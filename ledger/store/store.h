@@ -1,0 +1,135 @@
+// RocksDB layout of a ledger, and the one way to change it: Write(), a single
+// synced WriteBatch per commit group.
+//
+// Column families (keys big-endian so that they sort by position):
+//   records      BE64(position) -> Record bytes (the Merkle leaf)
+//   tree         u8 level, BE64 index -> 32-byte hash of a complete subtree
+//   checkpoints  BE64(tree size) -> C2SP signed note
+//   idempotency  author \0 idempotency key -> BE64(position) || SHA-256(body)
+//   by_author    author \0 BE64(position) -> ""
+//   by_kind      BE32(payload field number) BE64(position) -> ""
+//   state        projected state (see rules/state.h)
+//   default      metadata: "tree_size" -> BE64
+//
+// Thread contract: reads may run on any thread concurrently with Write();
+// Write() is called by one thread at a time (the sequencer). Positions count
+// from 0.
+#ifndef LEDGER_STORE_STORE_H_
+#define LEDGER_STORE_STORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ledger/crypto/sha256.h"
+#include "ledger/merkle/tree.h"
+#include "ledger/rules/state.h"
+#include "rocksdb/db.h"
+
+namespace ledger::store {
+
+// One record of a commit group, with what its indexes need.
+struct PendingRecord {
+  uint64_t position = 0;
+  std::string record;  // serialized Record
+  std::string author;
+  int kind = 0;        // EventBody payload field number
+  std::string idempotency_key;
+  crypto::Digest body_hash{};
+};
+
+// Everything one commit changes; written atomically.
+struct CommitGroup {
+  std::vector<PendingRecord> records;
+  std::vector<merkle::Node> nodes;
+  std::vector<rules::State::Change> state_changes;
+  uint64_t new_tree_size = 0;
+  std::string checkpoint_note;  // signed note for new_tree_size
+};
+
+struct IdempotencyEntry {
+  uint64_t position = 0;
+  crypto::Digest body_hash{};
+};
+
+class Store : public merkle::NodeReader {
+ public:
+  // Opens (creating if missing) the database in `dir`.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir);
+  ~Store() override;
+
+  // Number of committed records (as of the last Write or Open).
+  uint64_t tree_size() const { return tree_size_.load(std::memory_order_acquire); }
+
+  // Writes the group with sync=true; on error nothing of it is visible and
+  // tree_size() is unchanged — but whether it reached the disk is unknown
+  // until Recover() succeeds.
+  absl::Status Write(const CommitGroup& group);
+
+  // After a failed Write (disk full, I/O error): asks RocksDB to resume and
+  // re-reads the tree size from disk. Unavailable while the cause persists.
+  absl::Status Recover();
+
+  // NotFound if position >= tree_size(); DataLoss if the stored bytes are
+  // missing.
+  absl::StatusOr<std::string> GetRecord(uint64_t position) const;
+  absl::StatusOr<merkle::Hash> ReadNode(int level, uint64_t index) const override;
+  // NotFound unless a checkpoint of exactly this size was written.
+  absl::StatusOr<std::string> GetCheckpoint(uint64_t tree_size) const;
+  // Calls visit(tree size, note) for checkpoints of size >= from_size, in
+  // order, until it returns false.
+  using CheckpointVisitor = std::function<bool(uint64_t, std::string_view)>;
+  absl::Status ScanCheckpoints(uint64_t from_size, const CheckpointVisitor& visit) const;
+  // The first checkpoint that includes `position`: (tree size, note).
+  absl::StatusOr<std::pair<uint64_t, std::string>> FirstCheckpointIncluding(uint64_t position) const;
+  absl::StatusOr<std::optional<IdempotencyEntry>> FindIdempotency(
+      std::string_view author, std::string_view idempotency_key) const;
+
+  // Calls visit(position, record bytes) for records in [from, to) in order
+  // until it returns false.
+  using RecordVisitor = std::function<bool(uint64_t, std::string_view)>;
+  absl::Status ScanRecords(uint64_t from, uint64_t to, const RecordVisitor& visit) const;
+  // Positions >= from, in order, of records by `author` / of payload `kind`,
+  // until visit returns false. Positions are below tree_size().
+  using PositionVisitor = std::function<bool(uint64_t)>;
+  absl::Status ScanAuthor(std::string_view author, uint64_t from, const PositionVisitor& visit) const;
+  absl::Status ScanKind(int kind, uint64_t from, const PositionVisitor& visit) const;
+
+  // One projected-state entry (see rules/state.h for keys); nullopt if absent.
+  absl::StatusOr<std::optional<std::string>> GetState(const std::string& key) const;
+  // Calls visit(key, value) for state entries with `prefix`, in key order,
+  // until it returns false.
+  using StateVisitor = std::function<bool(std::string_view, std::string_view)>;
+  absl::Status ScanState(const std::string& prefix, const StateVisitor& visit) const;
+
+  // Loads the projected state.
+  absl::Status LoadState(rules::State* state) const;
+
+ private:
+  Store() = default;
+  absl::Status ScanPositions(rocksdb::ColumnFamilyHandle* cf, std::string prefix,
+                             uint64_t from, const PositionVisitor& visit) const;
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  rocksdb::ColumnFamilyHandle* records_ = nullptr;
+  rocksdb::ColumnFamilyHandle* tree_ = nullptr;
+  rocksdb::ColumnFamilyHandle* checkpoints_ = nullptr;
+  rocksdb::ColumnFamilyHandle* idempotency_ = nullptr;
+  rocksdb::ColumnFamilyHandle* by_author_ = nullptr;
+  rocksdb::ColumnFamilyHandle* by_kind_ = nullptr;
+  rocksdb::ColumnFamilyHandle* state_ = nullptr;
+  std::atomic<uint64_t> tree_size_{0};
+  std::string dir_;
+};
+
+}  // namespace ledger::store
+
+#endif  // LEDGER_STORE_STORE_H_

@@ -1,0 +1,76 @@
+#include "services/data_dir.h"
+
+#include <openssl/rand.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "ledger/crypto/sha256.h"
+
+namespace ledger::services {
+namespace fs = std::filesystem;
+
+DataDirLayout::DataDirLayout(std::string d)
+    : dir(std::move(d)),
+      db(dir + "/db"),
+      operator_key(dir + "/operator.key.pem"),
+      operator_public_key(dir + "/operator.pub.pem"),
+      registrar_key(dir + "/registrar.key.pem") {}
+
+namespace {
+
+// Reads the key at `path`, or creates it if absent.
+absl::StatusOr<crypto::PrivateKey> LoadOrCreateKey(const std::string& path) {
+  if (fs::exists(path)) return crypto::ReadPrivateKeyFile(path);
+  crypto::PrivateKey key = crypto::PrivateKey::Generate();
+  if (auto s = crypto::WritePrivateKeyFile(path, key); !s.ok()) return s;
+  return key;
+}
+
+}  // namespace
+
+absl::StatusOr<store::LedgerOptions> PrepareDataDir(const std::string& dir,
+                                                    const std::string& registrar_id) {
+  DataDirLayout layout(dir);
+  std::error_code error;
+  fs::create_directories(dir, error);
+  if (error) return absl::UnavailableError(absl::StrCat("cannot create data directory ", dir, ": ", error.message()));
+  ::chmod(dir.c_str(), 0700);
+
+  // A ledger exists once its database does; from then on only the operator
+  // key is needed (the registrar key may have been moved away).
+  const bool is_new = !fs::exists(layout.db + "/CURRENT");
+  if (!is_new && !fs::exists(layout.operator_key)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the ledger in ", dir, " exists but its operator key ", layout.operator_key, " is missing"));
+  }
+  auto operator_key = LoadOrCreateKey(layout.operator_key);
+  if (!operator_key.ok()) return operator_key.status();
+  if (!fs::exists(layout.operator_public_key)) {
+    if (auto s = crypto::WritePublicKeyFile(layout.operator_public_key, operator_key->public_key());
+        !s.ok()) {
+      return s;
+    }
+  }
+
+  store::LedgerOptions options{.data_dir = layout.db, .operator_key = *operator_key};
+  if (is_new) {
+    auto registrar_key = LoadOrCreateKey(layout.registrar_key);
+    if (!registrar_key.ok()) return registrar_key.status();
+    unsigned char id[8];
+    if (RAND_bytes(id, sizeof id) != 1) return absl::InternalError("no randomness for the ledger id");
+    store::GenesisSpec genesis;
+    genesis.ledger_id = absl::StrCat(
+        "ledger-", crypto::ToHex(std::string_view(reinterpret_cast<const char*>(id), sizeof id)));
+    v1::Registrar registrar;
+    registrar.set_org_id(registrar_id);
+    registrar.set_name("Registrar");
+    registrar.add_public_keys(std::string(registrar_key->public_key().raw()));
+    genesis.registrars.push_back(std::move(registrar));
+    options.genesis = std::move(genesis);
+  }
+  return options;
+}
+
+}  // namespace ledger::services

@@ -1,0 +1,30 @@
+// The ledgerd data directory:
+//   DIR/db/                 RocksDB
+//   DIR/operator.key.pem    operator private key (0600): signs checkpoints and system events
+//   DIR/operator.pub.pem    operator public key, for auditors
+//   DIR/registrar.key.pem   first registrar's private key (0600), written for
+//                           a new ledger only; move it somewhere safe after set-up
+#ifndef SERVICES_DATA_DIR_H_
+#define SERVICES_DATA_DIR_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "ledger/store/ledger.h"
+
+namespace ledger::services {
+
+struct DataDirLayout {
+  explicit DataDirLayout(std::string dir);
+  std::string dir, db, operator_key, operator_public_key, registrar_key;
+};
+
+// Opens the data directory, or initialises a new ledger in it: creates the
+// directory (0700), the operator and registrar keys (0600) and a Genesis
+// naming `registrar_id`. Errors name the file that is wrong.
+absl::StatusOr<store::LedgerOptions> PrepareDataDir(const std::string& dir,
+                                                    const std::string& registrar_id);
+
+}  // namespace ledger::services
+
+#endif  // SERVICES_DATA_DIR_H_

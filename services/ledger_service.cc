@@ -1,0 +1,407 @@
+#include "services/ledger_service.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "ledger/rules/envelope.h"
+#include "ledger/rules/refusal.h"
+#include "services/grpc_status.h"
+
+namespace ledger::services {
+namespace {
+
+constexpr uint32_t kDefaultReadLimit = 100;
+constexpr uint32_t kMaxReadLimit = 1000;
+// Filtered reads stop after looking at this many candidates, so one request
+// cannot scan the whole log; the client continues from next_position.
+constexpr uint64_t kMaxReadScan = 100'000;
+constexpr size_t kMaxStreamMessageRecords = 512;
+constexpr size_t kMaxStreamMessageBytes = 1 << 20;
+
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const absl::Status& status) {
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpc(status));
+  return reactor;
+}
+
+}  // namespace
+
+// One Subscribe call. It is idle, scheduled (queued on or being run by the
+// pump), writing (one write in flight), finished (Finish called) or done
+// (gRPC is finished with it). Deleted by whichever of OnDone and the pump
+// sees it last. Finish and StartWrite are never called under mu_, so a
+// reaction that gRPC runs inline cannot deadlock on it.
+class SubscribeStream final : public grpc::ServerWriteReactor<v1::SubscribeResponse> {
+ public:
+  SubscribeStream(LedgerServiceImpl* service, uint64_t from) : service_(service), next_(from) {}
+
+  // Pump thread only: fill the next message and start writing it.
+  void Pump() {
+    {
+      absl::MutexLock lock(&mu_);
+      rewake_ = false;
+      if (!done_ && (finished_ || writing_)) {
+        scheduled_ = false;
+        return;
+      }
+    }
+    if (IsDone()) {
+      delete this;
+      return;
+    }
+    std::optional<grpc::Status> finish;
+    bool write = Fill(&finish);
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) {
+        write = false;
+        finish.reset();
+      } else if (stopping_ && !finish.has_value()) {
+        write = false;
+        finish = grpc::Status::OK;
+      }
+      if (finish.has_value()) finished_ = true;
+      writing_ = write;
+    }
+    if (write) StartWrite(&response_);
+    if (finish.has_value()) Finish(*finish);
+    bool delete_now;
+    {
+      absl::MutexLock lock(&mu_);
+      scheduled_ = false;
+      delete_now = done_;
+      if (!delete_now && rewake_) WakeLocked();
+    }
+    if (delete_now) delete this;
+  }
+
+  // Any thread: ask the pump to continue this stream if it is idle.
+  void Wake() {
+    absl::MutexLock lock(&mu_);
+    WakeLocked();
+  }
+
+  // Ends the stream with OK once any write in flight completes.
+  void Stop() {
+    bool finish_now;
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+      finish_now = !writing_ && !finished_ && !scheduled_;
+      if (finish_now) finished_ = true;
+    }
+    if (finish_now) Finish(grpc::Status::OK);
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool finish_now = false;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if ((!ok || stopping_) && !finished_) {
+        finish_now = true;
+        finished_ = true;
+      } else {
+        WakeLocked();
+      }
+    }
+    if (finish_now) Finish(ok ? grpc::Status::OK : grpc::Status::CANCELLED);
+  }
+
+  void OnCancel() override {
+    bool finish_now;
+    {
+      absl::MutexLock lock(&mu_);
+      finish_now = !writing_ && !finished_ && !scheduled_;
+      if (finish_now) finished_ = true;
+      stopping_ = true;  // a scheduled pump or a write in flight ends it
+    }
+    if (finish_now) Finish(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    service_->Unregister(this);  // no more wakes from commits after this
+    bool delete_now;
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      delete_now = !scheduled_;  // else the pump deletes it
+    }
+    if (delete_now) delete this;
+  }
+
+ private:
+  bool IsDone() {
+    absl::MutexLock lock(&mu_);
+    return done_;
+  }
+
+  void WakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (scheduled_) {
+      rewake_ = true;  // the pump looks again when it is through
+      return;
+    }
+    if (writing_ || finished_ || done_) return;
+    scheduled_ = true;
+    service_->Schedule(this);
+  }
+
+  // Builds the next message: records from next_, else the caught-up marker
+  // once. False if there is nothing to send (or the stream must end).
+  bool Fill(std::optional<grpc::Status>* finish) {
+    const store::Ledger& ledger = *service_->ledger_;
+    const uint64_t size = ledger.size();
+    response_.Clear();
+    if (next_ < size) {
+      size_t bytes = 0;
+      absl::Status scanned = ledger.store().ScanRecords(
+          next_, std::min<uint64_t>(size, next_ + kMaxStreamMessageRecords),
+          [&](uint64_t position, std::string_view record) {
+            v1::RecordEntry* entry = response_.add_entries();
+            entry->set_position(position);
+            entry->set_record(std::string(record));
+            bytes += record.size();
+            return bytes < kMaxStreamMessageBytes;
+          });
+      if (!scanned.ok()) {
+        *finish = ToGrpc(scanned);
+        return false;
+      }
+      next_ += response_.entries_size();
+      return true;
+    }
+    if (!caught_up_sent_) {
+      response_.mutable_caught_up()->set_tree_size(size);
+      caught_up_sent_ = true;
+      return true;
+    }
+    return false;  // idle until the next commit wakes us
+  }
+
+  LedgerServiceImpl* const service_;
+  // Touched only by the pump thread, or by gRPC while a write is in flight.
+  uint64_t next_;
+  bool caught_up_sent_ = false;
+  v1::SubscribeResponse response_;
+
+  absl::Mutex mu_;
+  bool scheduled_ ABSL_GUARDED_BY(mu_) = false;
+  bool rewake_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+LedgerServiceImpl::LedgerServiceImpl(store::Ledger* ledger) : ledger_(ledger) {
+  pump_ = std::thread([this] { PumpLoop(); });
+  // Runs on the sequencer thread after every commit: only queue wake-ups.
+  listener_id_ = ledger_->AddListener([this](uint64_t) {
+    absl::MutexLock lock(&mu_);
+    for (SubscribeStream* stream : streams_) stream->Wake();
+  });
+}
+
+LedgerServiceImpl::~LedgerServiceImpl() {
+  ledger_->RemoveListener(listener_id_);
+  {
+    absl::MutexLock lock(&pump_mu_);
+    pump_exit_ = true;
+    pump_cv_.SignalAll();
+  }
+  pump_.join();
+}
+
+void LedgerServiceImpl::StopStreams() {
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
+  for (SubscribeStream* stream : streams_) stream->Stop();
+}
+
+void LedgerServiceImpl::Schedule(SubscribeStream* stream) {
+  absl::MutexLock lock(&pump_mu_);
+  pump_queue_.push_back(stream);
+  pump_cv_.Signal();
+}
+
+void LedgerServiceImpl::Unregister(SubscribeStream* stream) {
+  absl::MutexLock lock(&mu_);
+  streams_.erase(stream);
+}
+
+void LedgerServiceImpl::PumpLoop() {
+  while (true) {
+    SubscribeStream* stream;
+    {
+      absl::MutexLock lock(&pump_mu_);
+      while (pump_queue_.empty() && !pump_exit_) pump_cv_.Wait(&pump_mu_);
+      if (pump_queue_.empty()) return;
+      stream = pump_queue_.front();
+      pump_queue_.pop_front();
+    }
+    stream->Pump();
+  }
+}
+
+grpc::ServerWriteReactor<v1::SubscribeResponse>* LedgerServiceImpl::Subscribe(
+    grpc::CallbackServerContext* context, const v1::SubscribeRequest* request) {
+  auto* stream = new SubscribeStream(this, request->from_position());
+  bool stopping;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping = stopping_;
+    if (!stopping) streams_.insert(stream);
+  }
+  if (stopping) {
+    stream->Finish(ToGrpc(Refuse(absl::StatusCode::kUnavailable, v1::SHUTTING_DOWN,
+                                 "the ledger is shutting down")));
+  } else {
+    stream->Wake();
+  }
+  return stream;
+}
+
+grpc::ServerUnaryReactor* LedgerServiceImpl::Append(grpc::CallbackServerContext* context,
+                                                    const v1::AppendRequest* request,
+                                                    v1::AppendResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  if (!request->has_event()) {
+    reactor->Finish(ToGrpc(Refuse(absl::StatusCode::kInvalidArgument, v1::MISSING_FIELD,
+                                  "AppendRequest has no event")));
+    return reactor;
+  }
+  ledger_->Submit({request->event()},
+                  [reactor, response](absl::StatusOr<std::vector<store::SubmitResult>> result) {
+                    if (result.ok()) {
+                      *response->mutable_receipt() = std::move(result->front().receipt);
+                      response->set_replayed(result->front().replayed);
+                    }
+                    reactor->Finish(ToGrpc(result.status()));
+                  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* LedgerServiceImpl::AppendBatch(grpc::CallbackServerContext* context,
+                                                         const v1::AppendBatchRequest* request,
+                                                         v1::AppendBatchResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  std::vector<v1::SignedEvent> events(request->events().begin(), request->events().end());
+  ledger_->Submit(std::move(events),
+                  [reactor, response](absl::StatusOr<std::vector<store::SubmitResult>> result) {
+                    if (result.ok()) {
+                      for (store::SubmitResult& r : *result) {
+                        *response->add_receipts() = std::move(r.receipt);
+                      }
+                    }
+                    reactor->Finish(ToGrpc(result.status()));
+                  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* LedgerServiceImpl::Get(grpc::CallbackServerContext* context,
+                                                 const v1::GetRequest* request,
+                                                 v1::GetResponse* response) {
+  auto entry = ledger_->Get(request->position());
+  if (entry.ok()) *response->mutable_entry() = *std::move(entry);
+  return FinishNow(context, entry.status());
+}
+
+grpc::ServerUnaryReactor* LedgerServiceImpl::Read(grpc::CallbackServerContext* context,
+                                                  const v1::ReadRequest* request,
+                                                  v1::ReadResponse* response) {
+  uint32_t limit = request->limit() == 0 ? kDefaultReadLimit : request->limit();
+  if (limit > kMaxReadLimit) {
+    return FinishNow(context, Refuse(absl::StatusCode::kInvalidArgument, v1::OVERSIZE,
+                                     absl::StrCat("limit ", limit, " is over ", kMaxReadLimit)));
+  }
+  std::vector<int> kinds;  // distinct
+  for (const std::string& kind : request->kinds()) {
+    int number = EventKindNumber(kind);
+    if (number == 0) {
+      return FinishNow(context, Malformed(absl::StrCat("unknown event kind \"", kind,
+                                                       "\" (kinds are payload names such as vote_cast)")));
+    }
+    if (std::find(kinds.begin(), kinds.end(), number) == kinds.end()) kinds.push_back(number);
+  }
+  const store::Store& store = ledger_->store();
+  const uint64_t size = ledger_->size();
+  const uint64_t from = request->from_position();
+  response->set_tree_size(size);
+
+  // Candidate positions from the narrowest index; every candidate is then
+  // checked against all filters.
+  std::vector<uint64_t> candidates;
+  uint64_t scanned_to = size;  // candidates cover [from, scanned_to)
+  auto collect = [&](uint64_t position) {
+    if (position >= size) return false;  // committed after `size` was read
+    candidates.push_back(position);
+    if (candidates.size() >= kMaxReadScan) {
+      scanned_to = position + 1;
+      return false;
+    }
+    return true;
+  };
+  absl::Status status;
+  if (!request->author().empty()) {
+    status = store.ScanAuthor(request->author(), from, collect);
+  } else if (!kinds.empty()) {
+    // The first `limit` positions of the union are among the first `limit`
+    // of each kind.
+    for (int kind : kinds) {
+      size_t before = candidates.size();
+      status = store.ScanKind(kind, from, [&](uint64_t p) {
+        if (p >= size) return false;
+        candidates.push_back(p);
+        return candidates.size() - before < limit;
+      });
+      if (!status.ok()) break;
+      if (candidates.size() - before == limit) {
+        scanned_to = std::min(scanned_to, candidates.back() + 1);
+      }
+    }
+    std::sort(candidates.begin(), candidates.end());
+    candidates.erase(std::upper_bound(candidates.begin(), candidates.end(), scanned_to - 1),
+                     candidates.end());
+  } else {
+    for (uint64_t p = from; p < size && candidates.size() < limit; ++p) candidates.push_back(p);
+    if (candidates.size() == limit) scanned_to = candidates.back() + 1;
+  }
+  if (!status.ok()) return FinishNow(context, status);
+
+  uint64_t next = scanned_to;
+  for (uint64_t position : candidates) {
+    if (static_cast<uint32_t>(response->entries_size()) == limit) {
+      next = position;
+      break;
+    }
+    auto entry = ledger_->Get(position);
+    if (!entry.ok()) return FinishNow(context, entry.status());
+    if (!kinds.empty() && !request->author().empty()) {
+      auto record = DecodeRecord(entry->record(), position);
+      if (!record.ok()) return FinishNow(context, record.status());
+      auto envelope = DecodeStoredEvent(*record);
+      if (!envelope.ok()) return FinishNow(context, envelope.status());
+      if (std::find(kinds.begin(), kinds.end(), envelope->body.payload_case()) == kinds.end()) {
+        continue;
+      }
+    }
+    *response->add_entries() = *std::move(entry);
+  }
+  response->set_next_position(std::max(next, from));
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* LedgerServiceImpl::GetLedgerInfo(grpc::CallbackServerContext* context,
+                                                           const v1::GetLedgerInfoRequest* request,
+                                                           v1::GetLedgerInfoResponse* response) {
+  const v1::LedgerInfo& info = ledger_->info();
+  response->set_ledger_id(info.ledger_id());
+  response->set_origin(info.origin());
+  response->set_operator_id(info.operator_id());
+  response->set_operator_public_key(info.operator_public_key());
+  response->set_tree_size(ledger_->size());
+  return FinishNow(context, absl::OkStatus());
+}
+
+}  // namespace ledger::services

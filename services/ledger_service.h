@@ -1,0 +1,70 @@
+// LedgerService over gRPC (callback API): translates requests, calls
+// store::Ledger, translates answers. Never blocks in a reaction.
+//
+// Subscribe streams keep one write in flight each; a stream that falls
+// behind is refilled from RocksDB by the subscription pump thread, so a slow
+// consumer holds back only itself and buffers at most one message.
+#ifndef SERVICES_LEDGER_SERVICE_H_
+#define SERVICES_LEDGER_SERVICE_H_
+
+#include <deque>
+#include <thread>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "ledger/store/ledger.h"
+#include "ledger/v1/ledger_service.grpc.pb.h"
+
+namespace ledger::services {
+
+class SubscribeStream;
+
+class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
+ public:
+  explicit LedgerServiceImpl(store::Ledger* ledger);
+  ~LedgerServiceImpl() override;
+
+  // Ends every open Subscribe stream (OK) and refuses new ones; call before
+  // shutting the server down.
+  void StopStreams();
+
+  grpc::ServerUnaryReactor* Append(grpc::CallbackServerContext* context,
+                                   const v1::AppendRequest* request,
+                                   v1::AppendResponse* response) override;
+  grpc::ServerUnaryReactor* AppendBatch(grpc::CallbackServerContext* context,
+                                        const v1::AppendBatchRequest* request,
+                                        v1::AppendBatchResponse* response) override;
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
+                                const v1::GetRequest* request, v1::GetResponse* response) override;
+  grpc::ServerUnaryReactor* Read(grpc::CallbackServerContext* context,
+                                 const v1::ReadRequest* request, v1::ReadResponse* response) override;
+  grpc::ServerWriteReactor<v1::SubscribeResponse>* Subscribe(
+      grpc::CallbackServerContext* context, const v1::SubscribeRequest* request) override;
+  grpc::ServerUnaryReactor* GetLedgerInfo(grpc::CallbackServerContext* context,
+                                          const v1::GetLedgerInfoRequest* request,
+                                          v1::GetLedgerInfoResponse* response) override;
+
+ private:
+  friend class SubscribeStream;
+  void Schedule(SubscribeStream* stream);  // queue a refill on the pump
+  void PumpLoop();
+  void Unregister(SubscribeStream* stream);
+
+  store::Ledger* ledger_;
+  int listener_id_;
+
+  // Lock order: mu_, then a stream's own mutex, then pump_mu_.
+  absl::Mutex mu_;
+  absl::flat_hash_set<SubscribeStream*> streams_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  absl::Mutex pump_mu_;
+  absl::CondVar pump_cv_;
+  std::deque<SubscribeStream*> pump_queue_ ABSL_GUARDED_BY(pump_mu_);
+  bool pump_exit_ ABSL_GUARDED_BY(pump_mu_) = false;
+  std::thread pump_;
+};
+
+}  // namespace ledger::services
+
+#endif  // SERVICES_LEDGER_SERVICE_H_

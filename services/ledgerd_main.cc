@@ -1,0 +1,180 @@
+// ledgerd: the Decision Ledger server.
+//
+//   ledgerd [--data DIR] [--listen HOST:PORT] [--registrar-id ID]
+//           [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
+//
+// Prints "ledgerd listening on HOST:PORT" once it serves. SIGTERM/SIGINT stop
+// it: no new calls, in-flight commits finish, RocksDB closes cleanly.
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "ledger/rules/envelope.h"
+#include "services/audit_service.h"
+#include "services/data_dir.h"
+#include "services/governance_service.h"
+#include "services/ledger_service.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: ledgerd [--data DIR] [--listen HOST:PORT] [--registrar-id ID]\n"
+    "  --data DIR          data directory (default ./var/ledger); a new one is\n"
+    "                      initialised with an operator key, a registrar key and Genesis\n"
+    "  --listen HOST:PORT  address to serve gRPC on (default 127.0.0.1:7400; port 0 picks one)\n"
+    "  --registrar-id ID   organisation id of the first registrar of a new ledger\n"
+    "                      (default registrar)\n"
+    "  --tls-cert PEM      serve TLS with this certificate chain (needs --tls-key)\n"
+    "  --tls-key PEM       the certificate's private key\n"
+    "  --tls-client-ca PEM require client certificates signed by this CA (mutual TLS)\n";
+
+struct Flags {
+  std::string data = "./var/ledger";
+  std::string listen = "127.0.0.1:7400";
+  std::string registrar_id = "registrar";
+  std::string tls_cert, tls_key, tls_client_ca;
+};
+
+bool ReadFile(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  out->assign(std::istreambuf_iterator<char>(in), {});
+  return true;
+}
+
+// Insecure unless a certificate is given. Errors name the file.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const Flags& flags) {
+  if (flags.tls_cert.empty() && flags.tls_key.empty() && flags.tls_client_ca.empty()) {
+    return grpc::InsecureServerCredentials();
+  }
+  if (flags.tls_cert.empty() || flags.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  if (!ReadFile(flags.tls_cert, &pair.cert_chain)) {
+    return absl::NotFoundError("cannot read TLS certificate " + flags.tls_cert);
+  }
+  if (!ReadFile(flags.tls_key, &pair.private_key)) {
+    return absl::NotFoundError("cannot read TLS key " + flags.tls_key);
+  }
+  grpc::SslServerCredentialsOptions options;
+  options.pem_key_cert_pairs.push_back(pair);
+  if (!flags.tls_client_ca.empty()) {
+    if (!ReadFile(flags.tls_client_ca, &options.pem_root_certs)) {
+      return absl::NotFoundError("cannot read TLS client CA " + flags.tls_client_ca);
+    }
+    options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+// False (after printing why) on a usage error.
+bool ParseFlags(int argc, char** argv, Flags* flags) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      std::exit(0);
+    }
+    std::string* target = arg == "--data"           ? &flags->data
+                           : arg == "--listen"       ? &flags->listen
+                           : arg == "--registrar-id" ? &flags->registrar_id
+                           : arg == "--tls-cert"     ? &flags->tls_cert
+                           : arg == "--tls-key"      ? &flags->tls_key
+                           : arg == "--tls-client-ca" ? &flags->tls_client_ca
+                                                     : nullptr;
+    if (target == nullptr) {
+      std::cerr << "ledgerd: unknown argument \"" << arg << "\"\n" << kUsage;
+      return false;
+    }
+    if (i + 1 >= argc) {
+      std::cerr << "ledgerd: " << arg << " needs a value\n" << kUsage;
+      return false;
+    }
+    *target = argv[++i];
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  if (!ParseFlags(argc, argv, &flags)) return 2;
+
+  // Signals are taken by sigwait below, never by a handler on a random thread.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto credentials = ServerCredentials(flags);
+  if (!credentials.ok()) {
+    std::cerr << "ledgerd: " << credentials.status().message() << "\n";
+    return 2;
+  }
+  auto options = ledger::services::PrepareDataDir(flags.data, flags.registrar_id);
+  if (!options.ok()) {
+    std::cerr << "ledgerd: " << options.status().message() << "\n";
+    return 1;
+  }
+  auto ledger = ledger::store::Ledger::Open(*std::move(options));
+  if (!ledger.ok()) {
+    std::cerr << "ledgerd: cannot open the ledger in " << flags.data << ": "
+              << ledger.status().message() << "\n";
+    return 1;
+  }
+
+  // Services hold the ledger: they are destroyed (inner scope) before it is.
+  {
+  ledger::services::LedgerServiceImpl ledger_service(ledger->get());
+  ledger::services::AuditServiceImpl audit_service(ledger->get());
+  ledger::services::GovernanceServiceImpl governance_service(&(*ledger)->store());
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(flags.listen, *credentials, &port);
+  // A full batch of maximal events, with room for the envelope.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(ledger::kMaxBatchEvents * (ledger::kMaxBodyBytes + 1024)));
+  builder.RegisterService(&ledger_service);
+  builder.RegisterService(&audit_service);
+  builder.RegisterService(&governance_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    std::cerr << "ledgerd: cannot listen on " << flags.listen << "\n";
+    return 1;
+  }
+  std::string host = flags.listen.substr(0, flags.listen.rfind(':'));
+  std::string address = host + ":" + std::to_string(port);
+  std::cout << "ledgerd listening on " << address << "\n"
+            << "  ledger " << (*ledger)->info().ledger_id() << ", " << (*ledger)->size()
+            << " records, data in " << flags.data << "\n"
+            << "  operator public key: " << flags.data << "/operator.pub.pem\n"
+            << "  registrar key (new ledgers): " << flags.data << "/registrar.key.pem\n"
+            << "  try: ledgerctl --server " << address << " checkpoint\n"
+            << std::flush;
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  std::cout << "ledgerd: " << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT")
+            << ", shutting down" << std::endl;
+  ledger_service.StopStreams();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server->Wait();
+  (*ledger)->Shutdown();
+  }
+  std::cout << "ledgerd: committed " << (*ledger)->records_committed() << " records in "
+            << (*ledger)->groups_committed() << " commit groups" << std::endl;
+  ledger->reset();
+  std::cout << "ledgerd: stopped cleanly" << std::endl;
+  return 0;
+}

@@ -1,0 +1,793 @@
+// Integration tests of the `ledgerctl` binary (LEDGERCTL_PATH, set by CMake)
+// against a real ledgerd from the harness (ledgerd_process.h): every test
+// starts its own server on a temporary data directory and port 0 and runs the
+// CLI as a user would, checking exit status, stdout and stderr.
+//
+// Exit status contract (tools/ledgerctl/main.cc): 0 success, 1 failure, 2
+// usage error. A refused or failed command must leave the ledger as it was,
+// except that a validly signed submission by a registered organisation that
+// breaks a rule (FAILED_PRECONDITION) is kept as one SubmissionRefused record.
+//
+// No sleeps: every child is waited for with poll() and waitpid(), bounded by
+// a deadline after which it is killed.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+#include "ledger/v1/governance_service.pb.h"
+#include "ledger/v1/ledger_service.pb.h"
+#include "ledger/v1/state.pb.h"
+#include "tests/integration/ledgerd_process.h"
+
+extern char** environ;
+
+namespace ledger::testing {
+namespace {
+
+#define ASSERT_OK(expr)                                    \
+  do {                                                     \
+    const absl::Status _status = (expr);                   \
+    ASSERT_TRUE(_status.ok()) << #expr << ": " << _status; \
+  } while (0)
+
+// ---------------------------------------------------------------- RunCtl
+
+struct CtlResult {
+  int exit_code = -1;  // -1: killed by a signal (or timed out)
+  std::string out;
+  std::string err;
+  bool timed_out = false;
+  std::string command;  // for failure messages
+};
+
+std::ostream& operator<<(std::ostream& os, const CtlResult& r) {
+  return os << "\n$ " << r.command << "\n[exit " << r.exit_code
+            << (r.timed_out ? ", TIMED OUT" : "") << "]\n[stdout]\n"
+            << r.out << "\n[stderr]\n" << r.err;
+}
+
+// Runs ledgerctl with `args`; stdin is /dev/null, stdout and stderr are
+// captured separately. Killed (SIGKILL) if it has not finished within
+// `timeout_seconds`.
+CtlResult RunCtl(const std::vector<std::string>& args, int timeout_seconds = 30) {
+  CtlResult result;
+  std::vector<std::string> argv_strings{LEDGERCTL_PATH};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  result.command = absl::StrJoin(argv_strings, " ");
+  std::vector<char*> argv;
+  for (std::string& s : argv_strings) argv.push_back(s.data());
+  argv.push_back(nullptr);
+
+  int out_pipe[2], err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+    result.err = absl::StrCat("pipe2: ", std::strerror(errno));
+    return result;
+  }
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+    result.err = absl::StrCat("pipe2: ", std::strerror(errno));
+    close(out_pipe[0]);
+    close(out_pipe[1]);
+    return result;
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+  pid_t pid = -1;
+  int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  if (spawned != 0) {
+    close(out_pipe[0]);
+    close(err_pipe[0]);
+    result.err = absl::StrCat("posix_spawn ", argv[0], ": ", std::strerror(spawned));
+    return result;
+  }
+
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+  struct pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* sinks[2] = {&result.out, &result.err};
+  int open_fds = 2;
+  while (open_fds > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
+    if (left <= 0) {
+      result.timed_out = true;
+      kill(pid, SIGKILL);
+      break;
+    }
+    int ready = poll(fds, 2, static_cast<int>(left));
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      kill(pid, SIGKILL);
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buffer[65536];
+      ssize_t n = read(fds[i].fd, buffer, sizeof buffer);
+      if (n > 0) {
+        sinks[i]->append(buffer, static_cast<size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  for (auto& fd : fds) {
+    if (fd.fd >= 0) close(fd.fd);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  return result;
+}
+
+template <typename Message>
+absl::StatusOr<Message> ParseJson(const std::string& json) {
+  Message message;
+  auto status = google::protobuf::util::JsonStringToMessage(json, &message);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a ", Message::descriptor()->full_name(), " in JSON: ",
+                     status.ToString(), "\n", json));
+  }
+  return message;
+}
+
+#define ASSERT_PARSED(lhs, Type, json)                                  \
+  auto lhs##_or = ParseJson<Type>(json);                                \
+  ASSERT_TRUE(lhs##_or.ok()) << lhs##_or.status();                      \
+  Type lhs = *std::move(lhs##_or)
+
+std::string ReadFileOrDie(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void WriteFile(const std::string& path, const std::string& contents) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << contents;
+}
+
+// The value of a "name: value" line of `text` ("" if none).
+std::string LineValue(const std::string& text, const std::string& name) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(line, absl::StrCat(name, ": "))) {
+      return std::string(line.substr(name.size() + 2));
+    }
+  }
+  return "";
+}
+
+// Expects exit `code` and a stderr naming `what` (a distinctive substring),
+// with nothing on stdout.
+::testing::AssertionResult Failed(const CtlResult& r, int code, const std::string& what) {
+  if (r.exit_code == code && absl::StrContains(r.err, what) && r.out.empty() && !r.timed_out) {
+    return ::testing::AssertionSuccess();
+  }
+  return ::testing::AssertionFailure()
+         << "expected exit " << code << " and stderr containing \"" << what
+         << "\" (and empty stdout)" << r;
+}
+
+::testing::AssertionResult Succeeded(const CtlResult& r) {
+  if (r.exit_code == 0 && !r.timed_out) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "expected exit 0" << r;
+}
+
+// ---------------------------------------------------------------- fixture
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK(server_.Start());
+    Connect();
+    dir_ = absl::StrCat(server_.data_dir(), "/../cli");
+    ASSERT_EQ(mkdir(dir_.c_str(), 0700), 0) << std::strerror(errno);
+  }
+
+  void Connect() {
+    client_ = std::make_unique<LedgerClient>(server_.address());
+    absl::Status s = client_->Init();
+    ASSERT_TRUE(s.ok()) << s;
+  }
+
+  // ledgerctl --server <this server> args...
+  CtlResult Ctl(std::vector<std::string> args, int timeout_seconds = 30) {
+    args.insert(args.begin(), {"--server", server_.address()});
+    return RunCtl(args, timeout_seconds);
+  }
+
+  uint64_t Size() {
+    auto size = client_->TreeSize();
+    EXPECT_TRUE(size.ok()) << size.status();
+    return size.ok() ? *size : ~uint64_t{0};
+  }
+
+  std::string RegistrarKey() const { return absl::StrCat(server_.data_dir(), "/registrar.key.pem"); }
+  std::string Path(const std::string& name) const { return absl::StrCat(dir_, "/", name); }
+
+  // keygen --out DIR/<org>.pem: the path.
+  std::string Keygen(const std::string& org) {
+    std::string path = Path(absl::StrCat(org, ".pem"));
+    CtlResult r = RunCtl({"keygen", "--out", path});
+    EXPECT_TRUE(Succeeded(r));
+    EXPECT_EQ(LineValue(r.out, "key_id").size(), 32u) << r;
+    return path;
+  }
+
+  // Registers `org` (signed by the registrar) with a fresh key: its key file.
+  std::string Register(const std::string& org, const std::string& kind = "nhs-trust") {
+    std::string key = Keygen(org);
+    CtlResult r = Ctl({"register-org", "--as", "registrar", "--key", RegistrarKey(), "--org", org,
+                       "--name", absl::StrCat("The ", org), "--kind", kind, "--org-key", key});
+    EXPECT_TRUE(Succeeded(r));
+    return key;
+  }
+
+  LedgerdProcess server_;
+  std::unique_ptr<LedgerClient> client_;
+  std::string dir_;  // key and payload files, beside the data directory
+};
+
+// ---------------------------------------------------------------- bad input
+
+TEST_F(CliTest, UsageErrorsExitTwoAndAppendNothing) {
+  const uint64_t before = Size();
+  struct Case {
+    std::vector<std::string> args;
+    std::string what;
+  };
+  const std::vector<Case> cases = {
+      {{"frobnicate"}, "unknown command 'frobnicate'"},
+      {{"get", "0", "--bogus"}, "unknown flag --bogus"},
+      {{"--bogus", "get", "0"}, "unknown flag '--bogus'"},
+      {{"register-org", "--as", "registrar", "--key", RegistrarKey(), "--org", "x", "--name", "X"},
+       "missing required flag --org-key"},
+      {{"prove"}, "missing required flag --seq"},
+      {{"get", "notanumber"}, "'notanumber' is not a non-negative decimal integer"},
+      {{"get"}, "missing argument N"},
+      {{"prove", "--seq", "-1"}, "--seq: '-1' is not a non-negative decimal integer"},
+      {{"prove", "--seq", "--json"}, "--seq needs a value"},
+      {{"consistency", "--from", "0"}, "--from must be at least 1"},
+      {{"vote", "--as", "registrar", "--key", RegistrarKey(), "--proposal", "p", "--gateway", "g",
+        "--position", "maybe"},
+       "--position must be assent, object or abstain, not \"maybe\""},
+      {{"call", "--as", "registrar", "--key", RegistrarKey(), "--proposal", "p", "--gateway", "g",
+        "--outcome", "pass"},
+       "missing required flag --rationale"},
+      {{"call", "--as", "registrar", "--key", RegistrarKey(), "--proposal", "p", "--gateway", "g",
+        "--outcome", "maybe", "--rationale", "r"},
+       "--outcome must be pass or fail"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(absl::StrJoin(c.args, " "));
+    CtlResult r = Ctl(c.args);
+    EXPECT_TRUE(Failed(r, 2, c.what));
+    // Usage errors point at help.
+    EXPECT_TRUE(absl::StrContains(r.err, "--help")) << r;
+    EXPECT_EQ(Size(), before);
+  }
+  EXPECT_EQ(Size(), before);
+}
+
+TEST_F(CliTest, BadFilesExitOneNameTheFileAndAppendNothing) {
+  const uint64_t before = Size();
+
+  // keygen refuses to overwrite an existing key file, and leaves it intact.
+  std::string key = Keygen("alpha");
+  const std::string original = ReadFileOrDie(key);
+  {
+    CtlResult r = RunCtl({"keygen", "--out", key});
+    EXPECT_TRUE(Failed(r, 1, absl::StrCat("key file ", key, ": already exists; refusing to overwrite")));
+    EXPECT_EQ(ReadFileOrDie(key), original);
+  }
+  {
+    // --public-out over an existing file: refused before the private key is written.
+    std::string fresh = Path("fresh.pem");
+    CtlResult r = RunCtl({"keygen", "--out", fresh, "--public-out", key});
+    EXPECT_TRUE(Failed(r, 1, "already exists; refusing to overwrite"));
+    EXPECT_NE(access(fresh.c_str(), F_OK), 0) << "a lone private key was left behind";
+    EXPECT_EQ(ReadFileOrDie(key), original);
+  }
+
+  // register-org with a missing key file names the path.
+  const std::string missing = Path("no-such-key.pem");
+  {
+    CtlResult r = Ctl({"register-org", "--as", "registrar", "--key", RegistrarKey(), "--org", "beta",
+                       "--name", "Beta", "--org-key", missing});
+    EXPECT_TRUE(Failed(r, 1, missing));
+    EXPECT_TRUE(absl::StrContains(r.err, "no such file")) << r;
+  }
+  {
+    // ... and so does a missing signing key.
+    CtlResult r = Ctl({"register-org", "--as", "registrar", "--key", missing, "--org", "beta",
+                       "--name", "Beta", "--org-key", key});
+    EXPECT_TRUE(Failed(r, 1, missing));
+  }
+  // register-org with a garbage PEM file.
+  const std::string garbage = Path("garbage.pem");
+  WriteFile(garbage, "-----BEGIN PUBLIC KEY-----\nnot base64 at all!\n-----END PUBLIC KEY-----\n");
+  {
+    CtlResult r = Ctl({"register-org", "--as", "registrar", "--key", RegistrarKey(), "--org", "beta",
+                       "--name", "Beta", "--org-key", garbage});
+    EXPECT_TRUE(Failed(r, 1, absl::StrCat("key file ", garbage)));
+    EXPECT_TRUE(absl::StrContains(r.err, "neither a PEM Ed25519 public key nor a PEM private key")) << r;
+  }
+  {
+    CtlResult r = Ctl({"register-org", "--as", "registrar", "--key", garbage, "--org", "beta",
+                       "--name", "Beta", "--org-key", key});
+    EXPECT_TRUE(Failed(r, 1, absl::StrCat("key file ", garbage)));
+  }
+
+  // submit with malformed JSON names the file.
+  const std::string malformed = Path("malformed.json");
+  WriteFile(malformed, "{\"keyAdded\": {\"orgId\": \"registrar\",");
+  {
+    CtlResult r = Ctl({"submit", "--as", "registrar", "--key", RegistrarKey(), "--payload", malformed});
+    EXPECT_TRUE(Failed(r, 1, absl::StrCat("payload ", malformed, ": not a ledger.v1.EventBody")));
+    EXPECT_TRUE(absl::StrContains(r.err, "nothing was sent")) << r;
+  }
+  // submit with a payload that sets no event.
+  const std::string empty = Path("empty.json");
+  WriteFile(empty, "{}");
+  {
+    CtlResult r = Ctl({"submit", "--as", "registrar", "--key", RegistrarKey(), "--payload", empty});
+    EXPECT_TRUE(Failed(r, 1, absl::StrCat("payload ", empty, ": sets no event")));
+  }
+  // submit with a payload file that does not exist.
+  {
+    CtlResult r = Ctl({"submit", "--as", "registrar", "--key", RegistrarKey(), "--payload", missing});
+    EXPECT_TRUE(Failed(r, 1, absl::StrCat("payload ", missing, ": cannot open")));
+  }
+  // A charter that does not parse.
+  {
+    CtlResult r = Ctl({"propose-collective", "--as", "registrar", "--key", RegistrarKey(),
+                       "--collective", "c", "--charter", malformed});
+    EXPECT_TRUE(Failed(r, 1, absl::StrCat("charter ", malformed, ": not a ledger.v1.Charter")));
+  }
+
+  EXPECT_EQ(Size(), before);
+}
+
+TEST_F(CliTest, ServerRefusalsExitOneWithCodeAndReason) {
+  const uint64_t before = Size();
+
+  // An author the ledger does not know, signing with a key the ledger
+  // knows (the registrar's): UNAUTHENTICATED (UNKNOWN_AUTHOR), nothing recorded.
+  const std::string payload = Path("key-added.json");
+  WriteFile(payload, absl::StrCat("{\"keyAdded\": {\"orgId\": \"ghost\", \"publicKey\": \"",
+                                  "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "\"}}"));
+  {
+    CtlResult r = Ctl({"submit", "--as", "ghost", "--key", RegistrarKey(), "--payload", payload});
+    EXPECT_TRUE(Failed(r, 1, "UNAUTHENTICATED (UNKNOWN_AUTHOR)"));
+    EXPECT_TRUE(absl::StrContains(r.err, "no organisation ghost")) << r;
+  }
+  EXPECT_EQ(Size(), before);
+
+  // ... and with a key of its own, which the ledger cannot know either: the
+  // signature cannot be checked, so the key is what is refused (the
+  // signature check precedes the author check).
+  std::string ghost_key = Keygen("ghost");
+  {
+    CtlResult r = Ctl({"submit", "--as", "ghost", "--key", ghost_key, "--payload", payload});
+    EXPECT_TRUE(Failed(r, 1, "UNAUTHENTICATED (UNKNOWN_KEY)"));
+  }
+  // A registered author signing with a key that is not its own.
+  {
+    CtlResult r = Ctl({"vote", "--as", "registrar", "--key", ghost_key, "--proposal", "nope",
+                       "--gateway", "g", "--position", "assent"});
+    EXPECT_TRUE(Failed(r, 1, "UNAUTHENTICATED (UNKNOWN_KEY)"));
+  }
+  EXPECT_EQ(Size(), before);
+
+  // A validly signed vote on a proposal that does not exist: refused with
+  // FAILED_PRECONDITION (UNKNOWN_PROPOSAL) and kept as one SubmissionRefused.
+  {
+    CtlResult r = Ctl({"vote", "--as", "registrar", "--key", RegistrarKey(), "--proposal",
+                       "no-such-proposal", "--gateway", "principles", "--position", "object",
+                       "--rationale", "because"});
+    EXPECT_TRUE(Failed(r, 1, "FAILED_PRECONDITION (UNKNOWN_PROPOSAL)"));
+    EXPECT_TRUE(absl::StrContains(r.err, "no-such-proposal")) << r;
+  }
+  EXPECT_EQ(Size(), before + 1);
+  {
+    CtlResult r = Ctl({"refusals", "--json"});
+    ASSERT_TRUE(Succeeded(r));
+    ASSERT_PARSED(refusals, v1::ListRefusalsResponse, r.out);
+    ASSERT_EQ(refusals.refusals_size(), 1) << r;
+    const v1::RefusalView& refusal = refusals.refusals(0);
+    EXPECT_EQ(refusal.position(), before);
+    EXPECT_EQ(refusal.org_id(), "registrar");
+    EXPECT_EQ(refusal.reason(), v1::UNKNOWN_PROPOSAL) << v1::Reason_Name(refusal.reason());
+    EXPECT_EQ(refusal.proposal_id(), "no-such-proposal");
+    EXPECT_FALSE(refusal.attempted_reversal());
+    // The record is provable.
+    EXPECT_TRUE(Succeeded(Ctl({"prove", "--seq", absl::StrCat(before)})));
+  }
+  const uint64_t after_refusal = Size();
+
+  // Nothing listens on the port: a clear failure.
+  {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    // Bound but not listening: connections are refused, and no one else
+    // can take the port meanwhile.
+    const std::string closed = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
+    CtlResult r = RunCtl({"--server", closed, "get", "0"});
+    EXPECT_TRUE(Failed(r, 1, absl::StrCat("Get at ", closed, ": UNAVAILABLE")));
+    r = RunCtl({"--server", closed, "vote", "--as", "registrar", "--key", RegistrarKey(),
+                "--proposal", "p", "--gateway", "g", "--position", "assent"});
+    EXPECT_TRUE(Failed(r, 1, absl::StrCat("GetLedgerInfo at ", closed, ": UNAVAILABLE")));
+    close(fd);
+  }
+  EXPECT_EQ(Size(), after_refusal);
+}
+
+TEST_F(CliTest, ProofFailuresExitOne) {
+  const uint64_t size = Size();
+  ASSERT_GE(size, 1u);
+  {
+    CtlResult r = Ctl({"prove", "--seq", absl::StrCat(size)});
+    EXPECT_TRUE(Failed(r, 1, absl::StrCat("record ", size, " is not covered by the latest checkpoint")));
+  }
+  {
+    CtlResult r = Ctl({"prove", "--seq", "1000000"});
+    EXPECT_TRUE(Failed(r, 1, "record 1000000 is not covered"));
+  }
+  {
+    // A key that is not the operator's: the checkpoint signature does not verify.
+    std::string wrong = Keygen("not-the-operator");
+    CtlResult r = Ctl({"prove", "--seq", "0", "--operator-key", wrong});
+    EXPECT_TRUE(Failed(r, 1, "latest checkpoint: signature check failed"));
+    EXPECT_TRUE(absl::StrContains(r.err, absl::StrCat("--operator-key ", wrong))) << r;
+    r = Ctl({"prove", "--seq", "0", "--operator-key", wrong, "--json"});
+    EXPECT_EQ(r.exit_code, 1) << r;
+    EXPECT_TRUE(absl::StrContains(r.err, "signature check failed")) << r;
+    r = Ctl({"consistency", "--from", "1", "--operator-key", wrong});
+    EXPECT_TRUE(Failed(r, 1, "signature check failed"));
+  }
+  {
+    CtlResult r = Ctl({"consistency", "--from", absl::StrCat(size + 1)});
+    EXPECT_TRUE(Failed(r, 1, absl::StrCat("--from ", size + 1, " is beyond the latest checkpoint")));
+  }
+  {
+    // Trusting the server's own report of its key, the proof verifies.
+    CtlResult r = Ctl({"prove", "--seq", "0", "--json"});
+    EXPECT_TRUE(Succeeded(r));
+    EXPECT_TRUE(absl::StrContains(r.out, "\"verified\":true")) << r;
+  }
+  EXPECT_EQ(Size(), size);
+}
+
+// ---------------------------------------------------------------- happy path
+
+TEST_F(CliTest, CharterProposalVotesAndProofsThroughTheCli) {
+  const std::string charter = absl::StrCat(LEDGER_EXAMPLES_DIR, "/provider-federation-charter.json");
+  const std::vector<std::string> founders = {"salford-royal", "manchester-university", "stockport",
+                                             "tameside-glossop", "wrightington-wigan-leigh"};
+  std::map<std::string, std::string> keys;
+  for (const std::string& org : founders) keys[org] = Register(org);
+  // NHS England, registered by its public key only (keygen --public-out).
+  {
+    std::string priv = Path("nhs-england.pem");
+    std::string pub = Path("nhs-england.pub.pem");
+    CtlResult r = RunCtl({"keygen", "--out", priv, "--public-out", pub});
+    ASSERT_TRUE(Succeeded(r));
+    const std::string key_id = LineValue(r.out, "key_id");
+    r = Ctl({"register-org", "--as", "registrar", "--key", RegistrarKey(), "--org", "nhs-england",
+             "--name", "NHS England", "--kind", "national-body", "--org-key", pub, "--json"});
+    ASSERT_TRUE(Succeeded(r));
+    ASSERT_PARSED(receipt, v1::AppendResponse, r.out);
+    EXPECT_EQ(receipt.receipt().position() + 1, Size());
+    keys["nhs-england"] = priv;
+    r = Ctl({"organisation", "nhs-england", "--json"});
+    ASSERT_TRUE(Succeeded(r));
+    ASSERT_PARSED(view, v1::OrganisationView, r.out);
+    EXPECT_EQ(view.organisation().kind(), "national-body");
+    ASSERT_EQ(view.keys_size(), 1);
+    EXPECT_EQ(view.keys(0).key_id(), key_id);
+  }
+  if (HasFailure()) return;
+
+  // The collective: proposed by Salford Royal, accepted by every founder
+  // with the digest of the file it read.
+  ASSERT_TRUE(Succeeded(Ctl({"propose-collective", "--as", "salford-royal", "--key",
+                             keys["salford-royal"], "--collective", "gm-federation", "--charter",
+                             charter})));
+  for (const std::string& org : founders) {
+    SCOPED_TRACE(org);
+    ASSERT_TRUE(Succeeded(Ctl({"accept-charter", "--as", org, "--key", keys[org], "--collective",
+                               "gm-federation", "--charter", charter})));
+  }
+  {
+    CtlResult r = Ctl({"collective", "gm-federation", "--json"});
+    ASSERT_TRUE(Succeeded(r));
+    ASSERT_PARSED(collective, v1::CollectiveState, r.out);
+    EXPECT_TRUE(collective.formed());
+    EXPECT_EQ(std::vector<std::string>(collective.members().begin(), collective.members().end()),
+              founders);
+    ASSERT_EQ(collective.charter().gateways_size(), 5);
+  }
+
+  // A proposal, voted through every gateway.
+  ASSERT_TRUE(Succeeded(Ctl({"propose", "--as", "manchester-university", "--key",
+                             keys["manchester-university"], "--collective", "gm-federation",
+                             "--proposal", "shared-pathology", "--title",
+                             "One pathology network", "--category", "clinical-support"})));
+  const std::vector<std::string> gateways = {"need-for-change", "principles", "process",
+                                             "nature-of-change", "final-decision"};
+  std::vector<uint64_t> vote_positions;
+  for (const std::string& gateway : gateways) {
+    for (const std::string& org : founders) {
+      SCOPED_TRACE(absl::StrCat(gateway, " ", org));
+      const bool objects = gateway == "final-decision" && org == "stockport";
+      CtlResult r = Ctl({"vote", "--as", org, "--key", keys[org], "--proposal", "shared-pathology",
+                         "--gateway", gateway, "--position", objects ? "object" : "assent",
+                         "--rationale", objects ? "our lab stays local" : "agreed", "--json"});
+      ASSERT_TRUE(Succeeded(r));
+      ASSERT_PARSED(receipt, v1::AppendResponse, r.out);
+      vote_positions.push_back(receipt.receipt().position());
+    }
+  }
+  {
+    CtlResult r = Ctl({"proposal", "shared-pathology", "--json"});
+    ASSERT_TRUE(Succeeded(r));
+    ASSERT_PARSED(proposal, v1::ProposalState, r.out);
+    EXPECT_EQ(proposal.status(), v1::PROPOSAL_ADOPTED) << v1::ProposalStatus_Name(proposal.status());
+    ASSERT_EQ(proposal.gateway_states_size(), 5);
+    uint64_t last_decided = 0;
+    for (int i = 0; i < 5; ++i) {
+      const v1::GatewayState& g = proposal.gateway_states(i);
+      SCOPED_TRACE(g.gateway_id());
+      EXPECT_EQ(g.gateway_id(), gateways[i]);
+      EXPECT_EQ(g.status(), v1::GATEWAY_PASSED) << v1::GatewayStatus_Name(g.status());
+      EXPECT_GT(g.decided_at(), last_decided) << "gateways passed out of order";
+      EXPECT_GE(g.opened_at(), last_decided);
+      last_decided = g.decided_at();
+      EXPECT_EQ(g.votes_size(), 5);
+      EXPECT_EQ(g.tally().assent(), i == 4 ? 4u : 5u);
+      EXPECT_EQ(g.tally().object(), i == 4 ? 1u : 0u);
+    }
+    // The human form says the same.
+    CtlResult human = Ctl({"proposal", "shared-pathology"});
+    ASSERT_TRUE(Succeeded(human));
+    EXPECT_TRUE(absl::StrContains(human.out, "status ADOPTED")) << human;
+  }
+
+  // A vote's record is in the signed tree; the tree is consistent.
+  {
+    const uint64_t seq = vote_positions[7];
+    CtlResult r = Ctl({"prove", "--seq", absl::StrCat(seq), "--json"});
+    ASSERT_TRUE(Succeeded(r));
+    EXPECT_TRUE(absl::StrContains(r.out, "\"verified\":true")) << r;
+    EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("\"leaf_index\":", seq))) << r;
+    EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("\"tree_size\":", Size()))) << r;
+    r = Ctl({"consistency", "--from", "1", "--json"});
+    ASSERT_TRUE(Succeeded(r));
+    EXPECT_TRUE(absl::StrContains(r.out, "\"verified\":true")) << r;
+    EXPECT_TRUE(absl::StrContains(r.out, "\"old_size\":1,")) << r;
+    r = Ctl({"consistency", "--from", absl::StrCat(vote_positions[0])});
+    EXPECT_TRUE(Succeeded(r));
+  }
+
+  // A vote on the passed (locked) first gateway is refused and recorded.
+  {
+    const uint64_t before = Size();
+    CtlResult r = Ctl({"vote", "--as", "stockport", "--key", keys["stockport"], "--proposal",
+                       "shared-pathology", "--gateway", "need-for-change", "--position", "object"});
+    EXPECT_EQ(r.exit_code, 1) << r;
+    EXPECT_TRUE(absl::StrContains(r.err, "FAILED_PRECONDITION")) << r;
+    EXPECT_EQ(Size(), before + 1);
+  }
+}
+
+// ---------------------------------------------------------------- demo
+
+// The suffix of "collective gm-federation-XXXX formed" in the demo's output.
+std::string DemoSuffix(const std::string& out) {
+  const std::string marker = "collective gm-federation-";
+  size_t at = out.find(marker);
+  if (at == std::string::npos) return "";
+  size_t start = at + marker.size();
+  size_t end = out.find(' ', start);
+  if (end == std::string::npos || out.compare(end, 8, " formed:") != 0) return "";
+  return out.substr(start, end - start);
+}
+
+struct Answers {
+  v1::ListVetoesResponse vetoes;
+  v1::ListOverrulesResponse overrules;
+  v1::ListRefusalsResponse refusals;
+  v1::ProposalState back_office;
+};
+
+TEST_F(CliTest, DemoAndItsQueryAnswersSurviveRestart) {
+  CtlResult demo = Ctl({"demo", "--registrar-key", RegistrarKey()}, 60);
+  ASSERT_TRUE(Succeeded(demo));
+  for (const char* section : {"(a) shared back office", "(b) R&D collaboration",
+                              "(c) stroke reconfiguration", "(d) Stockport tried",
+                              "(e) a proposal on where maternity services"}) {
+    EXPECT_TRUE(absl::StrContains(demo.out, section)) << section << demo;
+  }
+  const std::string s = DemoSuffix(demo.out);
+  ASSERT_EQ(s.size(), 4u) << demo;
+  auto id = [&](const std::string& base) { return absl::StrCat(base, "-", s); };
+  const std::string collective = id("gm-federation");
+
+  auto query = [&](Answers* answers) {
+    CtlResult r = Ctl({"vetoes", "--collective", collective, "--json"});
+    ASSERT_TRUE(Succeeded(r));
+    ASSERT_PARSED(vetoes, v1::ListVetoesResponse, r.out);
+    r = Ctl({"overrules", "--collective", collective, "--json"});
+    ASSERT_TRUE(Succeeded(r));
+    ASSERT_PARSED(overrules, v1::ListOverrulesResponse, r.out);
+    r = Ctl({"refusals", "--collective", collective, "--json"});
+    ASSERT_TRUE(Succeeded(r));
+    ASSERT_PARSED(refusals, v1::ListRefusalsResponse, r.out);
+    r = Ctl({"proposal", id("shared-back-office"), "--json"});
+    ASSERT_TRUE(Succeeded(r));
+    ASSERT_PARSED(back_office, v1::ProposalState, r.out);
+    *answers = {vetoes, overrules, refusals, back_office};
+  };
+  Answers a;
+  query(&a);
+  if (HasFailure()) return;
+
+  std::vector<uint64_t> positions;  // every position the answers rest on
+
+  // Vetoes: Manchester University's stands at principles of the R&D
+  // collaboration; Tameside and Glossop's and Pennine Acute's at process of
+  // the stroke reconfiguration were overruled.
+  ASSERT_EQ(a.vetoes.vetoes_size(), 3) << a.vetoes.DebugString();
+  std::map<std::string, v1::VetoView> vetoes;
+  for (const v1::VetoView& v : a.vetoes.vetoes()) {
+    vetoes[v.veto().org_id()] = v;
+    EXPECT_EQ(v.collective_id(), collective);
+    positions.push_back(v.veto().at());
+    if (v.veto().ended_at() != 0) positions.push_back(v.veto().ended_at());
+  }
+  ASSERT_EQ(vetoes.count(id("manchester-university")), 1u) << a.vetoes.DebugString();
+  ASSERT_EQ(vetoes.count(id("tameside-glossop")), 1u) << a.vetoes.DebugString();
+  ASSERT_EQ(vetoes.count(id("pennine-acute")), 1u) << a.vetoes.DebugString();
+  {
+    const v1::VetoView& v = vetoes[id("manchester-university")];
+    EXPECT_EQ(v.proposal_id(), id("rd-collaboration"));
+    EXPECT_EQ(v.veto().gateway_id(), "principles");
+    EXPECT_EQ(v.veto().outcome(), v1::VETO_STANDING) << v1::VetoOutcome_Name(v.veto().outcome());
+    EXPECT_EQ(v.veto().ended_at(), 0u);
+  }
+  for (const char* org : {"tameside-glossop", "pennine-acute"}) {
+    SCOPED_TRACE(org);
+    const v1::VetoView& v = vetoes[id(org)];
+    EXPECT_EQ(v.proposal_id(), id("stroke-reconfiguration"));
+    EXPECT_EQ(v.veto().gateway_id(), "process");
+    EXPECT_EQ(v.veto().outcome(), v1::VETO_OVERRULED) << v1::VetoOutcome_Name(v.veto().outcome());
+    EXPECT_GT(v.veto().ended_at(), v.veto().at());
+  }
+
+  // Overrules: those two, by NHS England.
+  ASSERT_EQ(a.overrules.overrules_size(), 2) << a.overrules.DebugString();
+  std::vector<std::string> overruled;
+  for (const v1::OverruleView& o : a.overrules.overrules()) {
+    overruled.push_back(o.org_id());
+    EXPECT_EQ(o.caller(), id("nhs-england"));
+    EXPECT_EQ(o.proposal_id(), id("stroke-reconfiguration"));
+    EXPECT_EQ(o.gateway_id(), "process");
+    EXPECT_EQ(o.outcome(), v1::PASS);
+    EXPECT_FALSE(o.rationale().empty());
+    EXPECT_GT(o.decided_position(), 0u);
+    positions.push_back(o.call_position());
+    positions.push_back(o.decided_position());
+  }
+  std::sort(overruled.begin(), overruled.end());
+  EXPECT_EQ(overruled, (std::vector<std::string>{id("pennine-acute"), id("tameside-glossop")}));
+
+  // Refusals: Stockport's attempted reversal and Trafford's reserved matter.
+  ASSERT_EQ(a.refusals.refusals_size(), 2) << a.refusals.DebugString();
+  std::map<std::string, v1::RefusalView> refusals;
+  for (const v1::RefusalView& r : a.refusals.refusals()) {
+    refusals[r.org_id()] = r;
+    positions.push_back(r.position());
+  }
+  ASSERT_EQ(refusals.count(id("stockport")), 1u) << a.refusals.DebugString();
+  ASSERT_EQ(refusals.count(id("trafford-community")), 1u) << a.refusals.DebugString();
+  {
+    const v1::RefusalView& r = refusals[id("stockport")];
+    EXPECT_EQ(r.reason(), v1::GATEWAY_LOCKED) << v1::Reason_Name(r.reason());
+    EXPECT_TRUE(r.attempted_reversal());
+    EXPECT_EQ(r.proposal_id(), id("shared-back-office"));
+    EXPECT_EQ(r.gateway_id(), "need-for-change");
+  }
+  {
+    const v1::RefusalView& r = refusals[id("trafford-community")];
+    EXPECT_EQ(r.reason(), v1::RESERVED_CATEGORY) << v1::Reason_Name(r.reason());
+    EXPECT_FALSE(r.attempted_reversal());
+  }
+
+  // The shared back office: adopted, with Bolton's taper.
+  EXPECT_EQ(a.back_office.status(), v1::PROPOSAL_ADOPTED)
+      << v1::ProposalStatus_Name(a.back_office.status());
+  ASSERT_EQ(a.back_office.adoption().tapers_size(), 1) << a.back_office.adoption().DebugString();
+  {
+    const v1::TaperSchedule& t = a.back_office.adoption().tapers(0);
+    EXPECT_EQ(t.org_id(), id("bolton"));
+    EXPECT_EQ(t.annual_impact_pence(), 120'000'000);
+    EXPECT_EQ(std::vector<int64_t>(t.support_by_year_pence().begin(), t.support_by_year_pence().end()),
+              (std::vector<int64_t>{120'000'000, 79'200'000, 39'600'000, 0}));
+  }
+  positions.push_back(a.back_office.ended_at());
+
+  // Every position named can be proved.
+  std::sort(positions.begin(), positions.end());
+  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+  for (uint64_t p : positions) {
+    SCOPED_TRACE(p);
+    EXPECT_GT(p, 0u);
+    CtlResult r = Ctl({"prove", "--seq", absl::StrCat(p)});
+    EXPECT_TRUE(Succeeded(r));
+    EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("record ", p, " is in the signed tree"))) << r;
+  }
+
+  // The projection survives a restart: the same answers.
+  const uint64_t size = Size();
+  ASSERT_OK(server_.Restart());
+  Connect();
+  EXPECT_EQ(Size(), size);
+  Answers b;
+  query(&b);
+  if (HasFailure()) return;
+  using google::protobuf::util::MessageDifferencer;
+  EXPECT_TRUE(MessageDifferencer::Equals(a.vetoes, b.vetoes))
+      << a.vetoes.DebugString() << "\nvs\n" << b.vetoes.DebugString();
+  EXPECT_TRUE(MessageDifferencer::Equals(a.overrules, b.overrules))
+      << a.overrules.DebugString() << "\nvs\n" << b.overrules.DebugString();
+  EXPECT_TRUE(MessageDifferencer::Equals(a.refusals, b.refusals))
+      << a.refusals.DebugString() << "\nvs\n" << b.refusals.DebugString();
+  EXPECT_TRUE(MessageDifferencer::Equals(a.back_office, b.back_office))
+      << a.back_office.DebugString() << "\nvs\n" << b.back_office.DebugString();
+}
+
+}  // namespace
+}  // namespace ledger::testing

@@ -1,0 +1,979 @@
+// Integration tests against a real ledgerd process: every test starts its own
+// server on a temporary data directory and port 0 (see ledgerd_process.h) and
+// talks to it only over gRPC, as a client would.
+//
+// Refusals: every refused submission must answer the right code and
+// ErrorDetail reason and append nothing of itself, except that a validly
+// signed submission of a registered organisation breaking a rule
+// (FAILED_PRECONDITION) is kept as one SubmissionRefused record (DESIGN §3).
+//
+// No test asserts a duration or sleeps to synchronise: waits are blocking
+// reads, joins and notifications, every one bounded by a deadline.
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "ledger/crypto/ed25519.h"
+#include "ledger/merkle/checkpoint.h"
+#include "ledger/merkle/tree.h"
+#include "ledger/rules/envelope.h"
+#include "services/grpc_status.h"
+#include "tests/integration/ledgerd_process.h"
+
+namespace ledger::testing {
+namespace {
+
+#define ASSERT_OK(expr)                                  \
+  do {                                                   \
+    const absl::Status _status = (expr);                 \
+    ASSERT_TRUE(_status.ok()) << #expr << ": " << _status; \
+  } while (0)
+
+#define ASSERT_GRPC_OK(expr)                                               \
+  do {                                                                     \
+    const grpc::Status _status = (expr);                                   \
+    ASSERT_TRUE(_status.ok()) << #expr << ": " << services::Describe(_status); \
+  } while (0)
+
+#define LEDGER_CONCAT_INNER(a, b) a##b
+#define LEDGER_CONCAT(a, b) LEDGER_CONCAT_INNER(a, b)
+#define ASSERT_OK_AND_ASSIGN(lhs, expr) \
+  ASSERT_OK_AND_ASSIGN_IMPL(LEDGER_CONCAT(_status_or_, __LINE__), lhs, expr)
+#define ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, expr)                 \
+  auto tmp = (expr);                                              \
+  ASSERT_TRUE(tmp.ok()) << #expr << ": " << tmp.status();         \
+  lhs = *std::move(tmp)
+
+// The status is `code` with ErrorDetail.reason `reason`.
+::testing::AssertionResult IsRefused(const grpc::Status& status, grpc::StatusCode code,
+                                     v1::Reason reason) {
+  const v1::ErrorDetail detail = services::DetailOf(status);
+  if (status.error_code() == code && detail.reason() == reason) {
+    return ::testing::AssertionSuccess();
+  }
+  return ::testing::AssertionFailure()
+         << "expected code " << code << " with reason " << v1::Reason_Name(reason) << ", got "
+         << (status.ok() ? std::string("OK") : services::Describe(status))
+         << " [code " << status.error_code() << ", reason " << v1::Reason_Name(detail.reason())
+         << "]";
+}
+
+// Lets a stream end whatever state it is in (cancel, drain, finish).
+template <typename Reader>
+void CancelStream(grpc::ClientContext& context, Reader& reader) {
+  context.TryCancel();
+  v1::SubscribeResponse ignored;
+  while (reader->Read(&ignored)) {
+  }
+  (void)reader->Finish();
+}
+
+class LedgerdTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK(server_.Start());
+    ASSERT_OK(Connect());
+  }
+
+  // (Re)connects the client to the current address and loads the registrar.
+  absl::Status Connect() {
+    client_ = std::make_unique<LedgerClient>(server_.address());
+    if (auto s = client_->Init(); !s.ok()) return s;
+    auto registrar = LoadRegistrar(server_.data_dir());
+    if (!registrar.ok()) return registrar.status();
+    registrar_.emplace(*std::move(registrar));
+    return absl::OkStatus();
+  }
+
+  uint64_t Size() {
+    auto size = client_->TreeSize();
+    EXPECT_TRUE(size.ok()) << size.status();
+    return size.ok() ? *size : ~uint64_t{0};
+  }
+
+  // `count` KeyAdded events by `org` (each adding a fresh key), sealed.
+  std::vector<v1::SignedEvent> KeyAddedEvents(const Org& org, int count) {
+    std::vector<v1::SignedEvent> events;
+    for (int i = 0; i < count; ++i) {
+      events.push_back(client_->KeyAddedEvent(org, org.id, crypto::PrivateKey::Generate()));
+    }
+    return events;
+  }
+
+  // The record at `position` is the ledger's SubmissionRefused keeping
+  // `event` (exactly its bytes) with `reason`.
+  void ExpectSubmissionRefused(uint64_t position, const v1::SignedEvent& event, v1::Reason reason) {
+    ASSERT_OK_AND_ASSIGN(v1::RecordEntry entry, client_->Get(position));
+    ASSERT_OK_AND_ASSIGN(v1::Record record, DecodeRecord(entry.record(), position));
+    ASSERT_OK_AND_ASSIGN(Envelope envelope, DecodeStoredEvent(record));
+    ASSERT_TRUE(envelope.body.has_submission_refused()) << EventKind(envelope.body);
+    EXPECT_EQ(envelope.body.author(), client_->info().operator_id());
+    EXPECT_EQ(envelope.signed_event.key_id(), client_->operator_key().key_id());
+    EXPECT_TRUE(crypto::VerifyEvent(client_->operator_key(), envelope.signed_event.body(),
+                                    envelope.signed_event.signature()));
+    EXPECT_EQ(envelope.body.submission_refused().signed_event(), event.SerializeAsString());
+    EXPECT_EQ(envelope.body.submission_refused().reason(), reason)
+        << v1::Reason_Name(envelope.body.submission_refused().reason());
+  }
+
+  LedgerdProcess server_;
+  std::unique_ptr<LedgerClient> client_;
+  std::optional<Org> registrar_;
+};
+
+// ---------------------------------------------------------------- concurrency
+
+TEST_F(LedgerdTest, ConcurrentAppendsAreDenseDurableAndProvable) {
+  constexpr int kClients = 32;
+  constexpr int kEvents = 10'000;  // KeyAdded events, across all clients
+
+  // What was sent and what came back, for every acknowledged event.
+  struct Acked {
+    std::string signed_bytes;
+    v1::Receipt receipt;
+  };
+  std::vector<Acked> acked;
+
+  std::vector<Org> orgs;
+  for (int i = 0; i < kClients; ++i) {
+    v1::Receipt receipt;
+    ASSERT_OK_AND_ASSIGN(Org org, client_->RegisterOrg(*registrar_, absl::StrCat("trust-", i), 1, &receipt));
+    orgs.push_back(org);
+    acked.push_back({"", receipt});  // registrations: no sent bytes kept
+  }
+
+  std::vector<std::vector<Acked>> per_client(kClients);
+  std::mutex errors_mu;
+  std::vector<std::string> errors;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    const int count = kEvents / kClients + (c < kEvents % kClients ? 1 : 0);
+    threads.emplace_back([&, c, count] {
+      LedgerClient client(server_.address(), /*own_connection=*/true);
+      if (auto s = client.Init(); !s.ok()) {
+        std::lock_guard<std::mutex> lock(errors_mu);
+        errors.push_back(absl::StrCat("client ", c, ": ", s.ToString()));
+        return;
+      }
+      for (int i = 0; i < count; ++i) {
+        v1::SignedEvent event = client.KeyAddedEvent(orgs[c], orgs[c].id, crypto::PrivateKey::Generate());
+        v1::AppendResponse response;
+        grpc::Status status = client.Append(event, &response);
+        if (!status.ok() || response.replayed()) {
+          std::lock_guard<std::mutex> lock(errors_mu);
+          errors.push_back(absl::StrCat("client ", c, " event ", i, ": ",
+                                        status.ok() ? "replayed" : services::Describe(status)));
+          return;
+        }
+        per_client[c].push_back({event.SerializeAsString(), response.receipt()});
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ASSERT_TRUE(errors.empty()) << errors.size() << " clients failed; first: " << errors.front();
+  for (auto& events : per_client) {
+    for (Acked& a : events) acked.push_back(std::move(a));
+  }
+  ASSERT_EQ(acked.size(), static_cast<size_t>(kClients + kEvents));
+
+  // Positions: unique, and with Genesis at 0 exactly 0..n-1.
+  const uint64_t n = Size();
+  ASSERT_EQ(n, static_cast<uint64_t>(1 + kClients + kEvents));
+  std::vector<const Acked*> by_position(n, nullptr);
+  for (const Acked& a : acked) {
+    const uint64_t p = a.receipt.position();
+    ASSERT_GE(p, 1u) << "an event was acknowledged at Genesis' position";
+    ASSERT_LT(p, n);
+    ASSERT_EQ(by_position[p], nullptr) << "position " << p << " acknowledged twice";
+    by_position[p] = &a;
+  }
+
+  // One checkpoint of the whole log, signed by the operator key.
+  std::string note;
+  ASSERT_OK_AND_ASSIGN(merkle::Checkpoint checkpoint, client_->GetCheckpoint(0, &note));
+  ASSERT_EQ(checkpoint.size, n);
+  ASSERT_EQ(checkpoint.origin, client_->info().origin());
+
+  for (uint64_t p = 0; p < n; ++p) {
+    ASSERT_OK_AND_ASSIGN(v1::RecordEntry entry, client_->Get(p));
+    ASSERT_EQ(entry.position(), p);
+    ASSERT_OK_AND_ASSIGN(v1::Record record, DecodeRecord(entry.record(), p));
+    ASSERT_OK_AND_ASSIGN(Envelope envelope, DecodeStoredEvent(record));
+    if (p == 0) {
+      ASSERT_TRUE(envelope.body.has_genesis());
+      continue;
+    }
+    const Acked& a = *by_position[p];
+    if (!a.signed_bytes.empty()) {
+      ASSERT_EQ(record.signed_event(), a.signed_bytes) << "position " << p << " stores other bytes";
+    }
+    ASSERT_EQ(a.receipt.leaf_hash(), merkle::AsBytes(merkle::HashLeaf(entry.record())))
+        << "position " << p;
+    ASSERT_EQ(a.receipt.ledger_time_unix_ns(), record.ledger_time_unix_ns()) << "position " << p;
+    ASSERT_GT(a.receipt.tree_size(), p);
+    ASSERT_OK_AND_ASSIGN(merkle::Checkpoint receipt_checkpoint,
+                         client_->OpenCheckpoint(a.receipt.checkpoint()));
+    ASSERT_EQ(receipt_checkpoint.size, a.receipt.tree_size()) << "position " << p;
+    ASSERT_OK(client_->VerifyIncluded(p, entry.record(), checkpoint));
+  }
+}
+
+// ---------------------------------------------------------------- restart
+
+TEST_F(LedgerdTest, RestartKeepsEverything) {
+  ASSERT_OK_AND_ASSIGN(Org org, client_->RegisterOrg(*registrar_, "trust-a"));
+  v1::AppendBatchResponse batch;
+  const std::vector<v1::SignedEvent> before = KeyAddedEvents(org, 40);
+  ASSERT_GRPC_OK(client_->AppendBatch(before, &batch));
+  v1::AppendResponse single;
+  const v1::SignedEvent last = client_->KeyAddedEvent(org, org.id, crypto::PrivateKey::Generate());
+  ASSERT_GRPC_OK(client_->Append(last, &single));
+
+  const uint64_t old_size = Size();
+  ASSERT_EQ(old_size, 1u + 1u + 40u + 1u);
+  std::string old_note;
+  ASSERT_OK_AND_ASSIGN(merkle::Checkpoint old_checkpoint, client_->GetCheckpoint(0, &old_note));
+  ASSERT_EQ(old_checkpoint.size, old_size);
+  std::vector<std::string> old_records;
+  for (uint64_t p = 0; p < old_size; ++p) {
+    ASSERT_OK_AND_ASSIGN(v1::RecordEntry entry, client_->Get(p));
+    old_records.push_back(entry.record());
+  }
+  const v1::GetLedgerInfoResponse old_info = client_->info();
+
+  ASSERT_OK_AND_ASSIGN(int exit_code, server_.Stop());
+  ASSERT_EQ(exit_code, 0) << server_.Stderr();
+  ASSERT_OK(server_.Start());
+  ASSERT_OK(Connect());
+
+  // Same ledger, same size, same signed checkpoint, same bytes.
+  EXPECT_EQ(client_->info().ledger_id(), old_info.ledger_id());
+  EXPECT_EQ(client_->info().origin(), old_info.origin());
+  EXPECT_EQ(client_->info().operator_public_key(), old_info.operator_public_key());
+  ASSERT_EQ(Size(), old_size);
+  std::string note;
+  ASSERT_OK_AND_ASSIGN(merkle::Checkpoint checkpoint, client_->GetCheckpoint(0, &note));
+  EXPECT_EQ(checkpoint.size, old_size);
+  EXPECT_EQ(checkpoint.root, old_checkpoint.root);
+  EXPECT_EQ(note, old_note);
+  for (uint64_t p = 0; p < old_size; ++p) {
+    ASSERT_OK_AND_ASSIGN(v1::RecordEntry entry, client_->Get(p));
+    ASSERT_EQ(entry.record(), old_records[p]) << "position " << p;
+  }
+
+  // The idempotency index survived: a retry of the last event is a replay.
+  v1::AppendResponse retry;
+  ASSERT_GRPC_OK(client_->Append(last, &retry));
+  EXPECT_TRUE(retry.replayed());
+  EXPECT_EQ(retry.receipt().position(), single.receipt().position());
+  ASSERT_EQ(Size(), old_size);
+
+  // So did the key registry: the org's own key still signs; growing the log
+  // keeps it consistent with the checkpoint from before the restart.
+  ASSERT_GRPC_OK(client_->AppendBatch(KeyAddedEvents(org, 25), &batch));
+  ASSERT_OK_AND_ASSIGN(merkle::Checkpoint new_checkpoint, client_->GetCheckpoint());
+  ASSERT_EQ(new_checkpoint.size, old_size + 25);
+  grpc::ClientContext context;
+  client_->SetDeadline(&context);
+  v1::ConsistencyProofRequest request;
+  request.set_from_size(old_size);
+  request.set_to_size(new_checkpoint.size);
+  v1::ConsistencyProofResponse response;
+  ASSERT_GRPC_OK(client_->audit().GetConsistencyProof(&context, request, &response));
+  ASSERT_OK_AND_ASSIGN(std::vector<merkle::Hash> proof, HashesFromBytes(response.proof()));
+  ASSERT_OK(merkle::VerifyConsistency(old_size, new_checkpoint.size, proof, old_checkpoint.root,
+                                      new_checkpoint.root));
+  // The old checkpoint is still served by size.
+  std::string by_size;
+  ASSERT_OK_AND_ASSIGN(merkle::Checkpoint again, client_->GetCheckpoint(old_size, &by_size));
+  EXPECT_EQ(by_size, old_note);
+  EXPECT_EQ(again.root, old_checkpoint.root);
+}
+
+TEST_F(LedgerdTest, AcknowledgedEventsSurviveSigkill) {
+  ASSERT_OK_AND_ASSIGN(Org org, client_->RegisterOrg(*registrar_, "trust-a"));
+  std::vector<v1::Receipt> receipts;
+  for (int i = 0; i < 20; ++i) {
+    v1::AppendResponse response;
+    ASSERT_GRPC_OK(client_->Append(client_->KeyAddedEvent(org, org.id, crypto::PrivateKey::Generate()),
+                                   &response));
+    receipts.push_back(response.receipt());
+  }
+  const uint64_t size = Size();
+  ASSERT_OK(server_.Kill());
+  ASSERT_OK(server_.Start());
+  ASSERT_OK(Connect());
+  ASSERT_EQ(Size(), size);
+  ASSERT_OK_AND_ASSIGN(merkle::Checkpoint checkpoint, client_->GetCheckpoint());
+  ASSERT_EQ(checkpoint.size, size);
+  for (const v1::Receipt& receipt : receipts) {
+    ASSERT_OK_AND_ASSIGN(v1::RecordEntry entry, client_->Get(receipt.position()));
+    EXPECT_EQ(merkle::AsBytes(merkle::HashLeaf(entry.record())), receipt.leaf_hash());
+    ASSERT_OK(client_->VerifyIncluded(receipt.position(), entry.record(), checkpoint));
+  }
+}
+
+// ---------------------------------------------------------------- subscribe
+
+// Reads one stream, checking that positions run on without gap or
+// duplicate and that the caught-up marker comes exactly once.
+class StreamChecker {
+ public:
+  StreamChecker(LedgerClient* client, uint64_t from) : next_(from) {
+    context_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    v1::SubscribeRequest request;
+    request.set_from_position(from);
+    reader_ = client->ledger().Subscribe(&context_, request);
+  }
+  ~StreamChecker() { CancelStream(context_, reader_); }
+
+  // Reads one message; false (with a failure recorded) if the stream ended
+  // or broke the rules.
+  ::testing::AssertionResult ReadOne() {
+    v1::SubscribeResponse message;
+    if (!reader_->Read(&message)) {
+      grpc::Status status = reader_->Finish();
+      finished_ = true;
+      return ::testing::AssertionFailure()
+             << "stream ended at position " << next_ << ": " << services::Describe(status);
+    }
+    messages_++;
+    if (message.has_caught_up()) {
+      if (message.entries_size() != 0) {
+        return ::testing::AssertionFailure() << "a message carries both entries and caught_up";
+      }
+      if (caught_up_count_++ != 0) {
+        return ::testing::AssertionFailure() << "a second caught_up marker at position " << next_;
+      }
+      caught_up_size_ = message.caught_up().tree_size();
+      if (caught_up_size_ != next_) {
+        return ::testing::AssertionFailure() << "caught_up says tree size " << caught_up_size_
+                                             << " after delivering up to " << next_;
+      }
+      return ::testing::AssertionSuccess();
+    }
+    if (message.entries_size() == 0) {
+      return ::testing::AssertionFailure() << "an empty message without caught_up";
+    }
+    for (const v1::RecordEntry& entry : message.entries()) {
+      if (entry.position() != next_) {
+        return ::testing::AssertionFailure()
+               << "expected position " << next_ << ", got " << entry.position();
+      }
+      auto record = DecodeRecord(entry.record(), entry.position());
+      if (!record.ok()) return ::testing::AssertionFailure() << record.status();
+      records_.push_back(entry.record());
+      if (!caught_up()) catch_up_records_++;
+      next_++;
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+  // Reads until the caught-up marker.
+  ::testing::AssertionResult ReadUntilCaughtUp() {
+    while (!caught_up()) {
+      if (auto r = ReadOne(); !r) return r;
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+  // Reads until every position below `end` was delivered.
+  ::testing::AssertionResult ReadUntil(uint64_t end) {
+    while (next_ < end) {
+      if (auto r = ReadOne(); !r) return r;
+    }
+    if (next_ != end) {
+      return ::testing::AssertionFailure() << "delivered up to " << next_ << ", past " << end;
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+  bool caught_up() const { return caught_up_count_ > 0; }
+  uint64_t caught_up_size() const { return caught_up_size_; }
+  uint64_t next() const { return next_; }
+  int messages() const { return messages_; }
+  uint64_t catch_up_records() const { return catch_up_records_; }
+  const std::vector<std::string>& records() const { return records_; }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<v1::SubscribeResponse>> reader_;
+  uint64_t next_;
+  int messages_ = 0;
+  int caught_up_count_ = 0;
+  uint64_t caught_up_size_ = 0;
+  uint64_t catch_up_records_ = 0;
+  bool finished_ = false;
+  std::vector<std::string> records_;
+};
+
+TEST_F(LedgerdTest, SubscribeCatchesUpThenFollowsLive) {
+  ASSERT_OK_AND_ASSIGN(Org org, client_->RegisterOrg(*registrar_, "trust-a"));
+  // More than one message's worth (512 records) of catch-up.
+  for (int i = 0; i < 7; ++i) {
+    v1::AppendBatchResponse batch;
+    ASSERT_GRPC_OK(client_->AppendBatch(KeyAddedEvents(org, 100), &batch));
+  }
+  const uint64_t initial = Size();
+  ASSERT_EQ(initial, 1u + 1u + 700u);
+
+  StreamChecker stream(client_.get(), 0);
+  ASSERT_TRUE(stream.ReadUntilCaughtUp());
+  EXPECT_EQ(stream.caught_up_size(), initial);
+  EXPECT_EQ(stream.catch_up_records(), initial);
+  EXPECT_GE(stream.messages(), 3);  // at least two of entries, one marker
+
+  // Live: one event at a time, each delivered before the next is appended,
+  // then a batch.
+  for (int i = 0; i < 30; ++i) {
+    v1::AppendResponse response;
+    ASSERT_GRPC_OK(client_->Append(client_->KeyAddedEvent(org, org.id, crypto::PrivateKey::Generate()),
+                                   &response));
+    ASSERT_EQ(response.receipt().position(), initial + i);
+    ASSERT_TRUE(stream.ReadUntil(response.receipt().position() + 1));
+  }
+  v1::AppendBatchResponse batch;
+  ASSERT_GRPC_OK(client_->AppendBatch(KeyAddedEvents(org, 20), &batch));
+  const uint64_t final_size = initial + 30 + 20;
+  ASSERT_TRUE(stream.ReadUntil(final_size));
+  ASSERT_EQ(Size(), final_size);
+
+  // Everything delivered is what Get serves.
+  ASSERT_EQ(stream.records().size(), final_size);
+  for (uint64_t p = 0; p < final_size; ++p) {
+    ASSERT_OK_AND_ASSIGN(v1::RecordEntry entry, client_->Get(p));
+    ASSERT_EQ(entry.record(), stream.records()[p]) << "position " << p;
+  }
+}
+
+TEST_F(LedgerdTest, SubscribeFromMiddleAndFromEnd) {
+  ASSERT_OK_AND_ASSIGN(Org org, client_->RegisterOrg(*registrar_, "trust-a"));
+  v1::AppendBatchResponse batch;
+  ASSERT_GRPC_OK(client_->AppendBatch(KeyAddedEvents(org, 10), &batch));
+  const uint64_t size = Size();
+
+  StreamChecker middle(client_.get(), size - 4);
+  ASSERT_TRUE(middle.ReadUntilCaughtUp());
+  EXPECT_EQ(middle.catch_up_records(), 4u);
+  EXPECT_EQ(middle.caught_up_size(), size);
+
+  StreamChecker end(client_.get(), size);
+  ASSERT_TRUE(end.ReadUntilCaughtUp());
+  EXPECT_EQ(end.catch_up_records(), 0u);
+  EXPECT_EQ(end.caught_up_size(), size);
+
+  ASSERT_GRPC_OK(client_->AppendBatch(KeyAddedEvents(org, 3), &batch));
+  ASSERT_TRUE(middle.ReadUntil(size + 3));
+  ASSERT_TRUE(end.ReadUntil(size + 3));
+}
+
+TEST_F(LedgerdTest, SlowSubscriberDoesNotBlockAppends) {
+  // Large events, so the stalled stream's transport buffers fill up long
+  // before the appends are done: 30 batches of 10 bodies of ~60 KiB (18 MiB).
+  constexpr int kBatches = 30;
+  constexpr int kPerBatch = 10;
+  const uint64_t initial = Size();
+  const uint64_t target = initial + kBatches * kPerBatch;
+
+  auto subscriber = [&](absl::Notification* subscribed, absl::Notification* release,
+                        std::string* failure, uint64_t* delivered, int* messages_before_release) {
+    LedgerClient client(server_.address(), /*own_connection=*/true);
+    StreamChecker stream(&client, 0);
+    if (auto r = stream.ReadUntilCaughtUp(); !r) *failure = r.message();
+    const int messages = stream.messages();
+    subscribed->Notify();
+    if (!failure->empty()) return;
+    if (release != nullptr) {
+      // The slowest reader there is: nothing read until the appends are done.
+      if (!release->WaitForNotificationWithTimeout(absl::Seconds(60))) {
+        *failure = "never released";
+        return;
+      }
+      *messages_before_release = stream.messages() - messages;
+    }
+    if (auto r = stream.ReadUntil(target); !r) *failure = r.message();
+    *delivered = stream.next();
+  };
+
+  absl::Notification slow_subscribed, fast_subscribed, release;
+  std::string slow_failure, fast_failure;
+  uint64_t slow_delivered = 0, fast_delivered = 0;
+  int slow_messages_while_stalled = -1, unused = 0;
+  std::thread slow(subscriber, &slow_subscribed, &release, &slow_failure, &slow_delivered,
+                   &slow_messages_while_stalled);
+  std::thread fast(subscriber, &fast_subscribed, nullptr, &fast_failure, &fast_delivered, &unused);
+  const bool both_subscribed = slow_subscribed.WaitForNotificationWithTimeout(absl::Seconds(30)) &&
+                               fast_subscribed.WaitForNotificationWithTimeout(absl::Seconds(30));
+
+  int appended = 0;
+  std::string append_failure;
+  if (both_subscribed) {
+    for (int b = 0; b < kBatches && append_failure.empty(); ++b) {
+      std::vector<v1::SignedEvent> events;
+      for (int i = 0; i < kPerBatch; ++i) {
+        v1::EventBody body = client_->NewBody(registrar_->id);
+        auto* event = body.mutable_organisation_registered();
+        event->set_org_id(absl::StrCat("bulk-", b, "-", i));
+        event->set_name(std::string(60 * 1024, 'n'));
+        event->add_public_keys(std::string(crypto::PrivateKey::Generate().public_key().raw()));
+        events.push_back(SealEvent(body, registrar_->key()));
+      }
+      v1::AppendBatchResponse response;
+      grpc::Status status = client_->AppendBatch(events, &response);
+      if (status.ok()) {
+        appended += response.receipts_size();
+      } else {
+        append_failure = services::Describe(status);
+      }
+    }
+  }
+  // The fast subscriber got everything while the slow one read nothing.
+  fast.join();
+  release.Notify();
+  slow.join();
+
+  ASSERT_TRUE(both_subscribed);
+  ASSERT_EQ(append_failure, "");
+  EXPECT_EQ(appended, kBatches * kPerBatch);
+  EXPECT_EQ(Size(), target);
+  EXPECT_EQ(fast_failure, "");
+  EXPECT_EQ(fast_delivered, target);
+  EXPECT_EQ(slow_messages_while_stalled, 0);
+  EXPECT_EQ(slow_failure, "");
+  EXPECT_EQ(slow_delivered, target);
+}
+
+// ---------------------------------------------------------------- idempotency
+
+TEST_F(LedgerdTest, IdempotentRetryReturnsTheOriginalReceipt) {
+  ASSERT_OK_AND_ASSIGN(Org org, client_->RegisterOrg(*registrar_, "trust-a"));
+  const v1::SignedEvent event = client_->KeyAddedEvent(org, org.id, crypto::PrivateKey::Generate());
+  v1::AppendResponse original;
+  ASSERT_GRPC_OK(client_->Append(event, &original));
+  EXPECT_FALSE(original.replayed());
+  // The log grows in between.
+  v1::AppendResponse other;
+  ASSERT_GRPC_OK(client_->Append(client_->KeyAddedEvent(org, org.id, crypto::PrivateKey::Generate()),
+                                 &other));
+  const uint64_t size = Size();
+  ASSERT_OK_AND_ASSIGN(v1::RecordEntry stored, client_->Get(original.receipt().position()));
+
+  v1::AppendResponse retry;
+  ASSERT_GRPC_OK(client_->Append(event, &retry));
+  EXPECT_TRUE(retry.replayed());
+  EXPECT_EQ(retry.receipt().position(), original.receipt().position());
+  EXPECT_EQ(retry.receipt().leaf_hash(), original.receipt().leaf_hash());
+  EXPECT_EQ(retry.receipt().ledger_time_unix_ns(), original.receipt().ledger_time_unix_ns());
+  // "The original receipt": Receipt.tree_size is the size of the checkpoint
+  // that first included the event, and `checkpoint` that checkpoint.
+  EXPECT_EQ(retry.receipt().tree_size(), original.receipt().tree_size());
+  EXPECT_EQ(retry.receipt().checkpoint(), original.receipt().checkpoint());
+  EXPECT_EQ(Size(), size);
+  ASSERT_OK_AND_ASSIGN(v1::RecordEntry after, client_->Get(original.receipt().position()));
+  EXPECT_EQ(after.record(), stored.record());
+
+  // Same author and idempotency key, other bytes: refused, nothing written.
+  v1::EventBody body;
+  ASSERT_TRUE(body.ParseFromString(event.body()));
+  body.mutable_key_added()->set_public_key(std::string(crypto::PrivateKey::Generate().public_key().raw()));
+  v1::AppendResponse conflict;
+  EXPECT_TRUE(IsRefused(client_->AppendEvent(body, org.key(), &conflict),
+                        grpc::StatusCode::ALREADY_EXISTS, v1::IDEMPOTENCY_CONFLICT));
+  EXPECT_EQ(Size(), size);
+
+  // The same idempotency key is another author's to use.
+  v1::EventBody by_registrar = body;
+  by_registrar.set_author(registrar_->id);
+  v1::AppendResponse registrar_response;
+  ASSERT_GRPC_OK(client_->AppendEvent(by_registrar, registrar_->key(), &registrar_response));
+  EXPECT_FALSE(registrar_response.replayed());
+  EXPECT_EQ(registrar_response.receipt().position(), size);
+}
+
+// ---------------------------------------------------------------- batches
+
+TEST_F(LedgerdTest, AppendBatchIsAllOrNothing) {
+  ASSERT_OK_AND_ASSIGN(Org org, client_->RegisterOrg(*registrar_, "trust-a"));
+  uint64_t size = Size();
+
+  struct BadThird {
+    std::string name;
+    std::function<v1::SignedEvent(const std::vector<v1::SignedEvent>&)> make;
+    grpc::StatusCode code;
+    v1::Reason reason;
+    // Kept as a SubmissionRefused: a rule refusal the log alone reproduces
+    // (the event would be refused without the rest of its batch too).
+    bool recorded = false;
+  };
+  const crypto::PrivateKey stranger = crypto::PrivateKey::Generate();
+  const std::vector<BadThird> cases = {
+      {"flipped signature (verify pool)",
+       [&](const std::vector<v1::SignedEvent>&) {
+         v1::SignedEvent e = client_->KeyAddedEvent(org, org.id, crypto::PrivateKey::Generate());
+         e.mutable_signature()->at(10) ^= 0x01;
+         return e;
+       },
+       grpc::StatusCode::UNAUTHENTICATED, v1::BAD_SIGNATURE},
+      {"garbage body (decoding)",
+       [&](const std::vector<v1::SignedEvent>&) {
+         v1::SignedEvent e;
+         e.set_body("not a protobuf \xff\xff\xff\xff\xff\xff\xff\xff\xff\xff");
+         e.set_key_id(org.key().public_key().key_id());
+         e.set_signature(crypto::SignEvent(org.key(), e.body()));
+         return e;
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, v1::MALFORMED},
+      {"adds the key the first event adds (rules, after state changed)",
+       [&](const std::vector<v1::SignedEvent>& good) {
+         v1::EventBody first;
+         EXPECT_TRUE(first.ParseFromString(good[0].body()));
+         v1::EventBody body = client_->NewBody(org.id);
+         *body.mutable_key_added() = first.key_added();
+         return SealEvent(body, org.key());
+       },
+       grpc::StatusCode::FAILED_PRECONDITION, v1::KEY_EXISTS, /*recorded=*/false},
+      {"adds a key to an unknown organisation (rules, refused on its own too)",
+       [&](const std::vector<v1::SignedEvent>&) {
+         v1::EventBody body = client_->NewBody(org.id);
+         body.mutable_key_added()->set_org_id("no-such-trust");
+         body.mutable_key_added()->set_public_key(
+             std::string(crypto::PrivateKey::Generate().public_key().raw()));
+         return SealEvent(body, org.key());
+       },
+       grpc::StatusCode::FAILED_PRECONDITION, v1::UNKNOWN_ORGANISATION, /*recorded=*/true},
+      {"signed by a key unknown to the ledger (sequencer check)",
+       [&](const std::vector<v1::SignedEvent>&) {
+         v1::EventBody body = client_->NewBody(org.id);
+         body.mutable_key_added()->set_org_id(org.id);
+         body.mutable_key_added()->set_public_key(
+             std::string(crypto::PrivateKey::Generate().public_key().raw()));
+         return SealEvent(body, stranger);
+       },
+       grpc::StatusCode::UNAUTHENTICATED, v1::UNKNOWN_KEY},
+  };
+
+  for (const BadThird& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::vector<v1::SignedEvent> events = KeyAddedEvents(org, 5);
+    events[2] = c.make(events);
+    v1::AppendBatchResponse response;
+    grpc::Status status = client_->AppendBatch(events, &response);
+    EXPECT_TRUE(IsRefused(status, c.code, c.reason));
+    EXPECT_EQ(services::DetailOf(status).batch_index(), 2u) << services::Describe(status);
+    EXPECT_EQ(response.receipts_size(), 0);
+    if (c.recorded) {
+      // The event that broke a rule is kept as a SubmissionRefused (DESIGN
+      // §3); none of the batch's events is.
+      ASSERT_EQ(Size(), size + 1);
+      ExpectSubmissionRefused(size, events[2], c.reason);
+      size += 1;
+    } else {
+      EXPECT_EQ(Size(), size);
+    }
+
+    // Nothing of it was kept: not the records, not the idempotency keys, not
+    // the keys the good events add (each now goes in as new).
+    std::vector<v1::SignedEvent> good = {events[0], events[1], events[3], events[4]};
+    ASSERT_GRPC_OK(client_->AppendBatch(good, &response));
+    ASSERT_EQ(response.receipts_size(), 4);
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(response.receipts(i).position(), size + i);
+    v1::AppendResponse single;
+    ASSERT_GRPC_OK(client_->Append(events[0], &single));
+    EXPECT_TRUE(single.replayed());  // a replay of what the good batch wrote
+    EXPECT_EQ(single.receipt().position(), size);
+    size = Size();  // the log grew by the good batch
+  }
+}
+
+// ---------------------------------------------------------------- bad input
+
+TEST_F(LedgerdTest, RefusedSubmissionsAnswerCodeAndReason) {
+  ASSERT_OK_AND_ASSIGN(Org a, client_->RegisterOrg(*registrar_, "trust-a"));
+  ASSERT_OK_AND_ASSIGN(Org b, client_->RegisterOrg(*registrar_, "trust-b"));
+  // Two keys; the second is revoked by the organisation itself.
+  ASSERT_OK_AND_ASSIGN(Org r, client_->RegisterOrg(*registrar_, "trust-r", 2));
+  {
+    v1::EventBody body = client_->NewBody(r.id);
+    body.mutable_key_revoked()->set_org_id(r.id);
+    body.mutable_key_revoked()->set_key_id(r.keys[1].public_key().key_id());
+    body.mutable_key_revoked()->set_reason("laptop lost");
+    v1::AppendResponse response;
+    ASSERT_GRPC_OK(client_->AppendEvent(body, r.keys[0], &response));
+  }
+  const crypto::PrivateKey stranger = crypto::PrivateKey::Generate();
+
+  // A valid KeyAdded by `a` for itself, as a starting point.
+  auto key_added_body = [&](const Org& author) {
+    v1::EventBody body = client_->NewBody(author.id);
+    body.mutable_key_added()->set_org_id(author.id);
+    body.mutable_key_added()->set_public_key(
+        std::string(crypto::PrivateKey::Generate().public_key().raw()));
+    return body;
+  };
+  auto signed_with = [](const std::string& body, const crypto::PrivateKey& key) {
+    v1::SignedEvent e;
+    e.set_body(body);
+    e.set_key_id(key.public_key().key_id());
+    e.set_signature(crypto::SignEvent(key, body));
+    return e;
+  };
+
+  struct Case {
+    std::string name;
+    std::function<v1::SignedEvent()> make;
+    grpc::StatusCode code;
+    v1::Reason reason;
+  };
+  const std::vector<Case> cases = {
+      {"garbage body bytes",
+       [&] { return signed_with("not a protobuf \xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", a.key()); },
+       grpc::StatusCode::INVALID_ARGUMENT, v1::MALFORMED},
+      {"truncated body",
+       [&] {
+         std::string body = key_added_body(a).SerializeAsString();
+         body.resize(body.size() - 3);  // inside the public key
+         return signed_with(body, a.key());
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, v1::MALFORMED},
+      {"body with an unknown field",
+       [&] {
+         // Field 99, varint 1: a newer client's field this ledger cannot check.
+         std::string body = key_added_body(a).SerializeAsString() + std::string("\x98\x06\x01", 3);
+         return signed_with(body, a.key());
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, v1::MALFORMED},
+      {"empty body", [&] { return signed_with("", a.key()); }, grpc::StatusCode::INVALID_ARGUMENT,
+       v1::MISSING_FIELD},
+      {"oversize body (> 64 KiB)",
+       [&] {
+         v1::EventBody body = client_->NewBody(registrar_->id);
+         body.mutable_organisation_registered()->set_org_id("big");
+         body.mutable_organisation_registered()->set_name(std::string(kMaxBodyBytes + 1, 'x'));
+         body.mutable_organisation_registered()->add_public_keys(
+             std::string(crypto::PrivateKey::Generate().public_key().raw()));
+         return SealEvent(body, registrar_->key());
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, v1::OVERSIZE},
+      {"wrong ledger id",
+       [&] {
+         v1::EventBody body = key_added_body(a);
+         body.set_ledger_id("ledger-0000000000000000");
+         return SealEvent(body, a.key());
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, v1::WRONG_LEDGER},
+      {"flipped signature byte",
+       [&] {
+         v1::SignedEvent e = SealEvent(key_added_body(a), a.key());
+         e.mutable_signature()->at(0) ^= 0x80;
+         return e;
+       },
+       grpc::StatusCode::UNAUTHENTICATED, v1::BAD_SIGNATURE},
+      {"body changed after signing",
+       [&] {
+         v1::SignedEvent e = SealEvent(key_added_body(a), a.key());
+         e.mutable_body()->back() ^= 0x01;  // last byte of the new public key
+         return e;
+       },
+       grpc::StatusCode::UNAUTHENTICATED, v1::BAD_SIGNATURE},
+      {"signature of 63 bytes",
+       [&] {
+         v1::SignedEvent e = SealEvent(key_added_body(a), a.key());
+         e.mutable_signature()->pop_back();
+         return e;
+       },
+       grpc::StatusCode::UNAUTHENTICATED, v1::BAD_SIGNATURE},
+      {"no signature",
+       [&] {
+         v1::SignedEvent e = SealEvent(key_added_body(a), a.key());
+         e.clear_signature();
+         return e;
+       },
+       grpc::StatusCode::UNAUTHENTICATED, v1::BAD_SIGNATURE},
+      {"signature without the event domain prefix",
+       [&] {
+         v1::SignedEvent e = SealEvent(key_added_body(a), a.key());
+         e.set_signature(a.key().Sign(e.body()));
+         return e;
+       },
+       grpc::StatusCode::UNAUTHENTICATED, v1::BAD_SIGNATURE},
+      {"no key id",
+       [&] {
+         v1::SignedEvent e = SealEvent(key_added_body(a), a.key());
+         e.clear_key_id();
+         return e;
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, v1::MISSING_FIELD},
+      {"unknown author",
+       [&] {
+         v1::EventBody body = key_added_body(a);
+         body.set_author("no-such-trust");
+         return SealEvent(body, a.key());
+       },
+       grpc::StatusCode::UNAUTHENTICATED, v1::UNKNOWN_AUTHOR},
+      {"unknown key id", [&] { return SealEvent(key_added_body(a), stranger); },
+       grpc::StatusCode::UNAUTHENTICATED, v1::UNKNOWN_KEY},
+      {"key of another organisation", [&] { return SealEvent(key_added_body(a), b.key()); },
+       grpc::StatusCode::UNAUTHENTICATED, v1::KEY_NOT_OF_AUTHOR},
+      {"revoked key", [&] { return SealEvent(key_added_body(r), r.keys[1]); },
+       grpc::StatusCode::UNAUTHENTICATED, v1::REVOKED_KEY},
+      {"missing payload",
+       [&] {
+         v1::EventBody body = client_->NewBody(a.id);
+         return SealEvent(body, a.key());
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, v1::MISSING_FIELD},
+      {"missing idempotency key",
+       [&] {
+         v1::EventBody body = key_added_body(a);
+         body.clear_idempotency_key();
+         return SealEvent(body, a.key());
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, v1::MISSING_FIELD},
+      {"missing author",
+       [&] {
+         v1::EventBody body = key_added_body(a);
+         body.clear_author();
+         return SealEvent(body, a.key());
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, v1::MISSING_FIELD},
+      {"idempotency key of 129 bytes",
+       [&] {
+         v1::EventBody body = key_added_body(a);
+         body.set_idempotency_key(std::string(kMaxIdempotencyKeyBytes + 1, 'k'));
+         return SealEvent(body, a.key());
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, v1::OVERSIZE},
+      {"non-registrar registers an organisation",
+       [&] {
+         v1::EventBody body = client_->NewBody(a.id);
+         body.mutable_organisation_registered()->set_org_id("trust-z");
+         body.mutable_organisation_registered()->add_public_keys(
+             std::string(crypto::PrivateKey::Generate().public_key().raw()));
+         return SealEvent(body, a.key());
+       },
+       grpc::StatusCode::FAILED_PRECONDITION, v1::NOT_A_REGISTRAR},
+      {"member adds a key to another organisation",
+       [&] {
+         v1::EventBody body = key_added_body(a);
+         body.mutable_key_added()->set_org_id(b.id);
+         return SealEvent(body, a.key());
+       },
+       grpc::StatusCode::FAILED_PRECONDITION, v1::NOT_AUTHORISED},
+      {"registrar registers an existing organisation",
+       [&] {
+         v1::EventBody body = client_->NewBody(registrar_->id);
+         body.mutable_organisation_registered()->set_org_id(a.id);
+         body.mutable_organisation_registered()->add_public_keys(
+             std::string(crypto::PrivateKey::Generate().public_key().raw()));
+         return SealEvent(body, registrar_->key());
+       },
+       grpc::StatusCode::FAILED_PRECONDITION, v1::ORGANISATION_EXISTS},
+      {"second Genesis",
+       [&] {
+         v1::EventBody body = client_->NewBody(registrar_->id);
+         body.mutable_genesis()->set_operator_id(registrar_->id);
+         body.mutable_genesis()->set_operator_public_key(std::string(registrar_->key().public_key().raw()));
+         body.mutable_genesis()->set_origin("another");
+         return SealEvent(body, registrar_->key());
+       },
+       grpc::StatusCode::FAILED_PRECONDITION, v1::GENESIS_ONLY_FIRST},
+      {"governance event (vote_cast) on an unknown proposal",
+       [&] {
+         v1::EventBody body = client_->NewBody(a.id);
+         body.mutable_vote_cast()->set_proposal_id("p-1");
+         body.mutable_vote_cast()->set_gateway_id("need-for-change");
+         body.mutable_vote_cast()->set_position(v1::ASSENT);
+         return SealEvent(body, a.key());
+       },
+       grpc::StatusCode::FAILED_PRECONDITION, v1::UNKNOWN_PROPOSAL},
+      {"system event from a member (gateway_passed)",
+       [&] {
+         v1::EventBody body = client_->NewBody(a.id);
+         body.mutable_gateway_passed()->set_proposal_id("p-1");
+         body.mutable_gateway_passed()->set_gateway_id("need-for-change");
+         return SealEvent(body, a.key());
+       },
+       grpc::StatusCode::FAILED_PRECONDITION, v1::SYSTEM_EVENT_FROM_MEMBER},
+  };
+
+  uint64_t size = Size();
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const v1::SignedEvent event = c.make();
+    v1::AppendResponse response;
+    EXPECT_TRUE(IsRefused(client_->Append(event, &response), c.code, c.reason));
+    EXPECT_FALSE(response.has_receipt());
+    if (c.code == grpc::StatusCode::FAILED_PRECONDITION) {
+      // DESIGN §3: a validly signed submission of a registered organisation
+      // that breaks a rule is refused *and* kept, as one SubmissionRefused.
+      ASSERT_EQ(Size(), size + 1);
+      ExpectSubmissionRefused(size, event, c.reason);
+      size += 1;
+    } else {
+      EXPECT_EQ(Size(), size);
+    }
+  }
+
+  {
+    SCOPED_TRACE("AppendRequest without an event");
+    grpc::ClientContext context;
+    client_->SetDeadline(&context);
+    v1::AppendResponse response;
+    EXPECT_TRUE(IsRefused(client_->ledger().Append(&context, v1::AppendRequest(), &response),
+                          grpc::StatusCode::INVALID_ARGUMENT, v1::MISSING_FIELD));
+  }
+  {
+    SCOPED_TRACE("empty batch");
+    v1::AppendBatchResponse response;
+    EXPECT_TRUE(IsRefused(client_->AppendBatch({}, &response), grpc::StatusCode::INVALID_ARGUMENT,
+                          v1::MISSING_FIELD));
+  }
+  {
+    SCOPED_TRACE("batch over 1000 events");
+    std::vector<v1::SignedEvent> events(kMaxBatchEvents + 1, SealEvent(key_added_body(a), a.key()));
+    v1::AppendBatchResponse response;
+    EXPECT_TRUE(IsRefused(client_->AppendBatch(events, &response), grpc::StatusCode::INVALID_ARGUMENT,
+                          v1::OVERSIZE));
+  }
+  EXPECT_EQ(Size(), size);
+
+  // The organisations' good keys still work after all that.
+  v1::AppendResponse response;
+  ASSERT_GRPC_OK(client_->AppendEvent(key_added_body(r), r.keys[0], &response));
+  EXPECT_EQ(response.receipt().position(), size);
+}
+
+TEST_F(LedgerdTest, ReadsPastTheEndAreNotFound) {
+  const uint64_t size = Size();
+  for (uint64_t position : {size, size + 1000}) {
+    SCOPED_TRACE(absl::StrCat("position ", position));
+    v1::GetResponse get;
+    EXPECT_TRUE(IsRefused(client_->Get(position, &get), grpc::StatusCode::NOT_FOUND,
+                          v1::NO_SUCH_POSITION));
+    v1::InclusionProofResponse proof;
+    EXPECT_TRUE(IsRefused(client_->GetInclusionProof(position, 0, &proof),
+                          grpc::StatusCode::NOT_FOUND, v1::NO_SUCH_POSITION));
+  }
+  {
+    SCOPED_TRACE("checkpoint of a size the log never had");
+    grpc::ClientContext context;
+    client_->SetDeadline(&context);
+    v1::GetCheckpointRequest request;
+    request.set_tree_size(size + 5);
+    v1::GetCheckpointResponse response;
+    EXPECT_TRUE(IsRefused(client_->audit().GetCheckpoint(&context, request, &response),
+                          grpc::StatusCode::NOT_FOUND, v1::NO_SUCH_CHECKPOINT));
+  }
+  EXPECT_EQ(Size(), size);
+}
+
+}  // namespace
+}  // namespace ledger::testing

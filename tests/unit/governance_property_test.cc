@@ -1,0 +1,717 @@
+// Property tests of the governance rules: random charters (1–5 gateways,
+// random rule kinds, quorums, abstention modes, callers, deadlines, required
+// assurance, revisit rules) and random member actions — votes of random
+// positions on random (often locked) gateways, interests, calls by random
+// organisations, withdrawals, impacts, assurance, revisits, admissions,
+// removals, amendments, and lapses as the ledger time advances.
+//
+// Fixed seeds (std::mt19937), so every failure reproduces; the failing seed
+// and step are in the trace. Checked after every step:
+//   (a) no accepted reversal: a GATEWAY_PASSED gateway's votes never change
+//       again unless an adopted revisit reopened it (a revisit of gateway k
+//       starts a new attempt of k and every later gateway);
+//   (b) a gateway locks at most once per attempt, gateways lock in charter
+//       order, and a gateway passed without a call meets its rule;
+//   (c) a refusal leaves State::Snapshot() (and the deadline index) unchanged;
+//   (d) a replica fed only the log (accepted envelopes, lapses at the same
+//       points, and — in runs that record them — refusals) reaches the same
+//       system events and the same Snapshot(); a full replay at the end too;
+//   (e) Mark/RollbackTo restores the snapshot exactly, after one step and
+//       after several, and redoing the same steps gives the same results.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "ledger/crypto/ed25519.h"
+#include "ledger/rules/charter.h"
+#include "ledger/rules/envelope.h"
+#include "ledger/rules/refusal.h"
+#include "ledger/rules/rules.h"
+#include "ledger/rules/state.h"
+
+namespace ledger::rules {
+namespace {
+
+using crypto::PrivateKey;
+using Snap = absl::btree_map<std::string, std::string>;
+
+constexpr char kLedgerId[] = "gov-property";
+constexpr int64_t kT0 = 1'700'000'000'000'000'000;
+constexpr int64_t kSecond = 1'000'000'000;
+constexpr int64_t kHour = 3600 * kSecond;
+
+constexpr int kRuns = 200;
+constexpr int kActions = 300;
+
+const std::vector<std::string>& Everyone() {
+  static const auto* all = new std::vector<std::string>{
+      "operator", "registrar", "m0", "m1", "m2", "m3", "m4", "m5", "n0", "n1", "s0", "x0"};
+  return *all;
+}
+
+// Deterministic keys, made once.
+const PrivateKey& KeyOf(const std::string& org) {
+  static const auto* keys = [] {
+    auto* m = new std::map<std::string, PrivateKey>();
+    for (const std::string& org : Everyone()) {
+      std::string seed(32, '\x5a');
+      std::copy(org.begin(), org.end(), seed.begin());
+      m->emplace(org, *PrivateKey::FromSeed(seed));
+    }
+    return m;
+  }();
+  return keys->at(org);
+}
+
+int GatewayIndex(const v1::ProposalState& p, const std::string& id) {
+  for (int i = 0; i < p.gateways_size(); ++i) {
+    if (p.gateways(i).id() == id) return i;
+  }
+  return -1;
+}
+
+template <typename C>
+bool Contains(const C& c, const std::string& v) {
+  return std::find(c.begin(), c.end(), v) != c.end();
+}
+
+struct Op {
+  bool lapse = false;
+  Envelope envelope;
+  Context context;
+};
+
+struct Outcome {
+  bool accepted = false;
+  absl::StatusCode code = absl::StatusCode::kOk;
+  v1::Reason reason = v1::REASON_UNSPECIFIED;
+  bool recorded = false;                    // a SubmissionRefused was produced
+  std::vector<v1::EventBody> events;        // system events: effects, lapses, or the recorded refusal
+
+  std::string Fingerprint() const {
+    std::string out = absl::StrCat(accepted, "/", static_cast<int>(code), "/", reason, "/", recorded, "/");
+    for (const auto& e : events) absl::StrAppend(&out, e.SerializeAsString(), "|");
+    return out;
+  }
+  // Positions the outcome occupies in the log.
+  uint64_t Width(const Op& op) const {
+    if (op.lapse) return events.size();
+    if (accepted) return 1 + events.size();
+    return recorded ? 1 : 0;
+  }
+};
+
+// Runs one op against `state` as the write path (and the auditor) would.
+// `before`: if given, a refusal must leave the state equal to it.
+Outcome Execute(State& state, const Op& op, bool record_refusals, const Snap* before) {
+  Outcome out;
+  if (op.lapse) {
+    out.accepted = true;
+    out.events = LapseDue(state, op.context);
+    return out;
+  }
+  auto effects = Apply(state, op.envelope, op.context);
+  if (effects.ok()) {
+    out.accepted = true;
+    out.events = std::move(effects->system_events);
+    return out;
+  }
+  out.code = effects.status().code();
+  out.reason = ReasonOf(effects.status());
+  if (before != nullptr) {
+    EXPECT_TRUE(state.Snapshot() == *before)
+        << "(c) refusal " << v1::Reason_Name(out.reason) << " of " << EventKind(op.envelope.body)
+        << " changed the state: " << effects.status();
+  }
+  if (record_refusals) {
+    if (auto recorded = RecordRefusal(state, op.envelope, effects.status(), op.context)) {
+      out.recorded = true;
+      out.events.push_back(std::move(*recorded));
+    }
+  }
+  return out;
+}
+
+std::set<std::pair<int64_t, std::string>> ExpectedDeadlines(const State& state) {
+  std::set<std::pair<int64_t, std::string>> out;
+  for (const auto& [id, p] : state.proposals()) {
+    if (int64_t d = OpenDeadline(p); d != 0) out.insert({d, id});
+  }
+  return out;
+}
+
+std::set<std::pair<int64_t, std::string>> Deadlines(const State& state) {
+  return {state.deadlines().begin(), state.deadlines().end()};
+}
+
+class Scenario {
+ public:
+  explicit Scenario(uint32_t seed) : seed_(seed), rng_(seed), record_refusals_(seed % 2 == 0) {}
+
+  void Go() {
+    Setup();
+    for (step_ = 0; step_ < kActions; ++step_) {
+      if (::testing::Test::HasFailure()) return;
+      SCOPED_TRACE(absl::StrCat("seed ", seed_, " step ", step_));
+      // The ledger time moves on; the server lapses what fell due first.
+      now_ += Uniform(0, 2 * 3600) * kSecond;
+      if (Chance(3)) now_ += Uniform(1, 3) * 24 * kHour;
+      if (!primary_.deadlines().empty() && primary_.deadlines().begin()->first <= now_) {
+        Op lapse;
+        lapse.lapse = true;
+        lapse.context = Context{position_, now_};
+        Step(lapse);
+      }
+      std::optional<Op> op = RandomOp();
+      if (op.has_value()) Step(*op);
+      if (!in_segment_ && Chance(2)) BeginSegment();
+      if (in_segment_ && segment_ops_.size() >= 6) EndSegment();
+    }
+    if (in_segment_) EndSegment();
+    FinalReplay();
+  }
+
+  int accepted() const { return accepted_; }
+  int refused() const { return refused_; }
+  int passes() const { return passes_total_; }
+  int adopted() const { return adopted_; }
+  int reopened() const { return reopened_; }
+  int locked_refusals() const { return locked_refusals_; }
+
+ private:
+  // -------------------------------------------------------------- randomness
+  int Uniform(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
+  bool Chance(int percent) { return Uniform(0, 99) < percent; }
+  template <typename C>
+  const typename C::value_type& Pick(const C& c) {
+    return c[Uniform(0, static_cast<int>(c.size()) - 1)];
+  }
+
+  v1::DecisionRule RandomRule() {
+    v1::DecisionRule rule;
+    int k = Uniform(0, 99);
+    if (k < 40) {
+      rule.set_kind(Chance(20) ? v1::RULE_KIND_UNSPECIFIED : v1::UNANIMITY);
+    } else if (k < 75) {
+      rule.set_kind(v1::MAJORITY);
+    } else {
+      static const std::vector<std::pair<int, int>> fractions = {{2, 3}, {3, 4}, {3, 5}, {4, 5}, {1, 1}};
+      auto [n, d] = Pick(fractions);
+      rule.set_kind(v1::SUPERMAJORITY);
+      rule.set_numerator(n);
+      rule.set_denominator(d);
+    }
+    static const std::vector<int> quorums = {0, 0, 0, 50, 75, 100};
+    rule.set_quorum_percent(Pick(quorums));
+    rule.set_abstention(static_cast<v1::AbstentionMode>(Uniform(0, 2)));
+    return rule;
+  }
+
+  v1::Charter RandomCharter() {
+    v1::Charter charter;
+    charter.set_name(absl::StrCat("charter ", Uniform(0, 1 << 20)));
+    for (const auto& m : founders_) charter.add_founding_members(m);
+    const int gateways = Uniform(1, 5);
+    for (int i = 0; i < gateways; ++i) {
+      v1::Gateway* g = charter.add_gateways();
+      g->set_id(absl::StrCat("g", i));
+      g->set_name(absl::StrCat("gateway ", i));
+      *g->mutable_rule() = RandomRule();
+      for (const char* caller : {"n0", "n1", "m0"}) {
+        if (Chance(35)) g->add_callers(caller);
+      }
+      if (Chance(35)) g->set_deadline_seconds(Uniform(1, 48) * 3600);
+      if (Chance(10)) g->set_required_assurance("s0");
+    }
+    charter.add_assurance_bodies("s0");
+    charter.add_reserved_categories("reserved");
+    for (int i = Uniform(0, 4); i > 0; --i) charter.mutable_taper()->add_percent_by_year(Uniform(0, 100));
+    if (Chance(50)) *charter.mutable_amendment_rule() = RandomRule();
+    if (Chance(60)) {
+      *charter.mutable_revisit_rule() = RandomRule();
+      if (Chance(50)) charter.add_revisit_callers("n0");
+    }
+    return charter;
+  }
+
+  // -------------------------------------------------------------- ops
+  Op Submission(const std::string& org, v1::EventBody body) {
+    body.set_ledger_id(kLedgerId);
+    body.set_author(org);
+    body.set_idempotency_key(absl::StrCat("k", ++counter_));
+    Op op;
+    auto envelope = OpenSubmission(SealEvent(body, KeyOf(org)), kLedgerId);
+    EXPECT_TRUE(envelope.ok()) << envelope.status();
+    if (envelope.ok()) op.envelope = *std::move(envelope);
+    op.context = Context{position_, now_};
+    return op;
+  }
+
+  void Setup() {
+    // Genesis.
+    v1::EventBody genesis_body;
+    auto* genesis = genesis_body.mutable_genesis();
+    genesis->set_operator_id("operator");
+    genesis->set_operator_public_key(std::string(KeyOf("operator").public_key().raw()));
+    genesis->set_origin("decision-ledger/property");
+    auto* registrar = genesis->add_registrars();
+    registrar->set_org_id("registrar");
+    registrar->add_public_keys(std::string(KeyOf("registrar").public_key().raw()));
+    SetupStep(Submission("operator", genesis_body));
+    for (size_t i = 2; i < Everyone().size(); ++i) {
+      v1::EventBody body;
+      auto* r = body.mutable_organisation_registered();
+      r->set_org_id(Everyone()[i]);
+      r->add_public_keys(std::string(KeyOf(Everyone()[i]).public_key().raw()));
+      SetupStep(Submission("registrar", body));
+    }
+    const int members = Uniform(3, 6);
+    for (int i = 0; i < members; ++i) founders_.push_back(absl::StrCat("m", i));
+    const v1::Charter charter = RandomCharter();
+    v1::EventBody propose;
+    propose.mutable_collective_proposed()->set_collective_id("col");
+    *propose.mutable_collective_proposed()->mutable_charter() = charter;
+    SetupStep(Submission(Pick(founders_), propose));
+    for (const auto& m : founders_) {
+      v1::EventBody accept;
+      accept.mutable_charter_accepted()->set_collective_id("col");
+      accept.mutable_charter_accepted()->set_charter_digest(CharterDigest(charter));
+      SetupStep(Submission(m, accept));
+    }
+    ASSERT_NE(primary_.FindCollective("col"), nullptr);
+    ASSERT_TRUE(primary_.FindCollective("col")->formed());
+  }
+
+  void SetupStep(const Op& op) {
+    Step(op);
+    ASSERT_TRUE(outcomes_.back().accepted) << "setup step refused: " << v1::Reason_Name(outcomes_.back().reason);
+  }
+
+  std::vector<std::string> CurrentMembers() const {
+    const v1::CollectiveState* c = primary_.FindCollective("col");
+    return {c->members().begin(), c->members().end()};
+  }
+
+  std::string PickOrg() {
+    std::vector<std::string> members = CurrentMembers();
+    if (!members.empty() && Chance(85)) return Pick(members);
+    return Pick(std::vector<std::string>(Everyone().begin() + 2, Everyone().end()));
+  }
+
+  // A proposal id: usually an existing one, preferring open ones.
+  std::string PickProposal() {
+    if (proposals_.empty() || Chance(4)) return "ghost";
+    if (Chance(70)) {
+      std::vector<std::string> open;
+      for (const auto& id : proposals_) {
+        const v1::ProposalState* p = primary_.FindProposal(id);
+        if (p != nullptr && p->status() == v1::PROPOSAL_OPEN) open.push_back(id);
+      }
+      if (!open.empty()) return Pick(open);
+    }
+    return Pick(proposals_);
+  }
+
+  // A gateway of `p`: its current one, any of its gateways (often locked), or
+  // an unknown one.
+  std::string PickGateway(const v1::ProposalState* p) {
+    if (p == nullptr || Chance(5)) return Chance(50) ? "ghost" : absl::StrCat("g", Uniform(0, 4));
+    if (p->current_gateway() >= 0 && Chance(55)) return p->gateways(p->current_gateway()).id();
+    return p->gateways(Uniform(0, p->gateways_size() - 1)).id();
+  }
+
+  v1::Position PickPosition() {
+    // Some runs abstain a lot, so gateways where nobody assents are reached.
+    if (abstain_heavy_ && Chance(60)) return v1::ABSTAIN;
+    int k = Uniform(0, 99);
+    if (k < 55) return v1::ASSENT;
+    if (k < 78) return v1::OBJECT;
+    if (k < 96) return v1::ABSTAIN;
+    return v1::POSITION_UNSPECIFIED;
+  }
+
+  v1::EventBody ProposalBody(const std::string& id, const std::string& category = "service") {
+    v1::EventBody body;
+    auto* s = body.mutable_proposal_submitted();
+    s->set_collective_id(Chance(2) ? "nocol" : "col");
+    s->set_proposal_id(id);
+    s->set_title("t");
+    s->set_category(category);
+    return body;
+  }
+
+  std::string NewProposalId() {
+    if (!proposals_.empty() && Chance(5)) return Pick(proposals_);  // PROPOSAL_EXISTS
+    std::string id = absl::StrCat("p", proposals_.size());
+    proposals_.push_back(id);
+    return id;
+  }
+
+  std::optional<Op> RandomOp() {
+    const int k = Uniform(0, 999);
+    if (k < 80) {  // an ordinary proposal
+      // One draw per statement: argument evaluation order is unspecified, and
+      // the runs must be the same under every compiler.
+      const std::string org = PickOrg();
+      const std::string id = NewProposalId();
+      const char* category = Chance(8) ? "reserved" : "service";
+      return Submission(org, ProposalBody(id, category));
+    }
+    if (k < 530 || k >= 875) {  // a vote; the tail pushes proposals on
+      const std::string pid = PickProposal();
+      const v1::ProposalState* p = primary_.FindProposal(pid);
+      const bool push = k >= 875;
+      std::string gateway = push && p != nullptr && p->current_gateway() >= 0
+                                ? p->gateways(p->current_gateway()).id()
+                                : PickGateway(p);
+      std::string org = PickOrg();
+      if (p != nullptr && Chance(70)) {
+        int idx = GatewayIndex(*p, gateway);
+        if (idx >= 0 && p->gateway_states(idx).electorate_size() > 0) org = Pick(p->gateway_states(idx).electorate());
+      }
+      v1::EventBody body;
+      auto* v = body.mutable_vote_cast();
+      v->set_proposal_id(pid);
+      v->set_gateway_id(gateway);
+      v->set_position(push && !abstain_heavy_ ? (Chance(85) ? v1::ASSENT : v1::ABSTAIN) : PickPosition());
+      v->set_rationale("r");
+      return Submission(org, body);
+    }
+    if (k < 570) {
+      v1::EventBody body;
+      body.mutable_interest_declared()->set_proposal_id(PickProposal());
+      return Submission(PickOrg(), body);
+    }
+    if (k < 660) {  // a call, by a caller or anyone
+      const std::string pid = PickProposal();
+      const v1::ProposalState* p = primary_.FindProposal(pid);
+      std::string org = Chance(75) ? Pick(std::vector<std::string>{"n0", "n1", "m0"}) : PickOrg();
+      v1::EventBody body;
+      auto* c = body.mutable_decision_called();
+      c->set_proposal_id(pid);
+      c->set_gateway_id(PickGateway(p));
+      int o = Uniform(0, 99);
+      c->set_outcome(o < 60 ? v1::PASS : o < 95 ? v1::FAIL : v1::OUTCOME_UNSPECIFIED);
+      if (!Chance(8)) c->set_rationale("called");
+      return Submission(org, body);
+    }
+    if (k < 690) {
+      const std::string pid = PickProposal();
+      const v1::ProposalState* p = primary_.FindProposal(pid);
+      v1::EventBody body;
+      body.mutable_proposal_withdrawn()->set_proposal_id(pid);
+      return Submission(p != nullptr && Chance(70) ? p->proposer() : PickOrg(), body);
+    }
+    if (k < 730) {
+      v1::EventBody body;
+      body.mutable_impact_declared()->set_proposal_id(PickProposal());
+      body.mutable_impact_declared()->set_annual_impact_pence(Chance(5) ? 0 : Uniform(1, 5'000'000));
+      return Submission(PickOrg(), body);
+    }
+    if (k < 760) {
+      const std::string pid = PickProposal();
+      v1::EventBody body;
+      auto* a = body.mutable_assurance_recorded();
+      a->set_proposal_id(pid);
+      a->set_gateway_id(PickGateway(primary_.FindProposal(pid)));
+      a->set_rating(static_cast<v1::Rating>(Uniform(0, 3)));
+      return Submission(Chance(80) ? "s0" : PickOrg(), body);
+    }
+    if (k < 820) {  // a revisit of a (preferably locked) gateway
+      const std::string target = PickProposal();
+      const v1::ProposalState* p = primary_.FindProposal(target);
+      std::string gateway = PickGateway(p);
+      if (p != nullptr && Chance(70)) {
+        std::vector<std::string> locked;
+        for (const auto& gs : p->gateway_states()) {
+          if (gs.status() == v1::GATEWAY_PASSED) locked.push_back(gs.gateway_id());
+        }
+        if (!locked.empty()) gateway = Pick(locked);
+      }
+      v1::EventBody body = ProposalBody(NewProposalId(), "governance");
+      body.mutable_proposal_submitted()->mutable_revisit()->set_proposal_id(target);
+      body.mutable_proposal_submitted()->mutable_revisit()->set_gateway_id(gateway);
+      return Submission(PickOrg(), body);
+    }
+    if (k < 830) {
+      v1::EventBody body;
+      body.mutable_member_withdrew()->set_collective_id("col");
+      body.mutable_member_withdrew()->set_reason("leaving");
+      return Submission(PickOrg(), body);
+    }
+    if (k < 860) {  // admission or removal
+      v1::EventBody body = ProposalBody(NewProposalId(), "governance");
+      auto* change = Chance(50) ? body.mutable_proposal_submitted()->mutable_admit_member()
+                                : body.mutable_proposal_submitted()->mutable_remove_member();
+      change->set_org_id(Pick(std::vector<std::string>(Everyone().begin() + 2, Everyone().end())));
+      return Submission(PickOrg(), body);
+    }
+    // k < 875: an amendment to a new random charter.
+    v1::EventBody body = ProposalBody(NewProposalId(), "governance");
+    *body.mutable_proposal_submitted()->mutable_amend_charter() = RandomCharter();
+    return Submission(PickOrg(), body);
+  }
+
+  // -------------------------------------------------------------- stepping
+  // What the op targets, for the GATEWAY_LOCKED oracle: a vote (with a valid
+  // position) or a call on a gateway that is locked now must be refused so.
+  bool TargetsLockedGateway(const Op& op) const {
+    if (op.lapse) return false;
+    const v1::EventBody& body = op.envelope.body;
+    std::string pid, gateway;
+    if (body.has_vote_cast()) {
+      const v1::Position pos = body.vote_cast().position();
+      if (pos != v1::ASSENT && pos != v1::OBJECT && pos != v1::ABSTAIN) return false;
+      pid = body.vote_cast().proposal_id();
+      gateway = body.vote_cast().gateway_id();
+    } else if (body.has_decision_called()) {
+      pid = body.decision_called().proposal_id();
+      gateway = body.decision_called().gateway_id();
+    } else {
+      return false;
+    }
+    const v1::ProposalState* p = primary_.FindProposal(pid);
+    if (p == nullptr) return false;
+    const int idx = GatewayIndex(*p, gateway);
+    return idx >= 0 && p->gateway_states(idx).status() == v1::GATEWAY_PASSED;
+  }
+
+  void Step(const Op& op) {
+    const bool expect_locked = TargetsLockedGateway(op);
+    const auto deadlines_before = Deadlines(primary_);
+    // (c), and (e) for one step.
+    const size_t mark = primary_.Mark();
+    Outcome out = Execute(primary_, op, record_refusals_, &snapshot_);
+    if (Chance(25)) {
+      primary_.RollbackTo(mark);
+      EXPECT_TRUE(primary_.Snapshot() == snapshot_) << "(e) RollbackTo did not restore the state";
+      EXPECT_EQ(Deadlines(primary_), deadlines_before) << "(e) RollbackTo did not restore the deadline index";
+      Outcome again = Execute(primary_, op, record_refusals_, nullptr);
+      EXPECT_EQ(again.Fingerprint(), out.Fingerprint()) << "(e) redoing a rolled-back step differs";
+    }
+    if (!out.accepted && !out.recorded) {
+      EXPECT_EQ(Deadlines(primary_), deadlines_before) << "(c) refusal changed the deadline index";
+    }
+    if (expect_locked) {
+      EXPECT_FALSE(out.accepted) << "a vote or call on a locked gateway was accepted";
+      EXPECT_EQ(out.reason, v1::GATEWAY_LOCKED);
+      locked_refusals_++;
+    }
+    position_ += out.Width(op);
+    if (!op.lapse) (out.accepted ? accepted_ : refused_)++;
+
+    // (d): the replica sees only what the log holds.
+    const bool logged = out.accepted || record_refusals_;
+    if (logged) {
+      Outcome replayed = Execute(replica_, op, record_refusals_, nullptr);
+      EXPECT_EQ(replayed.Fingerprint(), out.Fingerprint())
+          << "(d) replica differs on " << (op.lapse ? "lapse" : EventKind(op.envelope.body));
+      log_.push_back(op);
+      logged_outcomes_.push_back(out);
+    }
+    outcomes_.push_back(out);
+    if (in_segment_) segment_ops_.push_back({op, out});
+
+    CheckInvariants(out);
+    snapshot_ = primary_.Snapshot();
+    EXPECT_EQ(Deadlines(primary_), ExpectedDeadlines(primary_)) << "deadline index out of step";
+    if (step_ % 10 == 0 || step_ + 1 == kActions) {
+      EXPECT_TRUE(replica_.Snapshot() == snapshot_) << "(d) replica state differs";
+    }
+    if (!in_segment_) primary_.CommitChanges();
+    replica_.CommitChanges();
+  }
+
+  // (e) over several steps: mark, run a few, roll back, check, redo them.
+  void BeginSegment() {
+    in_segment_ = true;
+    segment_mark_ = primary_.Mark();
+    segment_snapshot_ = snapshot_;
+    segment_position_ = position_;
+    segment_ops_.clear();
+  }
+
+  void EndSegment() {
+    in_segment_ = false;
+    const Snap end = snapshot_;
+    primary_.RollbackTo(segment_mark_);
+    EXPECT_TRUE(primary_.Snapshot() == segment_snapshot_) << "(e) multi-step RollbackTo did not restore the state";
+    for (const auto& [op, out] : segment_ops_) {
+      Outcome again = Execute(primary_, op, record_refusals_, nullptr);
+      EXPECT_EQ(again.Fingerprint(), out.Fingerprint()) << "(e) redoing a rolled-back segment differs";
+    }
+    EXPECT_TRUE(primary_.Snapshot() == end) << "(e) redone segment ends elsewhere";
+    primary_.CommitChanges();
+    segment_ops_.clear();
+  }
+
+  void CheckInvariants(const Outcome& out) {
+    for (const v1::EventBody& e : out.events) {
+      if (e.has_gateway_passed()) {
+        const v1::GatewayPassed& gp = e.gateway_passed();
+        const v1::ProposalState* p = primary_.FindProposal(gp.proposal_id());
+        ASSERT_NE(p, nullptr);
+        const int idx = GatewayIndex(*p, gp.gateway_id());
+        ASSERT_GE(idx, 0);
+        passes_total_++;
+        EXPECT_EQ(++passes_[std::make_pair(gp.proposal_id(), idx)], 1)
+            << "(b) gateway " << gp.gateway_id() << " of " << gp.proposal_id() << " locked twice in one attempt";
+        for (int j = 0; j < idx; ++j) {
+          EXPECT_EQ(p->gateway_states(j).status(), v1::GATEWAY_PASSED)
+              << "(b) " << gp.gateway_id() << " passed before gateway " << j;
+        }
+        const v1::Gateway& gateway = p->gateways(idx);
+        if (gp.caller().empty()) {
+          const v1::Tally& t = gp.tally();
+          EXPECT_EQ(Evaluate(gateway.rule(), Count{t.electorate(), t.assent(), t.object(), t.abstain()}),
+                    Verdict::kPass)
+              << "(b) " << gp.gateway_id() << " passed without meeting its rule: " << t.ShortDebugString();
+          EXPECT_GT(t.assent(), 0u) << "(b) passed with no assent: " << t.ShortDebugString() << " rule "
+                                    << gateway.rule().ShortDebugString();
+        } else {
+          EXPECT_TRUE(Contains(gateway.callers(), gp.caller())) << "(b) called by " << gp.caller();
+        }
+      }
+      if (e.has_decision_adopted()) {
+        adopted_++;
+        const v1::ProposalState* r = primary_.FindProposal(e.decision_adopted().proposal_id());
+        ASSERT_NE(r, nullptr);
+        if (r->submission().has_revisit()) {
+          // A new attempt of the revisited gateway and every later one.
+          const auto& revisit = r->submission().revisit();
+          const v1::ProposalState* target = primary_.FindProposal(revisit.proposal_id());
+          ASSERT_NE(target, nullptr);
+          const int j = GatewayIndex(*target, revisit.gateway_id());
+          ASSERT_GE(j, 0);
+          // (A revisit whose gateway is no longer locked, or whose target has
+          // closed, since it was submitted changes nothing.)
+          const bool reopened = locked_.count({target->proposal_id(), j}) > 0 &&
+                                target->gateway_states(j).status() != v1::GATEWAY_PASSED;
+          if (reopened) {
+            for (int i = j; i < target->gateway_states_size(); ++i) {
+              locked_.erase({target->proposal_id(), i});
+              passes_.erase({target->proposal_id(), i});
+            }
+            reopened_++;
+            EXPECT_EQ(target->status(), v1::PROPOSAL_OPEN) << "(a) a revisit reopened a closed proposal";
+            const v1::GatewayStatus status = target->gateway_states(j).status();
+            EXPECT_TRUE(status == v1::GATEWAY_OPEN || status == v1::GATEWAY_AWAITING_ASSURANCE)
+                << v1::GatewayStatus_Name(status);
+            EXPECT_EQ(target->current_gateway(), j);
+            EXPECT_TRUE(target->gateway_states(j).votes().empty());
+          }
+        }
+      }
+    }
+    // Every proposal's gateways: locked ones unchanged, in charter order.
+    for (const auto& [id, p] : primary_.proposals()) {
+      bool seen_unpassed = false;
+      int leading_passed = 0;
+      for (int i = 0; i < p.gateway_states_size(); ++i) {
+        const v1::GatewayState& gs = p.gateway_states(i);
+        const std::pair<std::string, int> key{id, i};
+        if (gs.status() == v1::GATEWAY_PASSED) {
+          EXPECT_FALSE(seen_unpassed) << "(b) " << id << " gateway " << i << " passed after an unpassed one";
+          if (!seen_unpassed) leading_passed++;
+          std::string votes;
+          for (const auto& v : gs.votes()) votes += v.SerializeAsString();
+          auto [it, inserted] = locked_.try_emplace(key, votes);
+          if (!inserted) {
+            EXPECT_EQ(it->second, votes) << "(a) the votes of locked gateway " << i << " of " << id << " changed";
+          }
+        } else {
+          seen_unpassed = true;
+          EXPECT_EQ(locked_.count(key), 0u) << "(a) gateway " << i << " of " << id << " was unlocked without a revisit";
+        }
+      }
+      if (p.status() == v1::PROPOSAL_OPEN) {
+        EXPECT_EQ(p.current_gateway(), leading_passed) << id;
+      }
+      if (p.status() == v1::PROPOSAL_ADOPTED) {
+        EXPECT_EQ(leading_passed, p.gateway_states_size()) << id << " adopted with a gateway not passed";
+      }
+    }
+  }
+
+  // (d) at the end: a fresh State fed the log from Genesis.
+  void FinalReplay() {
+    State fresh;
+    std::string expected, got;
+    for (size_t i = 0; i < log_.size(); ++i) {
+      Outcome out = Execute(fresh, log_[i], record_refusals_, nullptr);
+      absl::StrAppend(&got, out.Fingerprint(), "\n");
+      absl::StrAppend(&expected, logged_outcomes_[i].Fingerprint(), "\n");
+    }
+    EXPECT_EQ(got, expected) << "(d) replay from Genesis produced different system events";
+    EXPECT_TRUE(fresh.Snapshot() == primary_.Snapshot()) << "(d) replay from Genesis reached a different state";
+    EXPECT_EQ(Deadlines(fresh), Deadlines(primary_));
+  }
+
+  const uint32_t seed_;
+  std::mt19937 rng_;
+  const bool record_refusals_;
+  const bool abstain_heavy_ = seed_ % 5 == 1;
+  int step_ = -1;
+  State primary_;
+  State replica_;
+  Snap snapshot_;  // of primary_, before the next step
+  uint64_t position_ = 0;
+  int64_t now_ = kT0;
+  int counter_ = 0;
+  std::vector<std::string> founders_;
+  std::vector<std::string> proposals_;
+  std::vector<Op> log_;
+  std::vector<Outcome> logged_outcomes_;
+  std::vector<Outcome> outcomes_;
+  std::map<std::pair<std::string, int>, std::string> locked_;  // votes when first seen locked
+  std::map<std::pair<std::string, int>, int> passes_;          // GatewayPassed per attempt
+
+  bool in_segment_ = false;
+  size_t segment_mark_ = 0;
+  Snap segment_snapshot_;
+  uint64_t segment_position_ = 0;
+  std::vector<std::pair<Op, Outcome>> segment_ops_;
+
+  int accepted_ = 0, refused_ = 0, passes_total_ = 0, adopted_ = 0, reopened_ = 0, locked_refusals_ = 0;
+};
+
+TEST(GovernanceProperty, RandomChartersAndActionsKeepTheInvariants) {
+  const auto start = std::chrono::steady_clock::now();
+  int accepted = 0, refused = 0, passes = 0, adopted = 0, reopened = 0, locked = 0;
+  for (int run = 0; run < kRuns; ++run) {
+    Scenario r(static_cast<uint32_t>(20240 + run));
+    r.Go();
+    accepted += r.accepted();
+    refused += r.refused();
+    passes += r.passes();
+    adopted += r.adopted();
+    reopened += r.reopened();
+    locked += r.locked_refusals();
+    if (HasFailure()) {
+      ADD_FAILURE() << "first failing seed: " << 20240 + run;
+      break;
+    }
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("%d runs: %d accepted, %d refused (%d on locked gateways), %d gateways passed, %d adopted, "
+              "%d reopened by revisits, %.1f s\n",
+              kRuns, accepted, refused, locked, passes, adopted, reopened, seconds);
+  // The generator must actually reach the interesting corners.
+  EXPECT_GT(passes, kRuns * 5);
+  EXPECT_GT(adopted, kRuns);
+  EXPECT_GT(locked, kRuns * 4);
+  EXPECT_GT(reopened, 0);
+}
+
+}  // namespace
+}  // namespace ledger::rules

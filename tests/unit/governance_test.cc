@@ -1,0 +1,1547 @@
+// Tests for the governance rules (ledger/rules/governance.cc, charter.cc):
+// collectives, charters, proposals, locked gateways, votes and vetoes, calls,
+// assurance, impacts and tapers, lapses and recorded refusals (DESIGN §2–§4).
+//
+// Pure: every test drives rules::Apply on a rules::State with envelopes built
+// here (SealEvent → OpenSubmission → CheckSignature → Apply, as the write path
+// does) and checks the returned system events and the projected State. Every
+// refusal must leave State::Snapshot() exactly as it was.
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "ledger/crypto/ed25519.h"
+#include "ledger/rules/charter.h"
+#include "ledger/rules/envelope.h"
+#include "ledger/rules/refusal.h"
+#include "ledger/rules/rules.h"
+#include "ledger/rules/state.h"
+
+namespace ledger::rules {
+namespace {
+
+using crypto::PrivateKey;
+
+constexpr char kLedgerId[] = "gov-ledger";
+constexpr int64_t kT0 = 1'700'000'000'000'000'000;
+constexpr int64_t kSecond = 1'000'000'000;
+constexpr int64_t kDay = 86'400 * kSecond;
+
+// ------------------------------------------------------------------ payloads
+
+v1::EventBody ProposeCollective(const std::string& id, const v1::Charter& charter) {
+  v1::EventBody body;
+  body.mutable_collective_proposed()->set_collective_id(id);
+  *body.mutable_collective_proposed()->mutable_charter() = charter;
+  return body;
+}
+
+v1::EventBody Accept(const std::string& collective, const std::string& digest) {
+  v1::EventBody body;
+  body.mutable_charter_accepted()->set_collective_id(collective);
+  body.mutable_charter_accepted()->set_charter_digest(digest);
+  return body;
+}
+
+v1::EventBody Proposal(const std::string& collective, const std::string& proposal_id,
+                       const std::string& category = "service-change") {
+  v1::EventBody body;
+  auto* p = body.mutable_proposal_submitted();
+  p->set_collective_id(collective);
+  p->set_proposal_id(proposal_id);
+  p->set_title("Title of " + proposal_id);
+  p->set_category(category);
+  p->set_summary("summary");
+  p->set_document_digest(std::string(32, 'd'));
+  return body;
+}
+
+v1::EventBody Amend(const std::string& collective, const std::string& proposal_id, const v1::Charter& charter) {
+  v1::EventBody body = Proposal(collective, proposal_id, "governance");
+  *body.mutable_proposal_submitted()->mutable_amend_charter() = charter;
+  return body;
+}
+
+v1::EventBody Admit(const std::string& collective, const std::string& proposal_id, const std::string& org) {
+  v1::EventBody body = Proposal(collective, proposal_id, "governance");
+  body.mutable_proposal_submitted()->mutable_admit_member()->set_org_id(org);
+  body.mutable_proposal_submitted()->mutable_admit_member()->set_reason("joins");
+  return body;
+}
+
+v1::EventBody Remove(const std::string& collective, const std::string& proposal_id, const std::string& org) {
+  v1::EventBody body = Proposal(collective, proposal_id, "governance");
+  body.mutable_proposal_submitted()->mutable_remove_member()->set_org_id(org);
+  body.mutable_proposal_submitted()->mutable_remove_member()->set_reason("persistent breach");
+  return body;
+}
+
+v1::EventBody Revisit(const std::string& collective, const std::string& proposal_id, const std::string& target,
+                      const std::string& gateway) {
+  v1::EventBody body = Proposal(collective, proposal_id, "governance");
+  body.mutable_proposal_submitted()->mutable_revisit()->set_proposal_id(target);
+  body.mutable_proposal_submitted()->mutable_revisit()->set_gateway_id(gateway);
+  return body;
+}
+
+v1::EventBody Interest(const std::string& proposal_id) {
+  v1::EventBody body;
+  body.mutable_interest_declared()->set_proposal_id(proposal_id);
+  body.mutable_interest_declared()->set_description("provides the service");
+  return body;
+}
+
+v1::EventBody Vote(const std::string& proposal_id, const std::string& gateway, v1::Position position,
+                   const std::string& rationale = "considered") {
+  v1::EventBody body;
+  auto* v = body.mutable_vote_cast();
+  v->set_proposal_id(proposal_id);
+  v->set_gateway_id(gateway);
+  v->set_position(position);
+  v->set_rationale(rationale);
+  return body;
+}
+
+v1::EventBody Impact(const std::string& proposal_id, int64_t pence) {
+  v1::EventBody body;
+  body.mutable_impact_declared()->set_proposal_id(proposal_id);
+  body.mutable_impact_declared()->set_annual_impact_pence(pence);
+  body.mutable_impact_declared()->set_description("lost activity");
+  return body;
+}
+
+v1::EventBody Call(const std::string& proposal_id, const std::string& gateway, v1::Outcome outcome,
+                   const std::string& rationale = "national priority") {
+  v1::EventBody body;
+  auto* c = body.mutable_decision_called();
+  c->set_proposal_id(proposal_id);
+  c->set_gateway_id(gateway);
+  c->set_outcome(outcome);
+  c->set_rationale(rationale);
+  return body;
+}
+
+v1::EventBody Withdraw(const std::string& proposal_id) {
+  v1::EventBody body;
+  body.mutable_proposal_withdrawn()->set_proposal_id(proposal_id);
+  body.mutable_proposal_withdrawn()->set_reason("changed plans");
+  return body;
+}
+
+v1::EventBody Assure(const std::string& proposal_id, const std::string& gateway, v1::Rating rating = v1::GREEN) {
+  v1::EventBody body;
+  auto* a = body.mutable_assurance_recorded();
+  a->set_proposal_id(proposal_id);
+  a->set_gateway_id(gateway);
+  a->set_opinion("sound");
+  a->set_rating(rating);
+  a->set_document_digest(std::string(32, 'r'));
+  return body;
+}
+
+v1::EventBody Leave(const std::string& collective) {
+  v1::EventBody body;
+  body.mutable_member_withdrew()->set_collective_id(collective);
+  body.mutable_member_withdrew()->set_reason("leaving");
+  return body;
+}
+
+// ------------------------------------------------------------------ charters
+
+v1::Gateway Gw(const std::string& id, v1::RuleKind kind = v1::UNANIMITY,
+               std::vector<std::string> callers = {"nhse"}) {
+  v1::Gateway gateway;
+  gateway.set_id(id);
+  gateway.set_name("Gateway " + id);
+  gateway.mutable_rule()->set_kind(kind);
+  for (auto& c : callers) gateway.add_callers(c);
+  return gateway;
+}
+
+const std::vector<std::string>& Founders() {
+  static const auto* f = new std::vector<std::string>{"a", "b", "c", "d"};
+  return *f;
+}
+
+const std::vector<std::string>& GatewayIds() {
+  static const auto* g = new std::vector<std::string>{"need", "principles", "process", "nature", "final"};
+  return *g;
+}
+
+// need → principles → process → nature (unanimity) → final (majority).
+v1::Charter StandardCharter() {
+  v1::Charter charter;
+  charter.set_name("Federation");
+  for (auto& m : Founders()) charter.add_founding_members(m);
+  for (int i = 0; i < 4; ++i) *charter.add_gateways() = Gw(GatewayIds()[i]);
+  *charter.add_gateways() = Gw("final", v1::MAJORITY);
+  charter.add_reserved_categories("clinical-provision");
+  for (uint32_t p : {100u, 66u, 33u, 0u}) charter.mutable_taper()->add_percent_by_year(p);
+  charter.add_assurance_bodies("senate");
+  return charter;
+}
+
+v1::Charter RevisitCharter() {
+  v1::Charter charter = StandardCharter();
+  charter.mutable_revisit_rule()->set_kind(v1::MAJORITY);
+  charter.add_revisit_callers("nhse");
+  return charter;
+}
+
+std::vector<std::string> Kinds(const std::vector<v1::EventBody>& events) {
+  std::vector<std::string> kinds;
+  for (const auto& e : events) kinds.push_back(EventKind(e));
+  return kinds;
+}
+
+std::vector<std::string> Strings(const google::protobuf::RepeatedPtrField<std::string>& r) {
+  return {r.begin(), r.end()};
+}
+
+// ------------------------------------------------------------------ fixture
+
+// A ledger in memory: Genesis (operator + registrar), then whatever a test
+// submits. Positions advance by 1 + the number of system events; the ledger
+// time by one second per submission.
+class Ledger {
+ public:
+  Ledger() {
+    NewKey("operator");
+    NewKey("registrar");
+    v1::EventBody body;
+    auto* genesis = body.mutable_genesis();
+    genesis->set_operator_id("operator");
+    genesis->set_operator_public_key(std::string(keys_.at("operator").public_key().raw()));
+    genesis->set_origin("decision-ledger/gov-test");
+    auto* registrar = genesis->add_registrars();
+    registrar->set_org_id("registrar");
+    registrar->set_name("Registrar");
+    registrar->add_public_keys(std::string(keys_.at("registrar").public_key().raw()));
+    Ok("operator", body);
+  }
+
+  State state;
+  uint64_t position = 0;
+  int64_t now = kT0;
+  uint64_t last_at = 0;        // position of the last accepted event
+  Envelope last_envelope;      // the last submission opened
+
+  void NewKey(const std::string& org) { keys_.emplace(org, PrivateKey::Generate()); }
+
+  absl::StatusOr<Effects> Submit(const std::string& org, v1::EventBody body) {
+    body.set_ledger_id(kLedgerId);
+    body.set_author(org);
+    body.set_idempotency_key(absl::StrCat("idem-", ++counter_));
+    body.set_client_time_unix_ms(now / 1'000'000);
+    now += kSecond;
+    auto key = keys_.find(org);
+    if (key == keys_.end()) return absl::NotFoundError(absl::StrCat("no key for ", org));
+    v1::SignedEvent signed_event = SealEvent(body, key->second);
+    auto envelope = OpenSubmission(signed_event, state.has_genesis() ? state.info().ledger_id() : "");
+    if (!envelope.ok()) return envelope.status();
+    last_envelope = *envelope;
+    if (auto s = CheckSignature(state, *envelope); !s.ok()) return s;
+    auto effects = Apply(state, *envelope, Context{position, now});
+    if (effects.ok()) {
+      last_at = position;
+      position += 1 + effects->system_events.size();
+    }
+    return effects;
+  }
+
+  // Submits and expects acceptance; returns the system events.
+  std::vector<v1::EventBody> Ok(const std::string& org, v1::EventBody body) {
+    const std::string what = EventKind(body);
+    auto effects = Submit(org, std::move(body));
+    if (!effects.ok()) {
+      ADD_FAILURE() << what << " by " << org << " refused: " << effects.status() << " ("
+                    << v1::Reason_Name(ReasonOf(effects.status())) << ")";
+      return {};
+    }
+    return effects->system_events;
+  }
+
+  // Submits and expects a refusal with `code` and `reason` that leaves the
+  // state (and the position) exactly as it was.
+  void Refused(const std::string& org, v1::EventBody body, absl::StatusCode code, v1::Reason reason) {
+    const auto before = state.Snapshot();
+    const auto deadlines = state.deadlines();
+    const uint64_t position_before = position;
+    const std::string what = EventKind(body);
+    auto effects = Submit(org, std::move(body));
+    ASSERT_FALSE(effects.ok()) << what << " by " << org << " was accepted, expected "
+                               << v1::Reason_Name(reason);
+    EXPECT_EQ(effects.status().code(), code) << effects.status();
+    EXPECT_EQ(ReasonOf(effects.status()), reason)
+        << "got " << v1::Reason_Name(ReasonOf(effects.status())) << ": " << effects.status();
+    EXPECT_TRUE(state.Snapshot() == before) << what << " refusal changed the state";
+    EXPECT_TRUE(state.deadlines() == deadlines) << what << " refusal changed the deadline index";
+    EXPECT_EQ(position, position_before);
+  }
+
+  void Rule(const std::string& org, v1::EventBody body, v1::Reason reason) {
+    Refused(org, std::move(body), absl::StatusCode::kFailedPrecondition, reason);
+  }
+
+  std::vector<v1::EventBody> Lapse() {
+    auto lapses = LapseDue(state, Context{position, now});
+    position += lapses.size();
+    return lapses;
+  }
+
+  void Register(const std::string& org) {
+    NewKey(org);
+    v1::EventBody body;
+    auto* r = body.mutable_organisation_registered();
+    r->set_org_id(org);
+    r->set_name(org + " name");
+    r->set_kind("nhs-trust");
+    r->add_public_keys(std::string(keys_.at(org).public_key().raw()));
+    Ok("registrar", body);
+  }
+
+  void Merge(const std::string& merged, const std::string& successor) {
+    v1::EventBody body;
+    body.mutable_organisation_merged()->set_merged_org_id(merged);
+    body.mutable_organisation_merged()->set_successor_org_id(successor);
+    Ok("registrar", body);
+  }
+
+ private:
+  std::map<std::string, PrivateKey> keys_;
+  int counter_ = 0;
+};
+
+// Organisations a, b, c, d (founders), e (not a member), nhse (a national
+// body, caller of every standard gateway), senate (an assurance body).
+class Gov : public Ledger {
+ public:
+  Gov() {
+    for (const char* org : {"a", "b", "c", "d", "e", "nhse", "senate"}) Register(org);
+  }
+
+  const v1::CollectiveState& Collective(const std::string& id = "fed") {
+    const v1::CollectiveState* c = state.FindCollective(id);
+    EXPECT_NE(c, nullptr) << id;
+    static const v1::CollectiveState kEmpty;
+    return c == nullptr ? kEmpty : *c;
+  }
+  const v1::ProposalState& P(const std::string& id = "p1") {
+    const v1::ProposalState* p = state.FindProposal(id);
+    EXPECT_NE(p, nullptr) << id;
+    static const v1::ProposalState kEmpty;
+    return p == nullptr ? kEmpty : *p;
+  }
+  const v1::GatewayState& G(const std::string& proposal, int index) { return P(proposal).gateway_states(index); }
+
+  // Proposes `id` (by a) and has every founder accept; returns the events of
+  // the last acceptance.
+  std::vector<v1::EventBody> Form(const std::string& id = "fed", const v1::Charter& charter = StandardCharter()) {
+    Ok("a", ProposeCollective(id, charter));
+    std::vector<v1::EventBody> last;
+    for (const auto& m : charter.founding_members()) last = Ok(m, Accept(id, CharterDigest(charter)));
+    return last;
+  }
+
+  void Submitted(const std::string& pid = "p1", const std::string& by = "a", const std::string& collective = "fed") {
+    Ok(by, Proposal(collective, pid));
+  }
+
+  // Each of `orgs` votes `position` on `gateway`; returns the events of the last.
+  std::vector<v1::EventBody> All(const std::string& pid, const std::string& gateway, v1::Position position,
+                                 const std::vector<std::string>& orgs = Founders()) {
+    std::vector<v1::EventBody> last;
+    for (const auto& org : orgs) last = Ok(org, Vote(pid, gateway, position));
+    return last;
+  }
+
+  // Every founder assents to the first `n` standard gateways (a gateway is
+  // decided once every elector has voted).
+  void PassFirst(const std::string& pid, int n) {
+    for (int i = 0; i < n; ++i) All(pid, GatewayIds()[i], v1::ASSENT);
+  }
+};
+
+// ====================================================== the table of cases
+
+struct Case {
+  std::string name;
+  std::function<void(Gov&)> setup;
+  std::string author;
+  std::function<v1::EventBody(Gov&)> payload;
+  absl::StatusCode code = absl::StatusCode::kOk;
+  v1::Reason reason = v1::REASON_UNSPECIFIED;
+  std::vector<std::string> system_events = {};  // for accepted cases
+};
+
+void Nothing(Gov&) {}
+void Formed(Gov& g) { g.Form(); }
+void WithP1(Gov& g) { g.Form(); g.Submitted(); }
+void NeedPassed(Gov& g) { WithP1(g); g.PassFirst("p1", 1); }
+void P1Withdrawn(Gov& g) { WithP1(g); g.Ok("a", Withdraw("p1")); }
+void P1Adopted(Gov& g) { WithP1(g); g.PassFirst("p1", 5); }
+void RevisitNeedPassed(Gov& g) { g.Form("fed", RevisitCharter()); g.Submitted(); g.PassFirst("p1", 1); }
+void Fed2Proposed(Gov& g) { g.Ok("a", ProposeCollective("fed2", StandardCharter())); }
+void NeedDeadlocked(Gov& g) {
+  WithP1(g);
+  g.All("p1", "need", v1::ASSENT, {"a", "b", "c"});
+  g.Ok("d", Vote("p1", "need", v1::OBJECT));
+}
+
+std::function<v1::EventBody(Gov&)> Fixed(v1::EventBody body) {
+  return [body](Gov&) { return body; };
+}
+
+const std::string& Digest() {
+  static const auto* d = new std::string(CharterDigest(StandardCharter()));
+  return *d;
+}
+
+constexpr auto kOk = absl::StatusCode::kOk;
+constexpr auto kPre = absl::StatusCode::kFailedPrecondition;
+constexpr auto kArg = absl::StatusCode::kInvalidArgument;
+
+std::vector<Case> Cases() {
+  std::vector<Case> cases = {
+      // ------------------------------------------------ accepted: every event type
+      {"CollectiveProposed accepted", Nothing, "a", Fixed(ProposeCollective("fed", StandardCharter()))},
+      {"CharterAccepted accepted (not last)", Fed2Proposed, "b", Fixed(Accept("fed2", Digest()))},
+      {"CharterAccepted by the last founder forms the collective",
+       [](Gov& g) {
+         Fed2Proposed(g);
+         for (auto m : {"a", "b", "c"}) g.Ok(m, Accept("fed2", Digest()));
+       },
+       "d", Fixed(Accept("fed2", Digest())), kOk, {}, {"collective_formed"}},
+      {"ProposalSubmitted accepted", Formed, "b", Fixed(Proposal("fed", "p1"))},
+      {"InterestDeclared accepted", WithP1, "c", Fixed(Interest("p1"))},
+      {"VoteCast accepted", WithP1, "b", Fixed(Vote("p1", "need", v1::ASSENT))},
+      {"VoteCast by the last elector passes the gateway",
+       [](Gov& g) { WithP1(g); g.All("p1", "need", v1::ASSENT, {"a", "b", "c"}); },
+       "d", Fixed(Vote("p1", "need", v1::ASSENT)), kOk, {}, {"gateway_passed"}},
+      {"ImpactDeclared accepted", WithP1, "d", Fixed(Impact("p1", 1'000'000))},
+      {"DecisionCalled accepted", NeedDeadlocked, "nhse", Fixed(Call("p1", "need", v1::PASS)), kOk, {},
+       {"gateway_passed"}},
+      {"ProposalWithdrawn accepted", WithP1, "a", Fixed(Withdraw("p1"))},
+      {"AssuranceRecorded accepted", WithP1, "senate", Fixed(Assure("p1", "need"))},
+      {"MemberWithdrew accepted", Formed, "d", Fixed(Leave("fed"))},
+
+      // ------------------------------------------------ CollectiveProposed
+      {"CollectiveProposed: id exists", Formed, "b", Fixed(ProposeCollective("fed", StandardCharter())), kPre,
+       v1::COLLECTIVE_EXISTS},
+      {"CollectiveProposed: empty id", Nothing, "a", Fixed(ProposeCollective("", StandardCharter())), kArg,
+       v1::MISSING_FIELD},
+      {"CollectiveProposed: malformed id", Nothing, "a", Fixed(ProposeCollective("fed two", StandardCharter())),
+       kArg, v1::MALFORMED},
+      {"CollectiveProposed: merged founding member",
+       [](Gov& g) { g.Register("x"); g.Merge("x", "e"); },
+       "a",
+       [](Gov&) {
+         v1::Charter c = StandardCharter();
+         c.add_founding_members("x");
+         return ProposeCollective("fed2", c);
+       },
+       kPre, v1::ORGANISATION_MERGED},
+
+      // ------------------------------------------------ CharterAccepted
+      {"CharterAccepted: unknown collective", Nothing, "a", Fixed(Accept("ghost", Digest())), kPre,
+       v1::UNKNOWN_COLLECTIVE},
+      {"CharterAccepted: not a founding member", Fed2Proposed, "e", Fixed(Accept("fed2", Digest())), kPre,
+       v1::NOT_A_FOUNDING_MEMBER},
+      {"CharterAccepted: non-member after formation", Formed, "e", Fixed(Accept("fed", Digest())), kPre,
+       v1::NOT_A_FOUNDING_MEMBER},
+      {"CharterAccepted: twice", [](Gov& g) { Fed2Proposed(g); g.Ok("b", Accept("fed2", Digest())); }, "b",
+       Fixed(Accept("fed2", Digest())), kPre, v1::ALREADY_ACCEPTED},
+      {"CharterAccepted: founder again after formation", Formed, "b", Fixed(Accept("fed", Digest())), kPre,
+       v1::ALREADY_ACCEPTED},
+      {"CharterAccepted: wrong digest", Fed2Proposed, "b", Fixed(Accept("fed2", std::string(32, 'x'))), kPre,
+       v1::CHARTER_DIGEST_MISMATCH},
+
+      // ------------------------------------------------ ProposalSubmitted
+      {"ProposalSubmitted: id exists", WithP1, "b", Fixed(Proposal("fed", "p1")), kPre, v1::PROPOSAL_EXISTS},
+      {"ProposalSubmitted: empty id", Formed, "b", Fixed(Proposal("fed", "")), kArg, v1::MISSING_FIELD},
+      {"ProposalSubmitted: malformed id", Formed, "b", Fixed(Proposal("fed", "p/1")), kArg, v1::MALFORMED},
+      {"ProposalSubmitted: unknown collective", Formed, "b", Fixed(Proposal("ghost", "p1")), kPre,
+       v1::UNKNOWN_COLLECTIVE},
+      {"ProposalSubmitted: collective not formed", Fed2Proposed, "a", Fixed(Proposal("fed2", "p1")), kPre,
+       v1::COLLECTIVE_NOT_FORMED},
+      {"ProposalSubmitted: not a member", Formed, "e", Fixed(Proposal("fed", "p1")), kPre, v1::NOT_A_MEMBER},
+      {"ProposalSubmitted: reserved category", Formed, "a", Fixed(Proposal("fed", "p1", "clinical-provision")),
+       kPre, v1::RESERVED_CATEGORY},
+      {"ProposalSubmitted: amendment to an invalid charter", Formed, "a",
+       [](Gov&) {
+         v1::Charter c = StandardCharter();
+         c.clear_gateways();
+         return Amend("fed", "am1", c);
+       },
+       kPre, v1::INVALID_CHARTER},
+      {"ProposalSubmitted: admit unknown organisation", Formed, "a", Fixed(Admit("fed", "ad1", "ghost")), kPre,
+       v1::UNKNOWN_ORGANISATION},
+      {"ProposalSubmitted: admit merged organisation",
+       [](Gov& g) { g.Form(); g.Register("x"); g.Merge("x", "e"); },
+       "a", Fixed(Admit("fed", "ad1", "x")), kPre, v1::UNKNOWN_ORGANISATION},
+      {"ProposalSubmitted: admit a member", Formed, "a", Fixed(Admit("fed", "ad1", "b")), kPre,
+       v1::ALREADY_MEMBER},
+      {"ProposalSubmitted: remove a non-member", Formed, "a", Fixed(Remove("fed", "rm1", "e")), kPre,
+       v1::NOT_A_MEMBER},
+      {"ProposalSubmitted: revisit without a revisit rule", NeedPassed, "b",
+       Fixed(Revisit("fed", "rv1", "p1", "need")), kPre, v1::REVISIT_NOT_ALLOWED},
+      {"ProposalSubmitted: revisit of an unknown proposal", RevisitNeedPassed, "b",
+       Fixed(Revisit("fed", "rv1", "ghost", "need")), kPre, v1::UNKNOWN_PROPOSAL},
+      {"ProposalSubmitted: revisit of a closed proposal",
+       [](Gov& g) {
+         g.Form("fed", RevisitCharter());
+         g.Submitted();
+         g.PassFirst("p1", 5);
+       },
+       "b", Fixed(Revisit("fed", "rv1", "p1", "need")), kPre, v1::PROPOSAL_CLOSED},
+      {"ProposalSubmitted: revisit of a gateway that is not locked", RevisitNeedPassed, "b",
+       Fixed(Revisit("fed", "rv1", "p1", "principles")), kPre, v1::GATEWAY_NOT_OPEN},
+      {"ProposalSubmitted: revisit of an unknown gateway", RevisitNeedPassed, "b",
+       Fixed(Revisit("fed", "rv1", "p1", "ghost")), kPre, v1::GATEWAY_NOT_OPEN},
+
+      // ------------------------------------------------ InterestDeclared
+      {"InterestDeclared: unknown proposal", WithP1, "b", Fixed(Interest("ghost")), kPre, v1::UNKNOWN_PROPOSAL},
+      {"InterestDeclared: proposal closed", P1Withdrawn, "b", Fixed(Interest("p1")), kPre, v1::PROPOSAL_CLOSED},
+      {"InterestDeclared: not a member", WithP1, "e", Fixed(Interest("p1")), kPre, v1::NOT_A_MEMBER},
+      {"InterestDeclared: twice", [](Gov& g) { WithP1(g); g.Ok("c", Interest("p1")); }, "c",
+       Fixed(Interest("p1")), kPre, v1::RECUSED},
+      {"InterestDeclared: after voting", [](Gov& g) { WithP1(g); g.Ok("c", Vote("p1", "need", v1::ASSENT)); },
+       "c", Fixed(Interest("p1")), kPre, v1::ALREADY_VOTED},
+
+      // ------------------------------------------------ VoteCast
+      {"VoteCast: unknown proposal", WithP1, "b", Fixed(Vote("ghost", "need", v1::ASSENT)), kPre,
+       v1::UNKNOWN_PROPOSAL},
+      {"VoteCast: no position", WithP1, "b", Fixed(Vote("p1", "need", v1::POSITION_UNSPECIFIED)), kPre,
+       v1::INVALID_POSITION},
+      {"VoteCast: unknown position", WithP1, "b", Fixed(Vote("p1", "need", static_cast<v1::Position>(7))), kPre,
+       v1::INVALID_POSITION},
+      {"VoteCast: unknown gateway", WithP1, "b", Fixed(Vote("p1", "ghost", v1::ASSENT)), kPre,
+       v1::UNKNOWN_GATEWAY},
+      {"VoteCast: locked gateway", NeedPassed, "b", Fixed(Vote("p1", "need", v1::OBJECT)), kPre,
+       v1::GATEWAY_LOCKED},
+      {"VoteCast: locked gateway of an adopted proposal", P1Adopted, "b", Fixed(Vote("p1", "need", v1::OBJECT)),
+       kPre, v1::GATEWAY_LOCKED},
+      {"VoteCast: proposal closed", P1Withdrawn, "b", Fixed(Vote("p1", "need", v1::ASSENT)), kPre,
+       v1::PROPOSAL_CLOSED},
+      {"VoteCast: gateway pending", WithP1, "b", Fixed(Vote("p1", "principles", v1::ASSENT)), kPre,
+       v1::GATEWAY_NOT_OPEN},
+      {"VoteCast: recused", [](Gov& g) { WithP1(g); g.Ok("c", Interest("p1")); }, "c",
+       Fixed(Vote("p1", "need", v1::ASSENT)), kPre, v1::RECUSED},
+      {"VoteCast: not a member", WithP1, "e", Fixed(Vote("p1", "need", v1::ASSENT)), kPre, v1::NOT_A_MEMBER},
+      {"VoteCast: admitted after the gateway opened",
+       [](Gov& g) {
+         WithP1(g);
+         g.Ok("a", Admit("fed", "ad1", "e"));
+         g.All("ad1", "admission", v1::ASSENT);
+       },
+       "e", Fixed(Vote("p1", "need", v1::ASSENT)), kPre, v1::NOT_ELIGIBLE},
+
+      // ------------------------------------------------ ImpactDeclared
+      {"ImpactDeclared: unknown proposal", WithP1, "d", Fixed(Impact("ghost", 5)), kPre, v1::UNKNOWN_PROPOSAL},
+      {"ImpactDeclared: after adoption", P1Adopted, "d", Fixed(Impact("p1", 5)), kPre, v1::FINAL_GATEWAY_LOCKED},
+      {"ImpactDeclared: proposal withdrawn", P1Withdrawn, "d", Fixed(Impact("p1", 5)), kPre,
+       v1::PROPOSAL_CLOSED},
+      {"ImpactDeclared: not a member", WithP1, "e", Fixed(Impact("p1", 5)), kPre, v1::NOT_A_MEMBER},
+      {"ImpactDeclared: not positive", WithP1, "d", Fixed(Impact("p1", 0)), kArg, v1::MALFORMED},
+
+      // ------------------------------------------------ DecisionCalled
+      {"DecisionCalled: unknown proposal", NeedDeadlocked, "nhse", Fixed(Call("ghost", "need", v1::PASS)), kPre,
+       v1::UNKNOWN_PROPOSAL},
+      {"DecisionCalled: unknown gateway", NeedDeadlocked, "nhse", Fixed(Call("p1", "ghost", v1::PASS)), kPre,
+       v1::UNKNOWN_GATEWAY},
+      {"DecisionCalled: locked gateway", NeedPassed, "nhse", Fixed(Call("p1", "need", v1::FAIL)), kPre,
+       v1::GATEWAY_LOCKED},
+      {"DecisionCalled: proposal closed", P1Withdrawn, "nhse", Fixed(Call("p1", "need", v1::PASS)), kPre,
+       v1::PROPOSAL_CLOSED},
+      {"DecisionCalled: gateway not open", NeedDeadlocked, "nhse", Fixed(Call("p1", "principles", v1::PASS)),
+       kPre, v1::GATEWAY_NOT_OPEN},
+      {"DecisionCalled: not a caller", NeedDeadlocked, "a", Fixed(Call("p1", "need", v1::PASS)), kPre,
+       v1::NOT_A_CALLER},
+      {"DecisionCalled: no outcome", NeedDeadlocked, "nhse", Fixed(Call("p1", "need", v1::OUTCOME_UNSPECIFIED)),
+       kArg, v1::MISSING_FIELD},
+      {"DecisionCalled: no rationale", NeedDeadlocked, "nhse", Fixed(Call("p1", "need", v1::PASS, "")), kPre,
+       v1::RATIONALE_REQUIRED},
+      {"DecisionCalled: no deadlock", [](Gov& g) { WithP1(g); g.Ok("a", Vote("p1", "need", v1::ASSENT)); },
+       "nhse", Fixed(Call("p1", "need", v1::PASS)), kPre, v1::NO_DEADLOCK},
+
+      // ------------------------------------------------ ProposalWithdrawn
+      {"ProposalWithdrawn: unknown proposal", WithP1, "a", Fixed(Withdraw("ghost")), kPre, v1::UNKNOWN_PROPOSAL},
+      {"ProposalWithdrawn: twice", P1Withdrawn, "a", Fixed(Withdraw("p1")), kPre, v1::PROPOSAL_CLOSED},
+      {"ProposalWithdrawn: not the proposer", WithP1, "b", Fixed(Withdraw("p1")), kPre, v1::NOT_PROPOSER},
+      {"ProposalWithdrawn: after a gateway passed", NeedPassed, "a", Fixed(Withdraw("p1")), kPre,
+       v1::WITHDRAWAL_TOO_LATE},
+
+      // ------------------------------------------------ AssuranceRecorded
+      {"AssuranceRecorded: unknown proposal", WithP1, "senate", Fixed(Assure("ghost", "need")), kPre,
+       v1::UNKNOWN_PROPOSAL},
+      {"AssuranceRecorded: not an assurance body", WithP1, "nhse", Fixed(Assure("p1", "need")), kPre,
+       v1::NOT_AN_ASSURANCE_BODY},
+      {"AssuranceRecorded: unknown gateway", WithP1, "senate", Fixed(Assure("p1", "ghost")), kPre,
+       v1::UNKNOWN_GATEWAY},
+      {"AssuranceRecorded: proposal closed", P1Withdrawn, "senate", Fixed(Assure("p1", "need")), kPre,
+       v1::PROPOSAL_CLOSED},
+      {"AssuranceRecorded: unknown rating", WithP1, "senate",
+       Fixed(Assure("p1", "need", static_cast<v1::Rating>(9))), kArg, v1::MALFORMED},
+
+      // ------------------------------------------------ MemberWithdrew
+      {"MemberWithdrew: unknown collective", Formed, "a", Fixed(Leave("ghost")), kPre, v1::UNKNOWN_COLLECTIVE},
+      {"MemberWithdrew: not formed", Fed2Proposed, "a", Fixed(Leave("fed2")), kPre, v1::COLLECTIVE_NOT_FORMED},
+      {"MemberWithdrew: not a member", Formed, "e", Fixed(Leave("fed")), kPre, v1::NOT_A_MEMBER},
+      {"MemberWithdrew: twice", [](Gov& g) { g.Form(); g.Ok("d", Leave("fed")); }, "d", Fixed(Leave("fed")),
+       kPre, v1::NOT_A_MEMBER},
+  };
+
+  // Every fault of a charter, on CollectiveProposed.
+  struct Fault {
+    std::string name;
+    std::function<void(v1::Charter&)> mutate;
+    v1::Reason reason = v1::INVALID_CHARTER;
+  };
+  const std::vector<Fault> faults = {
+      {"no founding members", [](v1::Charter& c) { c.clear_founding_members(); }},
+      {"founding member twice", [](v1::Charter& c) { c.add_founding_members("a"); }},
+      {"no gateways", [](v1::Charter& c) { c.clear_gateways(); }},
+      {"gateway without id", [](v1::Charter& c) { c.mutable_gateways(2)->clear_id(); }},
+      {"gateway twice", [](v1::Charter& c) { c.mutable_gateways(2)->set_id("need"); }},
+      {"quorum over 100", [](v1::Charter& c) { c.mutable_gateways(0)->mutable_rule()->set_quorum_percent(101); }},
+      {"supermajority 0/0",
+       [](v1::Charter& c) { c.mutable_gateways(4)->mutable_rule()->set_kind(v1::SUPERMAJORITY); }},
+      {"supermajority 0/3",
+       [](v1::Charter& c) {
+         auto* r = c.mutable_gateways(4)->mutable_rule();
+         r->set_kind(v1::SUPERMAJORITY);
+         r->set_denominator(3);
+       }},
+      {"supermajority 4/3",
+       [](v1::Charter& c) {
+         auto* r = c.mutable_gateways(4)->mutable_rule();
+         r->set_kind(v1::SUPERMAJORITY);
+         r->set_numerator(4);
+         r->set_denominator(3);
+       }},
+      {"supermajority 1/2 (not more than half)",
+       [](v1::Charter& c) {
+         auto* r = c.mutable_gateways(4)->mutable_rule();
+         r->set_kind(v1::SUPERMAJORITY);
+         r->set_numerator(1);
+         r->set_denominator(2);
+       }},
+      {"unknown rule kind",
+       [](v1::Charter& c) { c.mutable_gateways(1)->mutable_rule()->set_kind(static_cast<v1::RuleKind>(9)); }},
+      {"unknown abstention mode",
+       [](v1::Charter& c) {
+         c.mutable_gateways(1)->mutable_rule()->set_abstention(static_cast<v1::AbstentionMode>(9));
+       }},
+      {"negative deadline", [](v1::Charter& c) { c.mutable_gateways(3)->set_deadline_seconds(-1); }},
+      {"required assurance from a non-body",
+       [](v1::Charter& c) { c.mutable_gateways(1)->set_required_assurance("nhse"); }},
+      {"caller twice", [](v1::Charter& c) { c.mutable_gateways(0)->add_callers("nhse"); }},
+      {"assurance body twice", [](v1::Charter& c) { c.add_assurance_bodies("senate"); }},
+      {"amendment rule quorum over 100", [](v1::Charter& c) { c.mutable_amendment_rule()->set_quorum_percent(150); }},
+      {"revisit rule supermajority 1/3",
+       [](v1::Charter& c) {
+         auto* r = c.mutable_revisit_rule();
+         r->set_kind(v1::SUPERMAJORITY);
+         r->set_numerator(1);
+         r->set_denominator(3);
+       }},
+      {"taper over 100", [](v1::Charter& c) { c.mutable_taper()->add_percent_by_year(120); }},
+      {"unknown founding member", [](v1::Charter& c) { c.add_founding_members("ghost"); }, v1::UNKNOWN_ORGANISATION},
+      {"unknown caller", [](v1::Charter& c) { c.mutable_gateways(4)->add_callers("ghost"); }, v1::UNKNOWN_ORGANISATION},
+      {"unknown assurance body", [](v1::Charter& c) { c.add_assurance_bodies("ghost"); }, v1::UNKNOWN_ORGANISATION},
+      {"unknown revisit caller", [](v1::Charter& c) { c.add_revisit_callers("ghost"); }, v1::UNKNOWN_ORGANISATION},
+  };
+  for (const Fault& fault : faults) {
+    v1::Charter charter = StandardCharter();
+    fault.mutate(charter);
+    cases.push_back({"CollectiveProposed: charter with " + fault.name, Nothing, "a",
+                     Fixed(ProposeCollective("fed2", charter)), kPre, fault.reason});
+  }
+  return cases;
+}
+
+TEST(GovernanceCases, EachCaseAcceptsOrRefusesAsExpected) {
+  for (const Case& c : Cases()) {
+    SCOPED_TRACE(c.name);
+    Gov g;
+    c.setup(g);
+    v1::EventBody payload = c.payload(g);
+    if (c.code == absl::StatusCode::kOk) {
+      auto effects = g.Submit(c.author, payload);
+      ASSERT_TRUE(effects.ok()) << effects.status() << " (" << v1::Reason_Name(ReasonOf(effects.status())) << ")";
+      EXPECT_EQ(Kinds(effects->system_events), c.system_events);
+    } else {
+      g.Refused(c.author, payload, c.code, c.reason);
+    }
+  }
+}
+
+// The table covers every governance event type and every refusal reason the
+// governance rules can produce.
+TEST(GovernanceCases, CoverEveryEventTypeAndReason) {
+  std::set<std::string> accepted_kinds;
+  std::set<v1::Reason> reasons;
+  for (const Case& c : Cases()) {
+    Gov g;  // payload functions do not look at the state; a fresh one is enough
+    if (c.code == absl::StatusCode::kOk) {
+      accepted_kinds.insert(EventKind(c.payload(g)));
+    } else {
+      reasons.insert(c.reason);
+    }
+  }
+  for (const char* kind : {"collective_proposed", "charter_accepted", "proposal_submitted", "interest_declared",
+                           "vote_cast", "impact_declared", "decision_called", "proposal_withdrawn",
+                           "assurance_recorded", "member_withdrew"}) {
+    EXPECT_TRUE(accepted_kinds.count(kind)) << kind;
+  }
+  for (v1::Reason r :
+       {v1::COLLECTIVE_EXISTS, v1::INVALID_CHARTER, v1::UNKNOWN_ORGANISATION, v1::UNKNOWN_COLLECTIVE,
+        v1::COLLECTIVE_NOT_FORMED, v1::NOT_A_FOUNDING_MEMBER, v1::ALREADY_ACCEPTED, v1::CHARTER_DIGEST_MISMATCH,
+        v1::PROPOSAL_EXISTS, v1::NOT_A_MEMBER, v1::RESERVED_CATEGORY, v1::UNKNOWN_PROPOSAL, v1::PROPOSAL_CLOSED,
+        v1::UNKNOWN_GATEWAY, v1::GATEWAY_LOCKED, v1::GATEWAY_NOT_OPEN, v1::RECUSED, v1::ALREADY_VOTED,
+        v1::NOT_ELIGIBLE, v1::INVALID_POSITION, v1::NOT_A_CALLER, v1::NO_DEADLOCK, v1::RATIONALE_REQUIRED,
+        v1::NOT_PROPOSER, v1::WITHDRAWAL_TOO_LATE, v1::NOT_AN_ASSURANCE_BODY, v1::FINAL_GATEWAY_LOCKED,
+        v1::REVISIT_NOT_ALLOWED, v1::ALREADY_MEMBER, v1::MISSING_FIELD, v1::MALFORMED, v1::ORGANISATION_MERGED}) {
+    EXPECT_TRUE(reasons.count(r)) << v1::Reason_Name(r);
+  }
+}
+
+// ====================================================== scenarios
+
+TEST(Governance, FormationFollowsTheLastAcceptanceOnly) {
+  Gov g;
+  EXPECT_TRUE(g.Ok("e", ProposeCollective("fed", StandardCharter())).empty());
+  EXPECT_FALSE(g.Collective().formed());
+  const std::string digest = CharterDigest(StandardCharter());
+  EXPECT_EQ(g.Collective().charter_digest(), digest);
+  for (const char* m : {"c", "a", "d"}) {
+    EXPECT_TRUE(g.Ok(m, Accept("fed", digest)).empty()) << m;
+    EXPECT_FALSE(g.Collective().formed());
+    EXPECT_TRUE(g.Collective().members().empty());
+  }
+  g.Rule("a", Proposal("fed", "p1"), v1::COLLECTIVE_NOT_FORMED);
+  auto events = g.Ok("b", Accept("fed", digest));
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"collective_formed"});
+  const v1::CollectiveFormed& formed = events[0].collective_formed();
+  EXPECT_EQ(formed.collective_id(), "fed");
+  EXPECT_EQ(formed.charter_digest(), digest);
+  EXPECT_EQ(Strings(formed.members()), Founders());  // the charter's order
+  const v1::CollectiveState& c = g.Collective();
+  EXPECT_TRUE(c.formed());
+  EXPECT_EQ(c.formed_at(), g.last_at + 1);
+  EXPECT_EQ(c.charter_version(), 1u);
+  EXPECT_EQ(c.proposed_by(), "e");
+  EXPECT_EQ(Strings(c.accepted_by()), (std::vector<std::string>{"c", "a", "d", "b"}));
+  EXPECT_EQ(g.position, g.last_at + 2);
+}
+
+TEST(Governance, FourUnanimityGatewaysThenMajorityFinalAdoptsWithTaper) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  const v1::ProposalState& p0 = g.P();
+  EXPECT_EQ(p0.current_gateway(), 0);
+  EXPECT_EQ(p0.gateway_states(0).status(), v1::GATEWAY_OPEN);
+  EXPECT_EQ(Strings(p0.gateway_states(0).electorate()), Founders());
+  for (int i = 1; i < 5; ++i) EXPECT_EQ(p0.gateway_states(i).status(), v1::GATEWAY_PENDING);
+  EXPECT_TRUE(g.Ok("d", Impact("p1", 1'200'000)).empty());
+
+  int passed = 0;
+  for (int i = 0; i < 4; ++i) {
+    const std::string& gw = GatewayIds()[i];
+    std::vector<uint64_t> vote_positions;
+    std::vector<v1::EventBody> events;
+    for (const auto& m : Founders()) {
+      events = g.Ok(m, Vote("p1", gw, v1::ASSENT));
+      vote_positions.push_back(g.last_at);
+      if (m != "d") {
+        EXPECT_TRUE(events.empty()) << gw << " passed before " << m << " voted";
+      }
+    }
+    ASSERT_EQ(Kinds(events), std::vector<std::string>{"gateway_passed"}) << gw;
+    const v1::GatewayPassed& gp = events[0].gateway_passed();
+    ++passed;
+    EXPECT_EQ(gp.proposal_id(), "p1");
+    EXPECT_EQ(gp.gateway_id(), gw);
+    EXPECT_EQ(gp.tally().electorate(), 4u);
+    EXPECT_EQ(gp.tally().assent(), 4u);
+    EXPECT_EQ(gp.tally().object(), 0u);
+    EXPECT_EQ(gp.tally().abstain(), 0u);
+    EXPECT_EQ(gp.tally().recused(), 0u);
+    EXPECT_EQ(std::vector<uint64_t>(gp.tally().vote_positions().begin(), gp.tally().vote_positions().end()),
+              vote_positions);
+    EXPECT_TRUE(gp.caller().empty());
+    EXPECT_TRUE(gp.overruled().empty());
+    EXPECT_EQ(gp.cause_position(), g.last_at);
+    EXPECT_EQ(g.G("p1", i).status(), v1::GATEWAY_PASSED);
+    EXPECT_EQ(g.G("p1", i).decided_at(), g.last_at + 1);
+    EXPECT_EQ(g.G("p1", i + 1).status(), v1::GATEWAY_OPEN);
+    EXPECT_EQ(g.G("p1", i + 1).opened_at(), g.last_at + 1) << "opened by the GatewayPassed record";
+    EXPECT_EQ(g.P().current_gateway(), i + 1);
+  }
+  // Final: d objects, then a and b assent; the gateway is decided when the
+  // last elector, c, has voted: 3 of 4 assent.
+  EXPECT_TRUE(g.Ok("d", Vote("p1", "final", v1::OBJECT, "we lose activity")).empty());
+  EXPECT_TRUE(g.Ok("a", Vote("p1", "final", v1::ASSENT)).empty());
+  EXPECT_TRUE(g.Ok("b", Vote("p1", "final", v1::ASSENT)).empty());
+  EXPECT_TRUE(g.P().vetoes().empty()) << "an objection at a majority gateway is not a veto";
+  auto events = g.Ok("c", Vote("p1", "final", v1::ASSENT));
+  ASSERT_EQ(Kinds(events), (std::vector<std::string>{"gateway_passed", "decision_adopted"}));
+  ++passed;
+  EXPECT_EQ(passed, 5);
+  const v1::Tally& tally = events[0].gateway_passed().tally();
+  EXPECT_EQ(tally.electorate(), 4u);
+  EXPECT_EQ(tally.assent(), 3u);
+  EXPECT_EQ(tally.object(), 1u);
+  EXPECT_EQ(tally.abstain(), 0u);
+  EXPECT_EQ(tally.vote_positions_size(), 4);
+
+  const v1::DecisionAdopted& adopted = events[1].decision_adopted();
+  EXPECT_EQ(adopted.proposal_id(), "p1");
+  ASSERT_EQ(adopted.tapers_size(), 1);
+  EXPECT_EQ(adopted.tapers(0).org_id(), "d");
+  EXPECT_EQ(adopted.tapers(0).annual_impact_pence(), 1'200'000);
+  std::vector<int64_t> expected = TaperSchedule(StandardCharter().taper(), 1'200'000);
+  EXPECT_EQ(expected, (std::vector<int64_t>{1'200'000, 792'000, 396'000, 0}));
+  EXPECT_EQ(std::vector<int64_t>(adopted.tapers(0).support_by_year_pence().begin(),
+                                 adopted.tapers(0).support_by_year_pence().end()),
+            expected);
+  const v1::ProposalState& p = g.P();
+  EXPECT_EQ(p.status(), v1::PROPOSAL_ADOPTED);
+  EXPECT_EQ(p.current_gateway(), -1);
+  EXPECT_EQ(p.ended_at(), g.last_at + 2);
+  EXPECT_EQ(p.adoption().SerializeAsString(), adopted.SerializeAsString());
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(p.gateway_states(i).status(), v1::GATEWAY_PASSED);
+
+  // Bound: no position on any gateway of the adopted decision can change.
+  for (const auto& gw : GatewayIds()) g.Rule("d", Vote("p1", gw, v1::OBJECT), v1::GATEWAY_LOCKED);
+}
+
+TEST(Governance, LaterImpactReplacesEarlierAndEveryImpactGetsASchedule) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.Ok("d", Impact("p1", 999));
+  g.Ok("c", Impact("p1", 500'000));
+  g.Ok("d", Impact("p1", 300'000));
+  g.PassFirst("p1", 4);
+  auto events = g.All("p1", "final", v1::ASSENT);
+  ASSERT_EQ(Kinds(events), (std::vector<std::string>{"gateway_passed", "decision_adopted"}));
+  const auto& adopted = events[1].decision_adopted();
+  ASSERT_EQ(adopted.tapers_size(), 2);
+  EXPECT_EQ(adopted.tapers(0).org_id(), "c");
+  EXPECT_EQ(adopted.tapers(1).org_id(), "d");
+  EXPECT_EQ(adopted.tapers(1).annual_impact_pence(), 300'000);
+  EXPECT_EQ(adopted.tapers(1).support_by_year_pence(1), 198'000);
+}
+
+TEST(Governance, VetoBlocksStandsAndIsWithdrawnWhenTheObjectorAssents) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.All("p1", "need", v1::ASSENT, {"a", "b"});
+  EXPECT_TRUE(g.Ok("d", Vote("p1", "need", v1::OBJECT, "no need")).empty());
+  const uint64_t veto_at = g.last_at;
+  EXPECT_TRUE(g.Ok("c", Vote("p1", "need", v1::ASSENT)).empty()) << "a veto blocks";
+  ASSERT_EQ(g.P().vetoes_size(), 1);
+  EXPECT_EQ(g.P().vetoes(0).org_id(), "d");
+  EXPECT_EQ(g.P().vetoes(0).gateway_id(), "need");
+  EXPECT_EQ(g.P().vetoes(0).at(), veto_at);
+  EXPECT_EQ(g.P().vetoes(0).rationale(), "no need");
+  EXPECT_EQ(g.P().vetoes(0).outcome(), v1::VETO_STANDING);
+  EXPECT_EQ(g.G("p1", 0).status(), v1::GATEWAY_OPEN);
+  // Objecting again does not make a second veto; the first keeps standing.
+  EXPECT_TRUE(g.Ok("d", Vote("p1", "need", v1::OBJECT, "still no")).empty());
+  ASSERT_EQ(g.P().vetoes_size(), 1);
+  EXPECT_EQ(g.P().vetoes(0).outcome(), v1::VETO_STANDING);
+
+  auto events = g.Ok("d", Vote("p1", "need", v1::ASSENT, "persuaded"));
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"gateway_passed"});
+  EXPECT_EQ(events[0].gateway_passed().tally().assent(), 4u);
+  EXPECT_EQ(events[0].gateway_passed().tally().object(), 0u);
+  ASSERT_EQ(g.P().vetoes_size(), 1);
+  EXPECT_EQ(g.P().vetoes(0).outcome(), v1::VETO_WITHDRAWN);
+  EXPECT_EQ(g.P().vetoes(0).ended_at(), g.last_at);
+  // All three of d's votes stay in the history; the latest decided.
+  int d_votes = 0;
+  for (const auto& v : g.G("p1", 0).votes()) d_votes += v.org_id() == "d";
+  EXPECT_EQ(d_votes, 3);
+  EXPECT_EQ(g.G("p1", 0).status(), v1::GATEWAY_PASSED);
+}
+
+TEST(Governance, CallPassesDeadlockedGatewayAndOverrulesTheObjectors) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.Ok("a", Vote("p1", "need", v1::ASSENT));
+  g.Ok("b", Vote("p1", "need", v1::OBJECT));
+  g.Ok("c", Vote("p1", "need", v1::ABSTAIN));
+  g.Ok("d", Vote("p1", "need", v1::OBJECT));
+  ASSERT_EQ(g.P().vetoes_size(), 2);
+  auto events = g.Ok("nhse", Call("p1", "need", v1::PASS, "the national plan requires it"));
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"gateway_passed"});
+  const v1::GatewayPassed& gp = events[0].gateway_passed();
+  EXPECT_EQ(gp.caller(), "nhse");
+  EXPECT_EQ(Strings(gp.overruled()), (std::vector<std::string>{"b", "d"}));
+  EXPECT_EQ(gp.cause_position(), g.last_at);
+  EXPECT_EQ(gp.tally().assent(), 1u);
+  EXPECT_EQ(gp.tally().object(), 2u);
+  EXPECT_EQ(gp.tally().abstain(), 1u);
+  const v1::GatewayState& gs = g.G("p1", 0);
+  EXPECT_EQ(gs.status(), v1::GATEWAY_PASSED);
+  EXPECT_EQ(gs.caller(), "nhse");
+  EXPECT_EQ(gs.call_rationale(), "the national plan requires it");
+  EXPECT_EQ(gs.called_at(), g.last_at);
+  EXPECT_EQ(Strings(gs.overruled()), (std::vector<std::string>{"b", "d"}));
+  for (const auto& veto : g.P().vetoes()) {
+    EXPECT_EQ(veto.outcome(), v1::VETO_OVERRULED) << veto.org_id();
+    EXPECT_EQ(veto.ended_at(), g.last_at + 1);
+  }
+  EXPECT_EQ(g.G("p1", 1).status(), v1::GATEWAY_OPEN);
+  // The overruled cannot go back on it.
+  g.Rule("b", Vote("p1", "need", v1::OBJECT), v1::GATEWAY_LOCKED);
+  g.Rule("nhse", Call("p1", "need", v1::FAIL), v1::GATEWAY_LOCKED);
+}
+
+TEST(Governance, FailCallRejectsTheProposalAndOverrulesTheAssenters) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.PassFirst("p1", 1);
+  g.All("p1", "principles", v1::ASSENT, {"a", "c"});
+  g.Ok("b", Vote("p1", "principles", v1::OBJECT));
+  auto events = g.Ok("nhse", Call("p1", "principles", v1::FAIL, "not affordable"));
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"proposal_rejected"});
+  const v1::ProposalRejected& rejected = events[0].proposal_rejected();
+  EXPECT_EQ(rejected.proposal_id(), "p1");
+  EXPECT_EQ(rejected.caller(), "nhse");
+  EXPECT_EQ(Strings(rejected.overruled()), (std::vector<std::string>{"a", "c"}));
+  EXPECT_NE(rejected.reason().find("not affordable"), std::string::npos);
+  const v1::ProposalState& p = g.P();
+  EXPECT_EQ(p.status(), v1::PROPOSAL_REJECTED);
+  EXPECT_EQ(p.ended_at(), g.last_at + 1);
+  EXPECT_EQ(p.gateway_states(0).status(), v1::GATEWAY_PASSED);
+  EXPECT_EQ(p.gateway_states(1).status(), v1::GATEWAY_FAILED);
+  EXPECT_EQ(p.gateway_states(1).caller(), "nhse");
+  EXPECT_EQ(p.gateway_states(1).call_rationale(), "not affordable");
+  for (int i = 2; i < 5; ++i) EXPECT_EQ(p.gateway_states(i).status(), v1::GATEWAY_CLOSED);
+  ASSERT_EQ(p.vetoes_size(), 1);
+  EXPECT_EQ(p.vetoes(0).outcome(), v1::VETO_UPHELD);
+  g.Rule("d", Vote("p1", "principles", v1::ASSENT), v1::PROPOSAL_CLOSED);
+}
+
+TEST(Governance, MajorityFinalThatCannotPassRejects) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.PassFirst("p1", 4);
+  g.All("p1", "final", v1::OBJECT, {"a", "b"});
+  g.Ok("c", Vote("p1", "final", v1::ASSENT));
+  auto events = g.Ok("d", Vote("p1", "final", v1::ASSENT));
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"proposal_rejected"});
+  EXPECT_TRUE(events[0].proposal_rejected().caller().empty());
+  EXPECT_EQ(g.P().status(), v1::PROPOSAL_REJECTED);
+  EXPECT_EQ(g.G("p1", 4).status(), v1::GATEWAY_FAILED);
+}
+
+TEST(Governance, VoteOnLockedGatewayIsRefusedAndRecorded) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.PassFirst("p1", 1);
+  const auto before = g.state.Snapshot();
+  auto result = g.Submit("b", Vote("p1", "need", v1::OBJECT, "we changed our mind"));
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReasonOf(result.status()), v1::GATEWAY_LOCKED);
+  EXPECT_TRUE(g.state.Snapshot() == before);
+
+  const uint64_t at = g.position;
+  auto recorded = RecordRefusal(g.state, g.last_envelope, result.status(), Context{at, g.now});
+  ASSERT_TRUE(recorded.has_value());
+  ASSERT_TRUE(recorded->has_submission_refused());
+  const v1::SubmissionRefused& refused = recorded->submission_refused();
+  EXPECT_EQ(refused.reason(), v1::GATEWAY_LOCKED);
+  EXPECT_EQ(refused.signed_event(), g.last_envelope.signed_bytes);
+  EXPECT_EQ(refused.message(), std::string(result.status().message()));
+  // The original signed bytes still verify and decode to the attempt.
+  v1::SignedEvent original;
+  ASSERT_TRUE(original.ParseFromString(refused.signed_event()));
+  auto reopened = OpenSubmission(original, kLedgerId);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_TRUE(CheckSignature(g.state, *reopened).ok());
+  EXPECT_EQ(reopened->body.author(), "b");
+  EXPECT_EQ(reopened->body.vote_cast().gateway_id(), "need");
+  EXPECT_EQ(reopened->body.vote_cast().position(), v1::OBJECT);
+  // The proposal's history keeps the attempt; the counter counts it.
+  EXPECT_EQ(g.P().history(g.P().history_size() - 1), at);
+  ASSERT_NE(g.state.FindRefusalCounter("b"), nullptr);
+  EXPECT_EQ(g.state.FindRefusalCounter("b")->count(), 1u);
+
+  // An invalid (not FAILED_PRECONDITION) submission is not recorded.
+  auto malformed = g.Submit("d", Impact("p1", -5));
+  ASSERT_FALSE(malformed.ok());
+  EXPECT_EQ(malformed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(RecordRefusal(g.state, g.last_envelope, malformed.status(), Context{at + 1, g.now}).has_value());
+}
+
+TEST(Governance, RecordedRefusalsAreCappedPerOrganisationPerDay) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.PassFirst("p1", 1);
+  const int64_t day_start = g.now;
+  auto attempt = [&](const std::string& org) -> std::optional<v1::EventBody> {
+    auto result = g.Submit(org, Vote("p1", "need", v1::OBJECT));
+    EXPECT_EQ(ReasonOf(result.status()), v1::GATEWAY_LOCKED);
+    auto recorded = RecordRefusal(g.state, g.last_envelope, result.status(), Context{g.position, g.now});
+    if (recorded.has_value()) g.position++;
+    return recorded;
+  };
+  for (uint32_t i = 0; i < kMaxRecordedRefusalsPerDay; ++i) ASSERT_TRUE(attempt("b").has_value()) << i;
+  const auto before = g.state.Snapshot();
+  EXPECT_FALSE(attempt("b").has_value());
+  EXPECT_FALSE(attempt("b").has_value());
+  EXPECT_TRUE(g.state.Snapshot() == before) << "an unrecorded refusal changes nothing";
+  EXPECT_TRUE(attempt("c").has_value()) << "the allowance is per organisation";
+  EXPECT_LT(g.now - day_start, kDay);
+  // The next day (of ledger time, from the first recorded refusal) it resumes.
+  g.now = day_start + kDay;
+  EXPECT_TRUE(attempt("b").has_value());
+  EXPECT_EQ(g.state.FindRefusalCounter("b")->count(), 1u);
+}
+
+TEST(Governance, DeadlineLapsesGatewayAndVetoesThenACallerMayDecideIt) {
+  Gov g;
+  v1::Charter charter = StandardCharter();
+  charter.mutable_gateways(0)->set_deadline_seconds(3600);
+  g.Form("fed", charter);
+  g.Submitted();
+  const int64_t opened = g.G("p1", 0).opened_time_unix_ns();
+  EXPECT_EQ(g.G("p1", 0).deadline_unix_ns(), opened + 3600 * kSecond);
+  EXPECT_EQ(g.state.deadlines().size(), 1u);
+  g.All("p1", "need", v1::ASSENT, {"a", "b"});
+  g.Ok("d", Vote("p1", "need", v1::OBJECT));
+  g.now = opened + 3599 * kSecond;
+  EXPECT_TRUE(g.Lapse().empty());
+  g.now = opened + 3600 * kSecond;
+  const uint64_t at = g.position;
+  auto lapses = g.Lapse();
+  ASSERT_EQ(Kinds(lapses), std::vector<std::string>{"gateway_lapsed"});
+  EXPECT_EQ(lapses[0].gateway_lapsed().proposal_id(), "p1");
+  EXPECT_EQ(lapses[0].gateway_lapsed().gateway_id(), "need");
+  EXPECT_EQ(g.G("p1", 0).status(), v1::GATEWAY_LAPSED);
+  EXPECT_EQ(g.G("p1", 0).decided_at(), at);
+  EXPECT_EQ(g.P().current_gateway(), 0);
+  ASSERT_EQ(g.P().vetoes_size(), 1);
+  EXPECT_EQ(g.P().vetoes(0).outcome(), v1::VETO_LAPSED);
+  EXPECT_EQ(g.P().vetoes(0).ended_at(), at);
+  EXPECT_TRUE(g.state.deadlines().empty());
+  EXPECT_TRUE(g.Lapse().empty()) << "a gateway lapses once";
+
+  g.Rule("c", Vote("p1", "need", v1::ASSENT), v1::GATEWAY_NOT_OPEN);
+  g.Rule("a", Call("p1", "need", v1::PASS), v1::NOT_A_CALLER);
+  auto events = g.Ok("nhse", Call("p1", "need", v1::PASS, "time is up"));
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"gateway_passed"});
+  EXPECT_EQ(events[0].gateway_passed().caller(), "nhse");
+  EXPECT_EQ(Strings(events[0].gateway_passed().overruled()), std::vector<std::string>{"d"});
+  EXPECT_EQ(g.G("p1", 0).status(), v1::GATEWAY_PASSED);
+  EXPECT_EQ(g.P().vetoes(0).outcome(), v1::VETO_LAPSED) << "a lapsed veto stays lapsed";
+  EXPECT_EQ(g.G("p1", 1).status(), v1::GATEWAY_OPEN);
+}
+
+TEST(Governance, LapsedGatewayWithoutObjectorsMayBeCalledEitherWay) {
+  Gov g;
+  v1::Charter charter = StandardCharter();
+  charter.mutable_gateways(0)->set_deadline_seconds(60);
+  g.Form("fed", charter);
+  g.Submitted();
+  g.now += 61 * kSecond;
+  ASSERT_EQ(g.Lapse().size(), 1u);
+  auto events = g.Ok("nhse", Call("p1", "need", v1::FAIL, "no engagement"));
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"proposal_rejected"});
+  EXPECT_TRUE(events[0].proposal_rejected().overruled().empty());
+  EXPECT_EQ(g.P().status(), v1::PROPOSAL_REJECTED);
+}
+
+TEST(Governance, RequiredAssuranceKeepsGatewayAwaitingUntilTheBodyRecords) {
+  Gov g;
+  v1::Charter charter = StandardCharter();
+  charter.mutable_gateways(1)->set_required_assurance("senate");
+  charter.mutable_gateways(1)->set_deadline_seconds(600);
+  g.Form("fed", charter);
+  g.Submitted();
+  g.PassFirst("p1", 1);
+  EXPECT_EQ(g.G("p1", 1).status(), v1::GATEWAY_AWAITING_ASSURANCE);
+  EXPECT_TRUE(g.G("p1", 1).electorate().empty());
+  EXPECT_EQ(g.P().current_gateway(), 1);
+  EXPECT_TRUE(g.state.deadlines().empty()) << "the deadline runs from opening";
+  g.Rule("a", Vote("p1", "principles", v1::ASSENT), v1::GATEWAY_NOT_OPEN);
+  g.Rule("nhse", Assure("p1", "principles"), v1::NOT_AN_ASSURANCE_BODY);
+  g.Rule("a", Assure("p1", "principles"), v1::NOT_AN_ASSURANCE_BODY);
+  g.now += 3600 * kSecond;
+  EXPECT_TRUE(g.Lapse().empty());
+
+  EXPECT_TRUE(g.Ok("senate", Assure("p1", "principles", v1::AMBER)).empty());
+  const v1::GatewayState& gs = g.G("p1", 1);
+  EXPECT_EQ(gs.status(), v1::GATEWAY_OPEN);
+  EXPECT_EQ(gs.opened_at(), g.last_at);
+  EXPECT_EQ(Strings(gs.electorate()), Founders());
+  EXPECT_EQ(std::vector<uint64_t>(gs.assurance_positions().begin(), gs.assurance_positions().end()),
+            std::vector<uint64_t>{g.last_at});
+  EXPECT_EQ(Strings(gs.assurance_bodies()), std::vector<std::string>{"senate"});
+  EXPECT_EQ(gs.deadline_unix_ns(), g.now + 600 * kSecond);
+  EXPECT_EQ(Kinds(g.All("p1", "principles", v1::ASSENT)), std::vector<std::string>{"gateway_passed"});
+}
+
+TEST(Governance, AssuranceRecordedAheadOpensTheGatewayWhenReached) {
+  Gov g;
+  v1::Charter charter = StandardCharter();
+  charter.mutable_gateways(1)->set_required_assurance("senate");
+  g.Form("fed", charter);
+  g.Submitted();
+  g.Ok("senate", Assure("p1", "principles", v1::GREEN));
+  EXPECT_EQ(g.G("p1", 1).status(), v1::GATEWAY_PENDING);
+  g.PassFirst("p1", 1);
+  EXPECT_EQ(g.G("p1", 1).status(), v1::GATEWAY_OPEN);
+}
+
+TEST(Governance, DeclaredInterestRecusesTheMember) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.Ok("a", Vote("p1", "need", v1::ASSENT));
+  EXPECT_TRUE(g.Ok("c", Interest("p1")).empty());
+  EXPECT_EQ(Strings(g.P().recused()), std::vector<std::string>{"c"});
+  EXPECT_EQ(Strings(g.G("p1", 0).electorate()), (std::vector<std::string>{"a", "b", "d"}));
+  g.Rule("c", Vote("p1", "need", v1::ASSENT), v1::RECUSED);
+  g.Ok("b", Vote("p1", "need", v1::ASSENT));
+  auto events = g.Ok("d", Vote("p1", "need", v1::ASSENT));
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"gateway_passed"});
+  EXPECT_EQ(events[0].gateway_passed().tally().electorate(), 3u);
+  EXPECT_EQ(events[0].gateway_passed().tally().assent(), 3u);
+  EXPECT_EQ(events[0].gateway_passed().tally().recused(), 1u);
+  EXPECT_EQ(Strings(g.G("p1", 1).electorate()), (std::vector<std::string>{"a", "b", "d"}));
+  g.Rule("c", Vote("p1", "principles", v1::OBJECT), v1::RECUSED);
+  // Recused only from this proposal.
+  g.Submitted("p2", "b");
+  EXPECT_EQ(Strings(g.G("p2", 0).electorate()), Founders());
+  g.Ok("c", Vote("p2", "need", v1::ASSENT));
+}
+
+TEST(Governance, InterestOfTheLastHoldoutPassesTheGateway) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.All("p1", "need", v1::ASSENT, {"a", "b", "c"});
+  auto events = g.Ok("d", Interest("p1"));
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"gateway_passed"});
+  EXPECT_EQ(events[0].gateway_passed().tally().electorate(), 3u);
+}
+
+TEST(Governance, ElectorateIsFixedWhenTheGatewayOpens) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.Ok("a", Vote("p1", "need", v1::ASSENT));
+  g.Ok("b", Admit("fed", "ad1", "e"));
+  EXPECT_EQ(Strings(g.G("ad1", 0).electorate()), Founders());
+  EXPECT_TRUE(g.All("ad1", "admission", v1::ASSENT, {"a", "b", "c"}).empty());
+  auto events = g.Ok("d", Vote("ad1", "admission", v1::ASSENT));
+  ASSERT_EQ(Kinds(events), (std::vector<std::string>{"gateway_passed", "decision_adopted", "member_admitted"}));
+  EXPECT_EQ(events[2].member_admitted().collective_id(), "fed");
+  EXPECT_EQ(events[2].member_admitted().org_id(), "e");
+  EXPECT_EQ(Strings(g.Collective().members()), (std::vector<std::string>{"a", "b", "c", "d", "e"}));
+
+  g.Rule("e", Vote("p1", "need", v1::ASSENT), v1::NOT_ELIGIBLE);
+  EXPECT_EQ(Strings(g.G("p1", 0).electorate()), Founders());
+  // The open gateway passes with the electorate it opened with; the next one
+  // includes the new member.
+  EXPECT_EQ(Kinds(g.All("p1", "need", v1::ASSENT, {"b", "c", "d"})), std::vector<std::string>{"gateway_passed"});
+  EXPECT_EQ(Strings(g.G("p1", 1).electorate()), (std::vector<std::string>{"a", "b", "c", "d", "e"}));
+  g.Submitted("p2", "e");
+  EXPECT_EQ(Strings(g.G("p2", 0).electorate()), (std::vector<std::string>{"a", "b", "c", "d", "e"}));
+  g.Ok("e", Vote("p2", "need", v1::ASSENT));
+  // The admitted member accepts the charter in force.
+  EXPECT_TRUE(g.Ok("e", Accept("fed", g.Collective().charter_digest())).empty());
+}
+
+TEST(Governance, AmendmentAppliesOnlyToProposalsSubmittedAfterIt) {
+  Gov g;
+  g.Form();
+  g.Submitted("old");
+  g.Ok("d", Impact("old", 1'000'000));
+  v1::Charter amended = StandardCharter();
+  amended.clear_gateways();
+  *amended.add_gateways() = Gw("only", v1::MAJORITY);
+  amended.mutable_taper()->clear_percent_by_year();
+  amended.mutable_taper()->add_percent_by_year(50);
+  g.Ok("b", Amend("fed", "am1", amended));
+  EXPECT_EQ(g.P("am1").gateways_size(), 1);
+  EXPECT_EQ(g.P("am1").gateways(0).id(), "amendment");
+  EXPECT_EQ(g.P("am1").gateways(0).rule().kind(), v1::RULE_KIND_UNSPECIFIED) << "default amendment rule";
+  EXPECT_TRUE(g.All("am1", "amendment", v1::ASSENT, {"a", "b", "c"}).empty()) << "amendment needs unanimity";
+  auto events = g.Ok("d", Vote("am1", "amendment", v1::ASSENT));
+  ASSERT_EQ(Kinds(events), (std::vector<std::string>{"gateway_passed", "decision_adopted", "charter_amended"}));
+  const v1::CharterAmended& ca = events[2].charter_amended();
+  EXPECT_EQ(ca.collective_id(), "fed");
+  EXPECT_EQ(ca.version(), 2u);
+  EXPECT_EQ(ca.charter().SerializeAsString(), amended.SerializeAsString());
+  EXPECT_EQ(ca.charter_digest(), CharterDigest(amended));
+  EXPECT_EQ(g.Collective().charter_version(), 2u);
+  EXPECT_EQ(g.Collective().charter_digest(), CharterDigest(amended));
+
+  // Fixed rules: the old proposal keeps its five gateways and its taper.
+  EXPECT_EQ(g.P("old").charter_version(), 1u);
+  EXPECT_EQ(g.P("old").gateways_size(), 5);
+  EXPECT_EQ(g.P("old").charter().SerializeAsString(), StandardCharter().SerializeAsString());
+  g.Rule("a", Vote("old", "only", v1::ASSENT), v1::UNKNOWN_GATEWAY);
+  g.Submitted("new", "c");
+  EXPECT_EQ(g.P("new").charter_version(), 2u);
+  ASSERT_EQ(g.P("new").gateways_size(), 1);
+  EXPECT_EQ(g.P("new").gateways(0).id(), "only");
+  g.Rule("a", Vote("new", "need", v1::ASSENT), v1::UNKNOWN_GATEWAY);
+  g.Ok("d", Impact("new", 1'000'000));
+  EXPECT_TRUE(g.All("new", "only", v1::ASSENT, {"a", "b", "c"}).empty()) << "decided once everyone voted";
+  auto adopted_new = g.Ok("d", Vote("new", "only", v1::OBJECT));
+  ASSERT_EQ(Kinds(adopted_new), (std::vector<std::string>{"gateway_passed", "decision_adopted"}));
+  EXPECT_EQ(adopted_new[1].decision_adopted().tapers(0).support_by_year_pence_size(), 1);
+  EXPECT_EQ(adopted_new[1].decision_adopted().tapers(0).support_by_year_pence(0), 500'000);
+
+  g.PassFirst("old", 4);
+  auto adopted_old = g.All("old", "final", v1::ASSENT);
+  ASSERT_EQ(Kinds(adopted_old), (std::vector<std::string>{"gateway_passed", "decision_adopted"}));
+  EXPECT_EQ(adopted_old[1].decision_adopted().tapers(0).support_by_year_pence_size(), 4);
+  EXPECT_EQ(adopted_old[1].decision_adopted().tapers(0).support_by_year_pence(1), 660'000);
+}
+
+TEST(Governance, RemovalExcludesTheSubjectAndEmitsMemberRemoved) {
+  Gov g;
+  g.Form();
+  g.Ok("a", Remove("fed", "rm1", "d"));
+  EXPECT_EQ(Strings(g.G("rm1", 0).electorate()), (std::vector<std::string>{"a", "b", "c"}));
+  g.Rule("d", Vote("rm1", "removal", v1::OBJECT), v1::NOT_ELIGIBLE);
+  auto events = g.All("rm1", "removal", v1::ASSENT, {"a", "b", "c"});
+  ASSERT_EQ(Kinds(events), (std::vector<std::string>{"gateway_passed", "decision_adopted", "member_removed"}));
+  EXPECT_EQ(events[2].member_removed().org_id(), "d");
+  EXPECT_EQ(events[2].member_removed().reason(), "persistent breach");
+  EXPECT_EQ(Strings(g.Collective().members()), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(Strings(g.Collective().former_members()), std::vector<std::string>{"d"});
+  g.Rule("d", Proposal("fed", "p9"), v1::NOT_A_MEMBER);
+  // Readmission takes it off the former members.
+  g.Ok("a", Admit("fed", "ad1", "d"));
+  EXPECT_EQ(Kinds(g.All("ad1", "admission", v1::ASSENT, {"a", "b", "c"})),
+            (std::vector<std::string>{"gateway_passed", "decision_adopted", "member_admitted"}));
+  EXPECT_EQ(Strings(g.Collective().members()), (std::vector<std::string>{"a", "b", "c", "d"}));
+  EXPECT_TRUE(g.Collective().former_members().empty());
+}
+
+TEST(Governance, RevisitReopensALockedGatewayOnlyByCollectiveAct) {
+  Gov g;
+  g.Form("fed", RevisitCharter());
+  g.Submitted();
+  g.PassFirst("p1", 1);
+  g.Ok("a", Vote("p1", "principles", v1::ASSENT));
+  const std::string locked_votes = g.G("p1", 0).SerializeAsString();
+
+  // One member alone: its votes on the locked gateway are refused, its
+  // revisit proposal does not carry without the others.
+  for (auto pos : {v1::OBJECT, v1::ABSTAIN, v1::ASSENT}) g.Rule("d", Vote("p1", "need", pos), v1::GATEWAY_LOCKED);
+  g.Ok("d", Revisit("fed", "rv1", "p1", "need"));
+  ASSERT_EQ(g.P("rv1").gateways_size(), 1);
+  EXPECT_EQ(g.P("rv1").gateways(0).id(), "revisit");
+  EXPECT_EQ(g.P("rv1").gateways(0).rule().kind(), v1::MAJORITY);
+  EXPECT_TRUE(g.Ok("d", Vote("rv1", "revisit", v1::ASSENT)).empty());
+  EXPECT_TRUE(g.Ok("d", Vote("rv1", "revisit", v1::ASSENT, "again")).empty());
+  EXPECT_TRUE(g.Ok("a", Vote("rv1", "revisit", v1::ASSENT)).empty());
+  EXPECT_TRUE(g.Ok("c", Vote("rv1", "revisit", v1::OBJECT)).empty()) << "b has still to vote";
+  EXPECT_EQ(g.G("p1", 0).SerializeAsString(), locked_votes) << "the locked gateway did not move";
+
+  auto events = g.Ok("b", Vote("rv1", "revisit", v1::ASSENT));
+  ASSERT_EQ(Kinds(events), (std::vector<std::string>{"gateway_passed", "decision_adopted"}));
+  EXPECT_EQ(events[1].decision_adopted().proposal_id(), "rv1");
+  const v1::ProposalState& p = g.P("p1");
+  EXPECT_EQ(p.status(), v1::PROPOSAL_OPEN);
+  EXPECT_EQ(p.current_gateway(), 0);
+  EXPECT_EQ(p.gateway_states(0).status(), v1::GATEWAY_OPEN);
+  EXPECT_TRUE(p.gateway_states(0).votes().empty());
+  EXPECT_EQ(p.gateway_states(0).opened_at(), g.last_at);
+  EXPECT_EQ(Strings(p.gateway_states(0).electorate()), Founders());
+  for (int i = 1; i < 5; ++i) {
+    EXPECT_EQ(p.gateway_states(i).status(), v1::GATEWAY_PENDING) << i;
+    EXPECT_TRUE(p.gateway_states(i).votes().empty()) << i;
+  }
+  EXPECT_EQ(p.history(p.history_size() - 1), g.last_at);
+  // A new attempt: d may now object, and its veto blocks.
+  EXPECT_TRUE(g.Ok("d", Vote("p1", "need", v1::OBJECT)).empty());
+  EXPECT_TRUE(g.All("p1", "need", v1::ASSENT, {"a", "b", "c"}).empty());
+  EXPECT_EQ(g.G("p1", 0).status(), v1::GATEWAY_OPEN);
+}
+
+TEST(Governance, RevisitCanBeCalledByARevisitCaller) {
+  Gov g;
+  g.Form("fed", RevisitCharter());
+  g.Submitted();
+  g.PassFirst("p1", 1);
+  g.Ok("d", Revisit("fed", "rv1", "p1", "need"));
+  g.Ok("d", Vote("rv1", "revisit", v1::ASSENT));
+  g.Ok("a", Vote("rv1", "revisit", v1::OBJECT));
+  g.Rule("e", Call("rv1", "revisit", v1::PASS), v1::NOT_A_CALLER);
+  auto events = g.Ok("nhse", Call("rv1", "revisit", v1::PASS, "reopen it"));
+  ASSERT_EQ(Kinds(events), (std::vector<std::string>{"gateway_passed", "decision_adopted"}));
+  EXPECT_EQ(g.G("p1", 0).status(), v1::GATEWAY_OPEN);
+}
+
+// A revisit adopted after its target was decided must not reopen the decided
+// proposal: an adopted decision binds, and its gateways stay locked.
+TEST(Governance, RevisitAdoptedAfterTheTargetClosedChangesNothing) {
+  Gov g;
+  g.Form("fed", RevisitCharter());
+  g.Submitted();
+  g.PassFirst("p1", 4);
+  g.Ok("d", Revisit("fed", "rv1", "p1", "need"));
+  ASSERT_EQ(Kinds(g.All("p1", "final", v1::ASSENT)), (std::vector<std::string>{"gateway_passed", "decision_adopted"}));
+  const std::string adopted = g.P("p1").SerializeAsString();
+  ASSERT_EQ(Kinds(g.All("rv1", "revisit", v1::ASSENT)), (std::vector<std::string>{"gateway_passed", "decision_adopted"}));
+  EXPECT_EQ(g.P("rv1").status(), v1::PROPOSAL_ADOPTED);
+  EXPECT_EQ(g.P("p1").status(), v1::PROPOSAL_ADOPTED);
+  EXPECT_EQ(g.G("p1", 0).status(), v1::GATEWAY_PASSED);
+  EXPECT_EQ(g.P("p1").SerializeAsString(), adopted) << "the adopted decision was reopened";
+  g.Rule("d", Vote("p1", "need", v1::OBJECT), v1::GATEWAY_LOCKED);
+}
+
+// KNOWN ISSUE (reported, not fixed: no VetoOutcome fits): a revisit clears the
+// votes of the reopened gateway and every later one, but a veto standing on a
+// later gateway keeps standing on a gateway that is now PENDING — and stays
+// STANDING for ever if the proposal is then rejected at an earlier gateway.
+TEST(Governance, RevisitEndsVetoesOnTheGatewaysItClears) {
+  Gov g;
+  g.Form("fed", RevisitCharter());
+  g.Submitted();
+  g.PassFirst("p1", 1);
+  g.Ok("d", Vote("p1", "principles", v1::OBJECT));
+  g.Ok("d", Revisit("fed", "rv1", "p1", "need"));
+  g.All("rv1", "revisit", v1::ASSENT);
+  ASSERT_EQ(g.G("p1", 0).status(), v1::GATEWAY_OPEN);
+  ASSERT_EQ(g.G("p1", 1).status(), v1::GATEWAY_PENDING);
+  g.Ok("d", Vote("p1", "need", v1::OBJECT));
+  g.Ok("nhse", Call("p1", "need", v1::FAIL));
+  ASSERT_EQ(g.P().status(), v1::PROPOSAL_REJECTED);
+  for (const auto& veto : g.P().vetoes()) {
+    EXPECT_NE(veto.outcome(), v1::VETO_STANDING) << veto.gateway_id() << " veto still standing";
+  }
+}
+
+TEST(Governance, WithdrawalOnlyBeforeTheFirstGatewayPasses) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.Ok("b", Vote("p1", "need", v1::OBJECT));
+  EXPECT_TRUE(g.Ok("a", Withdraw("p1")).empty());
+  const v1::ProposalState& p = g.P();
+  EXPECT_EQ(p.status(), v1::PROPOSAL_WITHDRAWN);
+  EXPECT_EQ(p.ended_at(), g.last_at);
+  for (const auto& gs : p.gateway_states()) EXPECT_EQ(gs.status(), v1::GATEWAY_CLOSED) << gs.gateway_id();
+  ASSERT_EQ(p.vetoes_size(), 1);
+  EXPECT_EQ(p.vetoes(0).outcome(), v1::VETO_PROPOSAL_WITHDRAWN);
+
+  g.Submitted("p2");
+  g.PassFirst("p2", 1);
+  g.Rule("a", Withdraw("p2"), v1::WITHDRAWAL_TOO_LATE);
+  g.Rule("b", Withdraw("p2"), v1::NOT_PROPOSER);
+}
+
+TEST(Governance, WithdrawnMemberKeepsItsSeatOnOpenGatewaysOnly) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.All("p1", "need", v1::ASSENT, {"a", "b"});
+  EXPECT_TRUE(g.Ok("d", Leave("fed")).empty());
+  EXPECT_EQ(Strings(g.Collective().members()), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(Strings(g.Collective().former_members()), std::vector<std::string>{"d"});
+  EXPECT_EQ(Strings(g.G("p1", 0).electorate()), Founders()) << "open electorates are unchanged";
+  EXPECT_TRUE(g.Ok("c", Vote("p1", "need", v1::ASSENT)).empty()) << "d's seat still counts";
+  auto events = g.Ok("d", Vote("p1", "need", v1::ASSENT));
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"gateway_passed"});
+  EXPECT_EQ(events[0].gateway_passed().tally().electorate(), 4u);
+  EXPECT_EQ(Strings(g.G("p1", 1).electorate()), (std::vector<std::string>{"a", "b", "c"}));
+  g.Rule("d", Vote("p1", "principles", v1::ASSENT), v1::NOT_A_MEMBER);
+  g.Rule("d", Proposal("fed", "p2"), v1::NOT_A_MEMBER);
+}
+
+TEST(Governance, MergerTransfersMembershipsToTheSuccessor) {
+  Gov g;
+  g.Form();
+  g.Form("fed2", [] {
+    v1::Charter c = StandardCharter();
+    c.clear_founding_members();
+    for (auto m : {"c", "d"}) c.add_founding_members(m);
+    return c;
+  }());
+  g.Merge("b", "e");
+  EXPECT_EQ(Strings(g.Collective().members()), (std::vector<std::string>{"a", "e", "c", "d"}));
+  EXPECT_EQ(Strings(g.Collective().former_members()), std::vector<std::string>{"b"});
+  EXPECT_EQ(Strings(g.Collective("fed2").members()), (std::vector<std::string>{"c", "d"}));
+  g.Refused("b", Proposal("fed", "p1"), absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_MERGED);
+  g.Ok("e", Proposal("fed", "p1"));
+  EXPECT_EQ(Strings(g.G("p1", 0).electorate()), (std::vector<std::string>{"a", "e", "c", "d"}));
+  // A successor that was already a member holds one seat.
+  g.Merge("c", "d");
+  EXPECT_EQ(Strings(g.Collective().members()), (std::vector<std::string>{"a", "e", "d"}));
+  EXPECT_EQ(Strings(g.Collective("fed2").members()), std::vector<std::string>{"d"});
+}
+
+TEST(Governance, MarkAndRollbackRestoreTheStateExactly) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  const auto before = g.state.Snapshot();
+  const size_t mark = g.state.Mark();
+  g.PassFirst("p1", 2);
+  g.Ok("d", Impact("p1", 10));
+  g.Submitted("p2");
+  EXPECT_FALSE(g.state.Snapshot() == before);
+  g.state.RollbackTo(mark);
+  EXPECT_TRUE(g.state.Snapshot() == before);
+}
+
+// ====================================================== charter arithmetic
+
+v1::DecisionRule Rule(v1::RuleKind kind, uint32_t quorum = 0,
+                      v1::AbstentionMode abstention = v1::ABSTENTION_COUNTS_TOWARDS_QUORUM, uint32_t numerator = 0,
+                      uint32_t denominator = 0) {
+  v1::DecisionRule rule;
+  rule.set_kind(kind);
+  rule.set_quorum_percent(quorum);
+  rule.set_abstention(abstention);
+  rule.set_numerator(numerator);
+  rule.set_denominator(denominator);
+  return rule;
+}
+
+Count C(uint32_t electorate, uint32_t assent, uint32_t object, uint32_t abstain) {
+  return Count{electorate, assent, object, abstain};
+}
+
+TEST(CharterEvaluate, Unanimity) {
+  const auto u = Rule(v1::UNANIMITY);
+  EXPECT_EQ(Evaluate(u, C(3, 3, 0, 0)), Verdict::kPass);
+  EXPECT_EQ(Evaluate(u, C(3, 2, 0, 0)), Verdict::kPending);
+  EXPECT_EQ(Evaluate(u, C(3, 2, 1, 0)), Verdict::kCannotPass);
+  EXPECT_EQ(Evaluate(u, C(3, 1, 1, 0)), Verdict::kPending);
+  EXPECT_EQ(Evaluate(u, C(3, 0, 0, 3)), Verdict::kCannotPass) << "needs at least one assent";
+  EXPECT_EQ(Evaluate(v1::DecisionRule(), C(2, 2, 0, 0)), Verdict::kPass) << "unset kind is unanimity";
+  EXPECT_EQ(Evaluate(v1::DecisionRule(), C(2, 1, 1, 0)), Verdict::kCannotPass);
+}
+
+TEST(CharterEvaluate, UnanimityAbstentionModes) {
+  EXPECT_EQ(Evaluate(Rule(v1::UNANIMITY), C(3, 2, 0, 1)), Verdict::kPass);
+  EXPECT_EQ(Evaluate(Rule(v1::UNANIMITY, 0, v1::ABSTENTION_IGNORED), C(3, 2, 0, 1)), Verdict::kPass);
+  EXPECT_EQ(Evaluate(Rule(v1::UNANIMITY, 0, v1::ABSTENTION_COUNTS_AGAINST), C(3, 2, 0, 1)), Verdict::kCannotPass);
+  // Quorum with ignored abstentions: 2 of 4 voted is below 75%.
+  EXPECT_EQ(Evaluate(Rule(v1::UNANIMITY, 75, v1::ABSTENTION_IGNORED), C(4, 2, 0, 2)), Verdict::kCannotPass);
+  EXPECT_EQ(Evaluate(Rule(v1::UNANIMITY, 75), C(4, 2, 0, 2)), Verdict::kPass);
+}
+
+// A gateway is decided only once every elector has voted (until then a member
+// may still change its position).
+TEST(CharterEvaluate, Majority) {
+  const auto m = Rule(v1::MAJORITY);
+  EXPECT_EQ(Evaluate(m, C(5, 3, 0, 0)), Verdict::kPending) << "no early pass: 2 have still to vote";
+  EXPECT_EQ(Evaluate(m, C(5, 2, 2, 0)), Verdict::kPending);
+  EXPECT_EQ(Evaluate(m, C(5, 3, 2, 0)), Verdict::kPass);
+  EXPECT_EQ(Evaluate(m, C(5, 2, 3, 0)), Verdict::kCannotPass);
+  EXPECT_EQ(Evaluate(m, C(4, 2, 2, 0)), Verdict::kCannotPass) << "half is not more than half";
+  EXPECT_EQ(Evaluate(m, C(4, 0, 0, 4)), Verdict::kCannotPass) << "nobody assents";
+  EXPECT_EQ(Evaluate(m, C(1, 1, 0, 0)), Verdict::kPass);
+}
+
+TEST(CharterEvaluate, MajorityAbstentionModes) {
+  // 2 assent, 1 object, 1 abstain of 4.
+  EXPECT_EQ(Evaluate(Rule(v1::MAJORITY), C(4, 2, 1, 1)), Verdict::kPass);
+  EXPECT_EQ(Evaluate(Rule(v1::MAJORITY, 0, v1::ABSTENTION_IGNORED), C(4, 2, 1, 1)), Verdict::kPass);
+  EXPECT_EQ(Evaluate(Rule(v1::MAJORITY, 0, v1::ABSTENTION_COUNTS_AGAINST), C(4, 2, 1, 1)), Verdict::kCannotPass);
+  // Quorum of 100%: ignored abstentions do not count as having voted.
+  EXPECT_EQ(Evaluate(Rule(v1::MAJORITY, 100), C(4, 2, 1, 1)), Verdict::kPass);
+  EXPECT_EQ(Evaluate(Rule(v1::MAJORITY, 100, v1::ABSTENTION_IGNORED), C(4, 2, 1, 1)), Verdict::kCannotPass);
+}
+
+TEST(CharterEvaluate, Supermajority) {
+  const auto two_thirds = Rule(v1::SUPERMAJORITY, 0, v1::ABSTENTION_COUNTS_TOWARDS_QUORUM, 2, 3);
+  EXPECT_EQ(Evaluate(two_thirds, C(3, 2, 1, 0)), Verdict::kPass) << "exactly two thirds";
+  EXPECT_EQ(Evaluate(two_thirds, C(3, 2, 0, 0)), Verdict::kPending);
+  EXPECT_EQ(Evaluate(two_thirds, C(4, 2, 2, 0)), Verdict::kCannotPass);
+  EXPECT_EQ(Evaluate(two_thirds, C(4, 3, 1, 0)), Verdict::kPass);
+  EXPECT_EQ(Evaluate(two_thirds, C(5, 3, 2, 0)), Verdict::kCannotPass) << "3/5 is under 2/3";
+  const auto three_quarters = Rule(v1::SUPERMAJORITY, 0, v1::ABSTENTION_COUNTS_TOWARDS_QUORUM, 3, 4);
+  EXPECT_EQ(Evaluate(three_quarters, C(5, 3, 1, 1)), Verdict::kPass) << "3 of 4 counted";
+  EXPECT_EQ(Evaluate(three_quarters, C(5, 3, 1, 0)), Verdict::kPending);
+  EXPECT_EQ(Evaluate(Rule(v1::SUPERMAJORITY, 0, v1::ABSTENTION_IGNORED, 3, 4), C(5, 3, 1, 1)), Verdict::kPass);
+  EXPECT_EQ(Evaluate(Rule(v1::SUPERMAJORITY, 0, v1::ABSTENTION_COUNTS_AGAINST, 3, 4), C(5, 3, 1, 1)),
+            Verdict::kCannotPass);
+  const auto all = Rule(v1::SUPERMAJORITY, 0, v1::ABSTENTION_COUNTS_TOWARDS_QUORUM, 1, 1);
+  EXPECT_EQ(Evaluate(all, C(3, 2, 0, 1)), Verdict::kPass);
+  EXPECT_EQ(Evaluate(all, C(3, 2, 1, 0)), Verdict::kCannotPass);
+}
+
+// With no assent at all, no rule passes: abstaining everyone must not carry a
+// supermajority any more than a majority.
+TEST(CharterEvaluate, NobodyAssentingNeverPasses) {
+  for (auto mode : {v1::ABSTENTION_COUNTS_TOWARDS_QUORUM, v1::ABSTENTION_IGNORED, v1::ABSTENTION_COUNTS_AGAINST}) {
+    SCOPED_TRACE(v1::AbstentionMode_Name(mode));
+    EXPECT_EQ(Evaluate(Rule(v1::UNANIMITY, 0, mode), C(3, 0, 0, 3)), Verdict::kCannotPass);
+    EXPECT_EQ(Evaluate(Rule(v1::MAJORITY, 0, mode), C(3, 0, 0, 3)), Verdict::kCannotPass);
+    EXPECT_EQ(Evaluate(Rule(v1::SUPERMAJORITY, 0, mode, 2, 3), C(3, 0, 0, 3)), Verdict::kCannotPass);
+    EXPECT_EQ(Evaluate(Rule(v1::SUPERMAJORITY, 0, mode, 3, 4), C(4, 0, 0, 4)), Verdict::kCannotPass);
+  }
+}
+
+TEST(CharterEvaluate, Quorum) {
+  // Once everyone has voted, quorum fails only on ignored abstentions.
+  const auto m = Rule(v1::MAJORITY, 75);
+  EXPECT_EQ(Evaluate(m, C(8, 5, 0, 0)), Verdict::kPending);
+  EXPECT_EQ(Evaluate(m, C(8, 4, 1, 3)), Verdict::kPass) << "abstentions count towards quorum by default";
+  const auto ignored = Rule(v1::MAJORITY, 75, v1::ABSTENTION_IGNORED);
+  EXPECT_EQ(Evaluate(ignored, C(8, 5, 1, 2)), Verdict::kPass) << "6 of 8 voted: exactly 75%";
+  EXPECT_EQ(Evaluate(ignored, C(8, 4, 1, 3)), Verdict::kCannotPass) << "5 of 8 voted: below quorum";
+  EXPECT_EQ(Evaluate(Rule(v1::UNANIMITY, 100, v1::ABSTENTION_IGNORED), C(3, 2, 0, 1)), Verdict::kCannotPass);
+  EXPECT_EQ(Evaluate(Rule(v1::UNANIMITY, 100), C(3, 2, 0, 1)), Verdict::kPass);
+}
+
+TEST(CharterEvaluate, EmptyElectorateWaitsForACallOrLapse) {
+  for (auto kind : {v1::UNANIMITY, v1::MAJORITY, v1::SUPERMAJORITY}) {
+    EXPECT_EQ(Evaluate(Rule(kind, 0, v1::ABSTENTION_COUNTS_TOWARDS_QUORUM, 2, 3), C(0, 0, 0, 0)),
+              Verdict::kPending);
+  }
+}
+
+TEST(CharterTaper, ScheduleFollowsThePolicy) {
+  v1::TaperPolicy policy;
+  for (uint32_t p : {100u, 66u, 33u, 0u}) policy.add_percent_by_year(p);
+  EXPECT_EQ(TaperSchedule(policy, 1'000'000), (std::vector<int64_t>{1'000'000, 660'000, 330'000, 0}));
+  EXPECT_EQ(TaperSchedule(policy, 333), (std::vector<int64_t>{333, 219, 109, 0})) << "rounds down";
+  EXPECT_TRUE(TaperSchedule(v1::TaperPolicy(), 1'000'000).empty());
+  v1::TaperPolicy big;
+  big.add_percent_by_year(100);
+  big.add_percent_by_year(50);
+  EXPECT_EQ(TaperSchedule(big, 4'000'000'000'000), (std::vector<int64_t>{4'000'000'000'000, 2'000'000'000'000}));
+}
+
+TEST(CharterDigestTest, DigestIsStableAndSensitive) {
+  v1::Charter a = StandardCharter();
+  v1::Charter b = StandardCharter();
+  EXPECT_EQ(CharterDigest(a), CharterDigest(b));
+  EXPECT_EQ(CharterDigest(a).size(), 32u);
+  b.mutable_gateways(4)->mutable_rule()->set_quorum_percent(50);
+  EXPECT_NE(CharterDigest(a), CharterDigest(b));
+}
+
+}  // namespace
+}  // namespace ledger::rules

@@ -1,0 +1,1047 @@
+// Tests for ledger/store/ledger: the whole write path in process, over a real
+// RocksDB in a temporary directory, with real keys and a deterministic clock.
+#include "ledger/store/ledger.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "ledger/audit/replay.h"
+#include "ledger/crypto/ed25519.h"
+#include "ledger/crypto/sha256.h"
+#include "ledger/merkle/checkpoint.h"
+#include "ledger/merkle/tree.h"
+#include "ledger/rules/charter.h"
+#include "ledger/rules/envelope.h"
+#include "ledger/rules/refusal.h"
+#include "ledger/rules/rules.h"
+#include "ledger/rules/state.h"
+
+namespace ledger::store {
+namespace {
+
+using crypto::PrivateKey;
+
+constexpr char kLedgerId[] = "ledger-test";
+constexpr char kOrigin[] = "decision-ledger/ledger-test";
+constexpr int64_t kStartTime = 1'700'000'000'000'000'000;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "ledger_test.XXXXXX").string();
+    EXPECT_NE(mkdtemp(pattern.data()), nullptr);
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// The answer to one Submit, and how many times `done` ran.
+struct Answer {
+  absl::Mutex mu;
+  bool done ABSL_GUARDED_BY(mu) = false;
+  int calls ABSL_GUARDED_BY(mu) = 0;
+  absl::StatusOr<std::vector<SubmitResult>> result ABSL_GUARDED_BY(mu) =
+      absl::UnknownError("not answered");
+
+  Ledger::Done Callback() {
+    return [this](absl::StatusOr<std::vector<SubmitResult>> r) {
+      absl::MutexLock lock(&mu);
+      ++calls;
+      done = true;
+      result = std::move(r);
+    };
+  }
+  absl::StatusOr<std::vector<SubmitResult>> Wait() {
+    absl::MutexLock lock(&mu);
+    if (!mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(120))) {
+      return absl::DeadlineExceededError("no answer within 120 s");
+    }
+    return result;
+  }
+  int Calls() {
+    absl::MutexLock lock(&mu);
+    return calls;
+  }
+};
+
+std::string Raw(const PrivateKey& key) { return std::string(key.public_key().raw()); }
+
+// A public key that nobody holds, unique per `name` (registration only needs
+// 32 bytes; it never has to sign).
+std::string RawKeyFor(const std::string& name) {
+  return std::string(crypto::AsBytes(crypto::Sha256("public key of " + name)));
+}
+
+v1::EventBody Body(const std::string& author, const std::string& idempotency_key) {
+  v1::EventBody body;
+  body.set_ledger_id(kLedgerId);
+  body.set_author(author);
+  body.set_idempotency_key(idempotency_key);
+  return body;
+}
+
+// Entries of a state snapshot other than the refusal counters.
+absl::btree_map<std::string, std::string> WithoutRefusalCounters(
+    absl::btree_map<std::string, std::string> state) {
+  for (auto it = state.begin(); it != state.end();) {
+    it = absl::StartsWith(it->first, "r/") ? state.erase(it) : std::next(it);
+  }
+  return state;
+}
+
+class LedgerTest : public testing::Test {
+ protected:
+  LedgerTest() : operator_key_(PrivateKey::Generate()), registrar_key_(PrivateKey::Generate()) {}
+
+  LedgerOptions Options(bool with_genesis = true) {
+    LedgerOptions options{.data_dir = dir_.path(), .operator_key = operator_key_};
+    if (with_genesis) {
+      GenesisSpec spec;
+      spec.ledger_id = kLedgerId;
+      v1::Registrar registrar;
+      registrar.set_org_id("registrar");
+      registrar.set_name("The Registrar");
+      registrar.add_public_keys(Raw(registrar_key_));
+      spec.registrars.push_back(registrar);
+      options.genesis = spec;
+    }
+    options.verify_threads = 2;
+    options.clock = [now = now_] { return now->fetch_add(1000); };
+    return options;
+  }
+
+  void OpenLedger(bool with_genesis = true) {
+    auto ledger = Ledger::Open(Options(with_genesis));
+    ASSERT_TRUE(ledger.ok()) << ledger.status();
+    ledger_ = std::move(*ledger);
+  }
+  void Close() { ledger_.reset(); }
+
+  void SetUp() override { OpenLedger(); }
+
+  absl::StatusOr<std::vector<SubmitResult>> Submit(std::vector<v1::SignedEvent> events) {
+    Answer answer;
+    ledger_->Submit(std::move(events), answer.Callback());
+    auto result = answer.Wait();
+    EXPECT_EQ(answer.Calls(), 1);
+    return result;
+  }
+  SubmitResult SubmitOne(const v1::SignedEvent& event) {
+    auto result = Submit({event});
+    EXPECT_TRUE(result.ok()) << result.status();
+    if (!result.ok() || result->size() != 1) return SubmitResult();
+    return (*result)[0];
+  }
+
+  v1::SignedEvent Register(const std::string& org_id, std::vector<std::string> raw_keys,
+                           std::string idempotency_key = "") {
+    v1::EventBody body =
+        Body("registrar", idempotency_key.empty() ? "register/" + org_id : idempotency_key);
+    auto* event = body.mutable_organisation_registered();
+    event->set_org_id(org_id);
+    event->set_name(org_id + " name");
+    event->set_kind("nhs-trust");
+    for (auto& raw : raw_keys) event->add_public_keys(raw);
+    return SealEvent(body, registrar_key_);
+  }
+  static v1::SignedEvent AddKey(const std::string& org_id, const std::string& raw,
+                                const std::string& author, const PrivateKey& key) {
+    v1::EventBody body = Body(author, "add/" + crypto::KeyIdOf(raw));
+    body.mutable_key_added()->set_org_id(org_id);
+    body.mutable_key_added()->set_public_key(raw);
+    return SealEvent(body, key);
+  }
+  static v1::SignedEvent RevokeKey(const std::string& org_id, const std::string& key_id,
+                                   const std::string& author, const PrivateKey& key) {
+    v1::EventBody body = Body(author, "revoke/" + key_id);
+    body.mutable_key_revoked()->set_org_id(org_id);
+    body.mutable_key_revoked()->set_key_id(key_id);
+    return SealEvent(body, key);
+  }
+  v1::SignedEvent Merge(const std::string& merged, const std::string& successor) {
+    v1::EventBody body = Body("registrar", "merge/" + merged);
+    body.mutable_organisation_merged()->set_merged_org_id(merged);
+    body.mutable_organisation_merged()->set_successor_org_id(successor);
+    return SealEvent(body, registrar_key_);
+  }
+
+  // A submission refused by a rule (FAILED_PRECONDITION) from a registered
+  // organisation: none of its events is written, but the refused one is kept
+  // as a SubmissionRefused record at `position` (DESIGN §3), and the state
+  // changes only by the author's refusal counter.
+  void ExpectOnlyRefusalRecorded(uint64_t position,
+                                 const absl::btree_map<std::string, std::string>& state_before,
+                                 const v1::SignedEvent& refused, v1::Reason reason) {
+    EXPECT_EQ(ledger_->size(), position + 1);
+    EXPECT_EQ(WithoutRefusalCounters(StoredState()), WithoutRefusalCounters(state_before));
+    auto entry = ledger_->Get(position);
+    ASSERT_TRUE(entry.ok()) << entry.status();
+    auto record = DecodeRecord(entry->record(), position);
+    ASSERT_TRUE(record.ok()) << record.status();
+    auto envelope = DecodeStoredEvent(*record);
+    ASSERT_TRUE(envelope.ok()) << envelope.status();
+    ASSERT_TRUE(envelope->body.has_submission_refused());
+    EXPECT_EQ(envelope->body.author(), ledger_->info().operator_id());
+    EXPECT_EQ(envelope->signed_event.key_id(), operator_key_.public_key().key_id());
+    EXPECT_EQ(envelope->body.submission_refused().signed_event(), refused.SerializeAsString());
+    EXPECT_EQ(envelope->body.submission_refused().reason(), reason);
+  }
+
+  // The projected state as stored.
+  absl::btree_map<std::string, std::string> StoredState() {
+    rules::State state;
+    absl::Status s = ledger_->store().LoadState(&state);
+    EXPECT_TRUE(s.ok()) << s;
+    return state.Snapshot();
+  }
+
+  // Checks a receipt against the store: its checkpoint is signed by the
+  // operator for this origin, covers the record, and its root is the stored
+  // tree's root at that size; the inclusion proof verifies.
+  void ExpectReceiptVerifies(const v1::Receipt& receipt) {
+    SCOPED_TRACE(absl::StrCat("receipt for position ", receipt.position()));
+    auto checkpoint =
+        merkle::OpenCheckpoint(receipt.checkpoint(), kOrigin, operator_key_.public_key());
+    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+    EXPECT_EQ(checkpoint->origin, kOrigin);
+    EXPECT_EQ(checkpoint->size, receipt.tree_size());
+    EXPECT_LT(receipt.position(), receipt.tree_size());
+    auto root = merkle::RootAt(ledger_->store(), receipt.tree_size());
+    ASSERT_TRUE(root.ok()) << root.status();
+    EXPECT_EQ(checkpoint->root, *root);
+    auto stored = ledger_->store().GetCheckpoint(receipt.tree_size());
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    EXPECT_EQ(*stored, receipt.checkpoint());
+
+    auto entry = ledger_->Get(receipt.position());
+    ASSERT_TRUE(entry.ok()) << entry.status();
+    EXPECT_EQ(receipt.leaf_hash(), merkle::AsBytes(merkle::HashLeaf(entry->record())));
+    auto record = DecodeRecord(entry->record(), receipt.position());
+    ASSERT_TRUE(record.ok()) << record.status();
+    EXPECT_EQ(record->ledger_time_unix_ns(), receipt.ledger_time_unix_ns());
+    auto proof = ledger_->InclusionProof(receipt.position(), receipt.tree_size());
+    ASSERT_TRUE(proof.ok()) << proof.status();
+    auto leaf = merkle::HashFromBytes(receipt.leaf_hash());
+    ASSERT_TRUE(leaf.ok());
+    EXPECT_TRUE(merkle::VerifyInclusion(*leaf, receipt.position(), receipt.tree_size(), *proof,
+                                        checkpoint->root)
+                    .ok());
+  }
+
+  // Replays every record from position 0 through the rules, as an auditor
+  // would (audit::Replayer: every signature, every member event accepted,
+  // exactly the recorded system events and refusals implied), and returns the
+  // resulting state.
+  absl::btree_map<std::string, std::string> ReplayedState() {
+    audit::Replayer replayer;
+    absl::Status scan = ledger_->store().ScanRecords(
+        0, ledger_->size(), [&](uint64_t position, std::string_view bytes) {
+          auto record = DecodeRecord(bytes, position);
+          EXPECT_TRUE(record.ok()) << record.status();
+          if (!record.ok()) return false;
+          absl::Status replayed = replayer.Next(*record);
+          EXPECT_TRUE(replayed.ok()) << replayed;
+          return replayed.ok();
+        });
+    EXPECT_TRUE(scan.ok()) << scan;
+    EXPECT_TRUE(replayer.Finish().ok()) << replayer.Finish();
+    EXPECT_EQ(replayer.records(), ledger_->size());
+    return replayer.state().Snapshot();
+  }
+
+  TempDir dir_;
+  std::shared_ptr<std::atomic<int64_t>> now_ = std::make_shared<std::atomic<int64_t>>(kStartTime);
+  PrivateKey operator_key_;
+  PrivateKey registrar_key_;
+  std::unique_ptr<Ledger> ledger_;
+};
+
+void ExpectRefusal(const absl::StatusOr<std::vector<SubmitResult>>& result, absl::StatusCode code,
+                   v1::Reason reason) {
+  ASSERT_FALSE(result.ok()) << "accepted";
+  EXPECT_EQ(result.status().code(), code) << result.status();
+  EXPECT_EQ(ReasonOf(result.status()), reason) << result.status();
+}
+
+std::optional<std::string> BatchIndex(const absl::Status& status) {
+  auto payload = status.GetPayload(kBatchIndexPayloadUrl);
+  if (!payload.has_value()) return std::nullopt;
+  return std::string(*payload);
+}
+
+// Shuts the ledger down when a test body ends, before the test's locals that
+// its callbacks refer to are destroyed (even when an assertion returns early).
+struct ShutdownFirst {
+  Ledger* ledger;
+  ~ShutdownFirst() { ledger->Shutdown(); }
+};
+
+// ------------------------------------------------------------ Genesis, reopen
+
+TEST_F(LedgerTest, WritesGenesisOnFirstOpen) {
+  EXPECT_EQ(ledger_->size(), 1u);
+  EXPECT_EQ(ledger_->info().ledger_id(), kLedgerId);
+  EXPECT_EQ(ledger_->info().origin(), kOrigin);
+  EXPECT_EQ(ledger_->info().operator_id(), "operator");
+  EXPECT_EQ(ledger_->info().operator_public_key(), Raw(operator_key_));
+  EXPECT_EQ(ledger_->operator_public_key().key_id(), operator_key_.public_key().key_id());
+
+  auto entry = ledger_->Get(0);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  EXPECT_EQ(entry->position(), 0u);
+  auto record = DecodeRecord(entry->record(), 0);
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_GE(record->ledger_time_unix_ns(), kStartTime);
+  auto envelope = DecodeStoredEvent(*record);
+  ASSERT_TRUE(envelope.ok()) << envelope.status();
+  ASSERT_TRUE(envelope->body.has_genesis());
+  EXPECT_EQ(envelope->body.author(), "operator");
+  EXPECT_EQ(envelope->body.ledger_id(), kLedgerId);
+  EXPECT_EQ(envelope->body.genesis().origin(), kOrigin);
+  EXPECT_EQ(envelope->body.genesis().operator_public_key(), Raw(operator_key_));
+  ASSERT_EQ(envelope->body.genesis().registrars_size(), 1);
+  EXPECT_EQ(envelope->signed_event.key_id(), operator_key_.public_key().key_id());
+  EXPECT_TRUE(rules::CheckSignature(rules::State(), *envelope).ok());
+  EXPECT_EQ(ledger_->Get(1).status().code(), absl::StatusCode::kNotFound);
+
+  auto note = ledger_->Checkpoint(0);
+  ASSERT_TRUE(note.ok()) << note.status();
+  auto checkpoint = merkle::OpenCheckpoint(*note, kOrigin, operator_key_.public_key());
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+  EXPECT_EQ(checkpoint->size, 1u);
+  EXPECT_EQ(checkpoint->root, merkle::HashLeaf(entry->record()));
+  EXPECT_EQ(*ledger_->Checkpoint(1), *note);
+
+  auto state = StoredState();
+  EXPECT_EQ(state.count("o/registrar"), 1u);
+  EXPECT_EQ(state.count("o/operator"), 1u);
+  EXPECT_EQ(state.count("i"), 1u);
+}
+
+TEST_F(LedgerTest, ReopenWithAnotherOperatorKeyIsFailedPrecondition) {
+  Close();
+  LedgerOptions options = Options(/*with_genesis=*/false);
+  options.operator_key = PrivateKey::Generate();
+  auto ledger = Ledger::Open(std::move(options));
+  ASSERT_FALSE(ledger.ok());
+  EXPECT_EQ(ledger.status().code(), absl::StatusCode::kFailedPrecondition) << ledger.status();
+  // Also when a Genesis spec is given: it is ignored for an existing ledger.
+  options = Options(/*with_genesis=*/true);
+  options.operator_key = PrivateKey::Generate();
+  ledger = Ledger::Open(std::move(options));
+  EXPECT_EQ(ledger.status().code(), absl::StatusCode::kFailedPrecondition) << ledger.status();
+  // The right key still opens it, unchanged.
+  OpenLedger(/*with_genesis=*/false);
+  EXPECT_EQ(ledger_->size(), 1u);
+}
+
+TEST(LedgerOpen, EmptyDirectoryWithoutGenesisIsFailedPrecondition) {
+  TempDir dir;
+  LedgerOptions options{.data_dir = dir.path(), .operator_key = PrivateKey::Generate()};
+  options.verify_threads = 1;
+  auto ledger = Ledger::Open(std::move(options));
+  ASSERT_FALSE(ledger.ok());
+  EXPECT_EQ(ledger.status().code(), absl::StatusCode::kFailedPrecondition) << ledger.status();
+}
+
+TEST(LedgerOpen, InvalidGenesisIsRefusedAndNothingWritten) {
+  TempDir dir;
+  LedgerOptions options{.data_dir = dir.path(), .operator_key = PrivateKey::Generate()};
+  options.verify_threads = 1;
+  GenesisSpec spec;
+  spec.ledger_id = "no-registrars";
+  options.genesis = spec;
+  auto ledger = Ledger::Open(options);
+  ASSERT_FALSE(ledger.ok());
+  EXPECT_EQ(ReasonOf(ledger.status()), v1::MISSING_FIELD) << ledger.status();
+  auto store = Store::Open(dir.path());
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->tree_size(), 0u);
+}
+
+TEST_F(LedgerTest, ReopenKeepsSizeStateAndCheckpoint) {
+  const PrivateKey a1 = PrivateKey::Generate();
+  SubmitOne(Register("org-a", {Raw(a1)}));
+  SubmitOne(AddKey("org-a", RawKeyFor("a2"), "org-a", a1));
+  auto results = Submit({Register("org-b", {RawKeyFor("b1")}), Register("org-c", {RawKeyFor("c1")})});
+  ASSERT_TRUE(results.ok()) << results.status();
+  const uint64_t size = ledger_->size();
+  ASSERT_EQ(size, 5u);
+  const auto state = StoredState();
+  const std::string note = *ledger_->Checkpoint(0);
+  const v1::LedgerInfo info = ledger_->info();
+  const int64_t last_time = (*results)[1].receipt.ledger_time_unix_ns();
+
+  Close();
+  // A clock that went backwards: ledger time must not.
+  now_->store(5);
+  OpenLedger(/*with_genesis=*/false);
+  EXPECT_EQ(ledger_->size(), size);
+  EXPECT_EQ(StoredState(), state);
+  EXPECT_EQ(*ledger_->Checkpoint(0), note);
+  EXPECT_EQ(ledger_->info().SerializeAsString(), info.SerializeAsString());
+  for (uint64_t s = 1; s <= size; ++s) {
+    SCOPED_TRACE(s);
+    EXPECT_TRUE(ledger_->Checkpoint(s).ok() || s == 4) << "size " << s;
+  }
+
+  // It goes on from where it was, with keys known from the stored state.
+  SubmitResult next = SubmitOne(AddKey("org-a", RawKeyFor("a3"), "org-a", a1));
+  EXPECT_EQ(next.receipt.position(), size);
+  EXPECT_FALSE(next.replayed);
+  EXPECT_GE(next.receipt.ledger_time_unix_ns(), last_time);
+  ExpectReceiptVerifies(next.receipt);
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+
+// ------------------------------------------------------------ group commit
+
+TEST_F(LedgerTest, ConcurrentSubmitsAreEachAnsweredOnceWithDensePositions) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 200;
+  constexpr int kTotal = kThreads * kPerThread;
+
+  // Sign everything first, so that the threads only submit.
+  std::vector<std::vector<v1::SignedEvent>> events(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kPerThread; ++i) {
+      std::string org = absl::StrCat("org-", t, "-", i);
+      events[t].push_back(Register(org, {RawKeyFor(org)}));
+    }
+  }
+
+  std::vector<Answer> answers(kTotal);
+  ShutdownFirst shutdown_first{ledger_.get()};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        ledger_->Submit({events[t][i]}, answers[t * kPerThread + i].Callback());
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+
+  std::vector<uint64_t> positions;
+  std::set<uint64_t> receipt_sizes;
+  std::map<uint64_t, std::string> notes;
+  std::vector<v1::Receipt> receipts;
+  for (int n = 0; n < kTotal; ++n) {
+    auto result = answers[n].Wait();
+    ASSERT_TRUE(result.ok()) << "submission " << n << ": " << result.status();
+    ASSERT_EQ(result->size(), 1u);
+    const SubmitResult& r = (*result)[0];
+    EXPECT_FALSE(r.replayed);
+    positions.push_back(r.receipt.position());
+    receipt_sizes.insert(r.receipt.tree_size());
+    auto [it, inserted] = notes.emplace(r.receipt.tree_size(), r.receipt.checkpoint());
+    if (!inserted) EXPECT_EQ(it->second, r.receipt.checkpoint()) << "two notes for one size";
+    receipts.push_back(r.receipt);
+  }
+  std::sort(positions.begin(), positions.end());
+  std::vector<uint64_t> dense(kTotal);
+  for (int i = 0; i < kTotal; ++i) dense[i] = i + 1;  // 0 is Genesis
+  EXPECT_EQ(positions, dense);
+  EXPECT_EQ(ledger_->size(), static_cast<uint64_t>(kTotal + 1));
+
+  // Group commit: fewer checkpoints (one per commit) than events.
+  int checkpoints = 0;
+  for (uint64_t size = 1; size <= ledger_->size(); ++size) {
+    auto note = ledger_->store().GetCheckpoint(size);
+    if (note.ok()) {
+      ++checkpoints;
+    } else {
+      EXPECT_EQ(note.status().code(), absl::StatusCode::kNotFound) << note.status();
+    }
+  }
+  EXPECT_LT(checkpoints, kTotal + 1);
+  EXPECT_LT(receipt_sizes.size(), static_cast<size_t>(kTotal));
+  // Every receipt names a written checkpoint; the latest is the whole log.
+  EXPECT_EQ(*receipt_sizes.rbegin(), ledger_->size());
+  EXPECT_LE(receipt_sizes.size(), static_cast<size_t>(checkpoints));
+  std::cout << "[ INFO ] " << kTotal << " events in " << checkpoints - 1 << " commit groups\n";
+
+  for (const v1::Receipt& receipt : receipts) ExpectReceiptVerifies(receipt);
+  // Consistency between successive checkpoints: the log only grew.
+  uint64_t previous = 0;
+  merkle::Hash previous_root{};
+  for (const auto& [size, note] : notes) {
+    auto checkpoint = merkle::OpenCheckpoint(note, kOrigin, operator_key_.public_key());
+    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status();
+    if (previous > 0) {
+      auto proof = ledger_->ConsistencyProof(previous, size);
+      ASSERT_TRUE(proof.ok()) << proof.status();
+      EXPECT_TRUE(
+          merkle::VerifyConsistency(previous, size, *proof, previous_root, checkpoint->root).ok());
+    }
+    previous = size;
+    previous_root = checkpoint->root;
+  }
+
+  ledger_->Shutdown();
+  for (int n = 0; n < kTotal; ++n) EXPECT_EQ(answers[n].Calls(), 1) << "submission " << n;
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+
+TEST_F(LedgerTest, ConcurrentBatchesAreContiguous) {
+  constexpr int kThreads = 4;
+  constexpr int kBatches = 10;
+  constexpr int kBatchSize = 5;
+  std::vector<Answer> answers(kThreads * kBatches);
+  ShutdownFirst shutdown_first{ledger_.get()};
+  std::vector<std::thread> threads;
+  std::vector<std::vector<std::vector<v1::SignedEvent>>> batches(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    for (int b = 0; b < kBatches; ++b) {
+      std::vector<v1::SignedEvent> batch;
+      for (int i = 0; i < kBatchSize; ++i) {
+        std::string org = absl::StrCat("org-", t, "-", b, "-", i);
+        batch.push_back(Register(org, {RawKeyFor(org)}));
+      }
+      batches[t].push_back(std::move(batch));
+    }
+  }
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int b = 0; b < kBatches; ++b) {
+        ledger_->Submit(batches[t][b], answers[t * kBatches + b].Callback());
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  std::set<uint64_t> all;
+  for (auto& answer : answers) {
+    auto result = answer.Wait();
+    ASSERT_TRUE(result.ok()) << result.status();
+    ASSERT_EQ(result->size(), static_cast<size_t>(kBatchSize));
+    for (int i = 0; i < kBatchSize; ++i) {
+      EXPECT_EQ((*result)[i].receipt.position(), (*result)[0].receipt.position() + i)
+          << "a batch was not written at consecutive positions";
+      EXPECT_EQ((*result)[i].receipt.tree_size(), (*result)[0].receipt.tree_size());
+      all.insert((*result)[i].receipt.position());
+    }
+  }
+  EXPECT_EQ(all.size(), static_cast<size_t>(kThreads * kBatches * kBatchSize));
+  EXPECT_EQ(*all.begin(), 1u);
+  EXPECT_EQ(*all.rbegin(), static_cast<uint64_t>(kThreads * kBatches * kBatchSize));
+}
+
+// ------------------------------------------------------------ idempotency
+
+TEST_F(LedgerTest, IdenticalRetryReturnsTheOriginalReceipt) {
+  const v1::SignedEvent event = Register("org-a", {RawKeyFor("a1")});
+  const SubmitResult first = SubmitOne(event);
+  EXPECT_FALSE(first.replayed);
+  EXPECT_EQ(first.receipt.position(), 1u);
+  ExpectReceiptVerifies(first.receipt);
+  const auto state = StoredState();
+
+  const SubmitResult again = SubmitOne(event);
+  EXPECT_TRUE(again.replayed);
+  EXPECT_EQ(again.receipt.position(), first.receipt.position());
+  EXPECT_EQ(again.receipt.ledger_time_unix_ns(), first.receipt.ledger_time_unix_ns());
+  EXPECT_EQ(again.receipt.leaf_hash(), first.receipt.leaf_hash());
+  ExpectReceiptVerifies(again.receipt);
+  EXPECT_EQ(ledger_->size(), 2u);
+  EXPECT_EQ(StoredState(), state);
+
+  // In a batch with a new event: the retry is replayed, the new one written.
+  auto mixed = Submit({event, Register("org-b", {RawKeyFor("b1")})});
+  ASSERT_TRUE(mixed.ok()) << mixed.status();
+  ASSERT_EQ(mixed->size(), 2u);
+  EXPECT_TRUE((*mixed)[0].replayed);
+  EXPECT_EQ((*mixed)[0].receipt.position(), 1u);
+  EXPECT_FALSE((*mixed)[1].replayed);
+  EXPECT_EQ((*mixed)[1].receipt.position(), 2u);
+  EXPECT_EQ(ledger_->size(), 3u);
+
+  // The same event twice in one batch is written once.
+  const v1::SignedEvent c = Register("org-c", {RawKeyFor("c1")});
+  auto twice = Submit({c, c});
+  ASSERT_TRUE(twice.ok()) << twice.status();
+  ASSERT_EQ(twice->size(), 2u);
+  EXPECT_FALSE((*twice)[0].replayed);
+  EXPECT_TRUE((*twice)[1].replayed);
+  EXPECT_EQ((*twice)[0].receipt.position(), 3u);
+  EXPECT_EQ((*twice)[1].receipt.position(), 3u);
+  EXPECT_EQ((*twice)[1].receipt.leaf_hash(), (*twice)[0].receipt.leaf_hash());
+  EXPECT_EQ(ledger_->size(), 4u);
+
+  // Still replayed after a restart: the idempotency index is durable.
+  Close();
+  OpenLedger(/*with_genesis=*/false);
+  const SubmitResult after = SubmitOne(event);
+  EXPECT_TRUE(after.replayed);
+  EXPECT_EQ(after.receipt.position(), 1u);
+  EXPECT_EQ(after.receipt.ledger_time_unix_ns(), first.receipt.ledger_time_unix_ns());
+  EXPECT_EQ(ledger_->size(), 4u);
+}
+
+// A retry is answered from the idempotency index only if it is itself a
+// correctly signed submission (DESIGN §3: a badly signed submission is
+// refused). Copying a public event's body under a made-up key id must not
+// earn a success answer.
+TEST_F(LedgerTest, RetryWithoutAValidSignatureIsRefused) {
+  const v1::SignedEvent event = Register("org-a", {RawKeyFor("a1")});
+  SubmitOne(event);
+
+  v1::SignedEvent forged = event;
+  forged.set_key_id(std::string(32, '0'));  // no such key
+  forged.set_signature(std::string(crypto::kSignatureSize, '\0'));
+  ExpectRefusal(Submit({forged}), absl::StatusCode::kUnauthenticated, v1::UNKNOWN_KEY);
+
+  // Under the real key id, with a broken signature.
+  forged = event;
+  std::string signature = forged.signature();
+  signature[5] ^= 0x01;
+  forged.set_signature(signature);
+  ExpectRefusal(Submit({forged}), absl::StatusCode::kUnauthenticated, v1::BAD_SIGNATURE);
+  EXPECT_EQ(ledger_->size(), 2u);
+}
+
+TEST_F(LedgerTest, SameKeyDifferentBytesIsIdempotencyConflict) {
+  SubmitOne(Register("org-a", {RawKeyFor("a1")}, "my-key"));
+  const auto state = StoredState();
+  ExpectRefusal(Submit({Register("org-b", {RawKeyFor("b1")}, "my-key")}),
+                absl::StatusCode::kAlreadyExists, v1::IDEMPOTENCY_CONFLICT);
+  EXPECT_EQ(ledger_->size(), 2u);
+  EXPECT_EQ(StoredState(), state);
+
+  // Within one batch, against an event of the same batch: nothing written.
+  auto batch = Submit({Register("org-c", {RawKeyFor("c1")}, "batch-key"),
+                       Register("org-d", {RawKeyFor("d1")}, "batch-key")});
+  ExpectRefusal(batch, absl::StatusCode::kAlreadyExists, v1::IDEMPOTENCY_CONFLICT);
+  EXPECT_EQ(BatchIndex(batch.status()), "1");
+  EXPECT_EQ(ledger_->size(), 2u);
+  EXPECT_EQ(StoredState(), state);
+  // The key was not taken by the refused batch.
+  SubmitResult d = SubmitOne(Register("org-d", {RawKeyFor("d1")}, "batch-key"));
+  EXPECT_FALSE(d.replayed);
+  EXPECT_EQ(d.receipt.position(), 2u);
+}
+
+// ------------------------------------------------------------ batches
+
+TEST_F(LedgerTest, BatchWithARefusedEventWritesNoneOfItsEvents) {
+  SubmitOne(Register("org-a", {RawKeyFor("a1")}));
+  const uint64_t size = ledger_->size();
+  const auto state = StoredState();
+
+  const v1::SignedEvent again = Register("org-a", {RawKeyFor("a2")}, "register/org-a-again");
+  auto result = Submit({Register("org-x", {RawKeyFor("x1")}), Register("org-y", {RawKeyFor("y1")}),
+                        again});
+  ExpectRefusal(result, absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+  EXPECT_EQ(BatchIndex(result.status()), "2");
+  EXPECT_TRUE(absl::StartsWith(result.status().message(), "event 2")) << result.status();
+  // Neither org-x nor org-y was written; the refused attempt is on the record.
+  ExpectOnlyRefusalRecorded(size, state, again, v1::ORGANISATION_EXISTS);
+  EXPECT_EQ(StoredState().count("o/org-x"), 0u);
+
+  // A refused batch next to an accepted submission in the same group does
+  // not disturb it; and its events were not remembered as written.
+  const uint64_t size2 = ledger_->size();
+  Answer refused, accepted;
+  ledger_->Submit({Register("org-a", {RawKeyFor("a3")}, "a3"), Register("org-z", {RawKeyFor("z")})},
+                  refused.Callback());
+  ledger_->Submit({Register("org-y", {RawKeyFor("y1")})}, accepted.Callback());
+  ExpectRefusal(refused.Wait(), absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+  auto y = accepted.Wait();
+  ASSERT_TRUE(y.ok()) << y.status();
+  EXPECT_FALSE((*y)[0].replayed);
+  EXPECT_EQ(ledger_->size(), size2 + 2);  // org-y and one SubmissionRefused
+  SubmitResult x = SubmitOne(Register("org-x", {RawKeyFor("x1")}));
+  EXPECT_FALSE(x.replayed);
+  EXPECT_EQ(x.receipt.position(), size2 + 2);
+  EXPECT_EQ(StoredState().count("o/org-z"), 0u);
+}
+
+TEST_F(LedgerTest, RefusalsOtherThanRuleBreachesAreNotRecorded) {
+  SubmitOne(Register("org-a", {RawKeyFor("a1")}, "my-key"));
+  const auto state = StoredState();
+  // ALREADY_EXISTS, UNAUTHENTICATED, INVALID_ARGUMENT: nothing kept.
+  ExpectRefusal(Submit({Register("org-b", {RawKeyFor("b1")}, "my-key")}),
+                absl::StatusCode::kAlreadyExists, v1::IDEMPOTENCY_CONFLICT);
+  ExpectRefusal(Submit({AddKey("org-a", RawKeyFor("a2"), "org-a", PrivateKey::Generate())}),
+                absl::StatusCode::kUnauthenticated, v1::UNKNOWN_KEY);
+  ExpectRefusal(Submit({Register("bad id", {RawKeyFor("c1")})}), absl::StatusCode::kInvalidArgument,
+                v1::MALFORMED);
+  EXPECT_EQ(ledger_->size(), 2u);
+  EXPECT_EQ(StoredState(), state);
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+
+// DESIGN §4.3: replay must produce exactly the system events in the log. A
+// refusal recorded for an event of a batch must therefore be reproducible
+// from the log alone, without the batch's unwritten earlier events.
+TEST_F(LedgerTest, RecordedRefusalsOfABatchReplay) {
+  // Refused only because of the batch's own first event, which is not written.
+  const v1::SignedEvent second = Register("org-x", {RawKeyFor("x2")}, "x-again");
+  auto result = Submit({Register("org-x", {RawKeyFor("x1")}), second});
+  ExpectRefusal(result, absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+
+// The same, for the message: the kept refusal must be the rules' own, not the
+// batch annotation ("event 1: ...") that only the submitter's answer needs.
+TEST_F(LedgerTest, RecordedRefusalOfABatchEventReplays) {
+  SubmitOne(Register("org-a", {RawKeyFor("a1")}));
+  const v1::SignedEvent again = Register("org-a", {RawKeyFor("a2")}, "register/org-a-again");
+  auto result = Submit({Register("org-x", {RawKeyFor("x1")}), again});
+  ExpectRefusal(result, absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+
+TEST_F(LedgerTest, RecordedRefusalReplays) {
+  SubmitOne(Register("org-a", {RawKeyFor("a1")}));
+  const auto state = StoredState();
+  const v1::SignedEvent again = Register("org-a", {RawKeyFor("a2")}, "register/org-a-again");
+  ExpectRefusal(Submit({again}), absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+  ExpectOnlyRefusalRecorded(2, state, again, v1::ORGANISATION_EXISTS);
+  EXPECT_EQ(StoredState().count("r/registrar"), 1u);
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+
+TEST_F(LedgerTest, BatchWithABadSignatureChangesNothing) {
+  const auto state = StoredState();
+  v1::SignedEvent bad = Register("org-b", {RawKeyFor("b1")});
+  std::string signature = bad.signature();
+  signature[10] ^= 0x40;
+  bad.set_signature(signature);
+  auto result = Submit({Register("org-a", {RawKeyFor("a1")}), bad});
+  ExpectRefusal(result, absl::StatusCode::kUnauthenticated, v1::BAD_SIGNATURE);
+  EXPECT_EQ(BatchIndex(result.status()), "1");
+  EXPECT_EQ(ledger_->size(), 1u);
+  EXPECT_EQ(StoredState(), state);
+
+  // Signed by a key nobody registered.
+  v1::EventBody body = Body("registrar", "unknown-key");
+  body.mutable_organisation_registered()->set_org_id("org-c");
+  body.mutable_organisation_registered()->add_public_keys(RawKeyFor("c1"));
+  ExpectRefusal(Submit({SealEvent(body, PrivateKey::Generate())}),
+                absl::StatusCode::kUnauthenticated, v1::UNKNOWN_KEY);
+  EXPECT_EQ(ledger_->size(), 1u);
+}
+
+TEST_F(LedgerTest, BatchMayUseAKeyRegisteredEarlierInTheBatch) {
+  const PrivateKey y1 = PrivateKey::Generate();
+  const PrivateKey y2 = PrivateKey::Generate();
+  auto result = Submit({Register("org-y", {Raw(y1)}), AddKey("org-y", Raw(y2), "org-y", y1),
+                        AddKey("org-y", RawKeyFor("y3"), "org-y", y2)});
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ((*result)[i].receipt.position(), 1 + i);
+    ExpectReceiptVerifies((*result)[i].receipt);
+  }
+  auto state = StoredState();
+  EXPECT_EQ(state.count("k/" + y2.public_key().key_id()), 1u);
+  EXPECT_EQ(state.count("k/" + crypto::KeyIdOf(RawKeyFor("y3"))), 1u);
+
+  // The new key is now known to the verify pool too.
+  SubmitOne(AddKey("org-y", RawKeyFor("y4"), "org-y", y2));
+
+  // A bad signature under a key registered in the same batch is caught by the
+  // sequencer's check, and the whole batch is refused.
+  const PrivateKey z1 = PrivateKey::Generate();
+  v1::SignedEvent bad = AddKey("org-z", RawKeyFor("z2"), "org-z", z1);
+  std::string signature = bad.signature();
+  signature[0] ^= 0x01;
+  bad.set_signature(signature);
+  const uint64_t size = ledger_->size();
+  const auto before = StoredState();
+  auto refused = Submit({Register("org-z", {Raw(z1)}), bad});
+  ExpectRefusal(refused, absl::StatusCode::kUnauthenticated, v1::BAD_SIGNATURE);
+  EXPECT_EQ(BatchIndex(refused.status()), "1");
+  EXPECT_EQ(ledger_->size(), size);
+  EXPECT_EQ(StoredState(), before);
+  // ...and the key of the refused registration is not usable afterwards.
+  ExpectRefusal(Submit({AddKey("org-z", RawKeyFor("z3"), "org-z", z1)}),
+                absl::StatusCode::kUnauthenticated, v1::UNKNOWN_KEY);
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+
+TEST_F(LedgerTest, MalformedAndOversizeSubmissions) {
+  ExpectRefusal(Submit({}), absl::StatusCode::kInvalidArgument, v1::MISSING_FIELD);
+  std::vector<v1::SignedEvent> many(kMaxBatchEvents + 1, Register("org-a", {RawKeyFor("a1")}));
+  ExpectRefusal(Submit(many), absl::StatusCode::kInvalidArgument, v1::OVERSIZE);
+
+  v1::SignedEvent wrong_ledger = [&] {
+    v1::EventBody body = Body("registrar", "wrong");
+    body.set_ledger_id("another");
+    body.mutable_organisation_registered()->set_org_id("org-w");
+    body.mutable_organisation_registered()->add_public_keys(RawKeyFor("w1"));
+    return SealEvent(body, registrar_key_);
+  }();
+  auto result = Submit({Register("org-a", {RawKeyFor("a1")}), wrong_ledger});
+  ExpectRefusal(result, absl::StatusCode::kInvalidArgument, v1::WRONG_LEDGER);
+  EXPECT_EQ(BatchIndex(result.status()), "1");
+
+  EXPECT_EQ(ledger_->size(), 1u);
+  const auto state = StoredState();
+  v1::EventBody system = Body("registrar", "sys");
+  system.mutable_gateway_passed()->set_proposal_id("p");
+  const v1::SignedEvent forged_system = SealEvent(system, registrar_key_);
+  ExpectRefusal(Submit({forged_system}), absl::StatusCode::kFailedPrecondition,
+                v1::SYSTEM_EVENT_FROM_MEMBER);
+  ExpectOnlyRefusalRecorded(1, state, forged_system, v1::SYSTEM_EVENT_FROM_MEMBER);
+}
+
+// ------------------------------------------------------------ replay
+
+TEST_F(LedgerTest, ReopenedStateEqualsReplayFromGenesis) {
+  const PrivateKey a1 = PrivateKey::Generate();
+  const PrivateKey a2 = PrivateKey::Generate();
+  const PrivateKey b1 = PrivateKey::Generate();
+  SubmitOne(Register("org-a", {Raw(a1)}));
+  ASSERT_TRUE(Submit({Register("org-b", {Raw(b1)}), AddKey("org-a", Raw(a2), "org-a", a1)}).ok());
+  SubmitOne(RevokeKey("org-a", a1.public_key().key_id(), "org-a", a2));
+  // Refused: a1 is revoked.
+  ExpectRefusal(Submit({AddKey("org-a", RawKeyFor("a3"), "org-a", a1)}),
+                absl::StatusCode::kUnauthenticated, v1::REVOKED_KEY);
+  SubmitOne(AddKey("org-b", RawKeyFor("b2"), "registrar", registrar_key_));
+  SubmitOne(Merge("org-b", "org-a"));
+  ExpectRefusal(Submit({AddKey("org-b", RawKeyFor("b3"), "org-b", b1)}),
+                absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_MERGED);
+  // Several submissions in one group, one of them refused.
+  Answer one, two, three;
+  ledger_->Submit({Register("org-c", {RawKeyFor("c1")})}, one.Callback());
+  ledger_->Submit({Register("org-c", {RawKeyFor("c2")}, "c-again")}, two.Callback());
+  ledger_->Submit({AddKey("org-a", RawKeyFor("a4"), "org-a", a2)}, three.Callback());
+  // The verify pool may hand `one` and `two` to the sequencer in either
+  // order: whichever comes second is refused.
+  auto first = one.Wait();
+  auto second = two.Wait();
+  EXPECT_NE(first.ok(), second.ok()) << first.status() << " / " << second.status();
+  ExpectRefusal(first.ok() ? second : first, absl::StatusCode::kFailedPrecondition,
+                v1::ORGANISATION_EXISTS);
+  EXPECT_TRUE(three.Wait().ok());
+  // 9 accepted records and 2 recorded refusals (ORGANISATION_MERGED,
+  // ORGANISATION_EXISTS; REVOKED_KEY is UNAUTHENTICATED and not recorded).
+  EXPECT_EQ(ledger_->size(), 11u);
+
+  const auto live = StoredState();
+  EXPECT_EQ(ReplayedState(), live);
+  Close();
+  OpenLedger(/*with_genesis=*/false);
+  EXPECT_EQ(StoredState(), live);
+  EXPECT_EQ(ReplayedState(), live);
+  // The reopened ledger decides as the old one did.
+  ExpectRefusal(Submit({AddKey("org-a", RawKeyFor("a5"), "org-a", a1)}),
+                absl::StatusCode::kUnauthenticated, v1::REVOKED_KEY);
+  SubmitOne(AddKey("org-a", RawKeyFor("a5"), "org-a", a2));
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+
+// ------------------------------------------------------------ shutdown
+
+TEST_F(LedgerTest, ShutdownFinishesAcceptedWorkThenRefuses) {
+  constexpr int kInFlight = 50;
+  std::vector<Answer> answers(kInFlight);
+  for (int i = 0; i < kInFlight; ++i) {
+    std::string org = absl::StrCat("org-", i);
+    ledger_->Submit({Register(org, {RawKeyFor(org)})}, answers[i].Callback());
+  }
+  ledger_->Shutdown();
+  // Everything accepted before Shutdown was answered, once, and is durable.
+  for (int i = 0; i < kInFlight; ++i) {
+    EXPECT_EQ(answers[i].Calls(), 1) << i;
+    auto result = answers[i].Wait();
+    EXPECT_TRUE(result.ok()) << i << ": " << result.status();
+  }
+  EXPECT_EQ(ledger_->size(), static_cast<uint64_t>(kInFlight + 1));
+
+  Answer late;
+  ledger_->Submit({Register("org-late", {RawKeyFor("late")})}, late.Callback());
+  auto result = late.Wait();
+  ExpectRefusal(result, absl::StatusCode::kUnavailable, v1::SHUTTING_DOWN);
+  ledger_->Shutdown();  // idempotent
+  EXPECT_EQ(late.Calls(), 1);
+  EXPECT_EQ(ledger_->size(), static_cast<uint64_t>(kInFlight + 1));
+
+  Close();
+  OpenLedger(/*with_genesis=*/false);
+  EXPECT_EQ(ledger_->size(), static_cast<uint64_t>(kInFlight + 1));
+}
+
+TEST_F(LedgerTest, ListenersSeeEveryCommit) {
+  absl::Mutex mu;
+  std::vector<uint64_t> sizes;
+  int id = ledger_->AddListener([&](uint64_t size) {
+    absl::MutexLock lock(&mu);
+    sizes.push_back(size);
+  });
+  SubmitOne(Register("org-a", {RawKeyFor("a1")}));
+  SubmitOne(Register("org-b", {RawKeyFor("b1")}));
+  {
+    // Listeners run after the answers: wait for the second commit's call.
+    absl::MutexLock lock(&mu);
+    ASSERT_TRUE(mu.AwaitWithTimeout(
+        absl::Condition(+[](std::vector<uint64_t>* s) { return s->size() >= 2; }, &sizes),
+        absl::Seconds(60)));
+  }
+  ledger_->RemoveListener(id);
+  SubmitOne(Register("org-c", {RawKeyFor("c1")}));
+  ledger_->Shutdown();
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(sizes, (std::vector<uint64_t>{2, 3}));
+}
+
+}  // namespace
+}  // namespace ledger::store
+
+namespace ledger::store {
+namespace {
+
+// A governance story through the whole write path: formation, a veto, a
+// lapse written when due, a call overruling the objector, adoption with a
+// taper, and an attempted reversal kept on the record. The projection after a
+// restart equals the state an auditor rebuilds by replaying the log.
+TEST_F(LedgerTest, GovernanceProjectionAfterRestartEqualsReplay) {
+  std::map<std::string, PrivateKey> keys;
+  for (const char* org : {"trust-a", "trust-b", "trust-c", "national"}) {
+    keys.emplace(org, PrivateKey::Generate());
+    SubmitOne(Register(org, {Raw(keys.at(org))}));
+  }
+  int sequence = 0;
+  auto act = [&](const std::string& org, v1::EventBody body) {
+    v1::EventBody full = Body(org, absl::StrCat("g/", ++sequence));
+    full.MergeFrom(body);
+    return Submit({SealEvent(full, keys.at(org))});
+  };
+  auto vote = [&](const std::string& org, const std::string& gateway, v1::Position position) {
+    v1::EventBody body;
+    body.mutable_vote_cast()->set_proposal_id("p1");
+    body.mutable_vote_cast()->set_gateway_id(gateway);
+    body.mutable_vote_cast()->set_position(position);
+    return act(org, body);
+  };
+
+  v1::Charter charter;
+  for (const char* org : {"trust-a", "trust-b", "trust-c"}) charter.add_founding_members(org);
+  for (const char* id : {"need", "principles", "final"}) {
+    v1::Gateway* g = charter.add_gateways();
+    g->set_id(id);
+    g->mutable_rule()->set_kind(std::string(id) == "final" ? v1::MAJORITY : v1::UNANIMITY);
+    g->add_callers("national");
+    if (std::string(id) == "principles") g->set_deadline_seconds(10);
+  }
+  for (uint32_t percent : {100, 50, 0}) charter.mutable_taper()->add_percent_by_year(percent);
+  v1::EventBody proposed;
+  proposed.mutable_collective_proposed()->set_collective_id("fed");
+  *proposed.mutable_collective_proposed()->mutable_charter() = charter;
+  ASSERT_TRUE(act("trust-a", proposed).ok());
+  for (const char* org : {"trust-a", "trust-b", "trust-c"}) {
+    v1::EventBody accepted;
+    accepted.mutable_charter_accepted()->set_collective_id("fed");
+    accepted.mutable_charter_accepted()->set_charter_digest(rules::CharterDigest(charter));
+    ASSERT_TRUE(act(org, accepted).ok());
+  }
+  v1::EventBody submitted;
+  submitted.mutable_proposal_submitted()->set_collective_id("fed");
+  submitted.mutable_proposal_submitted()->set_proposal_id("p1");
+  submitted.mutable_proposal_submitted()->set_title("shared pathology");
+  ASSERT_TRUE(act("trust-a", submitted).ok());
+  for (const char* org : {"trust-a", "trust-b", "trust-c"}) ASSERT_TRUE(vote(org, "need", v1::ASSENT).ok());
+  ASSERT_TRUE(vote("trust-a", "principles", v1::ASSENT).ok());
+  ASSERT_TRUE(vote("trust-b", "principles", v1::OBJECT).ok());
+
+  // The deadline passes; the next commit writes the lapse first.
+  now_->fetch_add(20'000'000'000);
+  v1::EventBody impact;
+  impact.mutable_impact_declared()->set_proposal_id("p1");
+  impact.mutable_impact_declared()->set_annual_impact_pence(90'000);
+  ASSERT_TRUE(act("trust-c", impact).ok());
+  v1::EventBody call;
+  call.mutable_decision_called()->set_proposal_id("p1");
+  call.mutable_decision_called()->set_gateway_id("principles");
+  call.mutable_decision_called()->set_outcome(v1::PASS);
+  call.mutable_decision_called()->set_rationale("the evidence is clear");
+  ASSERT_TRUE(act("national", call).ok());
+  ASSERT_TRUE(vote("trust-a", "final", v1::ASSENT).ok());
+  ASSERT_TRUE(vote("trust-b", "final", v1::ASSENT).ok());
+  ASSERT_TRUE(vote("trust-c", "final", v1::OBJECT).ok());
+  auto reversal = vote("trust-b", "need", v1::OBJECT);
+  ExpectRefusal(reversal, absl::StatusCode::kFailedPrecondition, v1::GATEWAY_LOCKED);
+
+  // Every kind of system event the story implies is in the log.
+  std::set<std::string> kinds;
+  ASSERT_TRUE(ledger_->store()
+                  .ScanRecords(0, ledger_->size(),
+                               [&](uint64_t position, std::string_view bytes) {
+                                 auto record = DecodeRecord(bytes, position);
+                                 auto envelope = DecodeStoredEvent(*record);
+                                 kinds.insert(EventKind(envelope->body));
+                                 return true;
+                               })
+                  .ok());
+  for (const char* kind : {"collective_formed", "gateway_passed", "gateway_lapsed", "decision_adopted",
+                           "submission_refused"}) {
+    EXPECT_TRUE(kinds.contains(kind)) << kind;
+  }
+  rules::State live;
+  ASSERT_TRUE(ledger_->store().LoadState(&live).ok());
+  const v1::ProposalState* p1 = live.FindProposal("p1");
+  ASSERT_NE(p1, nullptr);
+  EXPECT_EQ(p1->status(), v1::PROPOSAL_ADOPTED);
+  ASSERT_EQ(p1->adoption().tapers_size(), 1);
+  EXPECT_EQ(std::vector<int64_t>(p1->adoption().tapers(0).support_by_year_pence().begin(),
+                                 p1->adoption().tapers(0).support_by_year_pence().end()),
+            (std::vector<int64_t>{90'000, 45'000, 0}));
+  EXPECT_EQ(p1->gateway_states(1).overruled(0), "trust-b");
+
+  Close();
+  OpenLedger(/*with_genesis=*/false);
+  EXPECT_EQ(StoredState(), live.Snapshot());
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+
+}  // namespace
+}  // namespace ledger::store
+
+namespace ledger::store {
+namespace {
+
+// A second "Genesis" names its own key; after the first record that key means
+// nothing. It must be refused as unauthenticated and leave no refusal record
+// in anyone's name (else anybody could fill an organisation's allowance).
+TEST_F(LedgerTest, LaterGenesisWithItsOwnKeyIsUnauthenticatedAndNotRecorded) {
+  const PrivateKey throwaway = PrivateKey::Generate();
+  v1::EventBody body = Body("registrar", "fake-genesis");
+  body.mutable_genesis()->set_operator_id("registrar");
+  body.mutable_genesis()->set_operator_public_key(Raw(throwaway));
+  body.mutable_genesis()->set_origin("decision-ledger/fake");
+  body.mutable_genesis()->add_registrars()->set_org_id("someone");
+  const uint64_t size = ledger_->size();
+  const auto state = StoredState();
+  ExpectRefusal(Submit({SealEvent(body, throwaway)}), absl::StatusCode::kUnauthenticated, v1::UNKNOWN_KEY);
+  EXPECT_EQ(ledger_->size(), size);
+  EXPECT_EQ(StoredState(), state);
+}
+
+}  // namespace
+}  // namespace ledger::store

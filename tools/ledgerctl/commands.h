@@ -1,0 +1,56 @@
+// The commands of ledgerctl. Each command is a CommandSpec (its flags and
+// help, see flags.h) and one function; main.cc lists them and dispatches.
+//
+// A command returns OK (exit 0), a usage error (flags.h; exit 2) or any other
+// error (exit 1), whose message says what was wrong; main prints it.
+#ifndef TOOLS_LEDGERCTL_COMMANDS_H_
+#define TOOLS_LEDGERCTL_COMMANDS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "tools/ledgerctl/flags.h"
+
+namespace ledger::ctl {
+
+// What every command gets: its parsed flags and the server to talk to.
+struct Invocation {
+  const ParsedFlags& flags;
+  std::string server;
+};
+
+struct Command {
+  CommandSpec spec;
+  absl::Status (*run)(const Invocation& invocation);
+};
+
+// keys.cc
+Command KeygenCommand();
+// member_actions.cc
+Command RegisterOrgCommand();
+Command AddKeyCommand();
+Command RevokeKeyCommand();
+Command SubmitCommand();
+// reads.cc
+Command GetCommand();
+Command ReadCommand();
+Command TailCommand();
+Command CheckpointCommand();
+// proofs.cc
+Command ProveCommand();
+Command ConsistencyCommand();
+// governance_actions.cc
+std::vector<Command> GovernanceActionCommands();
+// queries.cc
+std::vector<Command> QueryCommands();
+// demo.cc
+Command DemoCommand();
+// audit_commands.cc
+std::vector<Command> AuditCommands();
+// monitor.cc: verify-server, verify-proposal, audit
+std::vector<Command> MonitorCommands();
+
+}  // namespace ledger::ctl
+
+#endif  // TOOLS_LEDGERCTL_COMMANDS_H_

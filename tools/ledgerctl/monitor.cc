@@ -1,0 +1,531 @@
+// Verifying a running server: `verify-server` (AuditService.Verify: the five
+// checks run by the server over its own log), `verify-proposal` (the
+// no-reversal evidence of one proposal), and `audit`, a transparency-log
+// monitor that trusts only what it verified itself.
+//
+// `audit --state DIR` keeps in DIR:
+//   operator.pub       the operator key (PEM), pinned on first use unless
+//                      --operator-key is given; it must never change
+//   checkpoint.note    the last checkpoint it verified (signed note)
+//   evidence-<time>/   written when the server's history no longer extends
+//                      the remembered checkpoint
+// Each run fetches the latest checkpoint, checks its signature, proves it
+// consistent with the remembered one (RFC 9162), then verifies every record
+// up to it: signatures and rules, with the same code as `ledgerctl verify`
+// (audit::LogVerifier). The rules need the state before the new records: for
+// now the monitor rebuilds it by re-reading and replaying the log from 0 on
+// every run (records before the remembered size are only replayed: their
+// signatures were verified by an earlier run, and the Merkle root they give
+// must equal the remembered root). Persisting rules::State into DIR would
+// avoid the re-read; not done yet.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "ledger/audit/verifier.h"
+#include "ledger/crypto/ed25519.h"
+#include "ledger/crypto/sha256.h"
+#include "ledger/merkle/checkpoint.h"
+#include "ledger/merkle/tree.h"
+#include "tools/ledgerctl/client.h"
+#include "tools/ledgerctl/commands.h"
+#include "tools/ledgerctl/keys.h"
+#include "tools/ledgerctl/output.h"
+
+namespace ledger::ctl {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kExitRewritten = 2;
+
+// A one-line progress bar on stderr, only when stderr is a terminal.
+class TerminalProgress {
+ public:
+  explicit TerminalProgress(std::string what) : what_(std::move(what)), enabled_(::isatty(STDERR_FILENO) == 1) {}
+  void Update(uint64_t done, uint64_t total) {
+    if (!enabled_ || total == 0) return;
+    done = std::min(done, total);
+    std::fprintf(stderr, "\r%s: %llu / %llu records (%3d%%)", what_.c_str(), static_cast<unsigned long long>(done),
+                 static_cast<unsigned long long>(total), static_cast<int>(100 * done / total));
+    std::fflush(stderr);
+    shown_ = true;
+  }
+  void Done() {
+    if (shown_) std::fprintf(stderr, "\n");
+    shown_ = false;
+  }
+
+ private:
+  std::string what_;
+  bool enabled_;
+  bool shown_ = false;
+};
+
+// ---------------------------------------------------------------- verify-server
+
+audit::VerifyReport FromProto(const v1::VerifyReport& r, const std::string& server) {
+  audit::VerifyReport out;
+  for (const v1::VerifyCheck& c : r.checks()) {
+    audit::Check check;
+    check.name = c.name();
+    check.meaning = c.meaning();
+    check.passed = c.passed();
+    check.completed = c.completed();
+    if (c.has_first_failing_position()) check.first_failing_position = c.first_failing_position();
+    check.detail = c.detail();
+    out.checks.push_back(std::move(check));
+  }
+  out.ledger_id = r.ledger_id();
+  out.subject = absl::StrCat("log of server ", server, " (positions ", r.from_position(), "..",
+                             r.to_position() == 0 ? 0 : r.to_position() - 1, ")");
+  out.records = r.records();
+  out.checkpoints = r.checkpoints();
+  out.organisations = r.organisations();
+  out.collectives = r.collectives();
+  out.proposals = r.proposals();
+  out.gateways_locked = r.gateways_locked();
+  out.vetoes = r.vetoes();
+  out.calls = r.calls();
+  out.refused_attempts = r.refused_attempts();
+  for (const v1::VerifyRefusedAttempt& a : r.reversal_attempts()) {
+    out.reversal_attempts.push_back({a.position(), a.ledger_time_unix_ns(), a.org_id(), a.key_id(), a.proposal_id(),
+                                     a.gateway_id(), v1::Reason_Name(a.reason())});
+  }
+  out.tree_size = r.to_position();
+  out.root_hex = crypto::ToHex(r.root_hash());
+  out.seconds = r.seconds();
+  out.threads = r.threads();
+  if (!r.verified() && out.ok()) out.error = "the server reports the log as not verified";
+  return out;
+}
+
+absl::Status RunVerifyServer(const Invocation& in) {
+  auto from = in.flags.GetUint64("from", 0);
+  if (!from.ok()) return from.status();
+  auto to = in.flags.GetUint64("to", 0);
+  if (!to.ok()) return to.status();
+  if (*to != 0 && *from >= *to) return UsageError("--from must be below --to");
+  LedgerClient client(in.server);
+  v1::VerifyRequest request;
+  request.set_from_position(*from);
+  request.set_to_position(*to);
+  TerminalProgress progress("verifying on the server");
+  std::optional<v1::VerifyReport> report;
+  absl::Status status = client.Verify(request, [&](const v1::VerifyProgress& message) {
+    if (message.has_progress()) progress.Update(message.progress().records_done(), message.progress().records_total());
+    if (message.has_report()) report = message.report();
+  });
+  progress.Done();
+  if (!status.ok()) return status;
+  if (!report.has_value()) return absl::DataLossError(absl::StrCat("Verify at ", in.server, ": the stream ended without a report"));
+  PrintLine(audit::FormatReport(FromProto(*report, in.server), in.flags.Has("json")));
+  if (!report->verified()) return absl::DataLossError("the server's log does not verify (see the report)");
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------- verify-proposal
+
+absl::Status RunVerifyProposal(const Invocation& in) {
+  LedgerClient client(in.server);
+  auto response = client.VerifyProposal(in.flags.Arg(0));
+  if (!response.ok()) return response.status();
+  if (in.flags.Has("json")) {
+    auto json = ProtoToJson(*response);
+    if (!json.ok()) return json.status();
+    PrintLine(*json);
+  } else {
+    const v1::VerifyProposalResponse& r = *response;
+    std::string out = absl::StrCat("proposal ", r.proposal_id(), " of collective ", r.collective_id(), ": ",
+                                   v1::ProposalStatus_Name(r.status()), ", submitted at position ", r.submitted_at(),
+                                   "\n");
+    for (const v1::GatewayLockEvidence& g : r.gateways()) {
+      absl::StrAppend(&out, "gateway ", g.gateway_id(), g.superseded() ? " (earlier attempt)" : "", ": ",
+                      v1::GatewayStatus_Name(g.status()));
+      if (g.locked()) absl::StrAppend(&out, ", locked at position ", g.locked_at());
+      if (g.called_at() != 0) absl::StrAppend(&out, ", called at ", g.called_at());
+      absl::StrAppend(&out, " (opened at ", g.opened_at(), ")");
+      if (g.reopened_at() != 0) absl::StrAppend(&out, ", reopened at ", g.reopened_at());
+      absl::StrAppend(&out, "\n");
+      std::vector<std::string> members;
+      for (const v1::MemberPositionAtLock& m : g.positions()) {
+        members.push_back(m.voted() ? absl::StrCat(m.org_id(), " ", v1::Position_Name(m.position()), " (", m.at(), ")")
+                                    : absl::StrCat(m.org_id(), " did not vote"));
+      }
+      absl::StrAppend(&out, "  ", g.locked() ? "positions at the lock: " : "positions: ",
+                      members.empty() ? "-" : absl::StrJoin(members, "; "), "\n");
+      if (g.locked()) {
+        absl::StrAppend(&out, "  accepted changes after the lock: ",
+                        g.touched_after_lock().empty() ? "none" : absl::StrJoin(g.touched_after_lock(), ", "),
+                        g.touched_after_lock().empty() ? "" : "  <-- VIOLATION", "\n");
+      }
+      if (!g.refused_attempts().empty()) {
+        absl::StrAppend(&out, "  refused attempts: ", absl::StrJoin(g.refused_attempts(), ", "), "\n");
+      }
+    }
+    if (!r.refused_attempts().empty()) absl::StrAppend(&out, "refused attempts on this proposal:\n");
+    for (const v1::VerifyRefusedAttempt& a : r.refused_attempts()) {
+      absl::StrAppend(&out, "  position ", a.position(), ": ", a.org_id(), " (key ", a.key_id(), ")",
+                      a.gateway_id().empty() ? "" : absl::StrCat(" on gateway ", a.gateway_id()), ": ",
+                      v1::Reason_Name(a.reason()), "\n");
+    }
+    absl::StrAppend(&out, "no reversal: ",
+                    r.intact() ? "INTACT (nothing accepted changed a locked gateway)"
+                               : "VIOLATED (an accepted record changed a locked gateway)",
+                    "\npositions to prove (ledgerctl prove --seq N): ", absl::StrJoin(r.positions_to_prove(), " "));
+    PrintLine(out);
+  }
+  if (!response->intact()) {
+    return absl::DataLossError(absl::StrCat("proposal ", in.flags.Arg(0), ": a locked gateway was changed after its lock"));
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------- audit (monitor)
+
+volatile sig_atomic_t g_stop = 0;
+void OnSignal(int) { g_stop = 1; }
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::ostringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+// Writes `path` via a temporary file and a rename (never half-written).
+absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
+  const std::string partial = path + ".partial";
+  {
+    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
+    out << contents;
+    out.flush();
+    if (!out) return absl::UnavailableError(absl::StrCat(partial, ": cannot write"));
+  }
+  std::error_code error;
+  fs::rename(partial, path, error);
+  if (error) return absl::UnavailableError(absl::StrCat("rename to ", path, ": ", error.message()));
+  return absl::OkStatus();
+}
+
+std::string FirstLine(const std::string& note) { return note.substr(0, note.find('\n')); }
+std::string Hex(const merkle::Hash& hash) { return crypto::ToHex(merkle::AsBytes(hash)); }
+
+struct Rewrite {
+  std::string reason;
+  std::string remembered_note;
+  std::string served_note;
+  std::vector<merkle::Hash> proof = {};  // the consistency proof the server gave, if any
+};
+
+// Prints the evidence loudly, writes it to DIR/evidence-<time>/ and exits 2.
+[[noreturn]] void ReportRewrite(const std::string& dir, const std::string& server, const Rewrite& r) {
+  const std::string stamp = absl::FormatTime("%Y%m%dT%H%M%SZ", absl::Now(), absl::UTCTimeZone());
+  std::string evidence = absl::StrCat(dir, "/evidence-", stamp);
+  for (int i = 1; fs::exists(evidence); ++i) evidence = absl::StrCat(dir, "/evidence-", stamp, "-", i);
+  std::error_code error;
+  fs::create_directories(evidence, error);
+  std::vector<std::string> proof_hex;
+  for (const merkle::Hash& h : r.proof) proof_hex.push_back(Hex(h));
+  const std::string summary =
+      absl::StrCat("server: ", server, "\nwhen: ", absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone()),
+                   "\nreason: ", r.reason, "\n");
+  absl::Status written = WriteFileAtomically(evidence + "/remembered-checkpoint.note", r.remembered_note);
+  if (written.ok()) written = WriteFileAtomically(evidence + "/served-checkpoint.note", r.served_note);
+  if (written.ok()) written = WriteFileAtomically(evidence + "/reason.txt", summary);
+  if (written.ok() && !r.proof.empty()) {
+    written = WriteFileAtomically(evidence + "/consistency-proof.txt", absl::StrJoin(proof_hex, "\n") + "\n");
+  }
+  const std::string bar(72, '!');
+  std::string out = absl::StrCat(bar, "\n!!! HISTORY REWRITTEN\n!!! ", r.reason, "\n!!! server ", server,
+                                 "\n!!! the checkpoint this monitor verified earlier:\n", r.remembered_note,
+                                 "!!! the checkpoint the server signs now:\n", r.served_note);
+  if (!proof_hex.empty()) absl::StrAppend(&out, "!!! its consistency proof:\n", absl::StrJoin(proof_hex, "\n"), "\n");
+  absl::StrAppend(&out, "!!! both are signed by the operator key: keep them as evidence.\n!!! evidence: ",
+                  written.ok() ? evidence : absl::StrCat("NOT WRITTEN (", written.message(), ")"), "\n", bar);
+  PrintLine(out);
+  std::fprintf(stderr, "ledgerctl audit: HISTORY REWRITTEN: %s (evidence in %s)\n", r.reason.c_str(), evidence.c_str());
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(kExitRewritten);
+}
+
+// The operator key: --operator-key, else the one pinned in DIR, else the
+// server's, pinned now (trust on first use).
+absl::StatusOr<crypto::PublicKey> OperatorKey(const Invocation& in, const std::string& dir,
+                                              const v1::GetLedgerInfoResponse& info) {
+  const std::string pinned_path = dir + "/operator.pub";
+  std::optional<crypto::PublicKey> pinned;
+  if (fs::exists(pinned_path)) {
+    auto key = crypto::ReadPublicKeyFile(pinned_path);
+    if (!key.ok()) return key.status();
+    pinned = *key;
+  }
+  std::optional<crypto::PublicKey> key;
+  if (in.flags.Has("operator-key")) {
+    auto given = ReadPublicKeyFromEither(in.flags.Get("operator-key"));
+    if (!given.ok()) return given.status();
+    key = *given;
+  } else if (pinned.has_value()) {
+    key = pinned;
+  } else {
+    auto served = crypto::PublicKey::FromRaw(info.operator_public_key());
+    if (!served.ok()) return absl::DataLossError(absl::StrCat("GetLedgerInfo: operator key: ", served.status().message()));
+    key = *served;
+    PrintLine(absl::StrCat("trusting on first use the operator key ", key->key_id(), " reported by the server"));
+  }
+  if (pinned.has_value() && pinned->raw() != key->raw()) {
+    return absl::FailedPreconditionError(absl::StrCat("the operator key ", key->key_id(), " is not the one pinned in ",
+                                                      pinned_path, " (", pinned->key_id(), ")"));
+  }
+  if (!pinned.has_value()) {
+    if (auto s = crypto::WritePublicKeyFile(pinned_path, *key); !s.ok()) return s;
+  }
+  return *key;
+}
+
+// One monitoring round. OK with a line saying what was verified; exits 2 on a
+// rewrite; an error if the records do not verify or the server cannot be
+// asked.
+absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_if_unchanged) {
+  LedgerClient client(in.server);
+  auto info = client.GetLedgerInfo();
+  if (!info.ok()) return info.status();
+  auto key = OperatorKey(in, dir, *info);
+  if (!key.ok()) return key.status();
+
+  const std::string state_path = dir + "/checkpoint.note";
+  std::optional<std::string> old_note;
+  std::optional<merkle::Checkpoint> old;
+  std::string origin = info->origin();
+  if (fs::exists(state_path)) {
+    auto note = ReadFile(state_path);
+    if (!note.ok()) return note.status();
+    origin = FirstLine(*note);
+    auto opened = merkle::OpenCheckpoint(*note, origin, *key);
+    if (!opened.ok()) {
+      return absl::DataLossError(absl::StrCat(state_path, " does not verify under the operator key: ",
+                                              opened.status().message()));
+    }
+    old_note = *note;
+    old = *opened;
+  }
+
+  auto latest = client.GetCheckpoint(0);
+  if (!latest.ok()) return latest.status();
+  const std::string& note = latest->note();
+  auto opened = merkle::OpenCheckpoint(note, origin, *key);
+  if (!opened.ok()) {
+    const std::string served_origin = FirstLine(note);
+    if (old.has_value() && served_origin != origin && merkle::OpenCheckpoint(note, served_origin, *key).ok()) {
+      ReportRewrite(dir, in.server,
+                    {absl::StrCat("the operator key now signs a different log (origin \"", served_origin,
+                                  "\", was \"", origin, "\"): the verified history of size ", old->size,
+                                  " is gone"),
+                     *old_note, note});
+    }
+    return absl::DataLossError(absl::StrCat("the latest checkpoint does not verify under the operator key ",
+                                            key->key_id(), " and origin \"", origin, "\": ", opened.status().message()));
+  }
+  const merkle::Checkpoint now = *opened;
+  if (old.has_value()) {
+    if (now.size < old->size) {
+      ReportRewrite(dir, in.server,
+                    {absl::StrCat("the log shrank from ", old->size, " to ", now.size, " records"), *old_note, note});
+    }
+    if (now.size == old->size) {
+      if (now.root != old->root) {
+        ReportRewrite(dir, in.server,
+                      {absl::StrCat("two different roots signed for size ", now.size), *old_note, note});
+      }
+      if (!quiet_if_unchanged) {
+        PrintLine(absl::StrCat("OK: no new records; checkpoint of size ", now.size, " root ", Hex(now.root),
+                               " unchanged"));
+      }
+      return absl::OkStatus();
+    }
+    auto proof_response = client.GetConsistencyProof(old->size, now.size);
+    if (!proof_response.ok()) return proof_response.status();
+    std::vector<merkle::Hash> proof;
+    for (const std::string& bytes : proof_response->proof()) {
+      auto hash = merkle::HashFromBytes(bytes);
+      if (!hash.ok()) {
+        ReportRewrite(dir, in.server, {"the consistency proof holds a malformed hash", *old_note, note});
+      }
+      proof.push_back(*hash);
+    }
+    if (auto s = merkle::VerifyConsistency(old->size, now.size, proof, old->root, now.root); !s.ok()) {
+      ReportRewrite(dir, in.server,
+                    {absl::StrCat("the checkpoint of size ", now.size, " does not extend the verified one of size ",
+                                  old->size, ": ", s.message()),
+                     *old_note, note, proof});
+    }
+  }
+
+  // Every record up to the new checkpoint; the new ones are verified.
+  const uint64_t from = old.has_value() ? old->size : 0;
+  TerminalProgress progress("auditing");
+  uint64_t total = now.size;
+  audit::LogVerifier verifier({.operator_key = *key,
+                               .origin = origin,
+                               .trusted = old,
+                               .report_from = from,
+                               .on_batch = [&] { progress.Update(verifier.records(), total); }});
+  std::deque<v1::CheckpointNote> checkpoints;
+  uint64_t next_page = from + 1;
+  auto refill = [&]() -> absl::Status {
+    if (!checkpoints.empty() || next_page == 0) return absl::OkStatus();
+    auto page = client.ListCheckpoints(next_page, now.size);  // the new one is fed last, as fetched
+    if (!page.ok()) return page.status();
+    for (const auto& c : page->checkpoints()) checkpoints.push_back(c);
+    next_page = page->next_from_size();
+    return absl::OkStatus();
+  };
+  if (auto s = refill(); !s.ok()) return s;
+  uint64_t position = 0;
+  bool going = true;
+  while (going && position < now.size) {
+    v1::ReadRequest request;
+    request.set_from_position(position);
+    request.set_limit(static_cast<uint32_t>(std::min<uint64_t>(1000, now.size - position)));
+    auto page = client.Read(request);
+    if (!page.ok()) return page.status();
+    if (page->entries().empty()) return absl::DataLossError(absl::StrCat("the server returned no record at ", position));
+    for (const v1::RecordEntry& entry : page->entries()) {
+      if (entry.position() != position) {
+        return absl::DataLossError(absl::StrCat("asked for record ", position, ", the server sent ", entry.position()));
+      }
+      if (!(going = verifier.AddRecord(entry.record()))) break;
+      position++;
+      while (going && !checkpoints.empty() && checkpoints.front().tree_size() <= position) {
+        if (checkpoints.front().tree_size() == position) {
+          going = verifier.AddCheckpoint(position, checkpoints.front().note());
+        }
+        checkpoints.pop_front();
+        if (auto s = refill(); !s.ok()) return s;
+      }
+      if (!going || position >= now.size) break;
+    }
+  }
+  if (going) going = verifier.AddCheckpoint(now.size, note);
+  if (verifier.Flush()) {
+    if (verifier.records() != now.size) {
+      verifier.Fail(audit::CheckId::kDensity, verifier.records(),
+                    absl::StrCat("the server served ", verifier.records(), " records; the checkpoint has ", now.size));
+    } else if (auto s = verifier.FinishReplay(); !s.ok()) {
+      verifier.Fail(audit::CheckId::kReplay, now.size, std::string(s.message()));
+    }
+  }
+  progress.Done();
+  audit::VerifyReport report = verifier.Report();
+  report.ledger_id = info->ledger_id();
+  report.subject = absl::StrCat("log of server ", in.server, " (new records ", from, "..", now.size - 1, ")");
+  if (!report.ok()) {
+    const audit::Check& integrity = report.checks[static_cast<int>(audit::CheckId::kIntegrity)];
+    if (old.has_value() && !integrity.passed && integrity.first_failing_position.has_value() &&
+        *integrity.first_failing_position < old->size) {
+      // The records the server serves now do not give the verified root.
+      PrintLine(audit::FormatReport(report, false));
+      ReportRewrite(dir, in.server,
+                    {"the records served now do not give the root of the verified checkpoint", *old_note, note});
+    }
+    PrintLine(audit::FormatReport(report, false));
+    return absl::DataLossError(absl::StrCat("the new records up to size ", now.size,
+                                            " do not verify (see the report); the checkpoint was not saved"));
+  }
+  if (auto s = WriteFileAtomically(state_path, note); !s.ok()) return s;
+  PrintLine(absl::StrCat("OK: checkpoint of size ", now.size, " root ", Hex(now.root), " verified: ",
+                         old.has_value() ? absl::StrCat("consistent with size ", old->size, "; ")
+                                         : "trusted on first use after verifying every record; ",
+                         now.size - from, " new records (positions ", from, "..", now.size - 1,
+                         "): signatures, rules, no reversal, density and integrity pass"));
+  return absl::OkStatus();
+}
+
+absl::Status RunAudit(const Invocation& in) {
+  const std::string dir = in.flags.Get("state");
+  auto interval = in.flags.GetUint64("interval", 2);
+  if (!interval.ok()) return interval.status();
+  if (*interval == 0) return UsageError("--interval must be at least 1 second");
+  std::error_code error;
+  fs::create_directories(dir, error);
+  if (error) return absl::UnavailableError(absl::StrCat("cannot create the state directory ", dir, ": ", error.message()));
+  if (!in.flags.Has("follow")) return AuditOnce(in, dir, false);
+
+  struct sigaction action {};
+  action.sa_handler = OnSignal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+  bool first = true;
+  while (!g_stop) {
+    absl::Status s = AuditOnce(in, dir, !first);
+    first = false;
+    if (!s.ok()) {
+      if (!absl::IsUnavailable(s) && !absl::IsDeadlineExceeded(s)) return s;
+      std::fprintf(stderr, "ledgerctl audit: %s (retrying)\n", std::string(s.message()).c_str());
+    }
+    for (uint64_t waited = 0; waited < *interval * 10 && !g_stop; ++waited) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  PrintLine("ledgerctl audit: stopped");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::vector<Command> MonitorCommands() {
+  return {
+      {{.name = "verify-server",
+        .summary = "Ask the server to run the five checks of DESIGN §4 over its own log.",
+        .description = "Calls AuditService.Verify: the server replays its log with the same code as\n"
+                       "`ledgerctl verify` and reports each check. A range (--from/--to) is still\n"
+                       "replayed from 0, but signatures, density and no reversal are checked only\n"
+                       "inside it. Shows progress on a terminal. Exit 0 only if every check passes.\n"
+                       "This trusts the server to run the checks honestly; `audit` does not.",
+        .flags = {{"from", "N", "first position of the range (default 0)"},
+                  {"to", "N", "end of the range, exclusive (default: the end of the log)"},
+                  {"json", "", "print the report as one JSON object"}}},
+       &RunVerifyServer},
+      {{.name = "verify-proposal",
+        .args = {"ID"},
+        .summary = "Show the no-reversal evidence of one proposal, with positions to prove.",
+        .description = "For each gateway: its status, where it locked, every member's position at the\n"
+                       "lock, and any accepted change after the lock (a violation); refused attempts\n"
+                       "are listed with their positions. Exit 1 if a locked gateway was changed.",
+        .flags = {{"json", "", "print the answer as protobuf JSON"}}},
+       &RunVerifyProposal},
+      {{.name = "audit",
+        .summary = "Monitor the log: verify each new checkpoint extends the last one you verified.",
+        .description = "Keeps its state in DIR (operator.pub, checkpoint.note). Each run checks the\n"
+                       "latest checkpoint's signature, proves it consistent with the remembered one,\n"
+                       "verifies every new record (signatures and rules; the log is replayed from 0\n"
+                       "each run to rebuild the rules' state) and saves it. The first run trusts the\n"
+                       "current checkpoint after verifying everything. If the server's history no\n"
+                       "longer extends what was verified it prints HISTORY REWRITTEN, writes both\n"
+                       "checkpoints to DIR/evidence-<time>/ and exits 2. --follow repeats every\n"
+                       "--interval seconds until SIGINT or SIGTERM (exit 0).",
+        .flags = {{"state", "DIR", "the monitor's state directory", true},
+                  {"follow", "", "keep monitoring"},
+                  {"interval", "SECONDS", "seconds between runs with --follow (default 2)"},
+                  {"operator-key", "PEM", "the operator key you trust (else pinned on first use)"}}},
+       &RunAudit},
+  };
+}
+
+}  // namespace ledger::ctl

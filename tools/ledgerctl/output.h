@@ -1,0 +1,71 @@
+// How ledgerctl prints: records (a table line or a JSON object per line),
+// receipts, and the small hand-written JSON the proof commands need.
+//
+// Protobuf messages go through protobuf's JSON printer (lowerCamelCase names,
+// as `submit` reads them); everything else is built with JsonObject, which
+// escapes strings properly. Hashes are lowercase hex; signatures base64.
+#ifndef TOOLS_LEDGERCTL_OUTPUT_H_
+#define TOOLS_LEDGERCTL_OUTPUT_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/message.h"
+#include "ledger/v1/ledger_service.pb.h"
+#include "ledger/v1/record.pb.h"
+
+namespace ledger::ctl {
+
+// A JSON string literal, quotes included, with ", \ and control characters
+// escaped. Input is expected to be UTF-8 (proto3 strings are).
+std::string JsonQuote(absl::string_view text);
+
+// Builds one JSON object, fields in the order added.
+class JsonObject {
+ public:
+  JsonObject& Add(absl::string_view key, absl::string_view text);  // a string
+  JsonObject& Add(absl::string_view key, const char* text) {
+    return Add(key, absl::string_view(text));
+  }
+  JsonObject& Add(absl::string_view key, uint64_t number);
+  JsonObject& Add(absl::string_view key, int64_t number);
+  JsonObject& Add(absl::string_view key, bool value);
+  JsonObject& Add(absl::string_view key, const std::vector<std::string>& texts);
+  // `json` is inserted as is (it must already be JSON).
+  JsonObject& AddRaw(absl::string_view key, absl::string_view json);
+  std::string Build() const { return absl::StrCat("{", fields_, "}"); }
+
+ private:
+  void Key(absl::string_view key);
+  std::string fields_;
+};
+
+// Protobuf JSON of `message` (compact; lowerCamelCase names).
+absl::StatusOr<std::string> ProtoToJson(const google::protobuf::Message& message);
+
+// UTC ISO-8601 with milliseconds, e.g. "2025-01-31T12:00:00.123Z".
+std::string FormatLedgerTime(int64_t unix_ns);
+
+// Decodes a served record and formats it: one human line
+//   <position>  <ledger time>  <author>  <kind>  <key id>
+// or (json) one object
+//   {"position":..,"ledger_time_unix_ns":..,"key_id":..,"signature":base64,
+//    "body":<EventBody JSON>,"leaf_hash":hex}.
+// DataLoss if the bytes do not decode or their position is not
+// `expected_position`.
+absl::StatusOr<std::string> FormatRecord(const v1::RecordEntry& entry,
+                                         uint64_t expected_position, bool json);
+
+// Human receipt ("position: N" lines) or the AppendResponse as protobuf JSON.
+absl::StatusOr<std::string> FormatReceipt(const v1::AppendResponse& response, bool json);
+
+// Writes `text` to stdout and flushes (so a pipe sees each line at once).
+void PrintLine(absl::string_view text);
+
+}  // namespace ledger::ctl
+
+#endif  // TOOLS_LEDGERCTL_OUTPUT_H_

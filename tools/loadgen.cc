@@ -1,0 +1,730 @@
+// ledger_loadgen: drives a running ledgerd over gRPC and prints figures
+// against the write-path bars of DESIGN.md §8. A benchmark, not a test.
+//
+//   ledger_loadgen --server HOST:PORT --registrar-key FILE [--registrar-id ID]
+//                  [--clients N] [--events N] [--orgs N] [--mode unary|batch|both]
+//                  [--batch-size N] [--verify-seconds S] [--json]
+//
+// 1. Reads the ledger id, registers --orgs fresh organisations (signed by the
+//    registrar, AppendBatch of up to 100).
+// 2. Pre-signs every event before any timing: KeyAdded by organisation i
+//    (round robin) adding a fresh key to itself.
+// 3. Measures, while the server is idle, the Ed25519 verify rate of this
+//    machine with crypto::VerifyEvent (the server's function) on one core and
+//    on all cores.
+// 4. Unary mode: --clients threads calling Append one event at a time.
+//    Batch mode: the same with AppendBatch of --batch-size events.
+// 5. Prints a report (or one JSON object with --json).
+//
+// Exit status: 0 when every call succeeded, 1 on failures or a setup error,
+// 2 on bad flags.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <sys/resource.h>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "grpcpp/grpcpp.h"
+#include "ledger/crypto/ed25519.h"
+#include "ledger/rules/envelope.h"
+#include "ledger/v1/events.pb.h"
+#include "ledger/v1/ledger_service.grpc.pb.h"
+#include "services/grpc_status.h"
+
+namespace ledger {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int kClientsPerChannel = 8;
+constexpr size_t kRegisterBatch = 100;
+constexpr double kBatchTargetRatio = 0.5;    // DESIGN §8: ≥ half the all-core verify rate
+constexpr double kUnaryTargetPerSecond = 6000;  // with 64 clients
+constexpr int kUnaryTargetClients = 64;
+constexpr auto kCallTimeout = std::chrono::seconds(60);
+
+// ------------------------------------------------------------------ flags
+
+struct Flags {
+  std::string server;
+  std::string registrar_key;
+  std::string registrar_id = "registrar";
+  int clients = 64;
+  int64_t events = 20000;
+  int orgs = 100;
+  bool unary = true;
+  bool batch = true;
+  std::string mode = "both";
+  int batch_size = 100;
+  double verify_seconds = 2;
+  bool json = false;
+};
+
+constexpr char kUsage[] =
+    "usage: ledger_loadgen --server HOST:PORT --registrar-key FILE [options]\n"
+    "  --server HOST:PORT     ledgerd to drive (required)\n"
+    "  --registrar-key FILE   the registrar's PEM private key (required)\n"
+    "  --registrar-id ID      the registrar's organisation id (default registrar)\n"
+    "  --clients N            concurrent client threads (default 64)\n"
+    "  --events N             events per mode (default 20000)\n"
+    "  --orgs N               organisations to register and sign as (default 100)\n"
+    "  --mode M               unary, batch or both (default both)\n"
+    "  --batch-size N         events per AppendBatch, 1..1000 (default 100)\n"
+    "  --verify-seconds S     seconds per Ed25519 verify measurement (default 2)\n"
+    "  --json                 print the report as one JSON object\n";
+
+[[noreturn]] void Usage(const std::string& error) {
+  std::cerr << "ledger_loadgen: " << error << "\n" << kUsage;
+  std::exit(2);
+}
+
+template <typename T>
+T ParseInt(const std::string& flag, const std::string& value, T min, T max) {
+  int64_t v = 0;
+  if (!absl::SimpleAtoi(value, &v) || v < static_cast<int64_t>(min) ||
+      v > static_cast<int64_t>(max)) {
+    Usage(absl::StrCat(flag, " wants an integer in ", min, "..", max, ", got '", value, "'"));
+  }
+  return static_cast<T>(v);
+}
+
+Flags ParseFlags(int argc, char** argv) {
+  Flags flags;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      std::cout << kUsage;
+      std::exit(0);
+    }
+    if (arg.rfind("--", 0) != 0) Usage(absl::StrCat("unexpected argument '", arg, "'"));
+    std::string name = arg;
+    std::optional<std::string> value;
+    if (size_t eq = arg.find('='); eq != std::string::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+    }
+    if (name == "--json") {
+      if (value.has_value()) Usage("--json takes no value");
+      flags.json = true;
+      continue;
+    }
+    static const char* const kValued[] = {"--server",  "--registrar-key", "--registrar-id",
+                                          "--clients", "--events",        "--orgs",
+                                          "--mode",    "--batch-size",    "--verify-seconds"};
+    if (std::find_if(std::begin(kValued), std::end(kValued),
+                     [&](const char* f) { return name == f; }) == std::end(kValued)) {
+      Usage(absl::StrCat("unknown flag '", name, "'"));
+    }
+    if (!value.has_value()) {
+      if (i + 1 >= argc) Usage(absl::StrCat(name, " needs a value"));
+      value = argv[++i];
+    }
+    if (name == "--server") {
+      flags.server = *value;
+    } else if (name == "--registrar-key") {
+      flags.registrar_key = *value;
+    } else if (name == "--registrar-id") {
+      flags.registrar_id = *value;
+    } else if (name == "--clients") {
+      flags.clients = ParseInt<int>(name, *value, 1, 10000);
+    } else if (name == "--events") {
+      flags.events = ParseInt<int64_t>(name, *value, 1, 100000000);
+    } else if (name == "--orgs") {
+      flags.orgs = ParseInt<int>(name, *value, 1, 1000000);
+    } else if (name == "--batch-size") {
+      flags.batch_size = ParseInt<int>(name, *value, 1, static_cast<int>(kMaxBatchEvents));
+    } else if (name == "--mode") {
+      flags.mode = *value;
+      if (*value == "unary") {
+        flags.batch = false;
+      } else if (*value == "batch") {
+        flags.unary = false;
+      } else if (*value != "both") {
+        Usage(absl::StrCat("--mode wants unary, batch or both, got '", *value, "'"));
+      }
+    } else if (name == "--verify-seconds") {
+      double v = 0;
+      if (!absl::SimpleAtod(*value, &v) || !(v > 0) || v > 3600) {
+        Usage(absl::StrCat("--verify-seconds wants a number in (0, 3600], got '", *value, "'"));
+      }
+      flags.verify_seconds = v;
+    }
+  }
+  if (flags.server.empty()) Usage("--server HOST:PORT is required");
+  if (flags.registrar_key.empty()) Usage("--registrar-key FILE is required");
+  if (flags.registrar_id.empty()) Usage("--registrar-id must not be empty");
+  return flags;
+}
+
+// ------------------------------------------------------------------ helpers
+
+[[noreturn]] void Fail(const std::string& message) {
+  std::cerr << "ledger_loadgen: " << message << "\n";
+  std::exit(1);
+}
+
+std::string RandomHex(size_t bytes) {
+  std::random_device rd;
+  std::string out;
+  static const char kHex[] = "0123456789abcdef";
+  for (size_t i = 0; i < bytes; ++i) {
+    unsigned b = rd() & 0xff;
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 0xf]);
+  }
+  return out;
+}
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The 1-minute load average (other work on the machine skews every figure).
+double LoadAverage() {
+  double load = -1;
+  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &load) != 1) load = -1;
+    std::fclose(f);
+  }
+  return load;
+}
+
+// CPU seconds (user + system) this process has used so far.
+double ProcessCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto tv = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return tv(usage.ru_utime) + tv(usage.ru_stime);
+}
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// Runs fn(i) for i in [0, n) on `threads` threads.
+template <typename Fn>
+void ParallelFor(size_t n, unsigned threads, Fn fn) {
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < std::max(1u, threads); ++t) {
+    pool.emplace_back([&] {
+      for (size_t i; (i = next.fetch_add(1)) < n;) fn(i);
+    });
+  }
+  for (auto& th : pool) th.join();
+}
+
+// Separate channels get separate TCP connections (no shared subchannel pool).
+std::shared_ptr<grpc::Channel> NewChannel(const std::string& target, int index) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt("ledger.loadgen.channel", index);
+  args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetMaxSendMessageSize(64 << 20);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+}
+
+void SetDeadline(grpc::ClientContext& context) {
+  context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+}
+
+// ------------------------------------------------------------------ setup
+
+struct Org {
+  std::string id;
+  crypto::PrivateKey key;
+};
+
+std::vector<Org> RegisterOrganisations(v1::LedgerService::Stub& stub, const Flags& flags,
+                                       const std::string& ledger_id,
+                                       const crypto::PrivateKey& registrar,
+                                       const std::string& run_id) {
+  std::vector<Org> orgs;
+  orgs.reserve(flags.orgs);
+  for (int i = 0; i < flags.orgs; ++i) {
+    orgs.push_back(Org{absl::StrCat("load-", run_id, "-", i), crypto::PrivateKey::Generate()});
+  }
+  for (size_t start = 0; start < orgs.size(); start += kRegisterBatch) {
+    size_t end = std::min(orgs.size(), start + kRegisterBatch);
+    v1::AppendBatchRequest request;
+    for (size_t i = start; i < end; ++i) {
+      v1::EventBody body;
+      body.set_ledger_id(ledger_id);
+      body.set_author(flags.registrar_id);
+      body.set_idempotency_key(absl::StrCat("loadgen-", run_id, "-register-", i));
+      body.set_client_time_unix_ms(NowUnixMs());
+      auto* reg = body.mutable_organisation_registered();
+      reg->set_org_id(orgs[i].id);
+      reg->set_name(absl::StrCat("Load organisation ", i));
+      reg->set_kind("loadgen");
+      reg->add_public_keys(std::string(orgs[i].key.public_key().raw()));
+      *request.add_events() = SealEvent(body, registrar);
+    }
+    v1::AppendBatchResponse response;
+    grpc::ClientContext context;
+    SetDeadline(context);
+    grpc::Status status = stub.AppendBatch(&context, request, &response);
+    if (!status.ok()) {
+      Fail(absl::StrCat("registering organisations ", start, "..", end - 1, ": ",
+                        services::Describe(status)));
+    }
+    if (response.receipts_size() != static_cast<int>(end - start)) {
+      Fail(absl::StrCat("registering organisations: ", response.receipts_size(),
+                        " receipts for ", end - start, " events"));
+    }
+  }
+  return orgs;
+}
+
+struct Presigned {
+  std::vector<v1::SignedEvent> events;
+  std::vector<uint32_t> signer;  // index into orgs, for the verify measurement
+};
+
+Presigned PresignKeyAdded(const std::vector<Org>& orgs, const std::string& ledger_id,
+                          const std::string& run_id, const std::string& mode, int64_t count) {
+  Presigned out;
+  out.events.resize(count);
+  out.signer.resize(count);
+  int64_t now = NowUnixMs();
+  ParallelFor(count, std::max(1u, std::thread::hardware_concurrency()), [&](size_t i) {
+    const Org& org = orgs[i % orgs.size()];
+    v1::EventBody body;
+    body.set_ledger_id(ledger_id);
+    body.set_author(org.id);
+    body.set_idempotency_key(absl::StrCat("loadgen-", run_id, "-", mode, "-", i));
+    body.set_client_time_unix_ms(now);
+    auto* added = body.mutable_key_added();
+    added->set_org_id(org.id);
+    added->set_public_key(std::string(crypto::PrivateKey::Generate().public_key().raw()));
+    out.events[i] = SealEvent(body, org.key);
+    out.signer[i] = static_cast<uint32_t>(i % orgs.size());
+  });
+  return out;
+}
+
+// ------------------------------------------------------------------ verify rate
+
+struct VerifyResult {
+  unsigned threads = 0;
+  uint64_t verifies = 0;
+  double seconds = 0;
+  double rate() const { return seconds > 0 ? verifies / seconds : 0; }
+};
+
+VerifyResult MeasureVerify(const std::vector<crypto::PublicKey>& keys,
+                           const std::vector<const v1::SignedEvent*>& sample, unsigned threads,
+                           double seconds) {
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> total{0};
+  std::atomic<uint64_t> bad{0};
+  std::vector<std::thread> pool;
+  Clock::time_point start = Clock::now();
+  for (unsigned t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      uint64_t n = 0, wrong = 0;
+      size_t i = (t * 7919) % sample.size();
+      while (!stop.load(std::memory_order_relaxed)) {
+        for (int k = 0; k < 16; ++k) {  // check the stop flag every 16 verifies
+          const v1::SignedEvent& e = *sample[i];
+          if (!crypto::VerifyEvent(keys[i], e.body(), e.signature())) wrong++;
+          if (++i == sample.size()) i = 0;
+          n++;
+        }
+      }
+      total.fetch_add(n);
+      bad.fetch_add(wrong);
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop.store(true);
+  for (auto& th : pool) th.join();
+  VerifyResult result;
+  result.seconds = Seconds(Clock::now() - start);
+  result.threads = threads;
+  result.verifies = total.load();
+  if (bad.load() != 0) Fail(absl::StrCat(bad.load(), " pre-signed events failed to verify"));
+  return result;
+}
+
+// ------------------------------------------------------------------ load
+
+struct ModeResult {
+  std::string mode;
+  int clients = 0;
+  int batch_size = 1;
+  int64_t events = 0;
+  int64_t acknowledged = 0;
+  int64_t calls = 0;
+  int64_t failed_calls = 0;
+  int64_t failed_events = 0;
+  std::string first_error;
+  double seconds = 0;
+  double client_cpu_seconds = 0;  // this process, during the timed phase
+  double p50_ms = 0, p99_ms = 0, max_ms = 0, mean_ms = 0;
+  double appends_per_second() const { return seconds > 0 ? acknowledged / seconds : 0; }
+};
+
+double Percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  size_t rank = static_cast<size_t>(std::ceil(p * sorted.size()));
+  rank = std::clamp<size_t>(rank, 1, sorted.size());
+  return sorted[rank - 1];
+}
+
+ModeResult RunLoad(const std::string& mode, const Flags& flags,
+                   const std::vector<std::shared_ptr<grpc::Channel>>& channels,
+                   const std::vector<v1::SignedEvent>& events, int batch_size) {
+  // Requests are built before timing; each call takes the next one.
+  std::vector<v1::AppendRequest> unary;
+  std::vector<v1::AppendBatchRequest> batches;
+  if (batch_size == 0) {
+    unary.resize(events.size());
+    for (size_t i = 0; i < events.size(); ++i) *unary[i].mutable_event() = events[i];
+  } else {
+    for (size_t start = 0; start < events.size(); start += batch_size) {
+      auto& request = batches.emplace_back();
+      size_t end = std::min(events.size(), start + batch_size);
+      for (size_t i = start; i < end; ++i) *request.add_events() = events[i];
+    }
+  }
+  size_t calls = batch_size == 0 ? unary.size() : batches.size();
+
+  std::vector<std::unique_ptr<v1::LedgerService::Stub>> stubs;
+  for (const auto& ch : channels) stubs.push_back(v1::LedgerService::NewStub(ch));
+
+  std::atomic<size_t> next{0};
+  std::atomic<int64_t> acknowledged{0}, failed_calls{0}, failed_events{0};
+  std::mutex mu;
+  std::string first_error;
+  std::vector<std::vector<double>> latencies(flags.clients);
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> pool;
+  for (int c = 0; c < flags.clients; ++c) {
+    pool.emplace_back([&, c] {
+      v1::LedgerService::Stub& stub = *stubs[(c / kClientsPerChannel) % stubs.size()];
+      auto& lat = latencies[c];
+      lat.reserve(calls / flags.clients + 1);
+      ready.fetch_add(1);
+      while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+      for (size_t i; (i = next.fetch_add(1)) < calls;) {
+        grpc::ClientContext context;
+        SetDeadline(context);
+        grpc::Status status;
+        int64_t want = 1, got = 0;
+        Clock::time_point t0 = Clock::now();
+        if (batch_size == 0) {
+          v1::AppendResponse response;
+          status = stub.Append(&context, unary[i], &response);
+          if (status.ok()) got = response.has_receipt() ? 1 : 0;
+        } else {
+          v1::AppendBatchResponse response;
+          want = batches[i].events_size();
+          status = stub.AppendBatch(&context, batches[i], &response);
+          if (status.ok()) got = response.receipts_size();
+        }
+        double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        if (status.ok() && got == want) {
+          lat.push_back(ms);  // latency of successful calls only
+          acknowledged.fetch_add(got);
+          continue;
+        }
+        failed_calls.fetch_add(1);
+        failed_events.fetch_add(want - (status.ok() ? std::min(got, want) : 0));
+        if (status.ok()) acknowledged.fetch_add(std::min(got, want));
+        std::lock_guard<std::mutex> lock(mu);
+        if (first_error.empty()) {
+          first_error = status.ok() ? absl::StrCat("OK status with ", got, " receipts for ",
+                                                   want, " events")
+                                    : services::Describe(status);
+        }
+      }
+    });
+  }
+  while (ready.load() < flags.clients) std::this_thread::yield();
+  double cpu_start = ProcessCpuSeconds();
+  Clock::time_point start = Clock::now();
+  go.store(true, std::memory_order_release);
+  for (auto& th : pool) th.join();
+  double seconds = Seconds(Clock::now() - start);
+  double cpu_seconds = ProcessCpuSeconds() - cpu_start;
+
+  std::vector<double> all;
+  for (auto& v : latencies) all.insert(all.end(), v.begin(), v.end());
+  std::sort(all.begin(), all.end());
+
+  ModeResult r;
+  r.mode = mode;
+  r.clients = flags.clients;
+  r.batch_size = batch_size == 0 ? 1 : batch_size;
+  r.events = static_cast<int64_t>(events.size());
+  r.acknowledged = acknowledged.load();
+  r.calls = static_cast<int64_t>(calls);
+  r.failed_calls = failed_calls.load();
+  r.failed_events = failed_events.load();
+  r.first_error = first_error;
+  r.seconds = seconds;
+  r.client_cpu_seconds = cpu_seconds;
+  r.p50_ms = Percentile(all, 0.50);
+  r.p99_ms = Percentile(all, 0.99);
+  r.max_ms = all.empty() ? 0 : all.back();
+  double sum = 0;
+  for (double v : all) sum += v;
+  r.mean_ms = all.empty() ? 0 : sum / all.size();
+  return r;
+}
+
+// ------------------------------------------------------------------ report
+
+std::string JsonString(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(ch);
+    } else if (c < 0x20) {
+      out += absl::StrFormat("\\u%04x", c);
+    } else {
+      out.push_back(ch);
+    }
+  }
+  return out + "\"";
+}
+
+struct Target {
+  std::string name;
+  std::string mode;
+  double measured = 0;
+  double required = 0;
+  std::string unit;
+  bool pass = false;
+  std::string note;
+};
+
+int Main(int argc, char** argv) {
+  Flags flags = ParseFlags(argc, argv);
+  auto log = [&](const std::string& line) {
+    std::cerr << "ledger_loadgen: " << line << std::endl;
+  };
+
+  auto registrar = crypto::ReadPrivateKeyFile(flags.registrar_key);
+  if (!registrar.ok()) Fail(std::string(registrar.status().message()));
+
+  int channel_count = (flags.clients + kClientsPerChannel - 1) / kClientsPerChannel;
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < channel_count; ++i) channels.push_back(NewChannel(flags.server, i));
+  for (auto& ch : channels) {
+    if (!ch->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
+      Fail(absl::StrCat("cannot connect to ", flags.server, " within 10 s"));
+    }
+  }
+  auto setup_stub = v1::LedgerService::NewStub(channels[0]);
+
+  // 1. Who the ledger is; register the organisations.
+  v1::GetLedgerInfoResponse info;
+  {
+    grpc::ClientContext context;
+    SetDeadline(context);
+    grpc::Status status = setup_stub->GetLedgerInfo(&context, {}, &info);
+    if (!status.ok()) Fail(absl::StrCat("GetLedgerInfo: ", services::Describe(status)));
+  }
+  const std::string run_id = RandomHex(6);
+  log(absl::StrCat("ledger ", info.ledger_id(), " (tree size ", info.tree_size(), "), run ",
+                   run_id, "; registering ", flags.orgs, " organisations"));
+  Clock::time_point t0 = Clock::now();
+  std::vector<Org> orgs =
+      RegisterOrganisations(*setup_stub, flags, info.ledger_id(), *registrar, run_id);
+  log(absl::StrFormat("registered %d organisations in %.2f s", flags.orgs,
+                      Seconds(Clock::now() - t0)));
+
+  // 2. Pre-sign everything.
+  t0 = Clock::now();
+  Presigned unary_events, batch_events;
+  if (flags.unary) {
+    unary_events = PresignKeyAdded(orgs, info.ledger_id(), run_id, "unary", flags.events);
+  }
+  if (flags.batch) {
+    batch_events = PresignKeyAdded(orgs, info.ledger_id(), run_id, "batch", flags.events);
+  }
+  log(absl::StrFormat("pre-signed %d events in %.2f s",
+                      unary_events.events.size() + batch_events.events.size(),
+                      Seconds(Clock::now() - t0)));
+
+  // 3. Verify rate, while the server is idle.
+  const Presigned& sample_src = flags.unary ? unary_events : batch_events;
+  std::vector<const v1::SignedEvent*> sample;
+  std::vector<crypto::PublicKey> sample_keys;
+  for (size_t i = 0; i < sample_src.events.size() && i < 4096; ++i) {
+    sample.push_back(&sample_src.events[i]);
+    sample_keys.push_back(orgs[sample_src.signer[i]].key.public_key());
+  }
+  unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  log(absl::StrFormat("measuring Ed25519 verify: 1 thread, then %u threads, %.1f s each", cores,
+                      flags.verify_seconds));
+  double load_before = LoadAverage();
+  VerifyResult verify1 = MeasureVerify(sample_keys, sample, 1, flags.verify_seconds);
+  VerifyResult verifyN = MeasureVerify(sample_keys, sample, cores, flags.verify_seconds);
+
+  // 4. Load.
+  std::vector<ModeResult> results;
+  if (flags.unary) {
+    log(absl::StrFormat("unary: %d events, %d clients, %d channels", flags.events, flags.clients,
+                        channel_count));
+    results.push_back(RunLoad("unary", flags, channels, unary_events.events, 0));
+  }
+  if (flags.batch) {
+    log(absl::StrFormat("batch: %d events, %d clients, %d channels, %d per batch", flags.events,
+                        flags.clients, channel_count, flags.batch_size));
+    results.push_back(RunLoad("batch", flags, channels, batch_events.events, flags.batch_size));
+  }
+
+  double load_after = LoadAverage();
+
+  // 5. Targets.
+  std::vector<Target> targets;
+  for (const ModeResult& r : results) {
+    if (r.mode == "batch") {
+      Target t;
+      t.name = "batched appends/s >= 0.5 x all-core verify rate";
+      t.mode = "batch";
+      t.measured = verifyN.rate() > 0 ? r.appends_per_second() / verifyN.rate() : 0;
+      t.required = kBatchTargetRatio;
+      t.unit = "ratio";
+      t.pass = r.failed_calls == 0 && t.measured >= t.required;
+      if (r.failed_calls != 0) t.note = "calls failed";
+      targets.push_back(t);
+    } else {
+      Target t;
+      t.name = "unary appends/s >= 6000 with 64 clients";
+      t.mode = "unary";
+      t.measured = r.appends_per_second();
+      t.required = kUnaryTargetPerSecond;
+      t.unit = "appends/s";
+      t.pass = r.failed_calls == 0 && t.measured >= t.required;
+      if (r.failed_calls != 0) t.note = "calls failed";
+      if (r.clients != kUnaryTargetClients) {
+        t.note = absl::StrCat(t.note.empty() ? "" : t.note + "; ", "run with ", r.clients,
+                              " clients, not 64");
+      }
+      targets.push_back(t);
+    }
+  }
+
+  bool any_failure = false;
+  for (const ModeResult& r : results) any_failure |= r.failed_calls != 0;
+
+  if (flags.json) {
+    std::string out = "{";
+    absl::StrAppend(&out, "\"server\":", JsonString(flags.server),
+                    ",\"ledger_id\":", JsonString(info.ledger_id()),
+                    ",\"run_id\":", JsonString(run_id), ",\"clients\":", flags.clients,
+                    ",\"channels\":", channel_count, ",\"orgs\":", flags.orgs,
+                    ",\"events_per_mode\":", flags.events, ",\"batch_size\":", flags.batch_size,
+                    ",\"hardware_concurrency\":", cores,
+                    absl::StrFormat(",\"load_average_1m\":{\"before\":%.2f,\"after\":%.2f}",
+                                    load_before, load_after));
+    absl::StrAppend(&out, ",\"modes\":{");
+    for (size_t i = 0; i < results.size(); ++i) {
+      const ModeResult& r = results[i];
+      double ratio = verifyN.rate() > 0 ? r.appends_per_second() / verifyN.rate() : 0;
+      absl::StrAppend(
+          &out, i ? "," : "", JsonString(r.mode), ":{",
+          absl::StrFormat("\"events\":%d,\"acknowledged\":%d,\"calls\":%d,\"events_per_call\":%d,"
+                          "\"seconds\":%.4f,\"client_cpu_seconds\":%.3f,\"appends_per_second\":%.1f,"
+                          "\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f,\"mean\":%.3f},"
+                          "\"failed_calls\":%d,\"failed_events\":%d,",
+                          r.events, r.acknowledged, r.calls, r.batch_size, r.seconds,
+                          r.client_cpu_seconds, r.appends_per_second(), r.p50_ms, r.p99_ms, r.max_ms, r.mean_ms,
+                          r.failed_calls, r.failed_events),
+          "\"first_error\":", r.first_error.empty() ? "null" : JsonString(r.first_error),
+          absl::StrFormat(",\"ratio_to_all_core_verify\":%.4f}", ratio));
+    }
+    absl::StrAppend(&out, "}");
+    absl::StrAppend(
+        &out,
+        absl::StrFormat(",\"verify\":{\"one_core\":{\"threads\":1,\"verifies\":%d,\"seconds\":%.3f,"
+                        "\"per_second\":%.1f},\"all_cores\":{\"threads\":%u,\"verifies\":%d,"
+                        "\"seconds\":%.3f,\"per_second\":%.1f}}",
+                        verify1.verifies, verify1.seconds, verify1.rate(), verifyN.threads,
+                        verifyN.verifies, verifyN.seconds, verifyN.rate()));
+    absl::StrAppend(&out, ",\"targets\":[");
+    for (size_t i = 0; i < targets.size(); ++i) {
+      const Target& t = targets[i];
+      absl::StrAppend(&out, i ? "," : "", "{\"name\":", JsonString(t.name),
+                      ",\"mode\":", JsonString(t.mode),
+                      absl::StrFormat(",\"measured\":%.4f,\"required\":%.4f", t.measured,
+                                      t.required),
+                      ",\"unit\":", JsonString(t.unit), ",\"result\":",
+                      t.pass ? "\"PASS\"" : "\"MISS\"");
+      if (!t.note.empty()) absl::StrAppend(&out, ",\"note\":", JsonString(t.note));
+      absl::StrAppend(&out, "}");
+    }
+    absl::StrAppend(&out, "],\"all_calls_succeeded\":", any_failure ? "false" : "true", "}");
+    std::cout << out << std::endl;
+  } else {
+    std::cout << absl::StrFormat(
+        "ledger_loadgen: %s, ledger %s, run %s\n"
+        "  %d clients on %d channels, %d organisations, %d events per mode, %u cores\n"
+        "  load average (1 min) %.2f before the measurements, %.2f after%s\n\n",
+        flags.server, info.ledger_id(), run_id, flags.clients, channel_count, flags.orgs,
+        flags.events, cores, load_before, load_after,
+        load_before > 0.5 * cores ? "  (other work on this machine skews the figures)" : "");
+    std::cout << absl::StrFormat("%-6s %8s %6s %8s %9s %12s %9s %9s %9s %9s %15s\n", "mode",
+                                 "acked", "ev/call", "calls", "seconds", "appends/s", "p50 ms",
+                                 "p99 ms", "max ms", "failures", "/all-core verify");
+    for (const ModeResult& r : results) {
+      double ratio = verifyN.rate() > 0 ? r.appends_per_second() / verifyN.rate() : 0;
+      std::cout << absl::StrFormat("%-6s %8d %6d %8d %9.3f %12.1f %9.2f %9.2f %9.2f %9d %15.3f\n",
+                                   r.mode, r.acknowledged, r.batch_size, r.calls, r.seconds,
+                                   r.appends_per_second(), r.p50_ms, r.p99_ms, r.max_ms,
+                                   r.failed_calls, ratio);
+    }
+    for (const ModeResult& r : results) {
+      std::cout << absl::StrFormat("  %s: this client used %.2f CPU s (%.0f%% of one core) while timed\n",
+                                   r.mode, r.client_cpu_seconds,
+                                   r.seconds > 0 ? 100 * r.client_cpu_seconds / r.seconds : 0);
+    }
+    for (const ModeResult& r : results) {
+      if (r.failed_calls != 0) {
+        std::cout << absl::StrFormat("  %s: %d calls failed (%d events unacknowledged); first: %s\n",
+                                     r.mode, r.failed_calls, r.failed_events, r.first_error);
+      }
+    }
+    std::cout << absl::StrFormat(
+        "\nEd25519 verify (crypto::VerifyEvent, server idle):\n"
+        "  one core      %10.1f verifies/s\n"
+        "  all %2u cores  %10.1f verifies/s\n\n",
+        verify1.rate(), verifyN.threads, verifyN.rate());
+    std::cout << "targets (DESIGN.md §8):\n";
+    for (const Target& t : targets) {
+      std::string measured = t.unit == "ratio"
+                                 ? absl::StrFormat("%.3f (need %.2f)", t.measured, t.required)
+                                 : absl::StrFormat("%.1f/s (need %.0f/s)", t.measured, t.required);
+      std::cout << absl::StrFormat("  %-4s  %-48s %s%s\n", t.pass ? "PASS" : "MISS", t.name,
+                                   measured, t.note.empty() ? "" : "  [" + t.note + "]");
+    }
+  }
+  return any_failure ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace ledger
+
+int main(int argc, char** argv) { return ledger::Main(argc, argv); }
