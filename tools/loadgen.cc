@@ -239,8 +239,9 @@ std::shared_ptr<grpc::Channel> NewChannel(const std::string& target, int index) 
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
 }
 
-void SetDeadline(grpc::ClientContext& context) {
+void PrepareCall(grpc::ClientContext& context) {
   context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+  context.set_wait_for_ready(true);  // a failed connection attempt is retried, not an error
 }
 
 // ------------------------------------------------------------------ setup
@@ -277,7 +278,7 @@ std::vector<Org> RegisterOrganisations(v1::LedgerService::Stub& stub, const Flag
     }
     v1::AppendBatchResponse response;
     grpc::ClientContext context;
-    SetDeadline(context);
+    PrepareCall(context);
     grpc::Status status = stub.AppendBatch(&context, request, &response);
     if (!status.ok()) {
       Fail(absl::StrCat("registering organisations ", start, "..", end - 1, ": ",
@@ -425,7 +426,7 @@ ModeResult RunLoad(const std::string& mode, const Flags& flags,
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
       for (size_t i; (i = next.fetch_add(1)) < calls;) {
         grpc::ClientContext context;
-        SetDeadline(context);
+        PrepareCall(context);
         grpc::Status status;
         int64_t want = 1, got = 0;
         Clock::time_point t0 = Clock::now();
@@ -541,7 +542,7 @@ int Main(int argc, char** argv) {
   v1::GetLedgerInfoResponse info;
   {
     grpc::ClientContext context;
-    SetDeadline(context);
+    PrepareCall(context);
     grpc::Status status = setup_stub->GetLedgerInfo(&context, {}, &info);
     if (!status.ok()) Fail(absl::StrCat("GetLedgerInfo: ", services::Describe(status)));
   }

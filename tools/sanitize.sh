@@ -31,4 +31,8 @@ exclude_args=()
 [ -n "$exclude" ] && exclude_args=(-E "$exclude")
 
 cd "$build_dir"
-ctest -j"$jobs" --output-on-failure --timeout 600 "${exclude_args[@]}"
+ctest -j"$jobs" --output-on-failure --timeout 600 "${exclude_args[@]}" || {
+  echo "sanitize: failures above; running the failed tests again, one at a time:" >&2
+  ctest --rerun-failed --output-on-failure --timeout 600 || true
+  exit 1
+}

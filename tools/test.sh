@@ -4,4 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh build
 cd build
-ctest -j2 --output-on-failure --timeout 600
+# On failure the failed tests run again, alone, so their output is the last
+# thing printed (a CI log is often read from its tail); the run still fails.
+ctest -j2 --output-on-failure --timeout 600 || {
+  echo "test: failures above; running the failed tests again, one at a time:" >&2
+  ctest --rerun-failed --output-on-failure --timeout 600 || true
+  exit 1
+}

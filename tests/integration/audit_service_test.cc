@@ -184,6 +184,7 @@ class AuditServiceTest : public ::testing::Test {
   grpc::Status Verify(uint64_t from, uint64_t to, std::vector<v1::VerifyProgress>* messages) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    context.set_wait_for_ready(true);
     v1::VerifyRequest request;
     request.set_from_position(from);
     request.set_to_position(to);
@@ -275,7 +276,7 @@ TEST_F(AuditServiceTest, VerifyProposalShowsLocksPositionsAndTheRefusedReversal)
   const std::string id = absl::StrCat("shared-back-office-", s);
 
   grpc::ClientContext context;
-  client_->SetDeadline(&context);
+  client_->PrepareCall(&context);
   v1::VerifyProposalRequest request;
   request.set_proposal_id(id);
   v1::VerifyProposalResponse response;
@@ -334,7 +335,7 @@ TEST_F(AuditServiceTest, VerifyProposalShowsLocksPositionsAndTheRefusedReversal)
 
   // Unknown proposal.
   grpc::ClientContext unknown_context;
-  client_->SetDeadline(&unknown_context);
+  client_->PrepareCall(&unknown_context);
   request.set_proposal_id("no-such-proposal");
   status = client_->audit().VerifyProposal(&unknown_context, request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << ToAbsl(status);

@@ -228,7 +228,7 @@ absl::StatusOr<std::vector<std::string>> ReadAll(LedgerClient& client) {
   std::vector<std::string> records;
   while (true) {
     grpc::ClientContext context;
-    client.SetDeadline(&context);
+    client.PrepareCall(&context);
     v1::ReadRequest request;
     request.set_from_position(records.size());
     request.set_limit(1000);
@@ -344,7 +344,8 @@ TEST(CrashTest, KillUnderConcurrentLoadLosesNothingAcknowledged) {
           if (conn == nullptr || generation != address.generation()) {
             auto up = address.WaitNewer(generation, hard_deadline);
             if (!up.has_value()) break;
-            conn = std::make_unique<LedgerClient>(up->first, /*own_connection=*/true);
+            conn = std::make_unique<LedgerClient>(up->first, /*own_connection=*/true,
+                                                  /*wait_for_ready=*/false);
             generation = up->second;
           }
           const uint64_t kills_before = kills.load();
@@ -360,7 +361,7 @@ TEST(CrashTest, KillUnderConcurrentLoadLosesNothingAcknowledged) {
             // Wait for the next run (bounded); the same run again if none comes.
             auto up = address.WaitNewer(generation, std::min(hard_deadline, Clock::now() + std::chrono::seconds(2)));
             if (up.has_value()) {
-              conn = std::make_unique<LedgerClient>(up->first, true);
+              conn = std::make_unique<LedgerClient>(up->first, true, false);
               generation = up->second;
             }
             continue;
@@ -447,7 +448,7 @@ TEST(CrashTest, KillUnderConcurrentLoadLosesNothingAcknowledged) {
   ASSERT_EQ(last->size, *size);
   {
     grpc::ClientContext context;
-    client.SetDeadline(&context);
+    client.PrepareCall(&context);
     v1::ConsistencyProofRequest request;
     request.set_from_size(first->size);
     request.set_to_size(last->size);

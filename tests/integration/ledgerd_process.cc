@@ -326,7 +326,8 @@ absl::StatusOr<std::vector<merkle::Hash>> HashesFromBytes(
 
 // ---------------------------------------------------------------- client
 
-LedgerClient::LedgerClient(const std::string& address, bool own_connection) {
+LedgerClient::LedgerClient(const std::string& address, bool own_connection, bool wait_for_ready)
+    : wait_for_ready_(wait_for_ready) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   if (own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
@@ -335,9 +336,10 @@ LedgerClient::LedgerClient(const std::string& address, bool own_connection) {
   audit_ = v1::AuditService::NewStub(channel_);
 }
 
-void LedgerClient::SetDeadline(grpc::ClientContext* context) const {
+void LedgerClient::PrepareCall(grpc::ClientContext* context) const {
   context->set_deadline(std::chrono::system_clock::now() +
                         std::chrono::seconds(kCallTimeoutSeconds));
+  context->set_wait_for_ready(wait_for_ready_);
 }
 
 absl::Status LedgerClient::Init() {
@@ -352,7 +354,7 @@ absl::Status LedgerClient::Init() {
 
 absl::StatusOr<v1::GetLedgerInfoResponse> LedgerClient::GetLedgerInfo() {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  PrepareCall(&context);
   v1::GetLedgerInfoResponse response;
   grpc::Status status = ledger_->GetLedgerInfo(&context, v1::GetLedgerInfoRequest(), &response);
   if (!status.ok()) return ToAbsl(status);
@@ -379,7 +381,7 @@ v1::EventBody LedgerClient::NewBody(const std::string& author) const {
 
 grpc::Status LedgerClient::Append(const v1::SignedEvent& event, v1::AppendResponse* response) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  PrepareCall(&context);
   v1::AppendRequest request;
   *request.mutable_event() = event;
   return ledger_->Append(&context, request, response);
@@ -393,7 +395,7 @@ grpc::Status LedgerClient::AppendEvent(const v1::EventBody& body, const crypto::
 grpc::Status LedgerClient::AppendBatch(const std::vector<v1::SignedEvent>& events,
                                        v1::AppendBatchResponse* response) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  PrepareCall(&context);
   v1::AppendBatchRequest request;
   for (const v1::SignedEvent& event : events) *request.add_events() = event;
   return ledger_->AppendBatch(&context, request, response);
@@ -428,7 +430,7 @@ v1::SignedEvent LedgerClient::KeyAddedEvent(const Org& signer, const std::string
 
 grpc::Status LedgerClient::Get(uint64_t position, v1::GetResponse* response) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  PrepareCall(&context);
   v1::GetRequest request;
   request.set_position(position);
   return ledger_->Get(&context, request, response);
@@ -449,7 +451,7 @@ absl::StatusOr<merkle::Checkpoint> LedgerClient::OpenCheckpoint(const std::strin
 absl::StatusOr<merkle::Checkpoint> LedgerClient::GetCheckpoint(uint64_t tree_size,
                                                                std::string* note) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  PrepareCall(&context);
   v1::GetCheckpointRequest request;
   request.set_tree_size(tree_size);
   v1::GetCheckpointResponse response;
@@ -469,7 +471,7 @@ absl::StatusOr<merkle::Checkpoint> LedgerClient::GetCheckpoint(uint64_t tree_siz
 grpc::Status LedgerClient::GetInclusionProof(uint64_t position, uint64_t tree_size,
                                              v1::InclusionProofResponse* response) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  PrepareCall(&context);
   v1::InclusionProofRequest request;
   request.set_position(position);
   request.set_tree_size(tree_size);

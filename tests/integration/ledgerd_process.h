@@ -106,7 +106,12 @@ class LedgerClient {
  public:
   // `own_connection`: a TCP connection not shared with other channels of
   // this process (each of several concurrent clients gets its own).
-  explicit LedgerClient(const std::string& address, bool own_connection = false);
+  // `wait_for_ready`: calls wait (within their deadline) for the connection
+  // instead of failing at once when a connection attempt fails, which a
+  // loaded machine makes happen now and then. Off only for clients that
+  // expect the server to die and handle UNAVAILABLE themselves.
+  explicit LedgerClient(const std::string& address, bool own_connection = false,
+                        bool wait_for_ready = true);
 
   // Fetches the ledger info (ledger id, origin, operator key) that NewBody
   // and OpenCheckpoint use. Call once before them.
@@ -152,11 +157,12 @@ class LedgerClient {
   absl::Status VerifyIncluded(uint64_t position, const std::string& record,
                               const merkle::Checkpoint& checkpoint);
 
-  // Deadline of every unary call made through this client.
+  // Deadline (and wait-for-ready) of every unary call made through this client.
   static constexpr int kCallTimeoutSeconds = 30;
-  void SetDeadline(grpc::ClientContext* context) const;
+  void PrepareCall(grpc::ClientContext* context) const;
 
  private:
+  bool wait_for_ready_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::LedgerService::Stub> ledger_;
   std::unique_ptr<v1::AuditService::Stub> audit_;

@@ -361,7 +361,7 @@ std::string BuildFixture(Fixture* f) {
   }
   {
     grpc::ClientContext context;
-    client.SetDeadline(&context);
+    client.PrepareCall(&context);
     v1::ListCheckpointsRequest request;
     request.set_limit(10000);
     v1::ListCheckpointsResponse response;
@@ -464,7 +464,7 @@ class TamperTest : public ::testing::Test {
 
   grpc::Status Read(uint64_t from, uint32_t limit, v1::ReadResponse* response) {
     grpc::ClientContext context;
-    client_->SetDeadline(&context);
+    client_->PrepareCall(&context);
     v1::ReadRequest request;
     request.set_from_position(from);
     request.set_limit(limit);
@@ -476,7 +476,7 @@ class TamperTest : public ::testing::Test {
   // (OK if it caught up).
   grpc::Status Subscribe(uint64_t from, uint64_t* received) {
     grpc::ClientContext context;
-    client_->SetDeadline(&context);
+    client_->PrepareCall(&context);
     v1::SubscribeRequest request;
     request.set_from_position(from);
     auto reader = client_->ledger().Subscribe(&context, request);
@@ -505,7 +505,7 @@ class TamperTest : public ::testing::Test {
 
   grpc::Status ConsistencyProof(uint64_t from, uint64_t to, v1::ConsistencyProofResponse* response) {
     grpc::ClientContext context;
-    client_->SetDeadline(&context);
+    client_->PrepareCall(&context);
     v1::ConsistencyProofRequest request;
     request.set_from_size(from);
     request.set_to_size(to);

@@ -14,6 +14,11 @@ namespace ledger::ctl {
 namespace {
 
 constexpr std::chrono::seconds kUnaryDeadline(30);
+// How long a new client waits for its first connection. gRPC calls fail at
+// once when a connection attempt fails, and on a loaded machine one now and
+// then does (then succeeds a backoff later); a server that is really down
+// still gets its own clear UNAVAILABLE error from the first call after this.
+constexpr std::chrono::seconds kConnectWait(3);
 
 void SetDeadline(grpc::ClientContext* context) {
   context->set_deadline(std::chrono::system_clock::now() + kUnaryDeadline);
@@ -44,7 +49,9 @@ LedgerClient::LedgerClient(std::string server)
       channel_(grpc::CreateChannel(server_, grpc::InsecureChannelCredentials())),
       ledger_(v1::LedgerService::NewStub(channel_)),
       audit_(v1::AuditService::NewStub(channel_)),
-      governance_(v1::GovernanceService::NewStub(channel_)) {}
+      governance_(v1::GovernanceService::NewStub(channel_)) {
+  (void)channel_->WaitForConnected(std::chrono::system_clock::now() + kConnectWait);
+}
 
 absl::StatusOr<v1::ListCheckpointsResponse> LedgerClient::ListCheckpoints(uint64_t from_size, uint64_t to_size) {
   v1::ListCheckpointsRequest request;
