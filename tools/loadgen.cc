@@ -11,7 +11,7 @@
 //    (round robin) adding a fresh key to itself.
 // 3. Measures, while the server is idle, the Ed25519 verify rate of this
 //    machine with crypto::VerifyEvent (the server's function) on one core and
-//    on all cores.
+//    on all cores, and OpenSSL's EVP verify of the same events on one core.
 // 4. Unary mode: --clients threads calling Append one event at a time.
 //    Batch mode: the same with AppendBatch of --batch-size events.
 // 5. Prints a report (or one JSON object with --json).
@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -40,6 +41,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "grpcpp/grpcpp.h"
+#include "openssl/evp.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/rules/envelope.h"
 #include "ledger/v1/events.pb.h"
@@ -328,9 +330,10 @@ struct VerifyResult {
   double rate() const { return seconds > 0 ? verifies / seconds : 0; }
 };
 
-VerifyResult MeasureVerify(const std::vector<crypto::PublicKey>& keys,
-                           const std::vector<const v1::SignedEvent*>& sample, unsigned threads,
-                           double seconds) {
+// `verify(i)` checks sample event i; it runs on `threads` threads for
+// `seconds`, each thread walking the sample from its own offset.
+VerifyResult MeasureVerify(const std::function<bool(size_t)>& verify, size_t sample_size,
+                           unsigned threads, double seconds) {
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> total{0};
   std::atomic<uint64_t> bad{0};
@@ -339,12 +342,11 @@ VerifyResult MeasureVerify(const std::vector<crypto::PublicKey>& keys,
   for (unsigned t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
       uint64_t n = 0, wrong = 0;
-      size_t i = (t * 7919) % sample.size();
+      size_t i = (t * 7919) % sample_size;
       while (!stop.load(std::memory_order_relaxed)) {
         for (int k = 0; k < 16; ++k) {  // check the stop flag every 16 verifies
-          const v1::SignedEvent& e = *sample[i];
-          if (!crypto::VerifyEvent(keys[i], e.body(), e.signature())) wrong++;
-          if (++i == sample.size()) i = 0;
+          if (!verify(i)) wrong++;
+          if (++i == sample_size) i = 0;
           n++;
         }
       }
@@ -362,6 +364,38 @@ VerifyResult MeasureVerify(const std::vector<crypto::PublicKey>& keys,
   if (bad.load() != 0) Fail(absl::StrCat(bad.load(), " pre-signed events failed to verify"));
   return result;
 }
+
+// The same events verified by OpenSSL 3.0's EVP Ed25519, the alternative the
+// verifier was chosen against (README, Decisions): measured here so the
+// choice can be re-checked on any machine.
+class OpenSslVerifier {
+ public:
+  explicit OpenSslVerifier(const std::vector<crypto::PublicKey>& keys) {
+    for (const crypto::PublicKey& key : keys) {
+      const std::string_view raw = key.raw();
+      keys_.emplace_back(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
+                                                     reinterpret_cast<const unsigned char*>(raw.data()),
+                                                     raw.size()),
+                         EVP_PKEY_free);
+      if (keys_.back() == nullptr) Fail("OpenSSL refused an Ed25519 public key");
+    }
+  }
+
+  bool Verify(size_t i, const v1::SignedEvent& event) const {
+    // Built per call, as crypto::VerifyEvent does.
+    std::string message = std::string(crypto::kEventDomain) + event.body();
+    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> context(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    const std::string& signature = event.signature();
+    return context != nullptr &&
+           EVP_DigestVerifyInit(context.get(), nullptr, nullptr, nullptr, keys_[i].get()) == 1 &&
+           EVP_DigestVerify(context.get(), reinterpret_cast<const unsigned char*>(signature.data()),
+                            signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
+                            message.size()) == 1;
+  }
+
+ private:
+  std::vector<std::unique_ptr<EVP_PKEY, void (*)(EVP_PKEY*)>> keys_;
+};
 
 // ------------------------------------------------------------------ load
 
@@ -580,8 +614,14 @@ int Main(int argc, char** argv) {
   log(absl::StrFormat("measuring Ed25519 verify: 1 thread, then %u threads, %.1f s each", cores,
                       flags.verify_seconds));
   double load_before = LoadAverage();
-  VerifyResult verify1 = MeasureVerify(sample_keys, sample, 1, flags.verify_seconds);
-  VerifyResult verifyN = MeasureVerify(sample_keys, sample, cores, flags.verify_seconds);
+  auto sodium = [&](size_t i) {
+    return crypto::VerifyEvent(sample_keys[i], sample[i]->body(), sample[i]->signature());
+  };
+  VerifyResult verify1 = MeasureVerify(sodium, sample.size(), 1, flags.verify_seconds);
+  VerifyResult verifyN = MeasureVerify(sodium, sample.size(), cores, flags.verify_seconds);
+  const OpenSslVerifier openssl(sample_keys);
+  VerifyResult openssl1 = MeasureVerify([&](size_t i) { return openssl.Verify(i, *sample[i]); },
+                                        sample.size(), 1, flags.verify_seconds);
 
   // 4. Load.
   std::vector<ModeResult> results;
@@ -662,9 +702,11 @@ int Main(int argc, char** argv) {
         &out,
         absl::StrFormat(",\"verify\":{\"one_core\":{\"threads\":1,\"verifies\":%d,\"seconds\":%.3f,"
                         "\"per_second\":%.1f},\"all_cores\":{\"threads\":%u,\"verifies\":%d,"
-                        "\"seconds\":%.3f,\"per_second\":%.1f}}",
+                        "\"seconds\":%.3f,\"per_second\":%.1f},\"openssl_one_core\":{"
+                        "\"threads\":1,\"verifies\":%d,\"seconds\":%.3f,\"per_second\":%.1f}}",
                         verify1.verifies, verify1.seconds, verify1.rate(), verifyN.threads,
-                        verifyN.verifies, verifyN.seconds, verifyN.rate()));
+                        verifyN.verifies, verifyN.seconds, verifyN.rate(), openssl1.verifies,
+                        openssl1.seconds, openssl1.rate()));
     absl::StrAppend(&out, ",\"targets\":[");
     for (size_t i = 0; i < targets.size(); ++i) {
       const Target& t = targets[i];
@@ -711,8 +753,10 @@ int Main(int argc, char** argv) {
     std::cout << absl::StrFormat(
         "\nEd25519 verify (crypto::VerifyEvent, server idle):\n"
         "  one core      %10.1f verifies/s\n"
-        "  all %2u cores  %10.1f verifies/s\n\n",
-        verify1.rate(), verifyN.threads, verifyN.rate());
+        "  all %2u cores  %10.1f verifies/s\n"
+        "  OpenSSL EVP, one core %10.1f verifies/s (libsodium / OpenSSL = %.2fx)\n\n",
+        verify1.rate(), verifyN.threads, verifyN.rate(), openssl1.rate(),
+        openssl1.rate() > 0 ? verify1.rate() / openssl1.rate() : 0);
     std::cout << "targets (DESIGN.md §8):\n";
     for (const Target& t : targets) {
       std::string measured = t.unit == "ratio"
