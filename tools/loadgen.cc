@@ -47,11 +47,16 @@
 #include "ledger/v1/events.pb.h"
 #include "ledger/v1/ledger_service.grpc.pb.h"
 #include "services/grpc_status.h"
+#include "tools/bench_util.h"
 
 namespace ledger {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using bench::Clock;
+using bench::LoadAverage;
+using bench::Percentile;
+using bench::PrepareCall;
+using bench::Seconds;
 
 constexpr int kClientsPerChannel = 8;
 constexpr size_t kRegisterBatch = 100;
@@ -198,16 +203,6 @@ int64_t NowUnixMs() {
       .count();
 }
 
-// The 1-minute load average (other work on the machine skews every figure).
-double LoadAverage() {
-  double load = -1;
-  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
-    if (std::fscanf(f, "%lf", &load) != 1) load = -1;
-    std::fclose(f);
-  }
-  return load;
-}
-
 // CPU seconds (user + system) this process has used so far.
 double ProcessCpuSeconds() {
   rusage usage{};
@@ -215,8 +210,6 @@ double ProcessCpuSeconds() {
   auto tv = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
   return tv(usage.ru_utime) + tv(usage.ru_stime);
 }
-
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 // Runs fn(i) for i in [0, n) on `threads` threads.
 template <typename Fn>
@@ -239,11 +232,6 @@ std::shared_ptr<grpc::Channel> NewChannel(const std::string& target, int index) 
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
-}
-
-void PrepareCall(grpc::ClientContext& context) {
-  context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
-  context.set_wait_for_ready(true);  // a failed connection attempt is retried, not an error
 }
 
 // ------------------------------------------------------------------ setup
@@ -280,7 +268,7 @@ std::vector<Org> RegisterOrganisations(v1::LedgerService::Stub& stub, const Flag
     }
     v1::AppendBatchResponse response;
     grpc::ClientContext context;
-    PrepareCall(context);
+    PrepareCall(context, kCallTimeout);
     grpc::Status status = stub.AppendBatch(&context, request, &response);
     if (!status.ok()) {
       Fail(absl::StrCat("registering organisations ", start, "..", end - 1, ": ",
@@ -415,13 +403,6 @@ struct ModeResult {
   double appends_per_second() const { return seconds > 0 ? acknowledged / seconds : 0; }
 };
 
-double Percentile(const std::vector<double>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  size_t rank = static_cast<size_t>(std::ceil(p * sorted.size()));
-  rank = std::clamp<size_t>(rank, 1, sorted.size());
-  return sorted[rank - 1];
-}
-
 ModeResult RunLoad(const std::string& mode, const Flags& flags,
                    const std::vector<std::shared_ptr<grpc::Channel>>& channels,
                    const std::vector<v1::SignedEvent>& events, int batch_size) {
@@ -460,7 +441,7 @@ ModeResult RunLoad(const std::string& mode, const Flags& flags,
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
       for (size_t i; (i = next.fetch_add(1)) < calls;) {
         grpc::ClientContext context;
-        PrepareCall(context);
+        PrepareCall(context, kCallTimeout);
         grpc::Status status;
         int64_t want = 1, got = 0;
         Clock::time_point t0 = Clock::now();
@@ -576,7 +557,7 @@ int Main(int argc, char** argv) {
   v1::GetLedgerInfoResponse info;
   {
     grpc::ClientContext context;
-    PrepareCall(context);
+    PrepareCall(context, kCallTimeout);
     grpc::Status status = setup_stub->GetLedgerInfo(&context, {}, &info);
     if (!status.ok()) Fail(absl::StrCat("GetLedgerInfo: ", services::Describe(status)));
   }

@@ -1,0 +1,46 @@
+// Small helpers shared by the benchmarks (ledger_loadgen, ledger_readbench).
+#ifndef TOOLS_BENCH_UTIL_H_
+#define TOOLS_BENCH_UTIL_H_
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "grpcpp/client_context.h"
+
+namespace ledger::bench {
+
+using Clock = std::chrono::steady_clock;
+
+inline double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// The p-quantile (0 < p <= 1) of an ascending vector, nearest-rank.
+inline double Percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  size_t rank = static_cast<size_t>(std::ceil(p * sorted.size()));
+  rank = std::clamp<size_t>(rank, 1, sorted.size());
+  return sorted[rank - 1];
+}
+
+// The 1-minute load average (other work on the machine skews every figure).
+inline double LoadAverage() {
+  double load = -1;
+  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &load) != 1) load = -1;
+    std::fclose(f);
+  }
+  return load;
+}
+
+// A deadline, and wait-for-ready: a failed connection attempt is retried
+// within the deadline, not reported as an error.
+inline void PrepareCall(grpc::ClientContext& context, std::chrono::seconds timeout) {
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  context.set_wait_for_ready(true);
+}
+
+}  // namespace ledger::bench
+
+#endif  // TOOLS_BENCH_UTIL_H_

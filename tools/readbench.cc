@@ -1,0 +1,300 @@
+// ledger_readbench: the read side of DESIGN §8, measured against a running
+// ledgerd (a benchmark, not a test: it prints figures, asserts nothing).
+//
+//   ledger_readbench --server HOST:PORT [--queries N] [--json]
+//
+// 1. Stream catch-up: one Subscribe from position 0, counting records until
+//    the caught-up marker; records/s (target ≥ 200,000/s).
+// 2. Governance queries: N calls (default 2000) from one client, cycling
+//    through GetProposal, ListProposals, GetCollective, ListVetoes,
+//    ListOverrules, ListRefusals and GetHistory over the proposals and
+//    collectives the ledger holds; p50/p99 per query and overall (target p99
+//    < 1 ms, measured at the client, so it includes the loopback round trip).
+// tools/bench_scale.sh fills a ledger to a million records, runs this, and
+// times a restart.
+//
+// Exit status: 0 when every call succeeded, 1 otherwise, 2 on bad flags.
+#include <algorithm>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "grpcpp/grpcpp.h"
+#include "ledger/v1/governance_service.grpc.pb.h"
+#include "ledger/v1/ledger_service.grpc.pb.h"
+#include "services/grpc_status.h"
+#include "tools/bench_util.h"
+
+namespace ledger {
+namespace {
+
+using bench::Clock;
+using bench::Percentile;
+using bench::PrepareCall;
+using bench::Seconds;
+
+constexpr double kCatchUpTarget = 200'000;  // records/s
+constexpr double kQueryP99TargetMs = 1.0;
+constexpr auto kCallTimeout = std::chrono::seconds(30);
+
+[[noreturn]] void Usage(const std::string& problem) {
+  std::cerr << "ledger_readbench: " << problem << "\n"
+            << "usage: ledger_readbench --server HOST:PORT [--queries N] [--json]\n";
+  std::exit(2);
+}
+
+[[noreturn]] void Fail(const std::string& message) {
+  std::cerr << "ledger_readbench: " << message << "\n";
+  std::exit(1);
+}
+
+struct Flags {
+  std::string server;
+  int queries = 2000;
+  bool json = false;
+};
+
+Flags ParseFlags(int argc, char** argv) {
+  Flags flags;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << "usage: ledger_readbench --server HOST:PORT [--queries N] [--json]\n";
+      std::exit(0);
+    } else if (arg == "--json") {
+      flags.json = true;
+    } else if (arg == "--server" || arg == "--queries") {
+      if (i + 1 >= argc) Usage(arg + " needs a value");
+      const std::string value = argv[++i];
+      if (arg == "--server") {
+        flags.server = value;
+      } else if (!absl::SimpleAtoi(value, &flags.queries) || flags.queries < 1 || flags.queries > 10'000'000) {
+        Usage(absl::StrCat("--queries wants a number in 1..10000000, got '", value, "'"));
+      }
+    } else {
+      Usage(absl::StrCat("unknown argument '", arg, "'"));
+    }
+  }
+  if (flags.server.empty()) Usage("--server HOST:PORT is required");
+  return flags;
+}
+
+struct CatchUp {
+  uint64_t records = 0;
+  uint64_t messages = 0;
+  double seconds = 0;
+  double rate() const { return seconds > 0 ? records / seconds : 0; }
+};
+
+CatchUp MeasureCatchUp(v1::LedgerService::Stub& ledger) {
+  grpc::ClientContext context;
+  context.set_wait_for_ready(true);  // no deadline: as long as the log takes
+  v1::SubscribeRequest request;
+  request.set_from_position(0);
+  CatchUp result;
+  const Clock::time_point start = Clock::now();
+  std::unique_ptr<grpc::ClientReader<v1::SubscribeResponse>> reader = ledger.Subscribe(&context, request);
+  v1::SubscribeResponse message;
+  uint64_t next = 0;
+  bool caught_up = false;
+  while (!caught_up && reader->Read(&message)) {
+    result.messages++;
+    for (const v1::RecordEntry& entry : message.entries()) {
+      if (entry.position() != next) {
+        Fail(absl::StrCat("Subscribe sent position ", entry.position(), " where ", next, " was due"));
+      }
+      next++;
+    }
+    caught_up = message.has_caught_up();
+  }
+  result.seconds = Seconds(Clock::now() - start);
+  result.records = next;
+  context.TryCancel();
+  (void)reader->Finish();
+  if (!caught_up) Fail("Subscribe ended before its caught-up marker");
+  return result;
+}
+
+// One kind of query: its name, and a call that makes the i-th instance.
+struct QueryKind {
+  QueryKind(std::string n, std::function<grpc::Status(int)> c) : name(std::move(n)), call(std::move(c)) {}
+  std::string name;
+  std::function<grpc::Status(int)> call;
+  std::vector<double> latencies_ms;
+};
+
+template <typename Response, typename Call>
+grpc::Status Timed(Call call) {
+  grpc::ClientContext context;
+  PrepareCall(context, kCallTimeout);
+  Response response;
+  return call(&context, &response);
+}
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out + "\"";
+}
+
+int Main(int argc, char** argv) {
+  const Flags flags = ParseFlags(argc, argv);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  auto channel = grpc::CreateCustomChannel(flags.server, grpc::InsecureChannelCredentials(), args);
+  auto ledger = v1::LedgerService::NewStub(channel);
+  auto governance = v1::GovernanceService::NewStub(channel);
+
+  v1::GetLedgerInfoResponse info;
+  {
+    grpc::ClientContext context;
+    PrepareCall(context, kCallTimeout);
+    if (grpc::Status s = ledger->GetLedgerInfo(&context, {}, &info); !s.ok()) {
+      Fail(absl::StrCat("GetLedgerInfo: ", services::Describe(s)));
+    }
+  }
+  std::cerr << "ledger_readbench: ledger " << info.ledger_id() << ", " << info.tree_size() << " records\n";
+
+  const CatchUp catch_up = MeasureCatchUp(*ledger);
+
+  // What there is to ask about: every proposal (a page at a time).
+  std::vector<v1::ProposalSummary> proposals;
+  for (std::string token;;) {
+    v1::ListProposalsRequest request;
+    request.mutable_filter()->set_limit(1000);
+    request.mutable_filter()->set_page_token(token);
+    v1::ListProposalsResponse response;
+    grpc::ClientContext context;
+    PrepareCall(context, kCallTimeout);
+    if (grpc::Status s = governance->ListProposals(&context, request, &response); !s.ok()) {
+      Fail(absl::StrCat("ListProposals: ", services::Describe(s)));
+    }
+    proposals.insert(proposals.end(), response.proposals().begin(), response.proposals().end());
+    token = response.next_page_token();
+    if (token.empty()) break;
+  }
+  if (proposals.empty()) Fail("the ledger holds no proposals to query (run `ledgerctl demo` against it first)");
+  auto proposal = [&](int i) -> const v1::ProposalSummary& { return proposals[i % proposals.size()]; };
+  auto filter = [&](int i, bool by_proposal) {
+    v1::QueryFilter f;
+    f.set_limit(100);
+    if (by_proposal) {
+      f.set_proposal_id(proposal(i).proposal_id());
+    } else {
+      f.set_collective_id(proposal(i).collective_id());
+    }
+    return f;
+  };
+
+  std::vector<QueryKind> kinds;
+  kinds.emplace_back("GetProposal", [&](int i) {
+                     v1::GetProposalRequest r;
+                     r.set_proposal_id(proposal(i).proposal_id());
+                     return Timed<v1::ProposalState>(
+                         [&](grpc::ClientContext* c, v1::ProposalState* out) { return governance->GetProposal(c, r, out); });
+                   });
+  kinds.emplace_back("ListProposals", [&](int i) {
+                     v1::ListProposalsRequest r;
+                     *r.mutable_filter() = filter(i, false);
+                     return Timed<v1::ListProposalsResponse>([&](grpc::ClientContext* c, v1::ListProposalsResponse* out) {
+                       return governance->ListProposals(c, r, out);
+                     });
+                   });
+  kinds.emplace_back("GetCollective", [&](int i) {
+                     v1::GetCollectiveRequest r;
+                     r.set_collective_id(proposal(i).collective_id());
+                     return Timed<v1::CollectiveState>(
+                         [&](grpc::ClientContext* c, v1::CollectiveState* out) { return governance->GetCollective(c, r, out); });
+                   });
+  kinds.emplace_back("ListVetoes", [&](int i) {
+                     const v1::QueryFilter r = filter(i, false);
+                     return Timed<v1::ListVetoesResponse>(
+                         [&](grpc::ClientContext* c, v1::ListVetoesResponse* out) { return governance->ListVetoes(c, r, out); });
+                   });
+  kinds.emplace_back("ListOverrules", [&](int i) {
+                     const v1::QueryFilter r = filter(i, false);
+                     return Timed<v1::ListOverrulesResponse>([&](grpc::ClientContext* c, v1::ListOverrulesResponse* out) {
+                       return governance->ListOverrules(c, r, out);
+                     });
+                   });
+  kinds.emplace_back("ListRefusals", [&](int i) {
+                     const v1::QueryFilter r = filter(i, false);
+                     return Timed<v1::ListRefusalsResponse>([&](grpc::ClientContext* c, v1::ListRefusalsResponse* out) {
+                       return governance->ListRefusals(c, r, out);
+                     });
+                   });
+  kinds.emplace_back("GetHistory", [&](int i) {
+                     const v1::QueryFilter r = filter(i, true);
+                     return Timed<v1::HistoryResponse>(
+                         [&](grpc::ClientContext* c, v1::HistoryResponse* out) { return governance->GetHistory(c, r, out); });
+                   });
+
+  std::vector<double> all_ms;
+  int failures = 0;
+  std::string first_error;
+  const double load_before = bench::LoadAverage();
+  for (int i = 0; i < flags.queries; ++i) {
+    QueryKind& kind = kinds[i % kinds.size()];
+    const Clock::time_point start = Clock::now();
+    grpc::Status status = kind.call(i / static_cast<int>(kinds.size()));
+    const double ms = Seconds(Clock::now() - start) * 1000;
+    if (!status.ok()) {
+      if (failures++ == 0) first_error = absl::StrCat(kind.name, ": ", services::Describe(status));
+      continue;
+    }
+    kind.latencies_ms.push_back(ms);
+    all_ms.push_back(ms);
+  }
+  const double load_after = bench::LoadAverage();
+  for (QueryKind& kind : kinds) std::sort(kind.latencies_ms.begin(), kind.latencies_ms.end());
+  std::sort(all_ms.begin(), all_ms.end());
+  const double p99 = Percentile(all_ms, 0.99);
+
+  if (flags.json) {
+    std::string out = absl::StrFormat(
+        "{\"records\":%d,\"catch_up\":{\"records\":%d,\"messages\":%d,\"seconds\":%.3f,\"per_second\":%.1f},"
+        "\"queries\":{\"count\":%d,\"failures\":%d,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"kinds\":{",
+        info.tree_size(), catch_up.records, catch_up.messages, catch_up.seconds, catch_up.rate(), all_ms.size(),
+        failures, Percentile(all_ms, 0.5), p99, all_ms.empty() ? 0 : all_ms.back());
+    for (size_t k = 0; k < kinds.size(); ++k) {
+      absl::StrAppend(&out, k ? "," : "", JsonString(kinds[k].name),
+                      absl::StrFormat(":{\"p50_ms\":%.3f,\"p99_ms\":%.3f}", Percentile(kinds[k].latencies_ms, 0.5),
+                                      Percentile(kinds[k].latencies_ms, 0.99)));
+    }
+    absl::StrAppend(&out, "}},\"first_error\":", first_error.empty() ? "null" : JsonString(first_error),
+                    absl::StrFormat(",\"load_average\":[%.2f,%.2f]}", load_before, load_after));
+    std::cout << out << "\n";
+  } else {
+    std::cout << absl::StrFormat("ledger of %d records (%d proposals); 1-min load average %.2f -> %.2f\n\n",
+                                 info.tree_size(), proposals.size(), load_before, load_after);
+    std::cout << absl::StrFormat("stream catch-up: %d records in %.3f s (%d messages): %.0f records/s\n\n",
+                                 catch_up.records, catch_up.seconds, catch_up.messages, catch_up.rate());
+    std::cout << absl::StrFormat("%-14s %8s %9s %9s\n", "query", "count", "p50 ms", "p99 ms");
+    for (const QueryKind& kind : kinds) {
+      std::cout << absl::StrFormat("%-14s %8d %9.3f %9.3f\n", kind.name, kind.latencies_ms.size(),
+                                   Percentile(kind.latencies_ms, 0.5), Percentile(kind.latencies_ms, 0.99));
+    }
+    std::cout << absl::StrFormat("%-14s %8d %9.3f %9.3f\n\n", "all", all_ms.size(), Percentile(all_ms, 0.5), p99);
+    if (failures) std::cout << failures << " queries failed; first: " << first_error << "\n";
+    std::cout << "targets (DESIGN.md §8):\n"
+              << absl::StrFormat("  %s  stream catch-up >= 200000 records/s         %.0f/s\n",
+                                 catch_up.rate() >= kCatchUpTarget ? "PASS" : "MISS", catch_up.rate())
+              << absl::StrFormat("  %s  governance query p99 < 1 ms (at the client) %.3f ms\n",
+                                 p99 < kQueryP99TargetMs ? "PASS" : "MISS", p99);
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace ledger
+
+int main(int argc, char** argv) { return ledger::Main(argc, argv); }
