@@ -25,6 +25,12 @@ std::string Decided(const v1::EventBody& body) {
 }  // namespace
 
 absl::Status Replayer::Next(const v1::Record& record, bool signature_verified) {
+  auto envelope = DecodeStoredEvent(record);
+  if (!envelope.ok()) return At(record.position(), envelope.status().message());
+  return Next(record, *envelope, signature_verified);
+}
+
+absl::Status Replayer::Next(const v1::Record& record, const Envelope& envelope, bool signature_verified) {
   const uint64_t position = record.position();
   if (position != next_position_) {
     return At(position, absl::StrCat("expected the record at position ", next_position_));
@@ -33,14 +39,12 @@ absl::Status Replayer::Next(const v1::Record& record, bool signature_verified) {
     return At(position, absl::StrCat("ledger time ", record.ledger_time_unix_ns(), " is before the previous record's ",
                                      last_time_));
   }
-  auto envelope = DecodeStoredEvent(record);
-  if (!envelope.ok()) return At(position, envelope.status().message());
   if (!signature_verified) {
-    if (auto s = rules::CheckSignature(state_, *envelope); !s.ok()) {
+    if (auto s = rules::CheckSignature(state_, envelope); !s.ok()) {
       return At(position, absl::StrCat("signature: ", s.message()), absl::StatusCode::kUnauthenticated);
     }
   }
-  const v1::EventBody& body = envelope->body;
+  const v1::EventBody& body = envelope.body;
   const rules::Context context{position, record.ledger_time_unix_ns()};
 
   if (state_.has_genesis() && IsSystemEvent(body)) {
@@ -48,7 +52,7 @@ absl::Status Replayer::Next(const v1::Record& record, bool signature_verified) {
       return At(position, absl::StrCat("system event ", EventKind(body), " authored by ", body.author(),
                                        ", not the operator"));
     }
-    const v1::KeyState* key = state_.FindKey(envelope->signed_event.key_id());
+    const v1::KeyState* key = state_.FindKey(envelope.signed_event.key_id());
     if (key == nullptr || key->org_id() != state_.info().operator_id() || key->revoked()) {
       return At(position, absl::StrCat("system event ", EventKind(body), " is not signed by an operator key"),
                 absl::StatusCode::kUnauthenticated);
@@ -100,7 +104,7 @@ absl::Status Replayer::Next(const v1::Record& record, bool signature_verified) {
         return At(position, "a gateway deadline had passed but its lapse was not written first");
       }
     }
-    auto effects = rules::Apply(state_, *envelope, context);
+    auto effects = rules::Apply(state_, envelope, context);
     if (!effects.ok()) {
       return At(position, absl::StrCat("the rules refuse this ", EventKind(body), ": ", effects.status().message()),
                 absl::IsUnauthenticated(effects.status()) ? absl::StatusCode::kUnauthenticated

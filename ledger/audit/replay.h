@@ -12,6 +12,7 @@
 #include <deque>
 
 #include "absl/status/status.h"
+#include "ledger/rules/envelope.h"
 #include "ledger/rules/state.h"
 #include "ledger/v1/events.pb.h"
 #include "ledger/v1/record.pb.h"
@@ -30,6 +31,8 @@ class Replayer {
   // checked the signature bytes under the key the record names (key validity
   // at this position is still checked here).
   absl::Status Next(const v1::Record& record, bool signature_verified = false);
+  // The same, for a caller that has already decoded the record's envelope.
+  absl::Status Next(const v1::Record& record, const Envelope& envelope, bool signature_verified);
 
   // At the end of the log: every system event the rules implied was written.
   absl::Status Finish() const;

@@ -48,10 +48,10 @@ struct GenesisSpec {
 struct LedgerOptions {
   std::string data_dir;  // the RocksDB directory
   crypto::PrivateKey operator_key;
-  std::optional<GenesisSpec> genesis;
+  std::optional<GenesisSpec> genesis{};
   int verify_threads = 0;  // 0: one per core
   // Ledger time source (Unix ns). Times never go backwards whatever it says.
-  std::function<int64_t()> clock;
+  std::function<int64_t()> clock{};
   size_t max_group_events = 20000;
 };
 

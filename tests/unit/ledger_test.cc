@@ -460,7 +460,9 @@ TEST_F(LedgerTest, ConcurrentSubmitsAreEachAnsweredOnceWithDensePositions) {
     positions.push_back(r.receipt.position());
     receipt_sizes.insert(r.receipt.tree_size());
     auto [it, inserted] = notes.emplace(r.receipt.tree_size(), r.receipt.checkpoint());
-    if (!inserted) EXPECT_EQ(it->second, r.receipt.checkpoint()) << "two notes for one size";
+    if (!inserted) {
+      EXPECT_EQ(it->second, r.receipt.checkpoint()) << "two notes for one size";
+    }
     receipts.push_back(r.receipt);
   }
   std::sort(positions.begin(), positions.end());
