@@ -17,7 +17,7 @@ namespace ledger::audit {
 namespace {
 
 enum CheckIndex { kSignatures, kIntegrity, kReplay, kNoReversal, kDensity };
-constexpr size_t kBatch = 4096;
+constexpr size_t kBatch = 1024;  // small enough that filling and draining the pipeline is quick
 
 std::vector<Check> FreshChecks() {
   const std::pair<const char*, const char*> checks[] = {
@@ -176,12 +176,13 @@ struct LogVerifier::Impl {
     return jobs;
   }
 
-  // Checks `jobs` on every core.
-  std::vector<std::thread> StartVerifying(Jobs& jobs) {
+  // Checks `jobs` on every core. The threads outlive this call: they use
+  // only `jobs` (which must stay put until they are joined) and copies.
+  std::vector<std::thread> StartThreads(Jobs& jobs) {
     std::vector<std::thread> threads;
     const size_t n = std::min(static_cast<size_t>(report.threads), std::max<size_t>(1, jobs.size()));
     for (size_t t = 0; t < n; ++t) {
-      threads.emplace_back([&, t] {
+      threads.emplace_back([this, &jobs, t, n] {
         for (size_t i = t; i < jobs.size(); i += n) {
           Pending& p = *jobs[i].first;
           if (p.is_checkpoint) {
@@ -306,34 +307,49 @@ struct LogVerifier::Impl {
     }
   }
 
-  // Signatures of one batch are checked on every core while the batch
-  // before it is replayed on this thread: the pipeline keeps both cores busy.
+  // A three-stage pipeline: while the pool checks the signatures of one
+  // batch, this thread replays the batch before it and then reads and
+  // decodes the next, so the cores are never left waiting for each other.
   bool Rotate() {
-    Jobs jobs = SignatureJobs(batch);  // keys as of the end of `ready`'s predecessor
-    std::vector<std::thread> threads = StartVerifying(jobs);
+    JoinVerifying();
+    std::vector<Pending> ready = std::move(verifying);
+    verifying = std::move(batch);
+    batch.clear();
+    StartVerifying();  // keys as known before `ready` is replayed
     const bool good = Apply(ready);
-    for (auto& thread : threads) thread.join();
     pending_records -= std::count_if(ready.begin(), ready.end(), [](const Pending& p) { return !p.is_checkpoint; });
-    ready.clear();
-    std::swap(ready, batch);
     if (good && options.on_batch) options.on_batch();
     return good;
   }
 
+  // Drains the pipeline: replays what is verified while the last batch is
+  // verified, then that.
   bool Flush() {
-    if (failed()) return false;
-    bool good = Apply(ready);
-    ready.clear();
-    if (good && !batch.empty()) {
-      Jobs jobs = SignatureJobs(batch);
-      for (auto& thread : StartVerifying(jobs)) thread.join();
-      good = Apply(batch);
-    }
+    JoinVerifying();
+    std::vector<Pending> ready = std::move(verifying);
+    verifying = std::move(batch);
     batch.clear();
+    StartVerifying();
+    bool good = !failed() && Apply(ready);
+    JoinVerifying();
+    good = good && Apply(verifying);
+    verifying.clear();
     pending_records = 0;
     if (good && options.on_batch) options.on_batch();
     return good;
   }
+
+  // Starts checking the signatures of `verifying` on the pool.
+  void StartVerifying() {
+    verifying_jobs = SignatureJobs(verifying);
+    verifying_threads = StartThreads(verifying_jobs);
+  }
+  void JoinVerifying() {
+    for (auto& thread : verifying_threads) thread.join();
+    verifying_threads.clear();
+    verifying_jobs.clear();
+  }
+  ~Impl() { JoinVerifying(); }
 
   bool Push(Pending p) {
     if (failed()) return false;
@@ -350,9 +366,11 @@ struct LogVerifier::Impl {
   absl::flat_hash_set<uint64_t> idempotency;  // fingerprints of (author, key)
   uint64_t last_checkpoint_size = 0;
   bool trusted_seen = false;
-  std::vector<Pending> batch;
-  std::vector<Pending> ready;    // signatures checked, not yet replayed
-  uint64_t pending_records = 0;  // records in `ready` and `batch`
+  std::vector<Pending> batch;      // being read and decoded
+  std::vector<Pending> verifying;  // signatures being checked on the pool
+  Jobs verifying_jobs;
+  std::vector<std::thread> verifying_threads;
+  uint64_t pending_records = 0;  // records in `verifying` and `batch`
 };
 
 LogVerifier::LogVerifier(LogVerifierOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
