@@ -18,6 +18,12 @@
 // UNAVAILABLE (reason STORAGE), nothing acknowledged is lost, and once space
 // is freed appends succeed again.
 //
+// ReadOnlyDataDirectory: the same data directory made read-only (a read-only
+// bind mount; root ignores file modes): ledgerd refuses to start, naming the
+// read-only file system; writable again, nothing acknowledged is lost. (A
+// disk that turns read-only under a running server is not simulated here: a
+// mount with files open for writing cannot be remounted read-only.)
+//
 // No sleeps as synchronisation: waits are on condition variables and polls,
 // each bounded by a deadline.
 #include <fcntl.h>
@@ -619,6 +625,68 @@ TEST(CrashTest, DiskFullFailsAppendsCleanlyAndRecoversWhenFreed) {
   ASSERT_TRUE(records.ok()) << records.status();
   ExpectAcknowledgedPresentOnce(reader, *records, acked, /*check_proofs=*/false);
   auto stopped = server.Stop();
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+}
+
+TEST(CrashTest, ReadOnlyDataDirectoryIsRefusedClearlyAndLosesNothing) {
+  LedgerdProcess server;
+  std::error_code error;
+  fs::create_directories(server.data_dir(), error);
+  ASSERT_FALSE(error) << error.message();
+  if (::mount("tmpfs", server.data_dir().c_str(), "tmpfs", 0, "size=64m,mode=0700") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs on the data directory (" << std::strerror(errno)
+                 << "): needs CAP_SYS_ADMIN";
+  }
+  Unmount unmount_tmpfs{server.data_dir()};
+  ASSERT_OK(server.Start());
+  LedgerClient client(server.address());
+  ASSERT_OK(client.Init());
+  auto registrar = LoadRegistrar(server.data_dir());
+  ASSERT_TRUE(registrar.ok()) << registrar.status();
+  auto org = client.RegisterOrg(*registrar, "read-only-org");
+  ASSERT_TRUE(org.ok()) << org.status();
+  std::vector<Sent> acked;
+  for (int i = 0; i < 10; ++i) {
+    Sent s;
+    s.event = client.KeyAddedEvent(*org, org->id, crypto::PrivateKey::Generate());
+    v1::EventBody body;
+    body.ParseFromString(s.event.body());
+    s.author = body.author();
+    s.idempotency_key = body.idempotency_key();
+    v1::AppendResponse response;
+    grpc::Status status = client.Append(s.event, &response);
+    ASSERT_TRUE(status.ok()) << services::Describe(status);
+    s.receipt = response.receipt();
+    acked.push_back(std::move(s));
+  }
+  auto stopped = server.Stop();
+  ASSERT_TRUE(stopped.ok() && *stopped == 0) << server.Stderr();
+
+  // The same directory, read-only (root ignores file modes, so a read-only
+  // bind mount stands in for a read-only disk): ledgerd refuses to start and
+  // says why.
+  ASSERT_EQ(::mount(server.data_dir().c_str(), server.data_dir().c_str(), nullptr, MS_BIND, nullptr), 0)
+      << std::strerror(errno);
+  Unmount unmount_bind{server.data_dir()};
+  ASSERT_EQ(::mount(nullptr, server.data_dir().c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr), 0)
+      << std::strerror(errno);
+  absl::Status refused = server.Start();
+  ASSERT_FALSE(refused.ok()) << "ledgerd started on a read-only data directory";
+  EXPECT_TRUE(absl::StrContains(refused.message(), "Read-only file system")) << refused;
+
+  // Writable again: everything acknowledged is there, and appends work.
+  ASSERT_EQ(::umount2(server.data_dir().c_str(), 0), 0) << std::strerror(errno);
+  unmount_bind.path.clear();
+  ASSERT_OK(server.Start());
+  LedgerClient reader(server.address());
+  ASSERT_OK(reader.Init());
+  v1::AppendResponse response;
+  grpc::Status appended = reader.Append(reader.KeyAddedEvent(*org, org->id, crypto::PrivateKey::Generate()), &response);
+  ASSERT_TRUE(appended.ok()) << services::Describe(appended);
+  auto records = ReadAll(reader);
+  ASSERT_TRUE(records.ok()) << records.status();
+  ExpectAcknowledgedPresentOnce(reader, *records, acked, /*check_proofs=*/false);
+  stopped = server.Stop();
   ASSERT_TRUE(stopped.ok()) << stopped.status();
 }
 
