@@ -99,6 +99,7 @@ absl::Status Ledger::Start() {
   }
   {
     absl::MutexLock lock(&keys_mu_);
+    keys_.reserve(state_.keys().size());
     for (const auto& [id, key] : state_.keys()) {
       auto public_key = crypto::PublicKey::FromRaw(key.public_key());
       if (!public_key.ok()) return absl::DataLossError(absl::StrCat("stored key ", id, " is corrupt"));

@@ -372,8 +372,18 @@ absl::Status Store::ScanState(const std::string& prefix, const StateVisitor& vis
 }
 
 absl::Status Store::LoadState(rules::State* state) const {
+  // The organisation-key index is derived from the keys and not loaded: it
+  // is skipped (half the entries when keys dominate), and its entries are
+  // checked when a query reads them.
+  std::string past_index(rules::kOrganisationKeyPrefix);
+  past_index.back()++;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), state_));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (it->key().starts_with(rocksdb::Slice(rules::kOrganisationKeyPrefix.data(),
+                                             rules::kOrganisationKeyPrefix.size()))) {
+      it->Seek(past_index);
+      if (!it->Valid()) break;
+    }
     auto opened = OpenState(it->key().ToStringView(), it->value().ToStringView());
     if (!opened.ok()) return opened.status();
     if (auto s = state->LoadEntry(absl::string_view(it->key().data(), it->key().size()),
