@@ -74,7 +74,8 @@ Flags ParseFlags(int argc, char** argv) {
       const std::string value = argv[++i];
       if (arg == "--server") {
         flags.server = value;
-      } else if (!absl::SimpleAtoi(value, &flags.queries) || flags.queries < 1 || flags.queries > 10'000'000) {
+      } else if (!absl::SimpleAtoi(value, &flags.queries) || flags.queries < 1 ||
+                 flags.queries > 10'000'000) {
         Usage(absl::StrCat("--queries wants a number in 1..10000000, got '", value, "'"));
       }
     } else {
@@ -129,8 +130,9 @@ struct QueryKind {
   std::vector<double> latencies_ms;
 };
 
+// One unary call with the standard deadline; the response is discarded.
 template <typename Response, typename Call>
-grpc::Status Timed(Call call) {
+grpc::Status CallOnce(Call call) {
   grpc::ClientContext context;
   PrepareCall(context, kCallTimeout);
   Response response;
@@ -182,7 +184,8 @@ int Main(int argc, char** argv) {
     token = response.next_page_token();
     if (token.empty()) break;
   }
-  if (proposals.empty()) Fail("the ledger holds no proposals to query (run `ledgerctl demo` against it first)");
+  if (proposals.empty())
+    Fail("the ledger holds no proposals to query (run `ledgerctl demo` against it first)");
   auto proposal = [&](int i) -> const v1::ProposalSummary& { return proposals[i % proposals.size()]; };
   auto filter = [&](int i, bool by_proposal) {
     v1::QueryFilter f;
@@ -197,46 +200,48 @@ int Main(int argc, char** argv) {
 
   std::vector<QueryKind> kinds;
   kinds.emplace_back("GetProposal", [&](int i) {
-                     v1::GetProposalRequest r;
-                     r.set_proposal_id(proposal(i).proposal_id());
-                     return Timed<v1::ProposalState>(
-                         [&](grpc::ClientContext* c, v1::ProposalState* out) { return governance->GetProposal(c, r, out); });
-                   });
+    v1::GetProposalRequest r;
+    r.set_proposal_id(proposal(i).proposal_id());
+    return CallOnce<v1::ProposalState>(
+        [&](grpc::ClientContext* c, v1::ProposalState* out) { return governance->GetProposal(c, r, out); });
+  });
   kinds.emplace_back("ListProposals", [&](int i) {
-                     v1::ListProposalsRequest r;
-                     *r.mutable_filter() = filter(i, false);
-                     return Timed<v1::ListProposalsResponse>([&](grpc::ClientContext* c, v1::ListProposalsResponse* out) {
-                       return governance->ListProposals(c, r, out);
-                     });
-                   });
+    v1::ListProposalsRequest r;
+    *r.mutable_filter() = filter(i, false);
+    return CallOnce<v1::ListProposalsResponse>([&](grpc::ClientContext* c, v1::ListProposalsResponse* out) {
+      return governance->ListProposals(c, r, out);
+    });
+  });
   kinds.emplace_back("GetCollective", [&](int i) {
-                     v1::GetCollectiveRequest r;
-                     r.set_collective_id(proposal(i).collective_id());
-                     return Timed<v1::CollectiveState>(
-                         [&](grpc::ClientContext* c, v1::CollectiveState* out) { return governance->GetCollective(c, r, out); });
-                   });
+    v1::GetCollectiveRequest r;
+    r.set_collective_id(proposal(i).collective_id());
+    return CallOnce<v1::CollectiveState>([&](grpc::ClientContext* c, v1::CollectiveState* out) {
+      return governance->GetCollective(c, r, out);
+    });
+  });
   kinds.emplace_back("ListVetoes", [&](int i) {
-                     const v1::QueryFilter r = filter(i, false);
-                     return Timed<v1::ListVetoesResponse>(
-                         [&](grpc::ClientContext* c, v1::ListVetoesResponse* out) { return governance->ListVetoes(c, r, out); });
-                   });
+    const v1::QueryFilter r = filter(i, false);
+    return CallOnce<v1::ListVetoesResponse>([&](grpc::ClientContext* c, v1::ListVetoesResponse* out) {
+      return governance->ListVetoes(c, r, out);
+    });
+  });
   kinds.emplace_back("ListOverrules", [&](int i) {
-                     const v1::QueryFilter r = filter(i, false);
-                     return Timed<v1::ListOverrulesResponse>([&](grpc::ClientContext* c, v1::ListOverrulesResponse* out) {
-                       return governance->ListOverrules(c, r, out);
-                     });
-                   });
+    const v1::QueryFilter r = filter(i, false);
+    return CallOnce<v1::ListOverrulesResponse>([&](grpc::ClientContext* c, v1::ListOverrulesResponse* out) {
+      return governance->ListOverrules(c, r, out);
+    });
+  });
   kinds.emplace_back("ListRefusals", [&](int i) {
-                     const v1::QueryFilter r = filter(i, false);
-                     return Timed<v1::ListRefusalsResponse>([&](grpc::ClientContext* c, v1::ListRefusalsResponse* out) {
-                       return governance->ListRefusals(c, r, out);
-                     });
-                   });
+    const v1::QueryFilter r = filter(i, false);
+    return CallOnce<v1::ListRefusalsResponse>([&](grpc::ClientContext* c, v1::ListRefusalsResponse* out) {
+      return governance->ListRefusals(c, r, out);
+    });
+  });
   kinds.emplace_back("GetHistory", [&](int i) {
-                     const v1::QueryFilter r = filter(i, true);
-                     return Timed<v1::HistoryResponse>(
-                         [&](grpc::ClientContext* c, v1::HistoryResponse* out) { return governance->GetHistory(c, r, out); });
-                   });
+    const v1::QueryFilter r = filter(i, true);
+    return CallOnce<v1::HistoryResponse>(
+        [&](grpc::ClientContext* c, v1::HistoryResponse* out) { return governance->GetHistory(c, r, out); });
+  });
 
   std::vector<double> all_ms;
   int failures = 0;
@@ -262,13 +267,15 @@ int Main(int argc, char** argv) {
   if (flags.json) {
     std::string out = absl::StrFormat(
         "{\"records\":%d,\"catch_up\":{\"records\":%d,\"messages\":%d,\"seconds\":%.3f,\"per_second\":%.1f},"
-        "\"queries\":{\"count\":%d,\"failures\":%d,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"kinds\":{",
-        info.tree_size(), catch_up.records, catch_up.messages, catch_up.seconds, catch_up.rate(), all_ms.size(),
-        failures, Percentile(all_ms, 0.5), p99, all_ms.empty() ? 0 : all_ms.back());
+        "\"queries\":{\"count\":%d,\"failures\":%d,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"kinds\":"
+        "{",
+        info.tree_size(), catch_up.records, catch_up.messages, catch_up.seconds, catch_up.rate(),
+        all_ms.size(), failures, Percentile(all_ms, 0.5), p99, all_ms.empty() ? 0 : all_ms.back());
     for (size_t k = 0; k < kinds.size(); ++k) {
-      absl::StrAppend(&out, k ? "," : "", JsonString(kinds[k].name),
-                      absl::StrFormat(":{\"p50_ms\":%.3f,\"p99_ms\":%.3f}", Percentile(kinds[k].latencies_ms, 0.5),
-                                      Percentile(kinds[k].latencies_ms, 0.99)));
+      absl::StrAppend(
+          &out, k ? "," : "", JsonString(kinds[k].name),
+          absl::StrFormat(":{\"p50_ms\":%.3f,\"p99_ms\":%.3f}", Percentile(kinds[k].latencies_ms, 0.5),
+                          Percentile(kinds[k].latencies_ms, 0.99)));
     }
     absl::StrAppend(&out, "}},\"first_error\":", first_error.empty() ? "null" : JsonString(first_error),
                     absl::StrFormat(",\"load_average\":[%.2f,%.2f]}", load_before, load_after));
@@ -283,7 +290,8 @@ int Main(int argc, char** argv) {
       std::cout << absl::StrFormat("%-14s %8d %9.3f %9.3f\n", kind.name, kind.latencies_ms.size(),
                                    Percentile(kind.latencies_ms, 0.5), Percentile(kind.latencies_ms, 0.99));
     }
-    std::cout << absl::StrFormat("%-14s %8d %9.3f %9.3f\n\n", "all", all_ms.size(), Percentile(all_ms, 0.5), p99);
+    std::cout << absl::StrFormat("%-14s %8d %9.3f %9.3f\n\n", "all", all_ms.size(), Percentile(all_ms, 0.5),
+                                 p99);
     if (failures) std::cout << failures << " queries failed; first: " << first_error << "\n";
     std::cout << "targets (DESIGN.md §8):\n"
               << absl::StrFormat("  %s  stream catch-up >= 200000 records/s         %.0f/s\n",
