@@ -53,9 +53,13 @@ start_server
 echo "== ledgerd on $address, data in $work/data"
 "$bin/tools/ledgerctl" --server "$address" demo --registrar-key "$work/data/registrar.key.pem" >/dev/null
 echo "== demo played; appending $records KeyAdded events (batch mode)"
-"$bin/tools/ledger_loadgen" --server "$address" --registrar-key "$work/data/registrar.key.pem" \
-  --mode batch --events "$records" --clients 16 --verify-seconds 1 2>/dev/null |
-  sed -n '/^mode/,/^$/p'
+if ! "$bin/tools/ledger_loadgen" --server "$address" --registrar-key "$work/data/registrar.key.pem" \
+  --mode batch --events "$records" --clients 16 --verify-seconds 1 2>"$work/loadgen.err" |
+  sed -n '/^mode/,/^$/p'; then
+  echo "bench_scale: the load generator failed:" >&2
+  cat "$work/loadgen.err" >&2
+  exit 1
+fi
 
 echo "== reads on the running server"
 "$bin/tools/ledger_readbench" --server "$address"

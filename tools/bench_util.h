@@ -34,11 +34,14 @@ inline double LoadAverage() {
   return load;
 }
 
-// A deadline, and wait-for-ready: a failed connection attempt is retried
-// within the deadline, not reported as an error.
-inline void PrepareCall(grpc::ClientContext& context, std::chrono::seconds timeout) {
+// A deadline, and whether to wait for the connection: set-up calls wait (a
+// failed connection attempt is retried within the deadline); measured calls
+// fail at once, so a server that dies mid-run ends the run instead of
+// stalling every remaining call for its whole deadline.
+enum class Connection { kWaitForReady, kFailFast };
+inline void PrepareCall(grpc::ClientContext& context, std::chrono::seconds timeout, Connection connection) {
   context.set_deadline(std::chrono::system_clock::now() + timeout);
-  context.set_wait_for_ready(true);
+  context.set_wait_for_ready(connection == Connection::kWaitForReady);
 }
 
 }  // namespace ledger::bench

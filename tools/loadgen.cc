@@ -268,7 +268,7 @@ std::vector<Org> RegisterOrganisations(v1::LedgerService::Stub& stub, const Flag
     }
     v1::AppendBatchResponse response;
     grpc::ClientContext context;
-    PrepareCall(context, kCallTimeout);
+    PrepareCall(context, kCallTimeout, bench::Connection::kWaitForReady);
     grpc::Status status = stub.AppendBatch(&context, request, &response);
     if (!status.ok()) {
       Fail(absl::StrCat("registering organisations ", start, "..", end - 1, ": ",
@@ -441,7 +441,7 @@ ModeResult RunLoad(const std::string& mode, const Flags& flags,
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
       for (size_t i; (i = next.fetch_add(1)) < calls;) {
         grpc::ClientContext context;
-        PrepareCall(context, kCallTimeout);
+        PrepareCall(context, kCallTimeout, bench::Connection::kFailFast);
         grpc::Status status;
         int64_t want = 1, got = 0;
         Clock::time_point t0 = Clock::now();
@@ -557,7 +557,7 @@ int Main(int argc, char** argv) {
   v1::GetLedgerInfoResponse info;
   {
     grpc::ClientContext context;
-    PrepareCall(context, kCallTimeout);
+    PrepareCall(context, kCallTimeout, bench::Connection::kWaitForReady);
     grpc::Status status = setup_stub->GetLedgerInfo(&context, {}, &info);
     if (!status.ok()) Fail(absl::StrCat("GetLedgerInfo: ", services::Describe(status)));
   }

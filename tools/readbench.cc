@@ -130,11 +130,11 @@ struct QueryKind {
   std::vector<double> latencies_ms;
 };
 
-// One unary call with the standard deadline; the response is discarded.
+// One measured call (fail-fast, standard deadline); the response is discarded.
 template <typename Response, typename Call>
 grpc::Status CallOnce(Call call) {
   grpc::ClientContext context;
-  PrepareCall(context, kCallTimeout);
+  PrepareCall(context, kCallTimeout, bench::Connection::kFailFast);
   Response response;
   return call(&context, &response);
 }
@@ -159,7 +159,7 @@ int Main(int argc, char** argv) {
   v1::GetLedgerInfoResponse info;
   {
     grpc::ClientContext context;
-    PrepareCall(context, kCallTimeout);
+    PrepareCall(context, kCallTimeout, bench::Connection::kWaitForReady);
     if (grpc::Status s = ledger->GetLedgerInfo(&context, {}, &info); !s.ok()) {
       Fail(absl::StrCat("GetLedgerInfo: ", services::Describe(s)));
     }
@@ -176,7 +176,7 @@ int Main(int argc, char** argv) {
     request.mutable_filter()->set_page_token(token);
     v1::ListProposalsResponse response;
     grpc::ClientContext context;
-    PrepareCall(context, kCallTimeout);
+    PrepareCall(context, kCallTimeout, bench::Connection::kWaitForReady);
     if (grpc::Status s = governance->ListProposals(&context, request, &response); !s.ok()) {
       Fail(absl::StrCat("ListProposals: ", services::Describe(s)));
     }

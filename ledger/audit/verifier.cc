@@ -176,8 +176,10 @@ struct LogVerifier::Impl {
     return jobs;
   }
 
-  // Checks `jobs` on every core. The threads outlive this call: they use
-  // only `jobs` (which must stay put until they are joined) and copies.
+  // Checks `jobs` on every core. The threads outlive this call: until they
+  // are joined, `jobs`, the Pending elements it points at (the vector holding
+  // them may be moved, not cleared) and `options` must stay alive; nothing
+  // else touches those Pending elements meanwhile.
   std::vector<std::thread> StartThreads(Jobs& jobs) {
     std::vector<std::thread> threads;
     const size_t n = std::min(static_cast<size_t>(report.threads), std::max<size_t>(1, jobs.size()));
@@ -326,11 +328,12 @@ struct LogVerifier::Impl {
   // verified, then that.
   bool Flush() {
     JoinVerifying();
+    if (failed()) return false;
     std::vector<Pending> ready = std::move(verifying);
     verifying = std::move(batch);
     batch.clear();
     StartVerifying();
-    bool good = !failed() && Apply(ready);
+    bool good = Apply(ready);
     JoinVerifying();
     good = good && Apply(verifying);
     verifying.clear();

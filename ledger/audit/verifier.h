@@ -91,7 +91,7 @@ struct LogVerifierOptions {
   // report_from. Replay findings are reported wherever they are (a state the
   // range rests on that does not replay is a finding about the range).
   uint64_t report_from = 0;
-  // Called after each batch is applied (every few thousand records).
+  // Called after each batch is applied (about every thousand records).
   std::function<void()> on_batch = {};
 };
 

@@ -196,9 +196,9 @@ TEST_F(LedgerdTest, ConcurrentAppendsAreDenseDurableAndProvable) {
     });
   }
   for (std::thread& t : threads) t.join();
+  for (const std::string& retry : transport_retries) std::cerr << "retried after " << retry << "\n";
   ASSERT_TRUE(errors.empty()) << errors.size() << " clients failed; first: " << errors.front()
                               << "\n--- ledgerd stderr ---\n" << server_.Stderr();
-  for (const std::string& retry : transport_retries) std::cerr << "retried after " << retry << "\n";
   for (auto& events : per_client) {
     for (Acked& a : events) acked.push_back(std::move(a));
   }

@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "ledger/audit/replay.h"
+#include "ledger/audit/verifier.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/crypto/sha256.h"
 #include "ledger/merkle/checkpoint.h"
@@ -1043,6 +1044,105 @@ TEST_F(LedgerTest, LaterGenesisWithItsOwnKeyIsUnauthenticatedAndNotRecorded) {
   ExpectRefusal(Submit({SealEvent(body, throwaway)}), absl::StatusCode::kUnauthenticated, v1::UNKNOWN_KEY);
   EXPECT_EQ(ledger_->size(), size);
   EXPECT_EQ(StoredState(), state);
+}
+
+}  // namespace
+}  // namespace ledger::store
+
+namespace ledger::store {
+namespace {
+
+// The offline verifier over many of its batches (so the pipeline rotates:
+// signatures of one batch checked on the pool while the batch before is
+// replayed, checkpoints opened on the pool, a key added in one batch and used
+// in later ones) passes a good log, and names the first bad signature and the
+// first bad checkpoint at their positions.
+TEST_F(LedgerTest, LogVerifierOverManyBatchesPassesAndNamesTheFirstFault) {
+  std::map<uint64_t, std::string> checkpoints;  // tree size -> note
+  auto keep = [&](const SubmitResult& r) { checkpoints[r.receipt.tree_size()] = r.receipt.checkpoint(); };
+  PrivateKey first = PrivateKey::Generate();
+  PrivateKey second = PrivateKey::Generate();
+  keep(SubmitOne(Register("trust", {Raw(first)})));
+  const PrivateKey* signer = &first;
+  for (int batch = 0; batch < 32; ++batch) {
+    if (batch == 12) {  // about position 1200: a new key signs from here on
+      keep(SubmitOne(AddKey("trust", Raw(second), "trust", first)));
+      signer = &second;
+    }
+    std::vector<v1::SignedEvent> events;
+    for (int i = 0; i < 100; ++i) events.push_back(AddKey("trust", Raw(PrivateKey::Generate()), "trust", *signer));
+    auto results = Submit(std::move(events));
+    ASSERT_TRUE(results.ok()) << results.status();
+    for (const SubmitResult& r : *results) keep(r);
+  }
+  std::vector<std::string> records;
+  ASSERT_TRUE(ledger_->store()
+                  .ScanRecords(0, ledger_->size(),
+                               [&](uint64_t, std::string_view bytes) {
+                                 records.emplace_back(bytes);
+                                 return true;
+                               })
+                  .ok());
+  ASSERT_GT(records.size(), 3000u);
+
+  auto verify = [&](const std::vector<std::string>& log, const std::map<uint64_t, std::string>& notes) {
+    audit::LogVerifier verifier(audit::LogVerifierOptions{.operator_key = operator_key_.public_key(),
+                                                          .origin = ledger_->info().origin(),
+                                                          .threads = 2});
+    for (size_t p = 0; p < log.size(); ++p) {
+      if (!verifier.AddRecord(log[p])) break;
+      auto note = notes.find(p + 1);
+      if (note != notes.end() && !verifier.AddCheckpoint(note->first, note->second)) break;
+    }
+    if (verifier.Flush()) {
+      absl::Status finished = verifier.FinishReplay();
+      EXPECT_TRUE(finished.ok()) << finished;
+    }
+    return verifier.Report();
+  };
+
+  {
+    SCOPED_TRACE("the log as written");
+    audit::VerifyReport report = verify(records, checkpoints);
+    EXPECT_TRUE(report.ok()) << audit::FormatReport(report, false);
+    EXPECT_EQ(report.records, records.size());
+    EXPECT_EQ(report.checkpoints, checkpoints.size());
+  }
+  {
+    SCOPED_TRACE("a bad signature at position 2500");
+    std::vector<std::string> tampered = records;
+    v1::Record record;
+    ASSERT_TRUE(record.ParseFromString(tampered[2500]));
+    v1::SignedEvent event;
+    ASSERT_TRUE(event.ParseFromString(record.signed_event()));
+    std::string signature = event.signature();
+    signature[7] ^= 0x01;
+    event.set_signature(signature);
+    record.set_signed_event(event.SerializeAsString());
+    tampered[2500] = record.SerializeAsString();
+    audit::VerifyReport report = verify(tampered, checkpoints);
+    ASSERT_FALSE(report.ok());
+    EXPECT_FALSE(report.checks[0].passed) << audit::FormatReport(report, false);
+    EXPECT_EQ(report.checks[0].name, "signatures");
+    EXPECT_EQ(report.checks[0].first_failing_position, 2500u) << report.checks[0].detail;
+  }
+  {
+    SCOPED_TRACE("a bad checkpoint after position 2100");
+    std::map<uint64_t, std::string> tampered = checkpoints;
+    auto it = tampered.lower_bound(2100);
+    ASSERT_NE(it, tampered.end());
+    const uint64_t size = it->first;
+    std::string& note = it->second;
+    const size_t dash = note.rfind("\u2014 ");
+    ASSERT_NE(dash, std::string::npos) << note;
+    char& c = note[note.size() - 20];  // inside the signature's base64, clear of its padding
+    c = c == 'A' ? 'B' : 'A';
+    audit::VerifyReport report = verify(records, tampered);
+    ASSERT_FALSE(report.ok());
+    EXPECT_FALSE(report.checks[1].passed) << audit::FormatReport(report, false);
+    EXPECT_EQ(report.checks[1].name, "integrity");
+    EXPECT_EQ(report.checks[1].first_failing_position, size - 1) << report.checks[1].detail;
+  }
 }
 
 }  // namespace
