@@ -223,6 +223,25 @@ struct Sent {
   int attempts = 0;
 };
 
+// A fresh KeyAdded event by `org` (adding a new key to itself), sealed by
+// `sealer`, with the author and idempotency key it carries.
+Sent NewKeyAdded(const LedgerClient& sealer, const Org& org) {
+  Sent s;
+  s.event = sealer.KeyAddedEvent(org, org.id, crypto::PrivateKey::Generate());
+  v1::EventBody body;
+  body.ParseFromString(s.event.body());
+  s.author = body.author();
+  s.idempotency_key = body.idempotency_key();
+  return s;
+}
+
+// Mounts a tmpfs of `size` (e.g. "8m") on `dir`; false where that is not
+// permitted (it needs CAP_SYS_ADMIN).
+bool MountTmpfs(const std::string& dir, const std::string& size) {
+  const std::string options = absl::StrCat("size=", size, ",mode=0700");
+  return ::mount("tmpfs", dir.c_str(), "tmpfs", 0, options.c_str()) == 0;
+}
+
 bool Retryable(grpc::StatusCode code) {
   return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::CANCELLED ||
          code == grpc::StatusCode::DEADLINE_EXCEEDED || code == grpc::StatusCode::UNKNOWN ||
@@ -340,12 +359,7 @@ TEST(CrashTest, KillUnderConcurrentLoadLosesNothingAcknowledged) {
       std::unique_ptr<LedgerClient> conn;
       uint64_t generation = 0;
       for (int i = 0; i < kEventsPerClient && Clock::now() < hard_deadline; ++i) {
-        Sent s;
-        s.event = sealer.KeyAddedEvent(orgs[c], orgs[c].id, crypto::PrivateKey::Generate());
-        v1::EventBody body;
-        body.ParseFromString(s.event.body());
-        s.author = body.author();
-        s.idempotency_key = body.idempotency_key();
+        Sent s = NewKeyAdded(sealer, orgs[c]);
         while (Clock::now() < hard_deadline) {
           if (conn == nullptr || generation != address.generation()) {
             auto up = address.WaitNewer(generation, hard_deadline);
@@ -503,7 +517,7 @@ TEST(CrashTest, DiskFullFailsAppendsCleanlyAndRecoversWhenFreed) {
   std::error_code error;
   fs::create_directories(server.data_dir(), error);
   ASSERT_FALSE(error) << error.message();
-  if (::mount("tmpfs", server.data_dir().c_str(), "tmpfs", 0, "size=8m,mode=0700") != 0) {
+  if (!MountTmpfs(server.data_dir(), "8m")) {
     GTEST_SKIP() << "cannot mount a tmpfs on the data directory (" << std::strerror(errno)
                  << "): needs CAP_SYS_ADMIN";
   }
@@ -518,12 +532,7 @@ TEST(CrashTest, DiskFullFailsAppendsCleanlyAndRecoversWhenFreed) {
 
   std::vector<Sent> acked;
   auto append = [&](grpc::Status* status) {
-    Sent s;
-    s.event = client.KeyAddedEvent(*org, org->id, crypto::PrivateKey::Generate());
-    v1::EventBody body;
-    body.ParseFromString(s.event.body());
-    s.author = body.author();
-    s.idempotency_key = body.idempotency_key();
+    Sent s = NewKeyAdded(client, *org);
     v1::AppendResponse response;
     *status = client.Append(s.event, &response);
     if (status->ok()) {
@@ -633,7 +642,7 @@ TEST(CrashTest, ReadOnlyDataDirectoryIsRefusedClearlyAndLosesNothing) {
   std::error_code error;
   fs::create_directories(server.data_dir(), error);
   ASSERT_FALSE(error) << error.message();
-  if (::mount("tmpfs", server.data_dir().c_str(), "tmpfs", 0, "size=64m,mode=0700") != 0) {
+  if (!MountTmpfs(server.data_dir(), "64m")) {
     GTEST_SKIP() << "cannot mount a tmpfs on the data directory (" << std::strerror(errno)
                  << "): needs CAP_SYS_ADMIN";
   }
@@ -647,12 +656,7 @@ TEST(CrashTest, ReadOnlyDataDirectoryIsRefusedClearlyAndLosesNothing) {
   ASSERT_TRUE(org.ok()) << org.status();
   std::vector<Sent> acked;
   for (int i = 0; i < 10; ++i) {
-    Sent s;
-    s.event = client.KeyAddedEvent(*org, org->id, crypto::PrivateKey::Generate());
-    v1::EventBody body;
-    body.ParseFromString(s.event.body());
-    s.author = body.author();
-    s.idempotency_key = body.idempotency_key();
+    Sent s = NewKeyAdded(client, *org);
     v1::AppendResponse response;
     grpc::Status status = client.Append(s.event, &response);
     ASSERT_TRUE(status.ok()) << services::Describe(status);
