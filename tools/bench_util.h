@@ -6,7 +6,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <string>
+#include <string_view>
 #include <vector>
+
+#include "absl/strings/str_format.h"
 
 #include "grpcpp/client_context.h"
 
@@ -32,6 +36,24 @@ inline double LoadAverage() {
     std::fclose(f);
   }
   return load;
+}
+
+// `s` as a JSON string literal (quotes, backslashes and control characters
+// escaped).
+inline std::string JsonString(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(ch);
+    } else if (c < 0x20) {
+      out += absl::StrFormat("\\u%04x", c);
+    } else {
+      out.push_back(ch);
+    }
+  }
+  return out + "\"";
 }
 
 // A deadline, and whether to wait for the connection: set-up calls wait (a

@@ -53,6 +53,7 @@ namespace ledger {
 namespace {
 
 using bench::Clock;
+using bench::JsonString;
 using bench::LoadAverage;
 using bench::Percentile;
 using bench::PrepareCall;
@@ -507,22 +508,6 @@ ModeResult RunLoad(const std::string& mode, const Flags& flags,
 }
 
 // ------------------------------------------------------------------ report
-
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(ch);
-    } else if (c < 0x20) {
-      out += absl::StrFormat("\\u%04x", c);
-    } else {
-      out.push_back(ch);
-    }
-  }
-  return out + "\"";
-}
 
 struct Target {
   std::string name;

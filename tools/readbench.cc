@@ -35,6 +35,7 @@ namespace ledger {
 namespace {
 
 using bench::Clock;
+using bench::JsonString;
 using bench::Percentile;
 using bench::PrepareCall;
 using bench::Seconds;
@@ -137,15 +138,6 @@ grpc::Status CallOnce(Call call) {
   PrepareCall(context, kCallTimeout, bench::Connection::kFailFast);
   Response response;
   return call(&context, &response);
-}
-
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out.push_back('\\');
-    out.push_back(c);
-  }
-  return out + "\"";
 }
 
 int Main(int argc, char** argv) {
