@@ -3,6 +3,8 @@
 #include "absl/strings/str_cat.h"
 #include "ledger/rules/envelope.h"
 #include "ledger/rules/refusal.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "ledger/rules/commit_group.h"
 #include "ledger/rules/rules.h"
 
 namespace ledger::audit {
@@ -14,12 +16,16 @@ absl::Status At(uint64_t position, absl::string_view what,
 }
 
 // System events are compared on what the rules decide: the payload, author
-// and ledger (the idempotency key and client time are the writer's).
-std::string Decided(const v1::EventBody& body) {
+// and ledger. The idempotency key and client time are the writer's, and
+// human-readable text (a refusal's message, a rejection's reason) may be
+// worded differently by any release: a log must verify with every later one.
+v1::EventBody Decided(const v1::EventBody& body) {
   v1::EventBody decided = body;
   decided.clear_idempotency_key();
   decided.clear_client_time_unix_ms();
-  return decided.SerializeAsString();
+  if (decided.has_submission_refused()) decided.mutable_submission_refused()->clear_message();
+  if (decided.has_proposal_rejected()) decided.mutable_proposal_rejected()->clear_reason();
+  return decided;
 }
 
 }  // namespace
@@ -45,9 +51,8 @@ absl::Status Replayer::Next(const v1::Record& record, const Envelope& envelope, 
     }
   }
   const v1::EventBody& body = envelope.body;
-  const rules::Context context{position, record.ledger_time_unix_ns()};
-
-  if (state_.has_genesis() && IsSystemEvent(body)) {
+  const bool system = state_.has_genesis() && IsSystemEvent(body);
+  if (system) {
     if (body.author() != state_.info().operator_id()) {
       return At(position, absl::StrCat("system event ", EventKind(body), " authored by ", body.author(),
                                        ", not the operator"));
@@ -57,60 +62,26 @@ absl::Status Replayer::Next(const v1::Record& record, const Envelope& envelope, 
       return At(position, absl::StrCat("system event ", EventKind(body), " is not signed by an operator key"),
                 absl::StatusCode::kUnauthenticated);
     }
-    if (owed_.empty() && body.has_gateway_lapsed()) {
-      // Lapses are written when due, before anything else at that time.
-      for (v1::EventBody& lapse : rules::LapseDue(state_, context)) owed_.push_back(std::move(lapse));
+  }
+  if (owed_.empty()) {
+    if (auto s = DecideFrom(record, envelope); !s.ok()) return s;
+  }
+  if (owed_.empty()) return At(position, absl::StrCat("system event ", EventKind(body), " that the rules do not imply"));
+  Owed expected = std::move(owed_.front());
+  owed_.pop_front();
+  if (!expected.member_bytes.empty()) {
+    if (expected.member_bytes != record.signed_event()) {
+      return At(position, absl::StrCat("expected the submitted ", EventKind(expected.body), "; found ", EventKind(body)));
     }
-    if (owed_.empty() && body.has_submission_refused()) {
-      const v1::SubmissionRefused& kept = body.submission_refused();
-      v1::SignedEvent attempt;
-      if (!attempt.ParseFromString(kept.signed_event())) return At(position, "refused submission does not decode");
-      auto opened = OpenSubmission(attempt, state_.info().ledger_id());
-      if (!opened.ok()) return At(position, absl::StrCat("refused submission: ", opened.status().message()));
-      if (auto s = rules::CheckSignature(state_, *opened); !s.ok()) {
-        return At(position, absl::StrCat("refused submission was not validly signed: ", s.message()));
-      }
-      auto applied = rules::Apply(state_, *opened, context);
-      if (applied.ok()) {
-        return At(position, "a submission recorded as refused is accepted by the rules");
-      }
-      if (ReasonOf(applied.status()) != kept.reason() || std::string(applied.status().message()) != kept.message()) {
-        return At(position, absl::StrCat("refusal recorded as ", v1::Reason_Name(kept.reason()), " \"", kept.message(),
-                                         "\"; the rules say ", v1::Reason_Name(ReasonOf(applied.status())), " \"",
-                                         applied.status().message(), "\""));
-      }
-      auto implied = rules::RecordRefusal(state_, *opened, applied.status(), context);
-      if (!implied.has_value()) return At(position, "a refusal recorded beyond the organisation's daily allowance");
-      owed_.push_back(*std::move(implied));
-    }
-    if (owed_.empty()) return At(position, absl::StrCat("system event ", EventKind(body), " that the rules do not imply"));
-    v1::EventBody expected = std::move(owed_.front());
-    owed_.pop_front();
-    expected.set_ledger_id(state_.info().ledger_id());
-    expected.set_author(state_.info().operator_id());
-    if (Decided(expected) != Decided(body)) {
-      return At(position, absl::StrCat("system event differs from what the rules imply: expected ",
-                                       expected.ShortDebugString(), "; found ", body.ShortDebugString()));
-    }
-  } else {
-    if (!owed_.empty()) {
-      return At(position, absl::StrCat("expected the system event ", EventKind(owed_.front()), " ",
-                                       owed_.front().ShortDebugString(), "; found ", EventKind(body)));
-    }
-    if (state_.has_genesis()) {
-      const size_t mark = state_.Mark();
-      if (!rules::LapseDue(state_, context).empty()) {
-        state_.RollbackTo(mark);
-        return At(position, "a gateway deadline had passed but its lapse was not written first");
-      }
-    }
-    auto effects = rules::Apply(state_, envelope, context);
-    if (!effects.ok()) {
-      return At(position, absl::StrCat("the rules refuse this ", EventKind(body), ": ", effects.status().message()),
-                absl::IsUnauthenticated(effects.status()) ? absl::StatusCode::kUnauthenticated
-                                                          : absl::StatusCode::kFailedPrecondition);
-    }
-    for (v1::EventBody& implied : effects->system_events) owed_.push_back(std::move(implied));
+  } else if (!system) {
+    return At(position, absl::StrCat(expected.body.has_gateway_lapsed()
+                                         ? "a gateway deadline had passed but its lapse was not written first: "
+                                         : "",
+                                     "expected the system event ", EventKind(expected.body), " ",
+                                     expected.body.ShortDebugString(), "; found ", EventKind(body)));
+  } else if (!google::protobuf::util::MessageDifferencer::Equals(Decided(expected.body), Decided(body))) {
+    return At(position, absl::StrCat("system event differs from what the rules imply: expected ",
+                                     expected.body.ShortDebugString(), "; found ", body.ShortDebugString()));
   }
   state_.CommitChanges();  // nothing to roll back to: the log is the truth
   last_time_ = record.ledger_time_unix_ns();
@@ -118,10 +89,61 @@ absl::Status Replayer::Next(const v1::Record& record, const Envelope& envelope, 
   return absl::OkStatus();
 }
 
+absl::Status Replayer::DecideFrom(const v1::Record& record, const Envelope& envelope) {
+  const uint64_t position = record.position();
+  const v1::EventBody& body = envelope.body;
+  // The submission this record stands for: a member event (or Genesis) is
+  // one; a SubmissionRefused carries its attempt; a lapse stands for a group
+  // with no submission. The rules then decide it as the server did.
+  std::optional<Envelope> attempt;
+  rules::GroupInput input{position, record.ledger_time_unix_ns(), {}, nullptr};
+  const char checked = 1;  // Next checked every record's signature first
+  if (!state_.has_genesis() || !IsSystemEvent(body)) {
+    input.submissions.push_back(rules::SubmissionInput{absl::MakeConstSpan(&envelope, 1), absl::MakeConstSpan(&checked, 1)});
+  } else if (body.has_submission_refused()) {
+    v1::SignedEvent signed_attempt;
+    if (!signed_attempt.ParseFromString(body.submission_refused().signed_event())) {
+      return At(position, "refused submission does not decode");
+    }
+    auto opened = OpenSubmission(signed_attempt, state_.info().ledger_id());
+    if (!opened.ok()) return At(position, absl::StrCat("refused submission: ", opened.status().message()));
+    attempt = *std::move(opened);
+    input.submissions.push_back(rules::SubmissionInput{absl::MakeConstSpan(&*attempt, 1), {}});
+  } else if (!body.has_gateway_lapsed()) {
+    return absl::OkStatus();  // nothing to decide: the caller reports an unimplied system event
+  }
+  rules::GroupDecision decision = rules::DecideGroup(state_, input);
+  if (!input.submissions.empty()) {
+    const rules::SubmissionResult& result = decision.submissions.front();
+    if (attempt.has_value()) {
+      if (result.status.ok()) return At(position, "a submission recorded as refused is accepted by the rules");
+      if (!result.refusal_recorded) {
+        return At(position, absl::StrCat("a refusal the rules do not record (", v1::Reason_Name(ReasonOf(result.status)),
+                                         ": ", result.status.message(),
+                                         "): not a broken rule, not validly signed, or beyond the organisation's daily allowance"));
+      }
+    } else if (!result.status.ok()) {
+      return At(position, absl::StrCat("the rules refuse this ", EventKind(body), ": ", result.status.message()),
+                absl::IsUnauthenticated(result.status) ? absl::StatusCode::kUnauthenticated
+                                                       : absl::StatusCode::kFailedPrecondition);
+    }
+  }
+  for (rules::GroupRecord& decided : decision.records) {
+    Owed& owed = owed_.emplace_back();
+    if (decided.member != nullptr) {
+      owed.member_bytes = decided.member->signed_bytes;
+      owed.body = decided.member->body;
+    } else {
+      owed.body = std::move(decided.system);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Replayer::Finish() const {
   if (owed_.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat("the log ends at position ", next_position_,
-                                                    " without the system event ", EventKind(owed_.front()),
+                                                    " without the system event ", EventKind(owed_.front().body),
                                                     " the rules imply"));
 }
 

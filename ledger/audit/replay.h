@@ -1,7 +1,9 @@
 // Replay: re-runs the rules over a log, record by record, exactly as the
-// server ran them, and checks that the log holds exactly the system events
-// the rules imply (DESIGN §4.1 signatures and §4.3 replay). Pure: records in,
-// verdicts out; the same rules code as the server.
+// server ran them, and checks that the log holds exactly the records the
+// rules imply (DESIGN §4.1 signatures and §4.3 replay). Pure: records in,
+// verdicts out. Each member event, recorded refusal and lapse is decided by
+// rules::DecideGroup, the server's own commit-group decision; system events
+// are compared on what the rules decide, never on human-readable text.
 //
 // Thread contract: not thread-safe; one Replayer per log. Positions count
 // from 0 and must be fed in order.
@@ -10,6 +12,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <string>
 
 #include "absl/status/status.h"
 #include "ledger/rules/envelope.h"
@@ -41,11 +44,19 @@ class Replayer {
   uint64_t records() const { return next_position_; }
 
  private:
+  // A record the rules imply, still to be found in the log.
+  struct Owed {
+    std::string member_bytes;  // an accepted member event's signed bytes; empty for a system event
+    v1::EventBody body;
+  };
+  // With nothing owed: decides the submission `record` stands for (see
+  // rules/commit_group.h) and owes the records the rules say it writes.
+  absl::Status DecideFrom(const v1::Record& record, const Envelope& envelope);
+
   rules::State state_;
   uint64_t next_position_ = 0;
   int64_t last_time_ = 0;
-  // System events the rules implied, still to be found in the log, in order.
-  std::deque<v1::EventBody> owed_;
+  std::deque<Owed> owed_;  // in log order
 };
 
 }  // namespace ledger::audit

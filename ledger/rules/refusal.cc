@@ -1,6 +1,7 @@
 #include "ledger/rules/refusal.h"
 
 #include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
 
 namespace ledger {
 
@@ -15,6 +16,16 @@ v1::Reason ReasonOf(const absl::Status& status) {
   v1::Reason reason = v1::REASON_UNSPECIFIED;
   if (payload.has_value()) v1::Reason_Parse(std::string(*payload), &reason);
   return reason;
+}
+
+absl::Status AtBatchIndex(const absl::Status& status, size_t index, size_t batch_size) {
+  if (batch_size == 1) return status;
+  absl::Status annotated(status.code(), absl::StrCat("event ", index, ": ", status.message()));
+  status.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
+    annotated.SetPayload(url, payload);
+  });
+  annotated.SetPayload(kBatchIndexPayloadUrl, absl::Cord(absl::StrCat(index)));
+  return annotated;
 }
 
 }  // namespace ledger

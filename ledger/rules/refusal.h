@@ -3,6 +3,7 @@
 #ifndef LEDGER_RULES_REFUSAL_H_
 #define LEDGER_RULES_REFUSAL_H_
 
+#include <cstddef>
 #include <string>
 
 #include "absl/status/status.h"
@@ -19,6 +20,11 @@ absl::Status Refuse(absl::StatusCode code, v1::Reason reason, std::string messag
 
 // The reason attached by Refuse, or REASON_UNSPECIFIED.
 v1::Reason ReasonOf(const absl::Status& status);
+
+// For the refusal of event `index` of a batch of `batch_size`: the same code
+// and reason, the message prefixed "event <index>: " and the index attached
+// as kBatchIndexPayloadUrl. A single event's refusal is returned unchanged.
+absl::Status AtBatchIndex(const absl::Status& status, size_t index, size_t batch_size);
 
 // Shorthands for the common classes.
 inline absl::Status Malformed(std::string message) {

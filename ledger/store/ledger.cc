@@ -7,7 +7,7 @@
 #include "ledger/crypto/sha256.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/rules/refusal.h"
-#include "ledger/rules/rules.h"
+#include "ledger/rules/commit_group.h"
 
 namespace ledger::store {
 
@@ -31,18 +31,6 @@ int64_t SystemClock() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-// Prefixes a refusal with the index of the failing event of a batch, keeping
-// its code and reason.
-absl::Status AtIndex(const absl::Status& status, size_t index, size_t batch_size) {
-  if (batch_size == 1) return status;
-  absl::Status annotated(status.code(), absl::StrCat("event ", index, ": ", status.message()));
-  status.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
-    annotated.SetPayload(url, payload);
-  });
-  annotated.SetPayload(kBatchIndexPayloadUrl, absl::Cord(absl::StrCat(index)));
-  return annotated;
 }
 
 }  // namespace
@@ -201,7 +189,7 @@ void Ledger::Submit(std::vector<v1::SignedEvent> events, Done done) {
   for (size_t i = 0; i < events.size(); ++i) {
     auto envelope = OpenSubmission(events[i], info_.ledger_id());
     if (!envelope.ok()) {
-      done(AtIndex(envelope.status(), i, events.size()));
+      done(AtBatchIndex(envelope.status(), i, events.size()));
       return;
     }
     submission->envelopes.push_back(*std::move(envelope));
@@ -246,7 +234,7 @@ void Ledger::VerifyLoop() {
       } else {
         absl::MutexLock lock(&submission->mu);
         if (submission->error.ok()) {
-          submission->error = AtIndex(
+          submission->error = AtBatchIndex(
               Refuse(absl::StatusCode::kUnauthenticated, v1::BAD_SIGNATURE,
                      absl::StrCat("signature does not verify under key ", key->key_id())),
               index, submission->envelopes.size());
@@ -318,124 +306,59 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
   const size_t group_mark = state_.Mark();
   const merkle::Frontier frontier_before = frontier_;
   const int64_t now = std::max(options_.clock(), last_time_);
-  uint64_t next = store_->tree_size();
 
-  struct Outcome {
-    absl::Status status;
-    std::vector<std::pair<uint64_t, bool>> positions;  // position, replayed
-  };
-  std::vector<Outcome> outcomes(group.size());
+  // What the decision needs from storage: earlier uses of the group's
+  // idempotency keys. A submission whose lookup fails is answered with the
+  // failure and left out of the group.
+  std::vector<absl::Status> outcomes(group.size());
+  rules::PriorUses prior_uses;
+  rules::GroupInput input{store_->tree_size(), now, {}, &prior_uses};
+  std::vector<size_t> decided;  // group index of each input submission
+  for (size_t s = 0; s < group.size(); ++s) {
+    const Submission& submission = *group[s];
+    for (const Envelope& envelope : submission.envelopes) {
+      auto found = store_->FindIdempotency(envelope.body.author(), envelope.body.idempotency_key());
+      if (!found.ok()) {
+        outcomes[s] = found.status();
+        break;
+      }
+      if (found->has_value()) {
+        prior_uses[rules::IdempotencyId(envelope.body.author(), envelope.body.idempotency_key())] =
+            rules::PriorUse{(*found)->position, (*found)->body_hash};
+      }
+    }
+    if (!outcomes[s].ok()) continue;
+    input.submissions.push_back(rules::SubmissionInput{submission.envelopes, submission.verified});
+    decided.push_back(s);
+  }
+  rules::GroupDecision decision = rules::DecideGroup(state_, input);
+  std::vector<const rules::SubmissionResult*> results(group.size(), nullptr);
+  for (size_t i = 0; i < decided.size(); ++i) {
+    results[decided[i]] = &decision.submissions[i];
+    outcomes[decided[i]] = decision.submissions[i].status;
+  }
+
   store::CommitGroup commit;
-  absl::flat_hash_map<std::string, IdempotencyEntry> group_idempotency;
-
-  auto append_record = [&](const std::string& signed_bytes, const v1::EventBody& body,
-                           const crypto::Digest& body_hash) {
+  commit.records.reserve(decision.records.size());
+  for (const rules::GroupRecord& decided_record : decision.records) {
+    const uint64_t position = input.first_position + commit.records.size();
+    // System events are the ledger's own: signed by the operator.
+    std::optional<v1::SignedEvent> sealed;
+    if (decided_record.member == nullptr) sealed = SealEvent(decided_record.system, operator_key_);
+    const v1::EventBody& body = sealed ? decided_record.system : decided_record.member->body;
     v1::Record record;
-    record.set_position(next);
+    record.set_position(position);
     record.set_ledger_time_unix_ns(now);
-    record.set_signed_event(signed_bytes);
-    PendingRecord pending;
-    pending.position = next;
+    record.set_signed_event(sealed ? sealed->SerializeAsString() : decided_record.member->signed_bytes);
+    PendingRecord& pending = commit.records.emplace_back();
+    pending.position = position;
     pending.record = record.SerializeAsString();
     pending.author = body.author();
     pending.kind = body.payload_case();
     pending.idempotency_key = body.idempotency_key();
-    pending.body_hash = body_hash;
-    commit.records.push_back(std::move(pending));
-    return next++;
-  };
-  // System events are the ledger's own: authored and signed by the operator.
-  auto append_system = [&](v1::EventBody& body) {
-    body.set_ledger_id(info_.ledger_id());
-    body.set_author(info_.operator_id());
-    body.set_idempotency_key(absl::StrCat("system/", next));
-    v1::SignedEvent signed_event = SealEvent(body, operator_key_);
-    append_record(signed_event.SerializeAsString(), body, crypto::Sha256(signed_event.body()));
-  };
-
-  // Deadlines that fell due since the last commit are decided first.
-  if (state_.has_genesis()) {
-    for (v1::EventBody& lapse : rules::LapseDue(state_, rules::Context{next, now})) append_system(lapse);
+    pending.body_hash = sealed ? crypto::Sha256(sealed->body()) : decided_record.body_hash;
   }
-
-  for (size_t s = 0; s < group.size(); ++s) {
-    Submission& submission = *group[s];
-    Outcome& outcome = outcomes[s];
-    const size_t submission_mark = state_.Mark();
-    const size_t first_record = commit.records.size();
-    const uint64_t first_position = next;
-    std::vector<std::string> idempotency_added;
-    const Envelope* refused = nullptr;  // set when a rule refused an event
-    for (size_t i = 0; i < submission.envelopes.size() && outcome.status.ok(); ++i) {
-      const Envelope& envelope = submission.envelopes[i];
-      const v1::EventBody& body = envelope.body;
-      const crypto::Digest body_hash = crypto::Sha256(envelope.signed_event.body());
-      // Signatures the verify pool could not check (the key was not known
-      // yet) are checked before anything else, a retry included: only a
-      // correctly signed submission may be answered from the idempotency index.
-      if (!submission.verified[i]) {
-        if (auto status = rules::CheckSignature(state_, envelope); !status.ok()) {
-          outcome.status = AtIndex(status, i, submission.envelopes.size());
-          break;
-        }
-      }
-      std::string idempotency_id = body.author() + '\0' + body.idempotency_key();
-      std::optional<IdempotencyEntry> prior;
-      if (auto it = group_idempotency.find(idempotency_id); it != group_idempotency.end()) {
-        prior = it->second;
-      } else {
-        auto found = store_->FindIdempotency(body.author(), body.idempotency_key());
-        if (!found.ok()) {
-          outcome.status = found.status();
-          break;
-        }
-        prior = *found;
-      }
-      if (prior.has_value()) {
-        if (prior->body_hash == body_hash) {
-          outcome.positions.emplace_back(prior->position, true);
-          continue;
-        }
-        outcome.status = AtIndex(
-            Refuse(absl::StatusCode::kAlreadyExists, v1::IDEMPOTENCY_CONFLICT,
-                   absl::StrCat("idempotency key \"", body.idempotency_key(), "\" of ", body.author(),
-                                " was used at position ", prior->position, " for a different event")),
-            i, submission.envelopes.size());
-        break;
-      }
-      auto effects = rules::Apply(state_, envelope, rules::Context{next, now});
-      if (!effects.ok()) {
-        outcome.status = AtIndex(effects.status(), i, submission.envelopes.size());
-        refused = &envelope;
-        break;
-      }
-      uint64_t position = append_record(envelope.signed_bytes, body, body_hash);
-      outcome.positions.emplace_back(position, false);
-      group_idempotency[idempotency_id] = IdempotencyEntry{position, body_hash};
-      idempotency_added.push_back(std::move(idempotency_id));
-      for (v1::EventBody& system_body : effects->system_events) append_system(system_body);
-    }
-    if (!outcome.status.ok()) {
-      state_.RollbackTo(submission_mark);
-      commit.records.resize(first_record);
-      for (const std::string& id : idempotency_added) group_idempotency.erase(id);
-      next = first_position;
-      outcome.positions.clear();
-      // A validly signed submission that broke a rule stays on the record,
-      // but only as the log alone reproduces it: decided again without the
-      // rest of its batch, with the plain refusal an auditor will see.
-      if (refused != nullptr) {
-        const rules::Context context{next, now};
-        const size_t probe = state_.Mark();
-        absl::Status alone = rules::CheckSignature(state_, *refused);
-        if (alone.ok()) alone = rules::Apply(state_, *refused, context).status();
-        state_.RollbackTo(probe);
-        if (alone.code() == absl::StatusCode::kFailedPrecondition) {
-          if (auto kept = rules::RecordRefusal(state_, *refused, alone, context)) append_system(*kept);
-        }
-      }
-    }
-  }
+  const uint64_t next = input.first_position + commit.records.size();
 
   std::string note;
   if (!commit.records.empty()) {
@@ -463,7 +386,7 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
       absl::Status failure = Refuse(absl::StatusCode::kUnavailable, v1::STORAGE,
                                     absl::StrCat("the ledger could not commit: ", written.message()));
       for (size_t s = 0; s < group.size(); ++s) {
-        group[s]->done(outcomes[s].status.ok() ? failure : outcomes[s].status);
+        group[s]->done(outcomes[s].ok() ? failure : outcomes[s]);
       }
       return;
     }
@@ -488,20 +411,20 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
 
   const uint64_t first_new = commit.records.empty() ? 0 : commit.records.front().position;
   for (size_t s = 0; s < group.size(); ++s) {
-    if (!outcomes[s].status.ok()) {
-      group[s]->done(outcomes[s].status);
+    if (!outcomes[s].ok()) {
+      group[s]->done(outcomes[s]);
       continue;
     }
-    std::vector<SubmitResult> results;
+    std::vector<SubmitResult> receipts;
     absl::Status failure;
-    for (const auto& [position, replayed] : outcomes[s].positions) {
+    for (const auto& [position, replayed] : results[s]->positions) {
       if (replayed || commit.records.empty()) {
         auto result = ReceiptFor(position, replayed);
         if (!result.ok()) {
           failure = result.status();
           break;
         }
-        results.push_back(*std::move(result));
+        receipts.push_back(*std::move(result));
         continue;
       }
       const PendingRecord& record = commit.records[position - first_new];
@@ -511,10 +434,10 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
       result.receipt.set_leaf_hash(std::string(merkle::AsBytes(merkle::HashLeaf(record.record))));
       result.receipt.set_tree_size(commit.new_tree_size);
       result.receipt.set_checkpoint(note);
-      results.push_back(std::move(result));
+      receipts.push_back(std::move(result));
     }
     if (failure.ok()) {
-      group[s]->done(std::move(results));
+      group[s]->done(std::move(receipts));
     } else {
       group[s]->done(failure);
     }

@@ -6,10 +6,10 @@
 //   assurance, the amendment and revisit rules) is read from the first bytes.
 // The rest of the bytes are member actions (proposals of every kind, votes,
 // interests, impacts, calls, withdrawals, assurance, member withdrawal) and
-// the passing of time, applied with rules::Apply at increasing positions and
-// ledger times, with rules::LapseDue when a deadline falls due (as the
-// server does before each commit group) and, when the charter byte says so,
-// refusals recorded with rules::RecordRefusal.
+// the passing of time, each decided by rules::DecideGroup (the write path's
+// and the auditor's own decision, through tests/support/rules_harness.h) at
+// increasing positions and ledger times: lapses when a deadline falls due,
+// refusals recorded as the server records them.
 //
 // Invariants, checked after every step (a violation traps):
 //   (a) no accepted reversal: a gateway that is GATEWAY_PASSED keeps that
@@ -19,7 +19,7 @@
 //       prefix of its gateways, at most one gateway is live (open, lapsed or
 //       awaiting assurance) and it is the current one; a gateway passed
 //       without a call meets its rule by its own tally;
-//   (c) a refused Apply leaves State::Snapshot() unchanged;
+//   (c) a refusal changes State::Snapshot() only by keeping it on the record;
 //   (d) replaying the log (accepted envelopes, lapses at the same points,
 //       recorded refusals) into a fresh State yields the same system events
 //       and the same Snapshot().
@@ -42,6 +42,7 @@
 #include "ledger/rules/refusal.h"
 #include "ledger/rules/rules.h"
 #include "ledger/rules/state.h"
+#include "tests/support/rules_harness.h"
 
 namespace {
 
@@ -224,40 +225,43 @@ class World {
     return *std::move(envelope);
   }
 
-  // Applies one member event; returns whether it was accepted.
+  // Decides one member event; returns whether it was accepted.
   bool Submit(const std::string& author, v1::EventBody body) {
     LogOp op;
     op.envelope = Seal(author, std::move(body));
     op.context = Context{position_, now_};
     const Snap before = state_.Snapshot();
-    auto effects = ledger::rules::Apply(state_, op.envelope, op.context);
+    // Signatures are this fuzzer's own, made with the right keys (see
+    // SealCached); the rules still decide whether a key may sign.
+    ledger::harness::OneDecision decision =
+        ledger::harness::DecideOne(state_, op.envelope, op.context, /*signature_checked=*/true);
     if (kVerbose) {
       std::string what = absl::StrCat(author, " ", ledger::EventKind(op.envelope.body), " ",
                                       op.envelope.body.ShortDebugString());
-      Trace(position_, what, effects.status(), effects.ok() ? effects->system_events
-                                                            : std::vector<v1::EventBody>{});
+      Trace(position_, what, decision.status, decision.AllSystemEvents());
     }
-    if (!effects.ok()) {
-      // (c) a refusal changes nothing.
-      CHECK_INV(state_.Snapshot() == before, "(c) a refused Apply changed the state");
-      CHECK_INV(effects.status().code() != absl::StatusCode::kOk, "refusal without a code");
-      if (record_refusals_) {
-        auto recorded = ledger::rules::RecordRefusal(state_, op.envelope, effects.status(), op.context);
-        if (recorded.has_value()) {
-          op.kind = LogOp::kRefusal;
-          op.refusal_code = effects.status().code();
-          op.refusal_reason = ledger::ReasonOf(effects.status());
-          op.events = Serialize({*recorded});
-          log_.push_back(std::move(op));
-          position_ += 1;
-        }
+    CHECK_INV(decision.lapses.empty(), "a lapse was due before a submission (the fuzzer lapses first)");
+    if (!decision.ok()) {
+      // (c) a refusal changes nothing but its own record.
+      CHECK_INV(ledger::harness::ChangesBeyondRefusal(before, state_.Snapshot(), author, decision.refusal.has_value(),
+                                                      position_)
+                    .empty(),
+                "(c) a refusal changed the state beyond its record");
+      CHECK_INV(decision.status.code() != absl::StatusCode::kOk, "refusal without a code");
+      if (decision.refusal.has_value()) {
+        op.kind = LogOp::kRefusal;
+        op.refusal_code = decision.status.code();
+        op.refusal_reason = ledger::ReasonOf(decision.status);
+        op.events = Serialize({*decision.refusal});
+        log_.push_back(std::move(op));
+        position_ += 1;
       }
       state_.CommitChanges();
       return false;
     }
-    CheckStep(before_proposals_, effects->system_events);
-    op.events = Serialize(effects->system_events);
-    position_ += 1 + effects->system_events.size();
+    CheckStep(before_proposals_, decision.system_events);
+    op.events = Serialize(decision.system_events);
+    position_ += decision.records;
     log_.push_back(std::move(op));
     state_.CommitChanges();
     Remember();
@@ -269,11 +273,11 @@ class World {
     LogOp op;
     op.kind = LogOp::kLapse;
     op.context = Context{position_, now_};
-    std::vector<v1::EventBody> lapses = ledger::rules::LapseDue(state_, op.context);
+    std::vector<v1::EventBody> lapses = ledger::harness::DecideLapses(state_, op.context);
     Trace(position_, "lapse", absl::OkStatus(), lapses);
     CHECK_INV(!lapses.empty(), "a due deadline lapsed nothing");
     CHECK_INV(state_.deadlines().empty() || state_.deadlines().begin()->first > now_,
-              "LapseDue left a due deadline");
+              "a lapse left a due deadline");
     CheckStep(before_proposals_, lapses);
     op.events = Serialize(lapses);
     position_ += lapses.size();
@@ -283,7 +287,6 @@ class World {
   }
 
   bool Setup() {
-    record_refusals_ = in_.Byte() & 1;
     v1::EventBody genesis_body;
     auto* genesis = genesis_body.mutable_genesis();
     genesis->set_operator_id("operator");
@@ -515,23 +518,22 @@ class World {
     for (const LogOp& op : log_) {
       switch (op.kind) {
         case LogOp::kLapse: {
-          auto lapses = ledger::rules::LapseDue(replica, op.context);
+          auto lapses = ledger::harness::DecideLapses(replica, op.context);
           CHECK_INV(Serialize(lapses) == op.events, "(d) replayed lapses differ");
           break;
         }
         case LogOp::kApply: {
-          auto effects = ledger::rules::Apply(replica, op.envelope, op.context);
-          CHECK_INV(effects.ok(), "(d) an accepted event is refused on replay");
-          CHECK_INV(Serialize(effects->system_events) == op.events, "(d) replayed system events differ");
+          auto decision = ledger::harness::DecideOne(replica, op.envelope, op.context, /*signature_checked=*/true);
+          CHECK_INV(decision.ok(), "(d) an accepted event is refused on replay");
+          CHECK_INV(Serialize(decision.system_events) == op.events, "(d) replayed system events differ");
           break;
         }
         case LogOp::kRefusal: {
-          auto effects = ledger::rules::Apply(replica, op.envelope, op.context);
-          CHECK_INV(!effects.ok() && effects.status().code() == op.refusal_code &&
-                        ledger::ReasonOf(effects.status()) == op.refusal_reason,
+          auto decision = ledger::harness::DecideOne(replica, op.envelope, op.context, /*signature_checked=*/true);
+          CHECK_INV(!decision.ok() && decision.status.code() == op.refusal_code &&
+                        ledger::ReasonOf(decision.status) == op.refusal_reason,
                     "(d) a recorded refusal is not refused the same way on replay");
-          auto recorded = ledger::rules::RecordRefusal(replica, op.envelope, effects.status(), op.context);
-          CHECK_INV(recorded.has_value() && Serialize({*recorded}) == op.events,
+          CHECK_INV(decision.refusal.has_value() && Serialize({*decision.refusal}) == op.events,
                     "(d) the replayed refusal record differs");
           break;
         }
@@ -544,7 +546,6 @@ class World {
   Reader& in_;
   State state_;
   v1::Charter charter_;
-  bool record_refusals_ = false;
   uint64_t position_ = 0;
   int64_t now_ = kT0;
   uint64_t counter_ = 0;

@@ -12,14 +12,26 @@
 //       starts a new attempt of k and every later gateway);
 //   (b) a gateway locks at most once per attempt, gateways lock in charter
 //       order, and a gateway passed without a call meets its rule;
-//   (c) a refusal leaves State::Snapshot() (and the deadline index) unchanged;
+//   (c) a refusal changes State::Snapshot() only by keeping it on the record
+//       (and leaves the deadline index unchanged);
 //   (d) a replica fed only the log (accepted envelopes, lapses at the same
-//       points, and — in runs that record them — refusals) reaches the same
+//       points, and recorded refusals) reaches the same
 //       system events and the same Snapshot(); a full replay at the end too;
 //   (e) Mark/RollbackTo restores the snapshot exactly, after one step and
-//       after several, and redoing the same steps gives the same results.
+//       after several, and redoing the same steps gives the same results;
+//   (f) in some runs every submission also goes through the server's write
+//       path (a real store::Ledger over RocksDB, the same ledger times): it
+//       answers each as the rules did; offline replay (audit::Replayer)
+//       accepts its log and reaches the same state; and deciding the same
+//       submissions one group at a time with rules::DecideGroup, sealing the
+//       system events with the operator key, gives its records byte for byte.
+#include <stdlib.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <memory>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -31,13 +43,18 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "ledger/audit/replay.h"
 #include "ledger/crypto/ed25519.h"
+#include "ledger/crypto/sha256.h"
 #include "ledger/rules/charter.h"
 #include "ledger/rules/envelope.h"
 #include "ledger/rules/refusal.h"
 #include "ledger/rules/rules.h"
 #include "ledger/rules/state.h"
+#include "ledger/store/ledger.h"
+#include "tests/support/rules_harness.h"
 
 namespace ledger::rules {
 namespace {
@@ -52,6 +69,7 @@ constexpr int64_t kHour = 3600 * kSecond;
 
 constexpr int kRuns = 200;
 constexpr int kActions = 300;
+constexpr int kMirrorEvery = 40;  // every 40th run also drives the server (f)
 
 const std::vector<std::string>& Everyone() {
   static const auto* all = new std::vector<std::string>{
@@ -97,47 +115,41 @@ struct Outcome {
   v1::Reason reason = v1::REASON_UNSPECIFIED;
   bool recorded = false;                    // a SubmissionRefused was produced
   std::vector<v1::EventBody> events;        // system events: effects, lapses, or the recorded refusal
+  uint64_t width = 0;                       // positions the outcome occupies in the log
 
   std::string Fingerprint() const {
     std::string out = absl::StrCat(accepted, "/", static_cast<int>(code), "/", reason, "/", recorded, "/");
     for (const auto& e : events) absl::StrAppend(&out, e.SerializeAsString(), "|");
     return out;
   }
-  // Positions the outcome occupies in the log.
-  uint64_t Width(const Op& op) const {
-    if (op.lapse) return events.size();
-    if (accepted) return 1 + events.size();
-    return recorded ? 1 : 0;
-  }
 };
 
-// Runs one op against `state` as the write path (and the auditor) would.
-// `before`: if given, a refusal must leave the state equal to it.
-Outcome Execute(State& state, const Op& op, bool record_refusals, const Snap* before) {
+// Runs one op against `state` as the write path (and the auditor) decide it:
+// rules::DecideGroup through the shared harness. `before`: if given, a
+// refusal must change the state only by keeping it on the record.
+Outcome Execute(State& state, const Op& op, const Snap* before) {
   Outcome out;
   if (op.lapse) {
     out.accepted = true;
-    out.events = LapseDue(state, op.context);
+    out.events = harness::DecideLapses(state, op.context);
+    out.width = out.events.size();
     return out;
   }
-  auto effects = Apply(state, op.envelope, op.context);
-  if (effects.ok()) {
-    out.accepted = true;
-    out.events = std::move(effects->system_events);
-    return out;
-  }
-  out.code = effects.status().code();
-  out.reason = ReasonOf(effects.status());
-  if (before != nullptr) {
-    EXPECT_TRUE(state.Snapshot() == *before)
+  // Signatures are made by this test with the right keys; the rules still
+  // decide whether each key may sign for its author.
+  harness::OneDecision decision = harness::DecideOne(state, op.envelope, op.context, /*signature_checked=*/true);
+  out.accepted = decision.ok();
+  out.code = decision.status.code();
+  out.reason = ReasonOf(decision.status);
+  out.recorded = decision.refusal.has_value();
+  out.events = decision.AllSystemEvents();
+  out.width = decision.records;
+  if (!decision.ok() && before != nullptr) {
+    EXPECT_EQ(harness::ChangesBeyondRefusal(*before, state.Snapshot(), op.envelope.body.author(), out.recorded,
+                                            op.context.position + decision.lapses.size()),
+              "")
         << "(c) refusal " << v1::Reason_Name(out.reason) << " of " << EventKind(op.envelope.body)
-        << " changed the state: " << effects.status();
-  }
-  if (record_refusals) {
-    if (auto recorded = RecordRefusal(state, op.envelope, effects.status(), op.context)) {
-      out.recorded = true;
-      out.events.push_back(std::move(*recorded));
-    }
+        << " changed the state: " << decision.status;
   }
   return out;
 }
@@ -154,9 +166,124 @@ std::set<std::pair<int64_t, std::string>> Deadlines(const State& state) {
   return {state.deadlines().begin(), state.deadlines().end()};
 }
 
+// (f): the server's write path fed the same submissions at the same ledger
+// times, and the checks of its log at the end.
+class WritePathMirror {
+ public:
+  WritePathMirror() {
+    // Real RocksDB; on tmpfs where there is one, since what is checked here is
+    // what the server writes, not how fast a shared disk syncs it.
+    const std::filesystem::path base =
+        std::filesystem::is_directory("/dev/shm") ? std::filesystem::path("/dev/shm") : std::filesystem::temp_directory_path();
+    std::string pattern = (base / "gov_property.XXXXXX").string();
+    EXPECT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    store::GenesisSpec genesis{.ledger_id = kLedgerId, .operator_id = "operator",
+                               .origin = "decision-ledger/property", .registrars = {}};
+    v1::Registrar& registrar = genesis.registrars.emplace_back();
+    registrar.set_org_id("registrar");
+    registrar.add_public_keys(std::string(KeyOf("registrar").public_key().raw()));
+    store::LedgerOptions options{.data_dir = dir_, .operator_key = KeyOf("operator"), .genesis = genesis};
+    options.verify_threads = 1;
+    options.clock = [this] { return clock_.load(); };
+    auto ledger = store::Ledger::Open(std::move(options));
+    EXPECT_TRUE(ledger.ok()) << ledger.status();
+    if (ledger.ok()) ledger_ = *std::move(ledger);
+  }
+  ~WritePathMirror() {
+    ledger_.reset();
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+
+  // Submits `op` at its ledger time and expects the answer the rules gave.
+  void Submit(const Op& op, const Outcome& expected) {
+    if (ledger_ == nullptr) return;
+    clock_ = op.context.ledger_time_unix_ns;
+    sent_.push_back(op);
+    absl::Notification answered;
+    absl::StatusOr<std::vector<store::SubmitResult>> answer;
+    ledger_->Submit({op.envelope.signed_event}, [&](absl::StatusOr<std::vector<store::SubmitResult>> r) {
+      answer = std::move(r);
+      answered.Notify();
+    });
+    answered.WaitForNotification();
+    EXPECT_EQ(answer.ok(), expected.accepted) << "(f) the server decided " << EventKind(op.envelope.body)
+                                              << " otherwise: " << answer.status();
+    EXPECT_EQ(answer.status().code(), expected.code) << answer.status();
+    EXPECT_EQ(ReasonOf(answer.status()), expected.reason) << answer.status();
+  }
+
+  void Finish(const Snap& expected_state) {
+    if (ledger_ == nullptr) return;
+    const uint64_t size = ledger_->size();
+    std::vector<std::string> records;
+    for (uint64_t position = 0; position < size; ++position) {
+      auto entry = ledger_->Get(position);
+      ASSERT_TRUE(entry.ok()) << entry.status();
+      records.push_back(entry->record());
+    }
+    // The auditor's replay accepts the server's log and reaches the state
+    // the rules reached in memory.
+    audit::Replayer replayer;
+    for (uint64_t position = 0; position < size; ++position) {
+      auto record = DecodeRecord(records[position], position);
+      ASSERT_TRUE(record.ok()) << record.status();
+      absl::Status replayed = replayer.Next(*record);
+      ASSERT_TRUE(replayed.ok()) << "(f) offline replay refused the server's log: " << replayed;
+    }
+    ASSERT_TRUE(replayer.Finish().ok()) << replayer.Finish();
+    EXPECT_TRUE(replayer.state().Snapshot() == expected_state) << "(f) replay of the server's log reached another state";
+
+    // The same submissions decided one group at a time, sealed and wrapped
+    // as records here, give the server's records byte for byte.
+    State model;
+    std::vector<std::string> rebuilt;
+    auto decide = [&](const Envelope& envelope, int64_t time) {
+      const char checked = 0;
+      rules::GroupInput input{rebuilt.size(), time, {}, nullptr};
+      input.submissions.push_back(
+          rules::SubmissionInput{absl::MakeConstSpan(&envelope, 1), absl::MakeConstSpan(&checked, 1)});
+      for (const rules::GroupRecord& decided : rules::DecideGroup(model, input).records) {
+        v1::Record record;
+        record.set_position(rebuilt.size());
+        record.set_ledger_time_unix_ns(time);
+        record.set_signed_event(decided.member != nullptr ? decided.member->signed_bytes
+                                                          : SealEvent(decided.system, KeyOf("operator")).SerializeAsString());
+        rebuilt.push_back(record.SerializeAsString());
+      }
+      model.CommitChanges();
+    };
+    auto genesis_record = DecodeRecord(records.at(0), 0);
+    ASSERT_TRUE(genesis_record.ok());
+    auto genesis = DecodeStoredEvent(*genesis_record);
+    ASSERT_TRUE(genesis.ok());
+    decide(*genesis, genesis_record->ledger_time_unix_ns());
+    for (const Op& op : sent_) decide(op.envelope, op.context.ledger_time_unix_ns);
+    ASSERT_EQ(rebuilt.size(), records.size()) << "(f) the server wrote a different number of records";
+    for (size_t i = 0; i < records.size(); ++i) {
+      ASSERT_EQ(crypto::ToHex(crypto::Sha256(rebuilt[i])),
+                crypto::ToHex(crypto::Sha256(records[i])))
+          << "(f) record " << i << " differs from the pure decision's";
+    }
+    submissions_ = sent_.size();
+  }
+
+  size_t submissions() const { return submissions_; }
+
+ private:
+  std::string dir_;
+  std::atomic<int64_t> clock_{kT0};
+  std::unique_ptr<store::Ledger> ledger_;
+  std::vector<Op> sent_;
+  size_t submissions_ = 0;
+};
+
 class Scenario {
  public:
-  explicit Scenario(uint32_t seed) : seed_(seed), rng_(seed), record_refusals_(seed % 2 == 0) {}
+  Scenario(uint32_t seed, bool mirror) : seed_(seed), rng_(seed) {
+    if (mirror) mirror_ = std::make_unique<WritePathMirror>();
+  }
 
   void Go() {
     Setup();
@@ -179,7 +306,10 @@ class Scenario {
     }
     if (in_segment_) EndSegment();
     FinalReplay();
+    if (mirror_ != nullptr) mirror_->Finish(primary_.Snapshot());
   }
+
+  size_t mirrored() const { return mirror_ == nullptr ? 0 : mirror_->submissions(); }
 
   int accepted() const { return accepted_; }
   int refused() const { return refused_; }
@@ -491,12 +621,12 @@ class Scenario {
     const auto deadlines_before = Deadlines(primary_);
     // (c), and (e) for one step.
     const size_t mark = primary_.Mark();
-    Outcome out = Execute(primary_, op, record_refusals_, &snapshot_);
+    Outcome out = Execute(primary_, op, &snapshot_);
     if (Chance(25)) {
       primary_.RollbackTo(mark);
       EXPECT_TRUE(primary_.Snapshot() == snapshot_) << "(e) RollbackTo did not restore the state";
       EXPECT_EQ(Deadlines(primary_), deadlines_before) << "(e) RollbackTo did not restore the deadline index";
-      Outcome again = Execute(primary_, op, record_refusals_, nullptr);
+      Outcome again = Execute(primary_, op, nullptr);
       EXPECT_EQ(again.Fingerprint(), out.Fingerprint()) << "(e) redoing a rolled-back step differs";
     }
     if (!out.accepted && !out.recorded) {
@@ -507,13 +637,16 @@ class Scenario {
       EXPECT_EQ(out.reason, v1::GATEWAY_LOCKED);
       locked_refusals_++;
     }
-    position_ += out.Width(op);
+    position_ += out.width;
     if (!op.lapse) (out.accepted ? accepted_ : refused_)++;
+    // (f): the server has its own Genesis, and writes a lapse with the next
+    // submission (the same records: lapses due are decided first).
+    if (mirror_ != nullptr && !op.lapse && !op.envelope.body.has_genesis()) mirror_->Submit(op, out);
 
     // (d): the replica sees only what the log holds.
-    const bool logged = out.accepted || record_refusals_;
+    const bool logged = out.accepted || out.recorded;
     if (logged) {
-      Outcome replayed = Execute(replica_, op, record_refusals_, nullptr);
+      Outcome replayed = Execute(replica_, op, nullptr);
       EXPECT_EQ(replayed.Fingerprint(), out.Fingerprint())
           << "(d) replica differs on " << (op.lapse ? "lapse" : EventKind(op.envelope.body));
       log_.push_back(op);
@@ -547,7 +680,7 @@ class Scenario {
     primary_.RollbackTo(segment_mark_);
     EXPECT_TRUE(primary_.Snapshot() == segment_snapshot_) << "(e) multi-step RollbackTo did not restore the state";
     for (const auto& [op, out] : segment_ops_) {
-      Outcome again = Execute(primary_, op, record_refusals_, nullptr);
+      Outcome again = Execute(primary_, op, nullptr);
       EXPECT_EQ(again.Fingerprint(), out.Fingerprint()) << "(e) redoing a rolled-back segment differs";
     }
     EXPECT_TRUE(primary_.Snapshot() == end) << "(e) redone segment ends elsewhere";
@@ -648,7 +781,7 @@ class Scenario {
     State fresh;
     std::string expected, got;
     for (size_t i = 0; i < log_.size(); ++i) {
-      Outcome out = Execute(fresh, log_[i], record_refusals_, nullptr);
+      Outcome out = Execute(fresh, log_[i], nullptr);
       absl::StrAppend(&got, out.Fingerprint(), "\n");
       absl::StrAppend(&expected, logged_outcomes_[i].Fingerprint(), "\n");
     }
@@ -659,11 +792,11 @@ class Scenario {
 
   const uint32_t seed_;
   std::mt19937 rng_;
-  const bool record_refusals_;
   const bool abstain_heavy_ = seed_ % 5 == 1;
   int step_ = -1;
   State primary_;
   State replica_;
+  std::unique_ptr<WritePathMirror> mirror_;
   Snap snapshot_;  // of primary_, before the next step
   uint64_t position_ = 0;
   int64_t now_ = kT0;
@@ -688,9 +821,11 @@ class Scenario {
 TEST(GovernanceProperty, RandomChartersAndActionsKeepTheInvariants) {
   const auto start = std::chrono::steady_clock::now();
   int accepted = 0, refused = 0, passes = 0, adopted = 0, reopened = 0, locked = 0;
+  size_t mirrored = 0;
   for (int run = 0; run < kRuns; ++run) {
-    Scenario r(static_cast<uint32_t>(20240 + run));
+    Scenario r(static_cast<uint32_t>(20240 + run), /*mirror=*/run % kMirrorEvery == 0);
     r.Go();
+    mirrored += r.mirrored();
     accepted += r.accepted();
     refused += r.refused();
     passes += r.passes();
@@ -704,13 +839,14 @@ TEST(GovernanceProperty, RandomChartersAndActionsKeepTheInvariants) {
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("%d runs: %d accepted, %d refused (%d on locked gateways), %d gateways passed, %d adopted, "
-              "%d reopened by revisits, %.1f s\n",
-              kRuns, accepted, refused, locked, passes, adopted, reopened, seconds);
+              "%d reopened by revisits, %zu submissions also through the server's write path, %.1f s\n",
+              kRuns, accepted, refused, locked, passes, adopted, reopened, mirrored, seconds);
   // The generator must actually reach the interesting corners.
   EXPECT_GT(passes, kRuns * 5);
   EXPECT_GT(adopted, kRuns);
   EXPECT_GT(locked, kRuns * 4);
   EXPECT_GT(reopened, 0);
+  EXPECT_GT(mirrored, static_cast<size_t>(kRuns / kMirrorEvery * kActions / 2));
 }
 
 }  // namespace

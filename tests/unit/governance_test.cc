@@ -2,10 +2,11 @@
 // collectives, charters, proposals, locked gateways, votes and vetoes, calls,
 // assurance, impacts and tapers, lapses and recorded refusals (DESIGN §2–§4).
 //
-// Pure: every test drives rules::Apply on a rules::State with envelopes built
-// here (SealEvent → OpenSubmission → CheckSignature → Apply, as the write path
-// does) and checks the returned system events and the projected State. Every
-// refusal must leave State::Snapshot() exactly as it was.
+// Pure: every test decides envelopes built here (SealEvent → OpenSubmission)
+// on a rules::State through rules::DecideGroup, the write path's and the
+// auditor's own decision (tests/support/rules_harness.h), and checks the
+// system events and the projected State. A refusal changes State::Snapshot()
+// only by keeping the refusal on the record.
 #include <algorithm>
 #include <functional>
 #include <map>
@@ -23,11 +24,16 @@
 #include "ledger/rules/refusal.h"
 #include "ledger/rules/rules.h"
 #include "ledger/rules/state.h"
+#include "tests/support/rules_harness.h"
 
 namespace ledger::rules {
 namespace {
 
 using crypto::PrivateKey;
+using ledger::harness::ChangesBeyondRefusal;
+using ledger::harness::DecideLapses;
+using ledger::harness::DecideOne;
+using ledger::harness::OneDecision;
 
 constexpr char kLedgerId[] = "gov-ledger";
 constexpr int64_t kT0 = 1'700'000'000'000'000'000;
@@ -232,27 +238,40 @@ class Ledger {
   int64_t now = kT0;
   uint64_t last_at = 0;        // position of the last accepted event
   Envelope last_envelope;      // the last submission opened
+  std::optional<v1::EventBody> last_refusal;  // the last submission's, if it was recorded
+  uint64_t last_refusal_at = 0;
 
   void NewKey(const std::string& org) { keys_.emplace(org, PrivateKey::Generate()); }
 
+  // Decides one submission as the write path does; on acceptance returns
+  // the system events it wrote (lapses due first, then those it implies).
   absl::StatusOr<Effects> Submit(const std::string& org, v1::EventBody body) {
     body.set_ledger_id(kLedgerId);
     body.set_author(org);
     body.set_idempotency_key(absl::StrCat("idem-", ++counter_));
     body.set_client_time_unix_ms(now / 1'000'000);
     now += kSecond;
+    last_refusal.reset();
     auto key = keys_.find(org);
     if (key == keys_.end()) return absl::NotFoundError(absl::StrCat("no key for ", org));
     v1::SignedEvent signed_event = SealEvent(body, key->second);
     auto envelope = OpenSubmission(signed_event, state.has_genesis() ? state.info().ledger_id() : "");
     if (!envelope.ok()) return envelope.status();
     last_envelope = *envelope;
-    if (auto s = CheckSignature(state, *envelope); !s.ok()) return s;
-    auto effects = Apply(state, *envelope, Context{position, now});
-    if (effects.ok()) {
-      last_at = position;
-      position += 1 + effects->system_events.size();
+    OneDecision decision = DecideOne(state, last_envelope, Context{position, now});
+    const uint64_t first = position;
+    position += decision.records;
+    if (!decision.ok()) {
+      if (decision.refusal.has_value()) {
+        last_refusal = std::move(decision.refusal);
+        last_refusal_at = position - 1;
+      }
+      return decision.status;
     }
+    last_at = first + decision.lapses.size();
+    Effects effects;
+    effects.system_events = decision.lapses;
+    for (v1::EventBody& e : decision.system_events) effects.system_events.push_back(std::move(e));
     return effects;
   }
 
@@ -268,8 +287,9 @@ class Ledger {
     return effects->system_events;
   }
 
-  // Submits and expects a refusal with `code` and `reason` that leaves the
-  // state (and the position) exactly as it was.
+  // Submits and expects a refusal with `code` and `reason` that changes the
+  // state only by keeping the refusal on the record (a broken rule, by an
+  // organisation's own key) or not at all.
   void Refused(const std::string& org, v1::EventBody body, absl::StatusCode code, v1::Reason reason) {
     const auto before = state.Snapshot();
     const auto deadlines = state.deadlines();
@@ -281,9 +301,15 @@ class Ledger {
     EXPECT_EQ(effects.status().code(), code) << effects.status();
     EXPECT_EQ(ReasonOf(effects.status()), reason)
         << "got " << v1::Reason_Name(ReasonOf(effects.status())) << ": " << effects.status();
-    EXPECT_TRUE(state.Snapshot() == before) << what << " refusal changed the state";
+    EXPECT_EQ(ChangesBeyondRefusal(before, state.Snapshot(), org, last_refusal.has_value(), last_refusal_at), "")
+        << what << " refusal changed the state";
     EXPECT_TRUE(state.deadlines() == deadlines) << what << " refusal changed the deadline index";
-    EXPECT_EQ(position, position_before);
+    EXPECT_EQ(position, position_before + (last_refusal.has_value() ? 1 : 0));
+    if (last_refusal.has_value()) {
+      EXPECT_EQ(code, absl::StatusCode::kFailedPrecondition) << "only a broken rule is recorded";
+      EXPECT_EQ(last_refusal->submission_refused().reason(), reason);
+      EXPECT_EQ(last_refusal->submission_refused().signed_event(), last_envelope.signed_bytes);
+    }
   }
 
   void Rule(const std::string& org, v1::EventBody body, v1::Reason reason) {
@@ -291,7 +317,7 @@ class Ledger {
   }
 
   std::vector<v1::EventBody> Lapse() {
-    auto lapses = LapseDue(state, Context{position, now});
+    auto lapses = DecideLapses(state, Context{position, now});
     position += lapses.size();
     return lapses;
   }
@@ -956,16 +982,15 @@ TEST(Governance, VoteOnLockedGatewayIsRefusedAndRecorded) {
   g.Form();
   g.Submitted();
   g.PassFirst("p1", 1);
-  const auto before = g.state.Snapshot();
+  const uint64_t at = g.position;
   auto result = g.Submit("b", Vote("p1", "need", v1::OBJECT, "we changed our mind"));
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(ReasonOf(result.status()), v1::GATEWAY_LOCKED);
-  EXPECT_TRUE(g.state.Snapshot() == before);
-
-  const uint64_t at = g.position;
-  auto recorded = RecordRefusal(g.state, g.last_envelope, result.status(), Context{at, g.now});
+  const std::optional<v1::EventBody> recorded = g.last_refusal;
   ASSERT_TRUE(recorded.has_value());
+  EXPECT_EQ(g.last_refusal_at, at);
+  EXPECT_EQ(g.position, at + 1);
   ASSERT_TRUE(recorded->has_submission_refused());
   const v1::SubmissionRefused& refused = recorded->submission_refused();
   EXPECT_EQ(refused.reason(), v1::GATEWAY_LOCKED);
@@ -986,10 +1011,13 @@ TEST(Governance, VoteOnLockedGatewayIsRefusedAndRecorded) {
   EXPECT_EQ(g.state.FindRefusalCounter("b")->count(), 1u);
 
   // An invalid (not FAILED_PRECONDITION) submission is not recorded.
+  const auto before = g.state.Snapshot();
   auto malformed = g.Submit("d", Impact("p1", -5));
   ASSERT_FALSE(malformed.ok());
   EXPECT_EQ(malformed.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_FALSE(RecordRefusal(g.state, g.last_envelope, malformed.status(), Context{at + 1, g.now}).has_value());
+  EXPECT_FALSE(g.last_refusal.has_value());
+  EXPECT_EQ(g.position, at + 1);
+  EXPECT_TRUE(g.state.Snapshot() == before) << "an unrecorded refusal changes nothing";
 }
 
 TEST(Governance, RecordedRefusalsAreCappedPerOrganisationPerDay) {
@@ -1001,9 +1029,7 @@ TEST(Governance, RecordedRefusalsAreCappedPerOrganisationPerDay) {
   auto attempt = [&](const std::string& org) -> std::optional<v1::EventBody> {
     auto result = g.Submit(org, Vote("p1", "need", v1::OBJECT));
     EXPECT_EQ(ReasonOf(result.status()), v1::GATEWAY_LOCKED);
-    auto recorded = RecordRefusal(g.state, g.last_envelope, result.status(), Context{g.position, g.now});
-    if (recorded.has_value()) g.position++;
-    return recorded;
+    return g.last_refusal;
   };
   for (uint32_t i = 0; i < kMaxRecordedRefusalsPerDay; ++i) ASSERT_TRUE(attempt("b").has_value()) << i;
   const auto before = g.state.Snapshot();

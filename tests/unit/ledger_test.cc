@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -1143,6 +1144,53 @@ TEST_F(LedgerTest, LogVerifierOverManyBatchesPassesAndNamesTheFirstFault) {
     EXPECT_EQ(report.checks[1].name, "integrity");
     EXPECT_EQ(report.checks[1].first_failing_position, size - 1) << report.checks[1].detail;
   }
+}
+
+// DESIGN §4 "Logs outlive releases": replay compares what the rules decide
+// (reasons, contents, positions), never human-readable text, so a release
+// that words a refusal differently still verifies every earlier log.
+TEST_F(LedgerTest, ReplayComparesTheRefusalReasonNotItsMessage) {
+  SubmitOne(Register("org-a", {RawKeyFor("a1")}));
+  ExpectRefusal(Submit({Register("org-a", {RawKeyFor("a2")}, "register/org-a-again")}),
+                absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+  ASSERT_EQ(ledger_->size(), 3u);
+  std::vector<v1::Record> log;
+  for (uint64_t position = 0; position < ledger_->size(); ++position) {
+    auto entry = ledger_->Get(position);
+    ASSERT_TRUE(entry.ok()) << entry.status();
+    auto record = DecodeRecord(entry->record(), position);
+    ASSERT_TRUE(record.ok()) << record.status();
+    log.push_back(*std::move(record));
+  }
+  // The last record keeps the refusal; rewrite it as the operator would sign it.
+  auto rewritten = [&](const std::function<void(v1::SubmissionRefused&)>& change) {
+    std::vector<v1::Record> copy = log;
+    v1::SignedEvent signed_event;
+    EXPECT_TRUE(signed_event.ParseFromString(copy.back().signed_event()));
+    v1::EventBody body;
+    EXPECT_TRUE(body.ParseFromString(signed_event.body()));
+    EXPECT_TRUE(body.has_submission_refused());
+    change(*body.mutable_submission_refused());
+    copy.back().set_signed_event(SealEvent(body, operator_key_).SerializeAsString());
+    return copy;
+  };
+  auto replay = [](const std::vector<v1::Record>& records) {
+    audit::Replayer replayer;
+    for (const v1::Record& record : records) {
+      if (absl::Status s = replayer.Next(record); !s.ok()) return s;
+    }
+    return replayer.Finish();
+  };
+  ASSERT_TRUE(replay(log).ok()) << replay(log);
+  const absl::Status reworded = replay(rewritten([](v1::SubmissionRefused& refused) {
+    refused.set_message("an organisation of that id is already registered (worded by a later release)");
+  }));
+  EXPECT_TRUE(reworded.ok()) << reworded;
+  const absl::Status other_reason = replay(rewritten([](v1::SubmissionRefused& refused) {
+    refused.set_reason(v1::GATEWAY_LOCKED);
+  }));
+  EXPECT_EQ(other_reason.code(), absl::StatusCode::kFailedPrecondition) << other_reason;
+  EXPECT_TRUE(absl::StrContains(other_reason.message(), "position 2")) << other_reason;
 }
 
 }  // namespace

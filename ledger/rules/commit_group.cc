@@ -1,0 +1,134 @@
+#include "ledger/rules/commit_group.h"
+
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "ledger/rules/refusal.h"
+#include "ledger/rules/rules.h"
+
+namespace ledger::rules {
+namespace {
+
+
+class GroupDecider {
+ public:
+  GroupDecider(State& state, const GroupInput& input) : state_(state), input_(input) {}
+
+  GroupDecision Decide() && {
+    decision_.submissions.resize(input_.submissions.size());
+    if (state_.has_genesis()) {
+      for (v1::EventBody& lapse : LapseDue(state_, context())) EmitSystem(std::move(lapse));
+    }
+    for (size_t s = 0; s < input_.submissions.size(); ++s) {
+      DecideSubmission(input_.submissions[s], decision_.submissions[s]);
+    }
+    return std::move(decision_);
+  }
+
+ private:
+  uint64_t next_position() const { return input_.first_position + decision_.records.size(); }
+  Context context() const { return Context{next_position(), input_.ledger_time_unix_ns}; }
+
+  // System events are the ledger's own: authored by the operator.
+  void EmitSystem(v1::EventBody body) {
+    body.set_ledger_id(state_.info().ledger_id());
+    body.set_author(state_.info().operator_id());
+    body.set_idempotency_key(absl::StrCat("system/", next_position()));
+    GroupRecord& record = decision_.records.emplace_back();
+    record.system = std::move(body);
+  }
+
+  std::optional<PriorUse> FindPriorUse(const std::string& id) const {
+    if (auto it = in_group_.find(id); it != in_group_.end()) return it->second;
+    if (input_.prior_uses != nullptr) {
+      if (auto it = input_.prior_uses->find(id); it != input_.prior_uses->end()) return it->second;
+    }
+    return std::nullopt;
+  }
+
+  void DecideSubmission(const SubmissionInput& submission, SubmissionResult& result) {
+    const size_t mark = state_.Mark();
+    const size_t first_record = decision_.records.size();
+    const size_t batch_size = submission.envelopes.size();
+    std::vector<std::string> ids_added;
+    const Envelope* refused = nullptr;  // set when a rule refused an event
+    for (size_t i = 0; i < batch_size; ++i) {
+      const Envelope& envelope = submission.envelopes[i];
+      const v1::EventBody& body = envelope.body;
+      // A signature the caller could not check (its key was not known yet)
+      // is checked before anything else, a retry included: only a correctly
+      // signed submission may be answered from the idempotency index.
+      const bool checked = i < submission.signature_checked.size() && submission.signature_checked[i];
+      if (!checked) {
+        if (absl::Status status = CheckSignature(state_, envelope); !status.ok()) {
+          result.status = AtBatchIndex(status, i, batch_size);
+          break;
+        }
+      }
+      const crypto::Digest body_hash = crypto::Sha256(envelope.signed_event.body());
+      std::string id = IdempotencyId(body.author(), body.idempotency_key());
+      if (std::optional<PriorUse> prior = FindPriorUse(id)) {
+        if (prior->body_hash == body_hash) {
+          result.positions.emplace_back(prior->position, true);
+          continue;
+        }
+        result.status = AtBatchIndex(
+            Refuse(absl::StatusCode::kAlreadyExists, v1::IDEMPOTENCY_CONFLICT,
+                   absl::StrCat("idempotency key \"", body.idempotency_key(), "\" of ", body.author(),
+                                " was used at position ", prior->position, " for a different event")),
+            i, batch_size);
+        break;
+      }
+      auto effects = Apply(state_, envelope, context());
+      if (!effects.ok()) {
+        result.status = AtBatchIndex(effects.status(), i, batch_size);
+        refused = &envelope;
+        break;
+      }
+      const uint64_t position = next_position();
+      GroupRecord& record = decision_.records.emplace_back();
+      record.member = &envelope;
+      record.body_hash = body_hash;
+      result.positions.emplace_back(position, false);
+      in_group_[id] = PriorUse{position, body_hash};
+      ids_added.push_back(std::move(id));
+      for (v1::EventBody& system_body : effects->system_events) EmitSystem(std::move(system_body));
+    }
+    if (result.status.ok()) return;
+
+    state_.RollbackTo(mark);
+    decision_.records.resize(first_record);
+    for (const std::string& id : ids_added) in_group_.erase(id);
+    result.positions.clear();
+    // A validly signed submission that broke a rule stays on the record,
+    // but only as the log alone reproduces it: decided again without the
+    // rest of its batch, with the plain refusal an auditor will see.
+    if (refused == nullptr) return;
+    const size_t probe = state_.Mark();
+    absl::Status alone = CheckSignature(state_, *refused);
+    if (alone.ok()) alone = Apply(state_, *refused, context()).status();
+    state_.RollbackTo(probe);
+    if (alone.code() != absl::StatusCode::kFailedPrecondition) return;
+    if (std::optional<v1::EventBody> kept = RecordRefusal(state_, *refused, alone, context())) {
+      EmitSystem(*std::move(kept));
+      result.refusal_recorded = true;
+    }
+  }
+
+  State& state_;
+  const GroupInput& input_;
+  GroupDecision decision_;
+  PriorUses in_group_;  // uses accepted earlier in this group
+};
+
+}  // namespace
+
+std::string IdempotencyId(absl::string_view author, absl::string_view idempotency_key) {
+  return absl::StrCat(author, absl::string_view("\0", 1), idempotency_key);
+}
+
+GroupDecision DecideGroup(State& state, const GroupInput& input) {
+  return GroupDecider(state, input).Decide();
+}
+
+}  // namespace ledger::rules
