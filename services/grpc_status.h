@@ -1,12 +1,14 @@
-// The one place absl::Status becomes grpc::Status and back.
+// The one place absl::Status becomes grpc::Status.
 //
 // Every error status carries a serialized ledger.v1.ErrorDetail (reason enum,
 // message, batch index) in its binary details (grpc-status-details-bin), so a
-// client gets a machine-readable reason besides the code.
+// client gets a machine-readable reason besides the code. Reading it back is
+// the client library's (client/error_detail.h), re-exported here.
 #ifndef SERVICES_GRPC_STATUS_H_
 #define SERVICES_GRPC_STATUS_H_
 
 #include "absl/status/status.h"
+#include "client/error_detail.h"
 #include "grpcpp/support/status.h"
 #include "ledger/v1/record.pb.h"
 
@@ -14,12 +16,8 @@ namespace ledger::services {
 
 grpc::Status ToGrpc(const absl::Status& status);
 
-// The ErrorDetail of a status received from ledgerd (REASON_UNSPECIFIED and
-// the plain message if it carries none).
-v1::ErrorDetail DetailOf(const grpc::Status& status);
-
-// Human-readable: "FAILED_PRECONDITION (NOT_A_REGISTRAR): x is not a registrar".
-std::string Describe(const grpc::Status& status);
+using client::Describe;
+using client::DetailOf;
 
 }  // namespace ledger::services
 

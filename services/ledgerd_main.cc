@@ -5,6 +5,13 @@
 //
 // Prints "ledgerd listening on HOST:PORT" once it serves. SIGTERM/SIGINT stop
 // it: no new calls, in-flight commits finish, RocksDB closes cleanly.
+//
+// stdout carries the human lines above (tests and scripts read them); the log
+// goes to stderr through glog, one line per event, e.g.
+//   I0131 12:00:00.123456  4242 ledgerd_main.cc:170] ledgerd started: ...
+//   E0131 12:00:00.123456  4242 ledgerd_main.cc:150] ledgerd refused to start: ...
+// Exit status: 0 after a clean stop, 1 if it cannot start, 2 on bad flags or
+// TLS files.
 #include <signal.h>
 
 #include <cstdio>
@@ -13,6 +20,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -21,6 +31,17 @@
 #include "services/data_dir.h"
 #include "services/governance_service.h"
 #include "services/ledger_service.h"
+#include "tools/command_line.h"
+
+// Defaults and meaning as in kUsage, which is what --help prints.
+ABSL_FLAG(std::string, data, "./var/ledger", "data directory");
+ABSL_FLAG(std::string, listen, "127.0.0.1:7400", "address to serve gRPC on (port 0 picks one)");
+ABSL_FLAG(std::string, registrar_id, "registrar",
+          "organisation id of the first registrar of a new ledger");
+ABSL_FLAG(std::string, tls_cert, "", "serve TLS with this certificate chain (needs --tls-key)");
+ABSL_FLAG(std::string, tls_key, "", "the certificate's private key");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "require client certificates signed by this CA (mutual TLS)");
 
 namespace {
 
@@ -77,35 +98,47 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const
 
 // False (after printing why) on a usage error.
 bool ParseFlags(int argc, char** argv, Flags* flags) {
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
+  ledger::cli::CommandLineError error = ledger::cli::ReadCommandLine(
+      argc, argv,
+      {&absl::GetFlagReflectionHandle(FLAGS_data), &absl::GetFlagReflectionHandle(FLAGS_listen),
+       &absl::GetFlagReflectionHandle(FLAGS_registrar_id),
+       &absl::GetFlagReflectionHandle(FLAGS_tls_cert),
+       &absl::GetFlagReflectionHandle(FLAGS_tls_key),
+       &absl::GetFlagReflectionHandle(FLAGS_tls_client_ca)},
+      kUsage);
+  if (!error.ok()) {
+    if (error.kind == ledger::cli::CommandLineError::kMissingValue) {
+      std::cerr << "ledgerd: " << error.flag << " needs a value\n" << kUsage;
+    } else {
+      std::cerr << "ledgerd: unknown argument \"" << error.arg << "\"\n" << kUsage;
     }
-    std::string* target = arg == "--data"           ? &flags->data
-                           : arg == "--listen"       ? &flags->listen
-                           : arg == "--registrar-id" ? &flags->registrar_id
-                           : arg == "--tls-cert"     ? &flags->tls_cert
-                           : arg == "--tls-key"      ? &flags->tls_key
-                           : arg == "--tls-client-ca" ? &flags->tls_client_ca
-                                                     : nullptr;
-    if (target == nullptr) {
-      std::cerr << "ledgerd: unknown argument \"" << arg << "\"\n" << kUsage;
-      return false;
-    }
-    if (i + 1 >= argc) {
-      std::cerr << "ledgerd: " << arg << " needs a value\n" << kUsage;
-      return false;
-    }
-    *target = argv[++i];
+    return false;
   }
+  flags->data = absl::GetFlag(FLAGS_data);
+  flags->listen = absl::GetFlag(FLAGS_listen);
+  flags->registrar_id = absl::GetFlag(FLAGS_registrar_id);
+  flags->tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  flags->tls_key = absl::GetFlag(FLAGS_tls_key);
+  flags->tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
   return true;
+}
+
+// Why ledgerd does not start: the plain line it has always printed, and one
+// log line to grep for ("ledgerd refused to start").
+int Refuse(const std::string& message, int exit_code) {
+  std::cerr << "ledgerd: " << message << "\n" << std::flush;
+  LOG(ERROR) << "ledgerd refused to start: " << message;
+  return exit_code;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Logs go to stderr only (never to files under /tmp); stdout stays the
+  // human lines tests and scripts read.
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+
   Flags flags;
   if (!ParseFlags(argc, argv, &flags)) return 2;
 
@@ -117,20 +150,14 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto credentials = ServerCredentials(flags);
-  if (!credentials.ok()) {
-    std::cerr << "ledgerd: " << credentials.status().message() << "\n";
-    return 2;
-  }
+  if (!credentials.ok()) return Refuse(std::string(credentials.status().message()), 2);
   auto options = ledger::services::PrepareDataDir(flags.data, flags.registrar_id);
-  if (!options.ok()) {
-    std::cerr << "ledgerd: " << options.status().message() << "\n";
-    return 1;
-  }
+  if (!options.ok()) return Refuse(std::string(options.status().message()), 1);
   auto ledger = ledger::store::Ledger::Open(*std::move(options));
   if (!ledger.ok()) {
-    std::cerr << "ledgerd: cannot open the ledger in " << flags.data << ": "
-              << ledger.status().message() << "\n";
-    return 1;
+    return Refuse(absl::StrCat("cannot open the ledger in ", flags.data, ": ",
+                               ledger.status().message()),
+                  1);
   }
 
   // Services hold the ledger: they are destroyed (inner scope) before it is.
@@ -149,10 +176,7 @@ int main(int argc, char** argv) {
   builder.RegisterService(&audit_service);
   builder.RegisterService(&governance_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    std::cerr << "ledgerd: cannot listen on " << flags.listen << "\n";
-    return 1;
-  }
+  if (server == nullptr || port == 0) return Refuse("cannot listen on " + flags.listen, 1);
   std::string host = flags.listen.substr(0, flags.listen.rfind(':'));
   std::string address = host + ":" + std::to_string(port);
   std::cout << "ledgerd listening on " << address << "\n"
@@ -162,19 +186,28 @@ int main(int argc, char** argv) {
             << "  registrar key (new ledgers): " << flags.data << "/registrar.key.pem\n"
             << "  try: ledgerctl --server " << address << " checkpoint\n"
             << std::flush;
+  LOG(INFO) << "ledgerd started: listening on " << address << ", data " << flags.data
+            << ", ledger " << (*ledger)->info().ledger_id() << ", " << (*ledger)->size()
+            << " records" << (flags.tls_cert.empty() ? "" : ", TLS")
+            << (flags.tls_client_ca.empty() ? "" : " with client certificates");
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
-  std::cout << "ledgerd: " << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT")
-            << ", shutting down" << std::endl;
+  const char* signal_name = signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
+  std::cout << "ledgerd: " << signal_name << ", shutting down" << std::endl;
+  LOG(INFO) << "ledgerd stopping: " << signal_name;
   ledger_service.StopStreams();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server->Wait();
   (*ledger)->Shutdown();
   }
-  std::cout << "ledgerd: committed " << (*ledger)->records_committed() << " records in "
-            << (*ledger)->groups_committed() << " commit groups" << std::endl;
+  const uint64_t records = (*ledger)->records_committed();
+  const uint64_t groups = (*ledger)->groups_committed();
+  std::cout << "ledgerd: committed " << records << " records in " << groups << " commit groups"
+            << std::endl;
   ledger->reset();
   std::cout << "ledgerd: stopped cleanly" << std::endl;
+  LOG(INFO) << "ledgerd stopped: data " << flags.data << ", committed " << records
+            << " records in " << groups << " commit groups";
   return 0;
 }

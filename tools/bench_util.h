@@ -1,4 +1,5 @@
 // Small helpers shared by the benchmarks (ledger_loadgen, ledger_readbench).
+// Their channels and call policies are the client library's (client/channel.h).
 #ifndef TOOLS_BENCH_UTIL_H_
 #define TOOLS_BENCH_UTIL_H_
 
@@ -7,12 +8,9 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
-#include <string_view>
 #include <vector>
 
-#include "absl/strings/str_format.h"
-
-#include "grpcpp/client_context.h"
+#include "nlohmann/json.hpp"
 
 namespace ledger::bench {
 
@@ -38,32 +36,17 @@ inline double LoadAverage() {
   return load;
 }
 
-// `s` as a JSON string literal (quotes, backslashes and control characters
-// escaped).
-inline std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(ch);
-    } else if (c < 0x20) {
-      out += absl::StrFormat("\\u%04x", c);
-    } else {
-      out.push_back(ch);
-    }
-  }
-  return out + "\"";
+// `x` rounded to `digits` decimals, for a JSON report: the figures are
+// printed as numbers with no more digits than they mean.
+inline double Round(double x, int digits) {
+  const double scale = std::pow(10.0, digits);
+  return std::round(x * scale) / scale;
 }
 
-// A deadline, and whether to wait for the connection: set-up calls wait (a
-// failed connection attempt is retried within the deadline); measured calls
-// fail at once, so a server that dies mid-run ends the run instead of
-// stalling every remaining call for its whole deadline.
-enum class Connection { kWaitForReady, kFailFast };
-inline void PrepareCall(grpc::ClientContext& context, std::chrono::seconds timeout, Connection connection) {
-  context.set_deadline(std::chrono::system_clock::now() + timeout);
-  context.set_wait_for_ready(connection == Connection::kWaitForReady);
+// One JSON document on one line. Invalid UTF-8 (a server's error message
+// could hold some) becomes U+FFFD instead of an exception.
+inline std::string DumpJson(const nlohmann::ordered_json& json) {
+  return json.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 }  // namespace ledger::bench

@@ -37,27 +37,43 @@
 #include <sys/resource.h>
 #include <vector>
 
-#include "absl/strings/numbers.h"
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/channel.h"
+#include "client/error_detail.h"
 #include "grpcpp/grpcpp.h"
+#include "nlohmann/json.hpp"
 #include "openssl/evp.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/rules/envelope.h"
 #include "ledger/v1/events.pb.h"
 #include "ledger/v1/ledger_service.grpc.pb.h"
-#include "services/grpc_status.h"
 #include "tools/bench_util.h"
+#include "tools/command_line.h"
+
+// Defaults as in kUsage, which is what --help prints.
+ABSL_FLAG(std::string, server, "", "ledgerd to drive, HOST:PORT (required)");
+ABSL_FLAG(std::string, registrar_key, "", "the registrar's PEM private key (required)");
+ABSL_FLAG(std::string, registrar_id, "registrar", "the registrar's organisation id");
+ABSL_FLAG(int, clients, 64, "concurrent client threads");
+ABSL_FLAG(int64_t, events, 20000, "events per mode");
+ABSL_FLAG(int, orgs, 100, "organisations to register and sign as");
+ABSL_FLAG(std::string, mode, "both", "unary, batch or both");
+ABSL_FLAG(int, batch_size, 100, "events per AppendBatch, 1..1000");
+ABSL_FLAG(double, verify_seconds, 2, "seconds per Ed25519 verify measurement");
+ABSL_FLAG(bool, json, false, "print the report as one JSON object");
 
 namespace ledger {
 namespace {
 
 using bench::Clock;
-using bench::JsonString;
 using bench::LoadAverage;
 using bench::Percentile;
-using bench::PrepareCall;
+using bench::Round;
 using bench::Seconds;
+using client::CallPolicy;
+using client::PrepareCall;
 
 constexpr int kClientsPerChannel = 8;
 constexpr size_t kRegisterBatch = 100;
@@ -71,15 +87,15 @@ constexpr auto kCallTimeout = std::chrono::seconds(60);
 struct Flags {
   std::string server;
   std::string registrar_key;
-  std::string registrar_id = "registrar";
-  int clients = 64;
-  int64_t events = 20000;
-  int orgs = 100;
+  std::string registrar_id;
+  int clients = 0;
+  int64_t events = 0;
+  int orgs = 0;
   bool unary = true;
   bool batch = true;
-  std::string mode = "both";
-  int batch_size = 100;
-  double verify_seconds = 2;
+  std::string mode;
+  int batch_size = 0;
+  double verify_seconds = 0;
   bool json = false;
 };
 
@@ -101,78 +117,75 @@ constexpr char kUsage[] =
   std::exit(2);
 }
 
-template <typename T>
-T ParseInt(const std::string& flag, const std::string& value, T min, T max) {
-  int64_t v = 0;
-  if (!absl::SimpleAtoi(value, &v) || v < static_cast<int64_t>(min) ||
-      v > static_cast<int64_t>(max)) {
-    Usage(absl::StrCat(flag, " wants an integer in ", min, "..", max, ", got '", value, "'"));
+// The bounds of the numeric flags, checked after parsing (a value that does
+// not parse as a number gets the same message).
+struct Range {
+  const char* flag;
+  int64_t min, max;
+};
+const Range kRanges[] = {{"--clients", 1, 10000},
+                         {"--events", 1, 100000000},
+                         {"--orgs", 1, 1000000},
+                         {"--batch-size", 1, static_cast<int64_t>(kMaxBatchEvents)}};
+
+std::string RangeError(const std::string& flag, const std::string& value) {
+  if (flag == "--verify-seconds") {
+    return absl::StrCat("--verify-seconds wants a number in (0, 3600], got '", value, "'");
   }
-  return static_cast<T>(v);
+  for (const Range& r : kRanges) {
+    if (flag == r.flag) {
+      return absl::StrCat(flag, " wants an integer in ", r.min, "..", r.max, ", got '", value, "'");
+    }
+  }
+  return absl::StrCat(flag, ": bad value '", value, "'");
+}
+
+template <typename T>
+T InRange(const char* flag, T value) {
+  for (const Range& r : kRanges) {
+    if (std::string_view(flag) == r.flag && (value < r.min || value > r.max)) {
+      Usage(RangeError(flag, absl::StrCat(value)));
+    }
+  }
+  return value;
 }
 
 Flags ParseFlags(int argc, char** argv) {
+  cli::CommandLineError error = cli::ReadCommandLine(
+      argc, argv,
+      {&absl::GetFlagReflectionHandle(FLAGS_server),
+       &absl::GetFlagReflectionHandle(FLAGS_registrar_key),
+       &absl::GetFlagReflectionHandle(FLAGS_registrar_id),
+       &absl::GetFlagReflectionHandle(FLAGS_clients), &absl::GetFlagReflectionHandle(FLAGS_events),
+       &absl::GetFlagReflectionHandle(FLAGS_orgs), &absl::GetFlagReflectionHandle(FLAGS_mode),
+       &absl::GetFlagReflectionHandle(FLAGS_batch_size),
+       &absl::GetFlagReflectionHandle(FLAGS_verify_seconds),
+       &absl::GetFlagReflectionHandle(FLAGS_json)},
+      kUsage);
+  if (error.kind == cli::CommandLineError::kBadValue) Usage(RangeError(error.flag, error.value));
+  if (!error.ok()) Usage(error.Message());
+
   Flags flags;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::cout << kUsage;
-      std::exit(0);
-    }
-    if (arg.rfind("--", 0) != 0) Usage(absl::StrCat("unexpected argument '", arg, "'"));
-    std::string name = arg;
-    std::optional<std::string> value;
-    if (size_t eq = arg.find('='); eq != std::string::npos) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-    }
-    if (name == "--json") {
-      if (value.has_value()) Usage("--json takes no value");
-      flags.json = true;
-      continue;
-    }
-    static const char* const kValued[] = {"--server",  "--registrar-key", "--registrar-id",
-                                          "--clients", "--events",        "--orgs",
-                                          "--mode",    "--batch-size",    "--verify-seconds"};
-    if (std::find_if(std::begin(kValued), std::end(kValued),
-                     [&](const char* f) { return name == f; }) == std::end(kValued)) {
-      Usage(absl::StrCat("unknown flag '", name, "'"));
-    }
-    if (!value.has_value()) {
-      if (i + 1 >= argc) Usage(absl::StrCat(name, " needs a value"));
-      value = argv[++i];
-    }
-    if (name == "--server") {
-      flags.server = *value;
-    } else if (name == "--registrar-key") {
-      flags.registrar_key = *value;
-    } else if (name == "--registrar-id") {
-      flags.registrar_id = *value;
-    } else if (name == "--clients") {
-      flags.clients = ParseInt<int>(name, *value, 1, 10000);
-    } else if (name == "--events") {
-      flags.events = ParseInt<int64_t>(name, *value, 1, 100000000);
-    } else if (name == "--orgs") {
-      flags.orgs = ParseInt<int>(name, *value, 1, 1000000);
-    } else if (name == "--batch-size") {
-      flags.batch_size = ParseInt<int>(name, *value, 1, static_cast<int>(kMaxBatchEvents));
-    } else if (name == "--mode") {
-      flags.mode = *value;
-      if (*value == "unary") {
-        flags.batch = false;
-      } else if (*value == "batch") {
-        flags.unary = false;
-      } else if (*value != "both") {
-        Usage(absl::StrCat("--mode wants unary, batch or both, got '", *value, "'"));
-      }
-    } else if (name == "--verify-seconds") {
-      double v = 0;
-      if (!absl::SimpleAtod(*value, &v) || !(v > 0) || v > 3600) {
-        Usage(absl::StrCat("--verify-seconds wants a number in (0, 3600], got '", *value, "'"));
-      }
-      flags.verify_seconds = v;
-    }
+  flags.server = absl::GetFlag(FLAGS_server);
+  flags.registrar_key = absl::GetFlag(FLAGS_registrar_key);
+  flags.registrar_id = absl::GetFlag(FLAGS_registrar_id);
+  flags.clients = InRange("--clients", absl::GetFlag(FLAGS_clients));
+  flags.events = InRange("--events", absl::GetFlag(FLAGS_events));
+  flags.orgs = InRange("--orgs", absl::GetFlag(FLAGS_orgs));
+  flags.batch_size = InRange("--batch-size", absl::GetFlag(FLAGS_batch_size));
+  flags.mode = absl::GetFlag(FLAGS_mode);
+  if (flags.mode == "unary") {
+    flags.batch = false;
+  } else if (flags.mode == "batch") {
+    flags.unary = false;
+  } else if (flags.mode != "both") {
+    Usage(absl::StrCat("--mode wants unary, batch or both, got '", flags.mode, "'"));
   }
+  flags.verify_seconds = absl::GetFlag(FLAGS_verify_seconds);
+  if (!(flags.verify_seconds > 0) || flags.verify_seconds > 3600) {
+    Usage(RangeError("--verify-seconds", absl::StrCat(flags.verify_seconds)));
+  }
+  flags.json = absl::GetFlag(FLAGS_json);
   if (flags.server.empty()) Usage("--server HOST:PORT is required");
   if (flags.registrar_key.empty()) Usage("--registrar-key FILE is required");
   if (flags.registrar_id.empty()) Usage("--registrar-id must not be empty");
@@ -225,14 +238,12 @@ void ParallelFor(size_t n, unsigned threads, Fn fn) {
   for (auto& th : pool) th.join();
 }
 
-// Separate channels get separate TCP connections (no shared subchannel pool).
+// Separate channels get separate TCP connections.
 std::shared_ptr<grpc::Channel> NewChannel(const std::string& target, int index) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetInt("ledger.loadgen.channel", index);
-  args.SetMaxReceiveMessageSize(64 << 20);
-  args.SetMaxSendMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return client::NewChannel(target, {.max_receive_message_bytes = 64 << 20,
+                                     .max_send_message_bytes = 64 << 20,
+                                     .own_connection = true,
+                                     .connection_index = index});
 }
 
 // ------------------------------------------------------------------ setup
@@ -269,11 +280,11 @@ std::vector<Org> RegisterOrganisations(v1::LedgerService::Stub& stub, const Flag
     }
     v1::AppendBatchResponse response;
     grpc::ClientContext context;
-    PrepareCall(context, kCallTimeout, bench::Connection::kWaitForReady);
+    PrepareCall(context, kCallTimeout, CallPolicy::kWaitForReady);
     grpc::Status status = stub.AppendBatch(&context, request, &response);
     if (!status.ok()) {
       Fail(absl::StrCat("registering organisations ", start, "..", end - 1, ": ",
-                        services::Describe(status)));
+                        client::Describe(status)));
     }
     if (response.receipts_size() != static_cast<int>(end - start)) {
       Fail(absl::StrCat("registering organisations: ", response.receipts_size(),
@@ -442,7 +453,7 @@ ModeResult RunLoad(const std::string& mode, const Flags& flags,
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
       for (size_t i; (i = next.fetch_add(1)) < calls;) {
         grpc::ClientContext context;
-        PrepareCall(context, kCallTimeout, bench::Connection::kFailFast);
+        PrepareCall(context, kCallTimeout, CallPolicy::kFailFast);
         grpc::Status status;
         int64_t want = 1, got = 0;
         Clock::time_point t0 = Clock::now();
@@ -469,7 +480,7 @@ ModeResult RunLoad(const std::string& mode, const Flags& flags,
         if (first_error.empty()) {
           first_error = status.ok() ? absl::StrCat("OK status with ", got, " receipts for ",
                                                    want, " events")
-                                    : services::Describe(status);
+                                    : client::Describe(status);
         }
       }
     });
@@ -532,7 +543,7 @@ int Main(int argc, char** argv) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < channel_count; ++i) channels.push_back(NewChannel(flags.server, i));
   for (auto& ch : channels) {
-    if (!ch->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
+    if (!client::WaitForConnection(*ch, std::chrono::seconds(10))) {
       Fail(absl::StrCat("cannot connect to ", flags.server, " within 10 s"));
     }
   }
@@ -542,9 +553,9 @@ int Main(int argc, char** argv) {
   v1::GetLedgerInfoResponse info;
   {
     grpc::ClientContext context;
-    PrepareCall(context, kCallTimeout, bench::Connection::kWaitForReady);
+    PrepareCall(context, kCallTimeout, CallPolicy::kWaitForReady);
     grpc::Status status = setup_stub->GetLedgerInfo(&context, {}, &info);
-    if (!status.ok()) Fail(absl::StrCat("GetLedgerInfo: ", services::Describe(status)));
+    if (!status.ok()) Fail(absl::StrCat("GetLedgerInfo: ", client::Describe(status)));
   }
   const std::string run_id = RandomHex(6);
   log(absl::StrCat("ledger ", info.ledger_id(), " (tree size ", info.tree_size(), "), run ",
@@ -638,55 +649,61 @@ int Main(int argc, char** argv) {
   for (const ModeResult& r : results) any_failure |= r.failed_calls != 0;
 
   if (flags.json) {
-    std::string out = "{";
-    absl::StrAppend(&out, "\"server\":", JsonString(flags.server),
-                    ",\"ledger_id\":", JsonString(info.ledger_id()),
-                    ",\"run_id\":", JsonString(run_id), ",\"clients\":", flags.clients,
-                    ",\"channels\":", channel_count, ",\"orgs\":", flags.orgs,
-                    ",\"events_per_mode\":", flags.events, ",\"batch_size\":", flags.batch_size,
-                    ",\"hardware_concurrency\":", cores,
-                    absl::StrFormat(",\"load_average_1m\":{\"before\":%.2f,\"after\":%.2f}",
-                                    load_before, load_after));
-    absl::StrAppend(&out, ",\"modes\":{");
-    for (size_t i = 0; i < results.size(); ++i) {
-      const ModeResult& r = results[i];
+    using Json = nlohmann::ordered_json;
+    Json out;
+    out["server"] = flags.server;
+    out["ledger_id"] = info.ledger_id();
+    out["run_id"] = run_id;
+    out["clients"] = flags.clients;
+    out["channels"] = channel_count;
+    out["orgs"] = flags.orgs;
+    out["events_per_mode"] = flags.events;
+    out["batch_size"] = flags.batch_size;
+    out["hardware_concurrency"] = cores;
+    out["load_average_1m"] = {{"before", Round(load_before, 2)}, {"after", Round(load_after, 2)}};
+    Json& modes = out["modes"] = Json::object();
+    for (const ModeResult& r : results) {
       double ratio = verifyN.rate() > 0 ? r.appends_per_second() / verifyN.rate() : 0;
-      absl::StrAppend(
-          &out, i ? "," : "", JsonString(r.mode), ":{",
-          absl::StrFormat("\"events\":%d,\"acknowledged\":%d,\"calls\":%d,\"events_per_call\":%d,"
-                          "\"seconds\":%.4f,\"client_cpu_seconds\":%.3f,\"appends_per_second\":%.1f,"
-                          "\"latency_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f,\"mean\":%.3f},"
-                          "\"failed_calls\":%d,\"failed_events\":%d,",
-                          r.events, r.acknowledged, r.calls, r.batch_size, r.seconds,
-                          r.client_cpu_seconds, r.appends_per_second(), r.p50_ms, r.p99_ms, r.max_ms, r.mean_ms,
-                          r.failed_calls, r.failed_events),
-          "\"first_error\":", r.first_error.empty() ? "null" : JsonString(r.first_error),
-          absl::StrFormat(",\"ratio_to_all_core_verify\":%.4f}", ratio));
+      modes[r.mode] = {
+          {"events", r.events},
+          {"acknowledged", r.acknowledged},
+          {"calls", r.calls},
+          {"events_per_call", r.batch_size},
+          {"seconds", Round(r.seconds, 4)},
+          {"client_cpu_seconds", Round(r.client_cpu_seconds, 3)},
+          {"appends_per_second", Round(r.appends_per_second(), 1)},
+          {"latency_ms",
+           {{"p50", Round(r.p50_ms, 3)},
+            {"p99", Round(r.p99_ms, 3)},
+            {"max", Round(r.max_ms, 3)},
+            {"mean", Round(r.mean_ms, 3)}}},
+          {"failed_calls", r.failed_calls},
+          {"failed_events", r.failed_events},
+          {"first_error", r.first_error.empty() ? Json(nullptr) : Json(r.first_error)},
+          {"ratio_to_all_core_verify", Round(ratio, 4)}};
     }
-    absl::StrAppend(&out, "}");
-    absl::StrAppend(
-        &out,
-        absl::StrFormat(",\"verify\":{\"one_core\":{\"threads\":1,\"verifies\":%d,\"seconds\":%.3f,"
-                        "\"per_second\":%.1f},\"all_cores\":{\"threads\":%u,\"verifies\":%d,"
-                        "\"seconds\":%.3f,\"per_second\":%.1f},\"openssl_one_core\":{"
-                        "\"threads\":1,\"verifies\":%d,\"seconds\":%.3f,\"per_second\":%.1f}}",
-                        verify1.verifies, verify1.seconds, verify1.rate(), verifyN.threads,
-                        verifyN.verifies, verifyN.seconds, verifyN.rate(), openssl1.verifies,
-                        openssl1.seconds, openssl1.rate()));
-    absl::StrAppend(&out, ",\"targets\":[");
-    for (size_t i = 0; i < targets.size(); ++i) {
-      const Target& t = targets[i];
-      absl::StrAppend(&out, i ? "," : "", "{\"name\":", JsonString(t.name),
-                      ",\"mode\":", JsonString(t.mode),
-                      absl::StrFormat(",\"measured\":%.4f,\"required\":%.4f", t.measured,
-                                      t.required),
-                      ",\"unit\":", JsonString(t.unit), ",\"result\":",
-                      t.pass ? "\"PASS\"" : "\"MISS\"");
-      if (!t.note.empty()) absl::StrAppend(&out, ",\"note\":", JsonString(t.note));
-      absl::StrAppend(&out, "}");
+    auto verify_json = [](const VerifyResult& v) {
+      return Json{{"threads", v.threads},
+                  {"verifies", v.verifies},
+                  {"seconds", Round(v.seconds, 3)},
+                  {"per_second", Round(v.rate(), 1)}};
+    };
+    out["verify"] = {{"one_core", verify_json(verify1)},
+                     {"all_cores", verify_json(verifyN)},
+                     {"openssl_one_core", verify_json(openssl1)}};
+    Json& targets_json = out["targets"] = Json::array();
+    for (const Target& t : targets) {
+      Json target = {{"name", t.name},
+                     {"mode", t.mode},
+                     {"measured", Round(t.measured, 4)},
+                     {"required", Round(t.required, 4)},
+                     {"unit", t.unit},
+                     {"result", t.pass ? "PASS" : "MISS"}};
+      if (!t.note.empty()) target["note"] = t.note;
+      targets_json.push_back(std::move(target));
     }
-    absl::StrAppend(&out, "],\"all_calls_succeeded\":", any_failure ? "false" : "true", "}");
-    std::cout << out << std::endl;
+    out["all_calls_succeeded"] = !any_failure;
+    std::cout << bench::DumpJson(out) << std::endl;
   } else {
     std::cout << absl::StrFormat(
         "ledger_loadgen: %s, ledger %s, run %s\n"

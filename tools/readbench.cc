@@ -22,32 +22,45 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/channel.h"
+#include "client/error_detail.h"
 #include "grpcpp/grpcpp.h"
 #include "ledger/v1/governance_service.grpc.pb.h"
 #include "ledger/v1/ledger_service.grpc.pb.h"
-#include "services/grpc_status.h"
+#include "nlohmann/json.hpp"
 #include "tools/bench_util.h"
+#include "tools/command_line.h"
+
+ABSL_FLAG(std::string, server, "", "ledgerd to measure, HOST:PORT (required)");
+ABSL_FLAG(int, queries, 2000, "governance queries to time, 1..10000000");
+ABSL_FLAG(bool, json, false, "print the report as one JSON object");
 
 namespace ledger {
 namespace {
 
 using bench::Clock;
-using bench::JsonString;
 using bench::Percentile;
-using bench::PrepareCall;
+using bench::Round;
 using bench::Seconds;
+using client::CallPolicy;
+using client::PrepareCall;
 
 constexpr double kCatchUpTarget = 200'000;  // records/s
 constexpr double kQueryP99TargetMs = 1.0;
 constexpr auto kCallTimeout = std::chrono::seconds(30);
 
+constexpr char kUsage[] = "usage: ledger_readbench --server HOST:PORT [--queries N] [--json]\n";
+
 [[noreturn]] void Usage(const std::string& problem) {
-  std::cerr << "ledger_readbench: " << problem << "\n"
-            << "usage: ledger_readbench --server HOST:PORT [--queries N] [--json]\n";
+  std::cerr << "ledger_readbench: " << problem << "\n" << kUsage;
   std::exit(2);
+}
+
+[[noreturn]] void BadQueries(const std::string& value) {
+  Usage(absl::StrCat("--queries wants a number in 1..10000000, got '", value, "'"));
 }
 
 [[noreturn]] void Fail(const std::string& message) {
@@ -62,27 +75,22 @@ struct Flags {
 };
 
 Flags ParseFlags(int argc, char** argv) {
-  Flags flags;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      std::cout << "usage: ledger_readbench --server HOST:PORT [--queries N] [--json]\n";
-      std::exit(0);
-    } else if (arg == "--json") {
-      flags.json = true;
-    } else if (arg == "--server" || arg == "--queries") {
-      if (i + 1 >= argc) Usage(arg + " needs a value");
-      const std::string value = argv[++i];
-      if (arg == "--server") {
-        flags.server = value;
-      } else if (!absl::SimpleAtoi(value, &flags.queries) || flags.queries < 1 ||
-                 flags.queries > 10'000'000) {
-        Usage(absl::StrCat("--queries wants a number in 1..10000000, got '", value, "'"));
-      }
-    } else {
-      Usage(absl::StrCat("unknown argument '", arg, "'"));
-    }
+  const cli::CommandLineError error = cli::ReadCommandLine(
+      argc, argv,
+      {&absl::GetFlagReflectionHandle(FLAGS_server), &absl::GetFlagReflectionHandle(FLAGS_queries),
+       &absl::GetFlagReflectionHandle(FLAGS_json)},
+      kUsage);
+  switch (error.kind) {
+    case cli::CommandLineError::kNone: break;
+    case cli::CommandLineError::kMissingValue: Usage(error.flag + " needs a value");
+    case cli::CommandLineError::kBadValue: BadQueries(error.value);
+    default: Usage(absl::StrCat("unknown argument '", error.arg, "'"));
   }
+  Flags flags;
+  flags.server = absl::GetFlag(FLAGS_server);
+  flags.queries = absl::GetFlag(FLAGS_queries);
+  flags.json = absl::GetFlag(FLAGS_json);
+  if (flags.queries < 1 || flags.queries > 10'000'000) BadQueries(absl::StrCat(flags.queries));
   if (flags.server.empty()) Usage("--server HOST:PORT is required");
   return flags;
 }
@@ -135,25 +143,23 @@ struct QueryKind {
 template <typename Response, typename Call>
 grpc::Status CallOnce(Call call) {
   grpc::ClientContext context;
-  PrepareCall(context, kCallTimeout, bench::Connection::kFailFast);
+  PrepareCall(context, kCallTimeout, CallPolicy::kFailFast);
   Response response;
   return call(&context, &response);
 }
 
 int Main(int argc, char** argv) {
   const Flags flags = ParseFlags(argc, argv);
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(flags.server, grpc::InsecureChannelCredentials(), args);
+  auto channel = client::NewChannel(flags.server, {.max_receive_message_bytes = 64 << 20});
   auto ledger = v1::LedgerService::NewStub(channel);
   auto governance = v1::GovernanceService::NewStub(channel);
 
   v1::GetLedgerInfoResponse info;
   {
     grpc::ClientContext context;
-    PrepareCall(context, kCallTimeout, bench::Connection::kWaitForReady);
+    PrepareCall(context, kCallTimeout, CallPolicy::kWaitForReady);
     if (grpc::Status s = ledger->GetLedgerInfo(&context, {}, &info); !s.ok()) {
-      Fail(absl::StrCat("GetLedgerInfo: ", services::Describe(s)));
+      Fail(absl::StrCat("GetLedgerInfo: ", client::Describe(s)));
     }
   }
   std::cerr << "ledger_readbench: ledger " << info.ledger_id() << ", " << info.tree_size() << " records\n";
@@ -168,9 +174,9 @@ int Main(int argc, char** argv) {
     request.mutable_filter()->set_page_token(token);
     v1::ListProposalsResponse response;
     grpc::ClientContext context;
-    PrepareCall(context, kCallTimeout, bench::Connection::kWaitForReady);
+    PrepareCall(context, kCallTimeout, CallPolicy::kWaitForReady);
     if (grpc::Status s = governance->ListProposals(&context, request, &response); !s.ok()) {
-      Fail(absl::StrCat("ListProposals: ", services::Describe(s)));
+      Fail(absl::StrCat("ListProposals: ", client::Describe(s)));
     }
     proposals.insert(proposals.end(), response.proposals().begin(), response.proposals().end());
     token = response.next_page_token();
@@ -245,7 +251,7 @@ int Main(int argc, char** argv) {
     grpc::Status status = kind.call(i / static_cast<int>(kinds.size()));
     const double ms = Seconds(Clock::now() - start) * 1000;
     if (!status.ok()) {
-      if (failures++ == 0) first_error = absl::StrCat(kind.name, ": ", services::Describe(status));
+      if (failures++ == 0) first_error = absl::StrCat(kind.name, ": ", client::Describe(status));
       continue;
     }
     kind.latencies_ms.push_back(ms);
@@ -257,21 +263,29 @@ int Main(int argc, char** argv) {
   const double p99 = Percentile(all_ms, 0.99);
 
   if (flags.json) {
-    std::string out = absl::StrFormat(
-        "{\"records\":%d,\"catch_up\":{\"records\":%d,\"messages\":%d,\"seconds\":%.3f,\"per_second\":%.1f},"
-        "\"queries\":{\"count\":%d,\"failures\":%d,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"kinds\":"
-        "{",
-        info.tree_size(), catch_up.records, catch_up.messages, catch_up.seconds, catch_up.rate(),
-        all_ms.size(), failures, Percentile(all_ms, 0.5), p99, all_ms.empty() ? 0 : all_ms.back());
-    for (size_t k = 0; k < kinds.size(); ++k) {
-      absl::StrAppend(
-          &out, k ? "," : "", JsonString(kinds[k].name),
-          absl::StrFormat(":{\"p50_ms\":%.3f,\"p99_ms\":%.3f}", Percentile(kinds[k].latencies_ms, 0.5),
-                          Percentile(kinds[k].latencies_ms, 0.99)));
+    using Json = nlohmann::ordered_json;
+    Json kinds_json = Json::object();
+    for (const QueryKind& kind : kinds) {
+      kinds_json[kind.name] = {{"p50_ms", Round(Percentile(kind.latencies_ms, 0.5), 3)},
+                               {"p99_ms", Round(Percentile(kind.latencies_ms, 0.99), 3)}};
     }
-    absl::StrAppend(&out, "}},\"first_error\":", first_error.empty() ? "null" : JsonString(first_error),
-                    absl::StrFormat(",\"load_average\":[%.2f,%.2f]}", load_before, load_after));
-    std::cout << out << "\n";
+    const Json out = {
+        {"records", info.tree_size()},
+        {"catch_up",
+         {{"records", catch_up.records},
+          {"messages", catch_up.messages},
+          {"seconds", Round(catch_up.seconds, 3)},
+          {"per_second", Round(catch_up.rate(), 1)}}},
+        {"queries",
+         {{"count", all_ms.size()},
+          {"failures", failures},
+          {"p50_ms", Round(Percentile(all_ms, 0.5), 3)},
+          {"p99_ms", Round(p99, 3)},
+          {"max_ms", Round(all_ms.empty() ? 0 : all_ms.back(), 3)},
+          {"kinds", kinds_json}}},
+        {"first_error", first_error.empty() ? Json(nullptr) : Json(first_error)},
+        {"load_average", {Round(load_before, 2), Round(load_after, 2)}}};
+    std::cout << bench::DumpJson(out) << "\n";
   } else {
     std::cout << absl::StrFormat("ledger of %d records (%d proposals); 1-min load average %.2f -> %.2f\n\n",
                                  info.tree_size(), proposals.size(), load_before, load_after);

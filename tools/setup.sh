@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config ccache
   librocksdb-dev libprotobuf-dev protobuf-compiler
   libgrpc++-dev protobuf-compiler-grpc libssl-dev libsodium-dev
-  libgtest-dev libabsl-dev openssl
+  libgtest-dev libabsl-dev libgoogle-glog-dev nlohmann-json3-dev openssl
   ${LEDGER_EXTRA_PACKAGES:-})
 
 missing=()

@@ -4,41 +4,24 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "client/channel.h"
+#include "client/error_detail.h"
 #include "grpcpp/client_context.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
-#include "ledger/rules/refusal.h"
-#include "services/grpc_status.h"
 
 namespace ledger::ctl {
 namespace {
 
 constexpr std::chrono::seconds kUnaryDeadline(30);
-// How long a new client waits for its first connection. gRPC calls fail at
-// once when a connection attempt fails, and on a loaded machine one now and
-// then does (then succeeds a backoff later); a server that is really down
-// still gets its own clear UNAVAILABLE error from the first call after this.
-constexpr std::chrono::seconds kConnectWait(3);
 
-void SetDeadline(grpc::ClientContext* context) {
-  context->set_deadline(std::chrono::system_clock::now() + kUnaryDeadline);
-}
-
-absl::Status FromGrpc(const char* rpc, const std::string& server, const grpc::Status& status) {
-  // absl and gRPC share the canonical code numbering; the reason travels on
-  // (ReasonOf) so callers can act on it.
-  return Refuse(static_cast<absl::StatusCode>(status.error_code()), services::DetailOf(status).reason(),
-                absl::StrCat(rpc, " at ", server, ": ", services::Describe(status)));
-}
-
-// Runs one unary call with the standard deadline.
+// Runs one unary call with the standard deadline. Fail-fast (gRPC's default):
+// the constructor has already waited for the connection.
 template <typename Response, typename Call>
 absl::StatusOr<Response> Unary(const char* rpc, const std::string& server, Call call) {
   grpc::ClientContext context;
-  SetDeadline(&context);
+  client::PrepareCall(context, kUnaryDeadline, client::CallPolicy::kFailFast);
   Response response;
   grpc::Status status = call(&context, &response);
-  if (!status.ok()) return FromGrpc(rpc, server, status);
+  if (!status.ok()) return client::ToStatus(rpc, server, status);
   return response;
 }
 
@@ -46,11 +29,12 @@ absl::StatusOr<Response> Unary(const char* rpc, const std::string& server, Call 
 
 LedgerClient::LedgerClient(std::string server)
     : server_(std::move(server)),
-      channel_(grpc::CreateChannel(server_, grpc::InsecureChannelCredentials())),
+      channel_(client::NewChannel(server_)),
       ledger_(v1::LedgerService::NewStub(channel_)),
       audit_(v1::AuditService::NewStub(channel_)),
       governance_(v1::GovernanceService::NewStub(channel_)) {
-  (void)channel_->WaitForConnected(std::chrono::system_clock::now() + kConnectWait);
+  // A failed wait is not an error here: the first call reports it.
+  (void)client::WaitForConnection(*channel_, client::kInteractiveConnectWait);
 }
 
 absl::StatusOr<v1::ListCheckpointsResponse> LedgerClient::ListCheckpoints(uint64_t from_size, uint64_t to_size) {
@@ -70,7 +54,7 @@ absl::Status LedgerClient::Verify(const v1::VerifyRequest& request,
   v1::VerifyProgress message;
   while (reader->Read(&message)) on_message(message);
   grpc::Status status = reader->Finish();
-  if (!status.ok()) return FromGrpc("Verify", server_, status);
+  if (!status.ok()) return client::ToStatus("Verify", server_, status);
   return absl::OkStatus();
 }
 
@@ -212,7 +196,7 @@ absl::Status LedgerClient::Subscribe(
     return stop;
   }
   grpc::Status status = reader->Finish();
-  if (!status.ok()) return FromGrpc("Subscribe", server_, status);
+  if (!status.ok()) return client::ToStatus("Subscribe", server_, status);
   return absl::OkStatus();
 }
 

@@ -1,8 +1,11 @@
 // ledgerctl's view of ledgerd: one channel, the LedgerService and AuditService
 // stubs, and every RPC as a function returning absl::Status.
 //
+// The channel, connection wait and error decoding are the client library's
+// (client/channel.h, client/error_detail.h).
+//
 // Errors name the RPC and the server and carry the server's code, reason and
-// message (services::Describe), e.g.
+// message (client::Describe), e.g.
 //   "Append at 127.0.0.1:7400: FAILED_PRECONDITION (NOT_A_REGISTRAR): ..."
 // Unary calls have a 30 s deadline; Subscribe has none (it follows the log
 // until told to stop).
@@ -26,7 +29,8 @@ namespace ledger::ctl {
 
 class LedgerClient {
  public:
-  // Insecure channel for now (TLS comes with ledgerd's TLS support).
+  // Plaintext channel (client/channel.h); waits up to
+  // client::kInteractiveConnectWait for the first connection.
   explicit LedgerClient(std::string server);
 
   const std::string& server() const { return server_; }

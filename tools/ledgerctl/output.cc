@@ -12,74 +12,8 @@
 
 namespace ledger::ctl {
 
-std::string JsonQuote(absl::string_view text) {
-  std::string out = "\"";
-  out.reserve(text.size() + 2);
-  for (char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-          absl::StrAppendFormat(&out, "\\u%04x", static_cast<unsigned char>(c));
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out.push_back('"');
-  return out;
-}
-
-void JsonObject::Key(absl::string_view key) {
-  if (!fields_.empty()) fields_.push_back(',');
-  absl::StrAppend(&fields_, JsonQuote(key), ":");
-}
-
-JsonObject& JsonObject::Add(absl::string_view key, absl::string_view text) {
-  Key(key);
-  absl::StrAppend(&fields_, JsonQuote(text));
-  return *this;
-}
-
-JsonObject& JsonObject::Add(absl::string_view key, uint64_t number) {
-  Key(key);
-  absl::StrAppend(&fields_, number);
-  return *this;
-}
-
-JsonObject& JsonObject::Add(absl::string_view key, int64_t number) {
-  Key(key);
-  absl::StrAppend(&fields_, number);
-  return *this;
-}
-
-JsonObject& JsonObject::Add(absl::string_view key, bool value) {
-  Key(key);
-  absl::StrAppend(&fields_, value ? "true" : "false");
-  return *this;
-}
-
-JsonObject& JsonObject::Add(absl::string_view key, const std::vector<std::string>& texts) {
-  Key(key);
-  fields_.push_back('[');
-  for (size_t i = 0; i < texts.size(); ++i) {
-    if (i > 0) fields_.push_back(',');
-    absl::StrAppend(&fields_, JsonQuote(texts[i]));
-  }
-  fields_.push_back(']');
-  return *this;
-}
-
-JsonObject& JsonObject::AddRaw(absl::string_view key, absl::string_view json) {
-  Key(key);
-  absl::StrAppend(&fields_, json);
-  return *this;
+std::string DumpJson(const Json& json) {
+  return json.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 absl::StatusOr<std::string> ProtoToJson(const google::protobuf::Message& message) {
@@ -123,15 +57,19 @@ absl::StatusOr<std::string> FormatRecord(const v1::RecordEntry& entry,
   }
   absl::StatusOr<std::string> body_json = ProtoToJson(body);
   if (!body_json.ok()) return body_json.status();
+  Json body_value = Json::parse(*body_json, nullptr, /*allow_exceptions=*/false);
+  if (body_value.is_discarded()) {
+    return absl::InternalError(absl::StrCat("protobuf printed the body of record ",
+                                            record->position(), " as JSON that does not parse"));
+  }
   merkle::Hash leaf = merkle::HashLeaf(entry.record());
-  return JsonObject()
-      .Add("position", static_cast<uint64_t>(record->position()))
-      .Add("ledger_time_unix_ns", static_cast<int64_t>(record->ledger_time_unix_ns()))
-      .Add("key_id", envelope->signed_event.key_id())
-      .Add("signature", crypto::Base64Encode(envelope->signed_event.signature()))
-      .AddRaw("body", *body_json)
-      .Add("leaf_hash", crypto::ToHex(merkle::AsBytes(leaf)))
-      .Build();
+  return DumpJson(Json{
+      {"position", static_cast<uint64_t>(record->position())},
+      {"ledger_time_unix_ns", static_cast<int64_t>(record->ledger_time_unix_ns())},
+      {"key_id", envelope->signed_event.key_id()},
+      {"signature", crypto::Base64Encode(envelope->signed_event.signature())},
+      {"body", std::move(body_value)},
+      {"leaf_hash", crypto::ToHex(merkle::AsBytes(leaf))}});
 }
 
 absl::StatusOr<std::string> FormatReceipt(const v1::AppendResponse& response, bool json) {

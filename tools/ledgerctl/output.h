@@ -1,48 +1,32 @@
 // How ledgerctl prints: records (a table line or a JSON object per line),
-// receipts, and the small hand-written JSON the proof commands need.
+// receipts, and the small JSON objects the proof commands print.
 //
 // Protobuf messages go through protobuf's JSON printer (lowerCamelCase names,
-// as `submit` reads them); everything else is built with JsonObject, which
-// escapes strings properly. Hashes are lowercase hex; signatures base64.
+// as `submit` reads them); everything else is a Json (nlohmann-json, fields
+// in the order added) printed by DumpJson. Hashes are lowercase hex;
+// signatures base64.
 #ifndef TOOLS_LEDGERCTL_OUTPUT_H_
 #define TOOLS_LEDGERCTL_OUTPUT_H_
 
 #include <cstdint>
 #include <string>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
+#include "nlohmann/json.hpp"
 #include "ledger/v1/ledger_service.pb.h"
 #include "ledger/v1/record.pb.h"
 
 namespace ledger::ctl {
 
-// A JSON string literal, quotes included, with ", \ and control characters
-// escaped. Input is expected to be UTF-8 (proto3 strings are).
-std::string JsonQuote(absl::string_view text);
+// A JSON value whose object fields keep the order they were added in.
+using Json = nlohmann::ordered_json;
 
-// Builds one JSON object, fields in the order added.
-class JsonObject {
- public:
-  JsonObject& Add(absl::string_view key, absl::string_view text);  // a string
-  JsonObject& Add(absl::string_view key, const char* text) {
-    return Add(key, absl::string_view(text));
-  }
-  JsonObject& Add(absl::string_view key, uint64_t number);
-  JsonObject& Add(absl::string_view key, int64_t number);
-  JsonObject& Add(absl::string_view key, bool value);
-  JsonObject& Add(absl::string_view key, const std::vector<std::string>& texts);
-  // `json` is inserted as is (it must already be JSON).
-  JsonObject& AddRaw(absl::string_view key, absl::string_view json);
-  std::string Build() const { return absl::StrCat("{", fields_, "}"); }
-
- private:
-  void Key(absl::string_view key);
-  std::string fields_;
-};
+// `json` on one line, compact. Invalid UTF-8 in a string becomes U+FFFD
+// rather than an exception.
+std::string DumpJson(const Json& json);
 
 // Protobuf JSON of `message` (compact; lowerCamelCase names).
 absl::StatusOr<std::string> ProtoToJson(const google::protobuf::Message& message);

@@ -152,15 +152,14 @@ absl::Status RunProve(const Invocation& in) {
   absl::Status verified = merkle::VerifyInclusion(leaf, *seq, checkpoint->size, *proof,
                                                   checkpoint->root);
   if (json) {
-    JsonObject out;
-    out.Add("leaf_index", *seq)
-        .Add("tree_size", checkpoint->size)
-        .Add("leaf_hash", Hex(leaf))
-        .Add("inclusion_proof", HexAll(*proof))
-        .Add("root_hash", Hex(checkpoint->root))
-        .Add("verified", verified.ok());
-    if (!verified.ok()) out.Add("error", verified.message());
-    PrintLine(out.Build());
+    Json out = {{"leaf_index", *seq},
+                {"tree_size", checkpoint->size},
+                {"leaf_hash", Hex(leaf)},
+                {"inclusion_proof", HexAll(*proof)},
+                {"root_hash", Hex(checkpoint->root)},
+                {"verified", verified.ok()}};
+    if (!verified.ok()) out["error"] = std::string(verified.message());
+    PrintLine(DumpJson(out));
   }
   if (!verified.ok()) {
     return absl::Status(verified.code(),
@@ -220,15 +219,14 @@ absl::Status RunConsistency(const Invocation& in) {
   absl::Status verified =
       merkle::VerifyConsistency(old->size, latest->size, *proof, old->root, latest->root);
   if (json) {
-    JsonObject out;
-    out.Add("old_size", old->size)
-        .Add("new_size", latest->size)
-        .Add("old_root", Hex(old->root))
-        .Add("new_root", Hex(latest->root))
-        .Add("consistency_proof", HexAll(*proof))
-        .Add("verified", verified.ok());
-    if (!verified.ok()) out.Add("error", verified.message());
-    PrintLine(out.Build());
+    Json out = {{"old_size", old->size},
+                {"new_size", latest->size},
+                {"old_root", Hex(old->root)},
+                {"new_root", Hex(latest->root)},
+                {"consistency_proof", HexAll(*proof)},
+                {"verified", verified.ok()}};
+    if (!verified.ok()) out["error"] = std::string(verified.message());
+    PrintLine(DumpJson(out));
   }
   if (!verified.ok()) {
     return absl::Status(verified.code(),
