@@ -1,7 +1,7 @@
 #include "client/error_detail.h"
 
 #include "absl/strings/str_cat.h"
-#include "ledger/rules/refusal.h"
+#include "ledger/event/refusal.h"
 
 namespace ledger::client {
 

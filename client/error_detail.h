@@ -23,7 +23,7 @@ v1::ErrorDetail DetailOf(const grpc::Status& status);
 std::string Describe(const grpc::Status& status);
 
 // `status` (not OK) as an absl::Status with the same code and reason
-// (ledger/rules/refusal.h ReasonOf reads it) and the message
+// (ledger/event/refusal.h ReasonOf reads it) and the message
 // "<rpc> at <server>: <Describe(status)>".
 absl::Status ToStatus(const char* rpc, const std::string& server, const grpc::Status& status);
 

@@ -13,7 +13,7 @@
 #include "ledger/audit/verifier.h"
 #include "ledger/crypto/sha256.h"
 #include "ledger/merkle/checkpoint.h"
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 #include "ledger/store/queries.h"
 #include "services/grpc_status.h"
 

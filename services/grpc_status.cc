@@ -1,7 +1,7 @@
 #include "services/grpc_status.h"
 
 #include "absl/strings/numbers.h"
-#include "ledger/rules/refusal.h"
+#include "ledger/event/refusal.h"
 
 namespace ledger::services {
 

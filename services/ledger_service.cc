@@ -4,8 +4,8 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "ledger/rules/envelope.h"
-#include "ledger/rules/refusal.h"
+#include "ledger/event/envelope.h"
+#include "ledger/event/refusal.h"
 #include "services/grpc_status.h"
 
 namespace ledger::services {

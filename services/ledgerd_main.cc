@@ -26,12 +26,12 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 #include "services/audit_service.h"
 #include "services/data_dir.h"
 #include "services/governance_service.h"
 #include "services/ledger_service.h"
-#include "tools/command_line.h"
+#include "services/command_line.h"
 
 // Defaults and meaning as in kUsage, which is what --help prints.
 ABSL_FLAG(std::string, data, "./var/ledger", "data directory");

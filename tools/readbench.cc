@@ -32,7 +32,7 @@
 #include "ledger/v1/ledger_service.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tools/bench_util.h"
-#include "tools/command_line.h"
+#include "services/command_line.h"
 
 ABSL_FLAG(std::string, server, "", "ledgerd to measure, HOST:PORT (required)");
 ABSL_FLAG(int, queries, 2000, "governance queries to time, 1..10000000");

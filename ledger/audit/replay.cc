@@ -1,8 +1,8 @@
 #include "ledger/audit/replay.h"
 
 #include "absl/strings/str_cat.h"
-#include "ledger/rules/envelope.h"
-#include "ledger/rules/refusal.h"
+#include "ledger/event/envelope.h"
+#include "ledger/event/refusal.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "ledger/rules/commit_group.h"
 #include "ledger/rules/rules.h"

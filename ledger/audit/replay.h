@@ -15,7 +15,7 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 #include "ledger/rules/state.h"
 #include "ledger/v1/events.pb.h"
 #include "ledger/v1/record.pb.h"

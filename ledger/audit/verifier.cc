@@ -11,7 +11,7 @@
 #include "ledger/audit/replay.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 
 namespace ledger::audit {
 namespace {

@@ -3,7 +3,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "ledger/rules/refusal.h"
+#include "ledger/event/refusal.h"
 #include "ledger/rules/rules.h"
 
 namespace ledger::rules {

@@ -36,7 +36,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "ledger/crypto/sha256.h"
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 #include "ledger/rules/state.h"
 #include "ledger/v1/events.pb.h"
 

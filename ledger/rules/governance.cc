@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ledger/rules/charter.h"
-#include "ledger/rules/refusal.h"
+#include "ledger/event/refusal.h"
 
 namespace ledger::rules::internal {
 namespace {

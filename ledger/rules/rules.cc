@@ -3,7 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/rules/governance.h"
-#include "ledger/rules/refusal.h"
+#include "ledger/event/refusal.h"
 
 namespace ledger::rules {
 namespace {

@@ -14,7 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "ledger/crypto/ed25519.h"
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 #include "ledger/rules/state.h"
 #include "ledger/v1/events.pb.h"
 

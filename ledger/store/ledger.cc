@@ -4,10 +4,13 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "glog/logging.h"
 #include "ledger/crypto/sha256.h"
 #include "ledger/merkle/checkpoint.h"
-#include "ledger/rules/refusal.h"
 #include "ledger/rules/commit_group.h"
+#include "ledger/event/refusal.h"
 
 namespace ledger::store {
 
@@ -26,6 +29,9 @@ namespace {
 
 // After a failed commit, overdue lapses wait this long before the next try.
 constexpr int64_t kStorageRetryNanos = 1'000'000'000;
+// A commit group that takes longer than this (decide, write, answer) is
+// logged: every organisation's appends wait behind it.
+constexpr absl::Duration kSlowCommitGroup = absl::Milliseconds(250);
 
 int64_t SystemClock() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -293,10 +299,12 @@ void Ledger::SequencerLoop() {
 }
 
 void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
+  const absl::Time started = absl::Now();
   if (storage_failed_) {
     // The last commit failed: nothing more is written until the store
     // resumes and the state is reloaded from what reached the disk.
     if (absl::Status recovered = RecoverFromStorageFailure(); !recovered.ok()) {
+      LOG(ERROR) << "storage error: the ledger in " << options_.data_dir << " cannot resume: " << recovered;
       absl::Status failure = Refuse(absl::StatusCode::kUnavailable, v1::STORAGE,
                                     absl::StrCat("the ledger cannot write: ", recovered.message()));
       for (auto& submission : group) submission->done(failure);
@@ -382,6 +390,9 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
       // A refusal before RocksDB saw the batch (disk nearly full) wrote
       // nothing; any other failure leaves the disk's content unknown.
       if (ReasonOf(written) != v1::STORAGE) storage_failed_ = true;
+      LOG(ERROR) << "storage error: a commit group of " << commit.records.size() << " records at position "
+                 << input.first_position << " was not written, its " << group.size()
+                 << " submissions are refused UNAVAILABLE: " << written;
       retry_lapses_after_ = options_.clock() + kStorageRetryNanos;
       absl::Status failure = Refuse(absl::StatusCode::kUnavailable, v1::STORAGE,
                                     absl::StrCat("the ledger could not commit: ", written.message()));
@@ -446,6 +457,11 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
   if (!commit.records.empty()) {
     absl::MutexLock lock(&listeners_mu_);
     for (auto& [id, listener] : listeners_) listener(commit.new_tree_size);
+  }
+  if (const absl::Duration took = absl::Now() - started; took > kSlowCommitGroup) {
+    LOG(WARNING) << "slow commit group: " << group.size() << " submissions, " << commit.records.size()
+                 << " records at position " << input.first_position << ", " << absl::ToDoubleMilliseconds(took)
+                 << " ms";
   }
 }
 

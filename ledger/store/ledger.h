@@ -30,7 +30,7 @@
 #include "absl/synchronization/mutex.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/merkle/tree.h"
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 #include "ledger/rules/state.h"
 #include "ledger/store/store.h"
 #include "ledger/v1/record.pb.h"
@@ -70,7 +70,7 @@ class Ledger {
   using Done = absl::AnyInvocable<void(absl::StatusOr<std::vector<SubmitResult>>)>;
   // Appends 1..kMaxBatchEvents events, all or nothing, at consecutive
   // positions. `done` runs exactly once: after the commit is durable, or with
-  // the refusal (see rules/refusal.h; for a batch the message names the index).
+  // the refusal (see event/refusal.h; for a batch the message names the index).
   void Submit(std::vector<v1::SignedEvent> events, Done done);
 
   // Stops accepting, finishes everything already accepted, and returns when

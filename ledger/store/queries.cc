@@ -4,8 +4,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "ledger/rules/envelope.h"
-#include "ledger/rules/refusal.h"
+#include "ledger/event/envelope.h"
+#include "ledger/event/refusal.h"
 #include "ledger/rules/state.h"
 
 namespace ledger::store {

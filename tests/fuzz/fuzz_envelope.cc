@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 #include "ledger/v1/events.pb.h"
 #include "ledger/v1/record.pb.h"
 

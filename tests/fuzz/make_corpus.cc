@@ -9,7 +9,7 @@
 
 #include "ledger/crypto/ed25519.h"
 #include "ledger/merkle/checkpoint.h"
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 #include "ledger/v1/events.pb.h"
 #include "ledger/v1/record.pb.h"
 

@@ -60,7 +60,7 @@
 #include "ledger/crypto/ed25519.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 #include "services/grpc_status.h"
 #include "tests/integration/ledgerd_process.h"
 

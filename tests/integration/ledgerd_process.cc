@@ -18,7 +18,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 #include "services/data_dir.h"
 #include "services/grpc_status.h"
 

@@ -46,7 +46,7 @@
 #include "ledger/crypto/ed25519.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 #include "ledger/v1/governance_service.grpc.pb.h"
 #include "rocksdb/db.h"
 #include "services/grpc_status.h"

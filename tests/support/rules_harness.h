@@ -15,7 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "ledger/rules/commit_group.h"
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 #include "ledger/rules/rules.h"
 #include "ledger/rules/state.h"
 #include "ledger/v1/events.pb.h"

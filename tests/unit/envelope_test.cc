@@ -1,7 +1,7 @@
-// Tests for ledger/rules/envelope: OpenSubmission's bound checks and the
+// Tests for ledger/event/envelope: OpenSubmission's bound checks and the
 // reason each refusal carries, DecodeRecord / DecodeStoredEvent strictness,
 // event kind names and numbers, and which events are system events.
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 
 #include <set>
 #include <string>
@@ -11,7 +11,7 @@
 #include "google/protobuf/reflection.h"
 #include "gtest/gtest.h"
 #include "ledger/crypto/ed25519.h"
-#include "ledger/rules/refusal.h"
+#include "ledger/event/refusal.h"
 
 namespace ledger {
 namespace {

@@ -31,8 +31,8 @@
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
 #include "ledger/rules/charter.h"
-#include "ledger/rules/envelope.h"
-#include "ledger/rules/refusal.h"
+#include "ledger/event/envelope.h"
+#include "ledger/event/refusal.h"
 #include "ledger/rules/rules.h"
 #include "ledger/rules/state.h"
 

@@ -17,8 +17,8 @@
 #include "google/protobuf/reflection.h"
 #include "gtest/gtest.h"
 #include "ledger/crypto/ed25519.h"
-#include "ledger/rules/envelope.h"
-#include "ledger/rules/refusal.h"
+#include "ledger/event/envelope.h"
+#include "ledger/event/refusal.h"
 #include "tests/support/rules_harness.h"
 #include "ledger/rules/state.h"
 

@@ -16,7 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "google/protobuf/util/json_util.h"
 #include "ledger/crypto/ed25519.h"
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 #include "tools/ledgerctl/client.h"
 #include "tools/ledgerctl/commands.h"
 #include "tools/ledgerctl/keys.h"

@@ -8,7 +8,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "ledger/crypto/sha256.h"
 #include "ledger/merkle/tree.h"
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 
 namespace ledger::ctl {
 

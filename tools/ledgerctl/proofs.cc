@@ -10,7 +10,7 @@
 #include "ledger/crypto/sha256.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 #include "tools/ledgerctl/client.h"
 #include "tools/ledgerctl/commands.h"
 #include "tools/ledgerctl/keys.h"

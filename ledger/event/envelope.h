@@ -1,8 +1,8 @@
 // Parsing and bound-checking of signed events, shared by the server's write
 // path and the auditor. Decoding does no signature check (that needs the key
 // registry; see rules.h) and no I/O.
-#ifndef LEDGER_RULES_ENVELOPE_H_
-#define LEDGER_RULES_ENVELOPE_H_
+#ifndef LEDGER_EVENT_ENVELOPE_H_
+#define LEDGER_EVENT_ENVELOPE_H_
 
 #include <cstddef>
 #include <string>
@@ -61,4 +61,4 @@ bool IsSystemEvent(const v1::EventBody& body);
 
 }  // namespace ledger
 
-#endif  // LEDGER_RULES_ENVELOPE_H_
+#endif  // LEDGER_EVENT_ENVELOPE_H_

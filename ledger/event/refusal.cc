@@ -1,4 +1,4 @@
-#include "ledger/rules/refusal.h"
+#include "ledger/event/refusal.h"
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"

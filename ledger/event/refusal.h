@@ -1,7 +1,7 @@
 // Refusals: an absl::Status whose code is the gRPC-compatible class of error
 // and whose payload carries the machine-readable ledger.v1.Reason.
-#ifndef LEDGER_RULES_REFUSAL_H_
-#define LEDGER_RULES_REFUSAL_H_
+#ifndef LEDGER_EVENT_REFUSAL_H_
+#define LEDGER_EVENT_REFUSAL_H_
 
 #include <cstddef>
 #include <string>
@@ -36,4 +36,4 @@ inline absl::Status RuleBroken(v1::Reason reason, std::string message) {
 
 }  // namespace ledger
 
-#endif  // LEDGER_RULES_REFUSAL_H_
+#endif  // LEDGER_EVENT_REFUSAL_H_

@@ -1,4 +1,4 @@
-#include "tools/command_line.h"
+#include "services/command_line.h"
 
 #include <cstdlib>
 #include <iostream>

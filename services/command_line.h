@@ -13,8 +13,8 @@
 // order; the first error stops the reading.
 //
 // Thread contract: call once, from main, before any thread reads the flags.
-#ifndef TOOLS_COMMAND_LINE_H_
-#define TOOLS_COMMAND_LINE_H_
+#ifndef SERVICES_COMMAND_LINE_H_
+#define SERVICES_COMMAND_LINE_H_
 
 #include <string>
 #include <vector>
@@ -52,4 +52,4 @@ CommandLineError ReadCommandLine(int argc, char** argv,
 
 }  // namespace ledger::cli
 
-#endif  // TOOLS_COMMAND_LINE_H_
+#endif  // SERVICES_COMMAND_LINE_H_

@@ -1,9 +1,9 @@
-#include "ledger/rules/envelope.h"
+#include "ledger/event/envelope.h"
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
 #include "ledger/crypto/ed25519.h"
-#include "ledger/rules/refusal.h"
+#include "ledger/event/refusal.h"
 
 namespace ledger {
 namespace {
