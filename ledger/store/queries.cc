@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "ledger/rules/envelope.h"
+#include "ledger/rules/gateway_touch.h"
 #include "ledger/rules/refusal.h"
 #include "ledger/rules/state.h"
 
@@ -264,12 +265,9 @@ absl::StatusOr<v1::ListRefusalsResponse> Queries::Refusals(const v1::QueryFilter
     view.set_org_id(body.author());
     view.set_key_id(attempt->signed_event.key_id());
     view.set_attempted_kind(EventKind(body));
-    if (body.has_vote_cast()) {
-      view.set_proposal_id(body.vote_cast().proposal_id());
-      view.set_gateway_id(body.vote_cast().gateway_id());
-    } else if (body.has_decision_called()) {
-      view.set_proposal_id(body.decision_called().proposal_id());
-      view.set_gateway_id(body.decision_called().gateway_id());
+    if (auto touched = rules::TouchedGateway(body)) {
+      view.set_proposal_id(std::string(touched->proposal_id));
+      view.set_gateway_id(std::string(touched->gateway_id));
     } else if (body.has_proposal_submitted()) {
       view.set_proposal_id(body.proposal_submitted().proposal_id());
     } else if (body.has_interest_declared()) {
