@@ -16,6 +16,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "ledger/common/thread_pool.h"
 #include "ledger/rules/envelope.h"
 #include "services/audit_service.h"
 #include "services/data_dir.h"
@@ -135,7 +136,10 @@ int main(int argc, char** argv) {
 
   // Services hold the ledger: they are destroyed (inner scope) before it is.
   {
-  ledger::services::LedgerServiceImpl ledger_service(ledger->get());
+  // Threads started once, outliving the services: long scans off the gRPC
+  // reaction threads (Read).
+  ledger::ThreadPool scan_workers(2);
+  ledger::services::LedgerServiceImpl ledger_service(ledger->get(), &scan_workers);
   ledger::services::AuditServiceImpl audit_service(ledger->get());
   ledger::services::GovernanceServiceImpl governance_service(&(*ledger)->store());
   grpc::EnableDefaultHealthCheckService(true);
