@@ -136,11 +136,13 @@ int main(int argc, char** argv) {
 
   // Services hold the ledger: they are destroyed (inner scope) before it is.
   {
-  // Threads started once, outliving the services: long scans off the gRPC
-  // reaction threads (Read).
+  // Threads started once, outliving the services: signature verification for
+  // AuditService.Verify (one per core), and long scans off the gRPC reaction
+  // threads (Read, ListCheckpoints, VerifyProposal).
+  ledger::ThreadPool verify_pool(0);
   ledger::ThreadPool scan_workers(2);
   ledger::services::LedgerServiceImpl ledger_service(ledger->get(), &scan_workers);
-  ledger::services::AuditServiceImpl audit_service(ledger->get());
+  ledger::services::AuditServiceImpl audit_service(ledger->get(), &verify_pool, &scan_workers);
   ledger::services::GovernanceServiceImpl governance_service(&(*ledger)->store());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
