@@ -1,21 +1,17 @@
 #include "services/audit_service.h"
 
-#include <algorithm>
 #include <chrono>
 #include <deque>
-#include <map>
 #include <mutex>
-#include <optional>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "ledger/store/proposal_evidence.h"
 #include "ledger/audit/verifier.h"
-#include "ledger/crypto/sha256.h"
 #include "ledger/merkle/checkpoint.h"
-#include "ledger/event/envelope.h"
-#include "ledger/store/queries.h"
 #include "services/grpc_status.h"
+#include "services/worker.h"
 
 namespace ledger::services {
 namespace {
@@ -33,54 +29,14 @@ class FinishedWriter final : public grpc::ServerWriteReactor<v1::VerifyProgress>
   void OnDone() override { delete this; }
 };
 
-void ToProto(const audit::VerifyReport& r, uint64_t from, uint64_t to, v1::VerifyReport* out) {
-  out->set_verified(r.ok());
-  for (const audit::Check& c : r.checks) {
-    v1::VerifyCheck* check = out->add_checks();
-    check->set_name(c.name);
-    check->set_meaning(c.meaning);
-    check->set_passed(c.passed);
-    check->set_completed(c.completed);
-    if (c.first_failing_position.has_value()) check->set_first_failing_position(*c.first_failing_position);
-    check->set_detail(c.detail);
-  }
-  out->set_ledger_id(r.ledger_id);
-  out->set_from_position(from);
-  out->set_to_position(to);
-  std::string root;
-  if (crypto::FromHex(r.root_hex, &root)) out->set_root_hash(root);
-  out->set_records(r.records - std::min(r.records, from));
-  out->set_checkpoints(r.checkpoints);
-  out->set_organisations(r.organisations);
-  out->set_collectives(r.collectives);
-  out->set_proposals(r.proposals);
-  out->set_gateways_locked(r.gateways_locked);
-  out->set_vetoes(r.vetoes);
-  out->set_calls(r.calls);
-  out->set_refused_attempts(r.refused_attempts);
-  for (const audit::RefusedAttempt& a : r.reversal_attempts) {
-    v1::VerifyRefusedAttempt* attempt = out->add_reversal_attempts();
-    attempt->set_position(a.position);
-    attempt->set_ledger_time_unix_ns(a.ledger_time_unix_ns);
-    attempt->set_org_id(a.org_id);
-    attempt->set_key_id(a.key_id);
-    attempt->set_proposal_id(a.proposal_id);
-    attempt->set_gateway_id(a.gateway_id);
-    v1::Reason reason = v1::REASON_UNSPECIFIED;
-    v1::Reason_Parse(a.reason, &reason);
-    attempt->set_reason(reason);
-  }
-  out->set_seconds(r.seconds);
-  out->set_threads(r.threads);
-}
-
 // One Verify call: a worker thread runs the checks over the store and queues
 // messages; the reactor writes them one at a time (progress messages not yet
 // written are replaced by newer ones, so the queue stays short).
 class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> {
  public:
-  VerifyReactor(const store::Ledger* ledger, std::atomic<int>* active, uint64_t from, uint64_t to, uint64_t size)
-      : ledger_(ledger), active_(active), from_(from), to_(to), size_(size) {
+  VerifyReactor(const store::Ledger* ledger, ThreadPool* verify_pool, std::atomic<int>* active, uint64_t from,
+                uint64_t to, uint64_t size)
+      : ledger_(ledger), verify_pool_(verify_pool), active_(active), from_(from), to_(to), size_(size) {
     worker_ = std::thread([this] { Run(); });
   }
 
@@ -180,7 +136,7 @@ class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> 
     Progress(0);
     audit::LogVerifier verifier({.operator_key = ledger_->operator_public_key(),
                                  .origin = ledger_->info().origin(),
-                                 .threads = 2,
+                                 .pool = verify_pool_,
                                  .report_from = from_,
                                  .on_batch = [&] { Progress(verifier.records()); }});
     // Signed checkpoints whose tree ends inside the range, a page at a time.
@@ -235,16 +191,18 @@ class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> 
       }
     }
     Progress(verifier.records());
-    audit::VerifyReport report = verifier.Report();
-    report.ledger_id = ledger_->info().ledger_id();
-    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     v1::VerifyProgress last;
-    ToProto(report, from_, to_, last.mutable_report());
+    v1::VerifyReport& report = *last.mutable_report();
+    report = verifier.Report();
+    report.set_ledger_id(ledger_->info().ledger_id());
+    report.set_to_position(to_);  // the range asked for, even if verification stopped earlier
+    report.set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     Push(std::move(last));
     Complete(grpc::Status::OK);
   }
 
   const store::Ledger* ledger_;
+  ThreadPool* const verify_pool_;
   std::atomic<int>* active_;
   const uint64_t from_, to_, size_;
   std::thread worker_;
@@ -258,17 +216,6 @@ class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> 
   bool cancelled_ = false;
   grpc::Status final_status_;
 };
-
-// The record at `position`, decoded.
-absl::StatusOr<v1::EventBody> BodyAt(const store::Store& store, uint64_t position) {
-  auto bytes = store.GetRecord(position);
-  if (!bytes.ok()) return bytes.status();
-  auto record = DecodeRecord(*bytes, position);
-  if (!record.ok()) return record.status();
-  auto envelope = DecodeStoredEvent(*record);
-  if (!envelope.ok()) return envelope.status();
-  return envelope->body;
-}
 
 }  // namespace
 
@@ -324,18 +271,19 @@ grpc::ServerUnaryReactor* AuditServiceImpl::ListCheckpoints(grpc::CallbackServer
   if (limit > 10000) {
     return FinishNow(context, absl::InvalidArgumentError(absl::StrCat("limit ", limit, " is over 10000")));
   }
-  absl::Status scanned = ledger_->store().ScanCheckpoints(request->from_size(), [&](uint64_t size, std::string_view note) {
-    if (request->to_size() != 0 && size >= request->to_size()) return false;
-    if (static_cast<uint32_t>(response->checkpoints_size()) == limit) {
-      response->set_next_from_size(size);
-      return false;
-    }
-    v1::CheckpointNote* out = response->add_checkpoints();
-    out->set_tree_size(size);
-    out->set_note(std::string(note));
-    return true;
+  return FinishOnWorker(context, workers_, [this, request, response, limit] {
+    return ledger_->store().ScanCheckpoints(request->from_size(), [&](uint64_t size, std::string_view note) {
+      if (request->to_size() != 0 && size >= request->to_size()) return false;
+      if (static_cast<uint32_t>(response->checkpoints_size()) == limit) {
+        response->set_next_from_size(size);
+        return false;
+      }
+      v1::CheckpointNote* out = response->add_checkpoints();
+      out->set_tree_size(size);
+      out->set_note(std::string(note));
+      return true;
+    });
   });
-  return FinishNow(context, scanned);
 }
 
 grpc::ServerWriteReactor<v1::VerifyProgress>* AuditServiceImpl::Verify(grpc::CallbackServerContext* context,
@@ -355,121 +303,18 @@ grpc::ServerWriteReactor<v1::VerifyProgress>* AuditServiceImpl::Verify(grpc::Cal
     return new FinishedWriter(ToGrpc(absl::ResourceExhaustedError(
         absl::StrCat(kMaxVerifications, " verifications are already running; try again later"))));
   }
-  return new VerifyReactor(ledger_, &verifications_, request->from_position(), to, size);
+  return new VerifyReactor(ledger_, verify_pool_, &verifications_, request->from_position(), to, size);
 }
 
 grpc::ServerUnaryReactor* AuditServiceImpl::VerifyProposal(grpc::CallbackServerContext* context,
                                                            const v1::VerifyProposalRequest* request,
                                                            v1::VerifyProposalResponse* response) {
-  const store::Store& store = ledger_->store();
-  store::Queries queries(&store);
-  auto proposal = queries.Proposal(request->proposal_id());
-  if (!proposal.ok()) return FinishNow(context, proposal.status());
-  response->set_proposal_id(proposal->proposal_id());
-  response->set_collective_id(proposal->collective_id());
-  response->set_status(proposal->status());
-  response->set_submitted_at(proposal->submitted_at());
-
-  // Refused attempts on this proposal.
-  v1::QueryFilter filter;
-  filter.set_proposal_id(proposal->proposal_id());
-  filter.set_from_position(proposal->submitted_at());
-  filter.set_limit(1000);
-  while (true) {
-    auto page = queries.Refusals(filter);
-    if (!page.ok()) return FinishNow(context, page.status());
-    for (const v1::RefusalView& r : page->refusals()) {
-      v1::VerifyRefusedAttempt* a = response->add_refused_attempts();
-      a->set_position(r.position());
-      a->set_ledger_time_unix_ns(r.ledger_time_unix_ns());
-      a->set_org_id(r.org_id());
-      a->set_key_id(r.key_id());
-      a->set_proposal_id(r.proposal_id());
-      a->set_gateway_id(r.gateway_id());
-      a->set_reason(r.reason());
-    }
-    if (page->next_page_token().empty()) break;
-    filter.set_page_token(page->next_page_token());
-  }
-
-  // Every attempt at every gateway: earlier ones (cleared by revisits) first.
-  std::vector<std::pair<const v1::GatewayState*, bool>> attempts;
-  for (const v1::GatewayState& g : proposal->superseded()) attempts.emplace_back(&g, true);
-  for (const v1::GatewayState& g : proposal->gateway_states()) attempts.emplace_back(&g, false);
-
-  // The accepted records about this proposal, decoded once.
-  std::map<uint64_t, v1::EventBody> history;
-  for (uint64_t position : proposal->history()) {
-    auto body = BodyAt(store, position);
-    if (!body.ok()) return FinishNow(context, body.status());
-    history.emplace(position, *std::move(body));
-  }
-
-  std::vector<uint64_t> positions{proposal->submitted_at()};
-  bool intact = true;
-  for (size_t i = 0; i < attempts.size(); ++i) {
-    const v1::GatewayState& g = *attempts[i].first;
-    v1::GatewayLockEvidence* e = response->add_gateways();
-    e->set_gateway_id(g.gateway_id());
-    e->set_status(g.status());
-    e->set_superseded(attempts[i].second);
-    e->set_opened_at(g.opened_at());
-    e->set_called_at(g.called_at());
-    *e->mutable_tally() = g.tally();
-    uint64_t reopened_at = 0;
-    for (size_t j = i + 1; j < attempts.size(); ++j) {
-      if (attempts[j].first->gateway_id() == g.gateway_id()) {
-        reopened_at = attempts[j].first->opened_at();
-        break;
-      }
-    }
-    e->set_reopened_at(reopened_at);
-    const bool locked = g.status() == v1::GATEWAY_PASSED;
-    e->set_locked(locked);
-    if (locked) {
-      e->set_locked_at(g.decided_at());
-      positions.push_back(g.decided_at());
-    }
-    if (g.called_at() != 0) positions.push_back(g.called_at());
-    for (const std::string& member : g.electorate()) {
-      v1::MemberPositionAtLock* m = e->add_positions();
-      m->set_org_id(member);
-      for (const v1::VoteRecord& vote : g.votes()) {  // later votes replace earlier ones
-        if (vote.org_id() != member || (locked && vote.at() > g.decided_at())) continue;
-        m->set_voted(true);
-        m->set_position(vote.position());
-        m->set_at(vote.at());
-      }
-      if (m->voted()) positions.push_back(m->at());
-    }
-    if (locked) {
-      for (auto it = history.upper_bound(g.decided_at()); it != history.end(); ++it) {
-        if (reopened_at != 0 && it->first >= reopened_at) break;
-        const v1::EventBody& body = it->second;
-        const bool touches =
-            (body.has_vote_cast() && body.vote_cast().proposal_id() == proposal->proposal_id() &&
-             body.vote_cast().gateway_id() == g.gateway_id()) ||
-            (body.has_decision_called() && body.decision_called().proposal_id() == proposal->proposal_id() &&
-             body.decision_called().gateway_id() == g.gateway_id());
-        if (touches) {
-          e->add_touched_after_lock(it->first);
-          positions.push_back(it->first);
-          intact = false;
-        }
-      }
-    }
-    for (const v1::VerifyRefusedAttempt& a : response->refused_attempts()) {
-      if (a.gateway_id() != g.gateway_id() || a.position() < g.opened_at()) continue;
-      if (reopened_at != 0 && a.position() >= reopened_at) continue;
-      e->add_refused_attempts(a.position());
-    }
-  }
-  for (const v1::VerifyRefusedAttempt& a : response->refused_attempts()) positions.push_back(a.position());
-  response->set_intact(intact);
-  std::sort(positions.begin(), positions.end());
-  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
-  for (uint64_t p : positions) response->add_positions_to_prove(p);
-  return FinishNow(context, absl::OkStatus());
+  return FinishOnWorker(context, workers_, [this, request, response] {
+    auto evidence = store::ProposalEvidence(ledger_->store(), request->proposal_id());
+    if (!evidence.ok()) return evidence.status();
+    *response = *std::move(evidence);
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace ledger::services

@@ -1,10 +1,13 @@
 // AuditService over gRPC: signed checkpoints and Merkle proofs, and
-// verification of the server's own log (Verify, VerifyProposal).
+// verification of the server's own log (Verify, VerifyProposal). Translates
+// and calls ledger/ (audit::LogVerifier, store::ProposalEvidence); scans run
+// on worker threads, never on a gRPC reaction.
 #ifndef SERVICES_AUDIT_SERVICE_H_
 #define SERVICES_AUDIT_SERVICE_H_
 
 #include <atomic>
 
+#include "ledger/common/thread_pool.h"
 #include "ledger/store/ledger.h"
 #include "ledger/v1/ledger_service.grpc.pb.h"
 
@@ -12,7 +15,11 @@ namespace ledger::services {
 
 class AuditServiceImpl final : public v1::AuditService::CallbackService {
  public:
-  explicit AuditServiceImpl(const store::Ledger* ledger) : ledger_(ledger) {}
+  // `verify_pool` checks signatures for Verify (shared with whoever else
+  // verifies: one pool per server); `workers` runs the scans of
+  // ListCheckpoints and VerifyProposal. Both outlive the service.
+  AuditServiceImpl(const store::Ledger* ledger, ThreadPool* verify_pool, ThreadPool* workers)
+      : ledger_(ledger), verify_pool_(verify_pool), workers_(workers) {}
 
   grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* context,
                                           const v1::GetCheckpointRequest* request,
@@ -26,8 +33,9 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   grpc::ServerUnaryReactor* ListCheckpoints(grpc::CallbackServerContext* context,
                                             const v1::ListCheckpointsRequest* request,
                                             v1::ListCheckpointsResponse* response) override;
-  // Runs on a worker thread of its own (never a gRPC thread), one write in
-  // flight; at most kMaxVerifications at once, more are RESOURCE_EXHAUSTED.
+  // Runs on a thread of its own (never a gRPC thread), its signatures checked
+  // on the verify pool, one write in flight; at most kMaxVerifications at
+  // once, more are RESOURCE_EXHAUSTED.
   grpc::ServerWriteReactor<v1::VerifyProgress>* Verify(grpc::CallbackServerContext* context,
                                                        const v1::VerifyRequest* request) override;
   grpc::ServerUnaryReactor* VerifyProposal(grpc::CallbackServerContext* context,
@@ -38,6 +46,8 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
 
  private:
   const store::Ledger* ledger_;
+  ThreadPool* const verify_pool_;
+  ThreadPool* const workers_;
   std::atomic<int> verifications_{0};
 };
 

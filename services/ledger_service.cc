@@ -4,18 +4,14 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "ledger/event/envelope.h"
 #include "ledger/event/refusal.h"
+#include "ledger/store/queries.h"
 #include "services/grpc_status.h"
+#include "services/worker.h"
 
 namespace ledger::services {
 namespace {
 
-constexpr uint32_t kDefaultReadLimit = 100;
-constexpr uint32_t kMaxReadLimit = 1000;
-// Filtered reads stop after looking at this many candidates, so one request
-// cannot scan the whole log; the client continues from next_position.
-constexpr uint64_t kMaxReadScan = 100'000;
 constexpr size_t kMaxStreamMessageRecords = 512;
 constexpr size_t kMaxStreamMessageBytes = 1 << 20;
 
@@ -194,7 +190,7 @@ class SubscribeStream final : public grpc::ServerWriteReactor<v1::SubscribeRespo
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-LedgerServiceImpl::LedgerServiceImpl(store::Ledger* ledger) : ledger_(ledger) {
+LedgerServiceImpl::LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers) : ledger_(ledger), workers_(workers) {
   pump_ = std::thread([this] { PumpLoop(); });
   // Runs on the sequencer thread after every commit: only queue wake-ups.
   listener_id_ = ledger_->AddListener([this](uint64_t) {
@@ -310,86 +306,12 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::Get(grpc::CallbackServerContext* co
 grpc::ServerUnaryReactor* LedgerServiceImpl::Read(grpc::CallbackServerContext* context,
                                                   const v1::ReadRequest* request,
                                                   v1::ReadResponse* response) {
-  uint32_t limit = request->limit() == 0 ? kDefaultReadLimit : request->limit();
-  if (limit > kMaxReadLimit) {
-    return FinishNow(context, Refuse(absl::StatusCode::kInvalidArgument, v1::OVERSIZE,
-                                     absl::StrCat("limit ", limit, " is over ", kMaxReadLimit)));
-  }
-  std::vector<int> kinds;  // distinct
-  for (const std::string& kind : request->kinds()) {
-    int number = EventKindNumber(kind);
-    if (number == 0) {
-      return FinishNow(context, Malformed(absl::StrCat("unknown event kind \"", kind,
-                                                       "\" (kinds are payload names such as vote_cast)")));
-    }
-    if (std::find(kinds.begin(), kinds.end(), number) == kinds.end()) kinds.push_back(number);
-  }
-  const store::Store& store = ledger_->store();
-  const uint64_t size = ledger_->size();
-  const uint64_t from = request->from_position();
-  response->set_tree_size(size);
-
-  // Candidate positions from the narrowest index; every candidate is then
-  // checked against all filters.
-  std::vector<uint64_t> candidates;
-  uint64_t scanned_to = size;  // candidates cover [from, scanned_to)
-  auto collect = [&](uint64_t position) {
-    if (position >= size) return false;  // committed after `size` was read
-    candidates.push_back(position);
-    if (candidates.size() >= kMaxReadScan) {
-      scanned_to = position + 1;
-      return false;
-    }
-    return true;
-  };
-  absl::Status status;
-  if (!request->author().empty()) {
-    status = store.ScanAuthor(request->author(), from, collect);
-  } else if (!kinds.empty()) {
-    // The first `limit` positions of the union are among the first `limit`
-    // of each kind.
-    for (int kind : kinds) {
-      size_t before = candidates.size();
-      status = store.ScanKind(kind, from, [&](uint64_t p) {
-        if (p >= size) return false;
-        candidates.push_back(p);
-        return candidates.size() - before < limit;
-      });
-      if (!status.ok()) break;
-      if (candidates.size() - before == limit) {
-        scanned_to = std::min(scanned_to, candidates.back() + 1);
-      }
-    }
-    std::sort(candidates.begin(), candidates.end());
-    candidates.erase(std::upper_bound(candidates.begin(), candidates.end(), scanned_to - 1),
-                     candidates.end());
-  } else {
-    for (uint64_t p = from; p < size && candidates.size() < limit; ++p) candidates.push_back(p);
-    if (candidates.size() == limit) scanned_to = candidates.back() + 1;
-  }
-  if (!status.ok()) return FinishNow(context, status);
-
-  uint64_t next = scanned_to;
-  for (uint64_t position : candidates) {
-    if (static_cast<uint32_t>(response->entries_size()) == limit) {
-      next = position;
-      break;
-    }
-    auto entry = ledger_->Get(position);
-    if (!entry.ok()) return FinishNow(context, entry.status());
-    if (!kinds.empty() && !request->author().empty()) {
-      auto record = DecodeRecord(entry->record(), position);
-      if (!record.ok()) return FinishNow(context, record.status());
-      auto envelope = DecodeStoredEvent(*record);
-      if (!envelope.ok()) return FinishNow(context, envelope.status());
-      if (std::find(kinds.begin(), kinds.end(), envelope->body.payload_case()) == kinds.end()) {
-        continue;
-      }
-    }
-    *response->add_entries() = *std::move(entry);
-  }
-  response->set_next_position(std::max(next, from));
-  return FinishNow(context, absl::OkStatus());
+  return FinishOnWorker(context, workers_, [this, request, response] {
+    auto page = store::Queries(&ledger_->store()).Read(*request);
+    if (!page.ok()) return page.status();
+    *response = *std::move(page);
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* LedgerServiceImpl::GetLedgerInfo(grpc::CallbackServerContext* context,

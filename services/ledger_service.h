@@ -1,5 +1,6 @@
 // LedgerService over gRPC (callback API): translates requests, calls
-// store::Ledger, translates answers. Never blocks in a reaction.
+// store::Ledger and store::Queries, translates answers. Never blocks in a
+// reaction: Read (an index scan) runs on the worker pool.
 //
 // Subscribe streams keep one write in flight each; a stream that falls
 // behind is refilled from RocksDB by the subscription pump thread, so a slow
@@ -12,6 +13,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "ledger/common/thread_pool.h"
 #include "ledger/store/ledger.h"
 #include "ledger/v1/ledger_service.grpc.pb.h"
 
@@ -21,7 +23,8 @@ class SubscribeStream;
 
 class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
  public:
-  explicit LedgerServiceImpl(store::Ledger* ledger);
+  // `workers` runs Read; it outlives the service.
+  LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers);
   ~LedgerServiceImpl() override;
 
   // Ends every open Subscribe stream (OK) and refuses new ones; call before
@@ -51,6 +54,7 @@ class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
   void Unregister(SubscribeStream* stream);
 
   store::Ledger* ledger_;
+  ThreadPool* const workers_;
   int listener_id_;
 
   // Lock order: mu_, then a stream's own mutex, then pump_mu_.

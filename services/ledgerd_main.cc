@@ -26,6 +26,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "ledger/common/thread_pool.h"
 #include "ledger/event/envelope.h"
 #include "services/audit_service.h"
 #include "services/data_dir.h"
@@ -162,8 +163,13 @@ int main(int argc, char** argv) {
 
   // Services hold the ledger: they are destroyed (inner scope) before it is.
   {
-  ledger::services::LedgerServiceImpl ledger_service(ledger->get());
-  ledger::services::AuditServiceImpl audit_service(ledger->get());
+  // Threads started once, outliving the services: signature verification for
+  // AuditService.Verify (one per core), and long scans off the gRPC reaction
+  // threads (Read, ListCheckpoints, VerifyProposal).
+  ledger::ThreadPool verify_pool(0);
+  ledger::ThreadPool scan_workers(2);
+  ledger::services::LedgerServiceImpl ledger_service(ledger->get(), &scan_workers);
+  ledger::services::AuditServiceImpl audit_service(ledger->get(), &verify_pool, &scan_workers);
   ledger::services::GovernanceServiceImpl governance_service(&(*ledger)->store());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -1,7 +1,8 @@
 // Offline verification of an evidence bundle: the five checks of DESIGN §4,
 // with the same rules code as the server. Streams the bundle (bounded memory
 // but for one 8-byte fingerprint per idempotency key) and verifies
-// signatures on every core.
+// signatures on a persistent thread pool (ledger/common/thread_pool.h). The
+// findings are a v1::VerifyReport (ledger/audit/report.h).
 #ifndef LEDGER_AUDIT_VERIFIER_H_
 #define LEDGER_AUDIT_VERIFIER_H_
 
@@ -14,6 +15,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "ledger/audit/report.h"
+#include "ledger/common/thread_pool.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/rules/state.h"
@@ -27,63 +30,34 @@ struct VerifyOptions {
   // A checkpoint note the auditor obtained independently (e.g. from a
   // witness): the bundle must contain its tree, with the same root.
   std::optional<std::string> trusted_checkpoint;
-  int threads = 0;  // 0: one per core
+  int threads = 0;  // 0: one per core (a pool started once for the bundle)
   // Called now and then with (bytes read, bundle size).
   std::function<void(uint64_t, uint64_t)> progress;
 };
 
-struct Check {
-  std::string name;     // "signatures", "integrity", "replay", "no reversal", "density"
-  std::string meaning;  // one line: what passing proves
-  bool passed = true;
-  bool completed = true;  // false if verification stopped before finishing it
-  std::optional<uint64_t> first_failing_position;
-  std::string detail;  // what was expected versus found
-};
-
-struct RefusedAttempt {
-  uint64_t position = 0;  // the SubmissionRefused record
-  int64_t ledger_time_unix_ns = 0;
-  std::string org_id, key_id, proposal_id, gateway_id, reason;
-};
-
-struct VerifyReport {
-  std::vector<Check> checks;  // the five, in DESIGN §4 order
-  std::string error;          // the bundle could not be read at all
-  uint64_t records = 0, checkpoints = 0, organisations = 0, collectives = 0, proposals = 0,
-           gateways_locked = 0, vetoes = 0, calls = 0, refused_attempts = 0;
-  std::vector<RefusedAttempt> reversal_attempts;  // refused attempts to change a locked gateway
-  std::string ledger_id;
-  // What was verified, for the report's first line ("bundle", or e.g. "log
-  // of server HOST:PORT, positions 0..n").
-  std::string subject = "bundle";
-  uint64_t tree_size = 0;
-  std::string root_hex;
-  double seconds = 0;
-  int threads = 0;
-  bool ok() const;
-};
-
-VerifyReport VerifyBundle(const std::string& path, const VerifyOptions& options);
+v1::VerifyReport VerifyBundle(const std::string& path, const VerifyOptions& options);
 
 // The checks themselves, fed a log in order: one implementation for the
 // offline bundle verifier (VerifyBundle feeds it the bundle's frames), the
 // server's AuditService.Verify (its own store) and `ledgerctl audit` (records
 // read from a server). Records are batched; each batch's signatures are
-// verified on `threads` threads, then the batch is applied in order
+// verified on the pool while this thread applies the batch before it in order
 // (density, no reversal, replay, Merkle root, checkpoints).
 //
 // Thread contract: not thread-safe; one LogVerifier per log, fed from one
-// thread.
-enum class CheckId { kSignatures = 0, kIntegrity = 1, kReplay = 2, kNoReversal = 3, kDensity = 4 };
-
+// thread, which must not be a thread of the pool it verifies on. Several
+// LogVerifiers (and the server's write path) may share one pool.
 struct LogVerifierOptions {
   crypto::PublicKey operator_key;  // checkpoints and Genesis must name it
   std::string origin;              // checkpoint origin (note key name)
   // A checkpoint obtained independently (already opened): when the log
   // reaches its size, the root must be its root.
   std::optional<merkle::Checkpoint> trusted = {};
-  int threads = 0;  // 0: one per core
+  // The pool signatures are verified on, shared and outliving the verifier;
+  // nullptr: the verifier starts its own of `threads` threads (0: one per
+  // core) once, and keeps it until it is destroyed.
+  ThreadPool* pool = nullptr;
+  int threads = 0;
   // Range verification: records before `report_from` are still replayed (the
   // rules need the state before the range) and still go into the Merkle
   // tree, but their signatures are trusted rather than verified, and
@@ -121,16 +95,15 @@ class LogVerifier {
   absl::Status FinishReplay() const;
   const rules::State& state() const;
 
-  // The report so far, with the counts, tree size and root filled in.
-  VerifyReport Report() const;
+  // The report so far, with the counts, range (from_position = report_from,
+  // to_position = the records applied, records = those of them in the range),
+  // root and threads filled in; ledger_id and seconds are the caller's.
+  v1::VerifyReport Report() const;
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// The report as text (one line per check, then the counts) or one JSON object.
-std::string FormatReport(const VerifyReport& report, bool json);
 
 }  // namespace ledger::audit
 

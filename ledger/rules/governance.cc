@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ledger/rules/charter.h"
+#include "ledger/rules/gateway_touch.h"
 #include "ledger/event/refusal.h"
 
 namespace ledger::rules::internal {
@@ -817,8 +818,7 @@ std::optional<v1::EventBody> RecordRefusal(State& state, const Envelope& envelop
   // The proposal the attempt was about keeps it in its history.
   std::string proposal_id;
   const v1::EventBody& attempt = envelope.body;
-  if (attempt.has_vote_cast()) proposal_id = attempt.vote_cast().proposal_id();
-  if (attempt.has_decision_called()) proposal_id = attempt.decision_called().proposal_id();
+  if (auto touched = TouchedGateway(attempt)) proposal_id = std::string(touched->proposal_id);
   if (attempt.has_interest_declared()) proposal_id = attempt.interest_declared().proposal_id();
   if (attempt.has_impact_declared()) proposal_id = attempt.impact_declared().proposal_id();
   if (attempt.has_proposal_withdrawn()) proposal_id = attempt.proposal_withdrawn().proposal_id();

@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "ledger/event/envelope.h"
+#include "ledger/rules/gateway_touch.h"
 #include "ledger/event/refusal.h"
 #include "ledger/rules/state.h"
 
@@ -264,12 +265,9 @@ absl::StatusOr<v1::ListRefusalsResponse> Queries::Refusals(const v1::QueryFilter
     view.set_org_id(body.author());
     view.set_key_id(attempt->signed_event.key_id());
     view.set_attempted_kind(EventKind(body));
-    if (body.has_vote_cast()) {
-      view.set_proposal_id(body.vote_cast().proposal_id());
-      view.set_gateway_id(body.vote_cast().gateway_id());
-    } else if (body.has_decision_called()) {
-      view.set_proposal_id(body.decision_called().proposal_id());
-      view.set_gateway_id(body.decision_called().gateway_id());
+    if (auto touched = rules::TouchedGateway(body)) {
+      view.set_proposal_id(std::string(touched->proposal_id));
+      view.set_gateway_id(std::string(touched->gateway_id));
     } else if (body.has_proposal_submitted()) {
       view.set_proposal_id(body.proposal_submitted().proposal_id());
     } else if (body.has_interest_declared()) {
@@ -333,6 +331,98 @@ absl::StatusOr<v1::HistoryResponse> Queries::History(const v1::QueryFilter& filt
   }
   v1::HistoryResponse response;
   Paginate(std::move(all), *page, &response, response.mutable_entries());
+  return response;
+}
+
+namespace {
+
+constexpr uint32_t kDefaultReadLimit = 100;
+constexpr uint32_t kMaxReadLimit = 1000;
+// Filtered reads stop after looking at this many candidates, so one request
+// cannot scan the whole log; the client continues from next_position.
+constexpr uint64_t kMaxReadScan = 100'000;
+
+}  // namespace
+
+absl::StatusOr<v1::ReadResponse> Queries::Read(const v1::ReadRequest& request) const {
+  uint32_t limit = request.limit() == 0 ? kDefaultReadLimit : request.limit();
+  if (limit > kMaxReadLimit) {
+    return Refuse(absl::StatusCode::kInvalidArgument, v1::OVERSIZE,
+                  absl::StrCat("limit ", limit, " is over ", kMaxReadLimit));
+  }
+  std::vector<int> kinds;  // distinct
+  for (const std::string& kind : request.kinds()) {
+    int number = EventKindNumber(kind);
+    if (number == 0) {
+      return Malformed(absl::StrCat("unknown event kind \"", kind, "\" (kinds are payload names such as vote_cast)"));
+    }
+    if (std::find(kinds.begin(), kinds.end(), number) == kinds.end()) kinds.push_back(number);
+  }
+  const Store& store = *store_;
+  const uint64_t size = store.tree_size();
+  const uint64_t from = request.from_position();
+  v1::ReadResponse response;
+  response.set_tree_size(size);
+
+  // Candidate positions from the narrowest index; every candidate is then
+  // checked against all filters.
+  std::vector<uint64_t> candidates;
+  uint64_t scanned_to = size;  // candidates cover [from, scanned_to)
+  auto collect = [&](uint64_t position) {
+    if (position >= size) return false;  // committed after `size` was read
+    candidates.push_back(position);
+    if (candidates.size() >= kMaxReadScan) {
+      scanned_to = position + 1;
+      return false;
+    }
+    return true;
+  };
+  absl::Status status;
+  if (!request.author().empty()) {
+    status = store.ScanAuthor(request.author(), from, collect);
+  } else if (!kinds.empty()) {
+    // The first `limit` positions of the union are among the first `limit`
+    // of each kind.
+    for (int kind : kinds) {
+      size_t before = candidates.size();
+      status = store.ScanKind(kind, from, [&](uint64_t p) {
+        if (p >= size) return false;
+        candidates.push_back(p);
+        return candidates.size() - before < limit;
+      });
+      if (!status.ok()) break;
+      if (candidates.size() - before == limit) {
+        scanned_to = std::min(scanned_to, candidates.back() + 1);
+      }
+    }
+    std::sort(candidates.begin(), candidates.end());
+    candidates.erase(std::upper_bound(candidates.begin(), candidates.end(), scanned_to - 1), candidates.end());
+  } else {
+    for (uint64_t p = from; p < size && candidates.size() < limit; ++p) candidates.push_back(p);
+    if (candidates.size() == limit) scanned_to = candidates.back() + 1;
+  }
+  if (!status.ok()) return status;
+
+  uint64_t next = scanned_to;
+  for (uint64_t position : candidates) {
+    if (static_cast<uint32_t>(response.entries_size()) == limit) {
+      next = position;
+      break;
+    }
+    auto bytes = store.GetRecord(position);
+    if (!bytes.ok()) return bytes.status();
+    auto record = DecodeRecord(*bytes, position);
+    if (!record.ok()) return record.status();
+    if (!kinds.empty() && !request.author().empty()) {
+      auto envelope = DecodeStoredEvent(*record);
+      if (!envelope.ok()) return envelope.status();
+      if (std::find(kinds.begin(), kinds.end(), envelope->body.payload_case()) == kinds.end()) continue;
+    }
+    v1::RecordEntry* entry = response.add_entries();
+    entry->set_position(position);
+    entry->set_record(*std::move(bytes));
+  }
+  response.set_next_position(std::max(next, from));
   return response;
 }
 

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "ledger/store/store.h"
 #include "ledger/v1/governance_service.pb.h"
+#include "ledger/v1/ledger_service.pb.h"
 
 namespace ledger::store {
 
@@ -28,6 +29,14 @@ class Queries {
   absl::StatusOr<v1::ListOverrulesResponse> Overrules(const v1::QueryFilter& filter) const;
   absl::StatusOr<v1::ListRefusalsResponse> Refusals(const v1::QueryFilter& filter) const;
   absl::StatusOr<v1::HistoryResponse> History(const v1::QueryFilter& filter) const;
+
+  // A page of records (LedgerService.Read): from request.from_position, at
+  // most `limit` (1..1000; 0 means 100), filtered by kinds and author. The
+  // candidates come from the narrowest index, and one call looks at no more
+  // than 100,000 of them, so no request scans the whole log; the client
+  // continues from next_position. InvalidArgument (OVERSIZE, MALFORMED) for a
+  // bad limit or an unknown kind; DataLoss if a record does not decode.
+  absl::StatusOr<v1::ReadResponse> Read(const v1::ReadRequest& request) const;
 
  private:
   // Proposals the filter's collective / proposal narrow to, in submission order.

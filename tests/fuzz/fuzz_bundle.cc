@@ -40,8 +40,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The verifier over it (the bundle's own operator key, one thread).
   ledger::audit::VerifyOptions options;
   options.threads = 1;
-  ledger::audit::VerifyReport report = ledger::audit::VerifyBundle(path, options);
-  if (report.ok() && (report.records == 0 || report.checkpoints == 0)) std::abort();  // nothing proven
+  const ledger::v1::VerifyReport report = ledger::audit::VerifyBundle(path, options);
+  if (report.verified() && (report.records() == 0 || report.checkpoints() == 0)) std::abort();  // nothing proven
   std::remove(path.c_str());
   return 0;
 }

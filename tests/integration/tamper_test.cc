@@ -36,6 +36,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -271,8 +272,16 @@ absl::StatusOr<Report> ParseReport(const std::string& json) {
     const auto& f = value.struct_value().fields();
     CheckResult c;
     c.passed = f.at("passed").bool_value();
-    if (f.at("first_failing_position").kind_case() == google::protobuf::Value::kNumberValue) {
-      c.first_failing_position = static_cast<uint64_t>(f.at("first_failing_position").number_value());
+    // ledger.v1.VerifyReport in protobuf JSON: a uint64 is a decimal string,
+    // and an unset position is absent.
+    if (auto it = f.find("first_failing_position"); it != f.end()) {
+      uint64_t position = 0;
+      if (it->second.kind_case() == google::protobuf::Value::kStringValue &&
+          absl::SimpleAtoi(it->second.string_value(), &position)) {
+        c.first_failing_position = position;
+      } else if (it->second.kind_case() == google::protobuf::Value::kNumberValue) {
+        c.first_failing_position = static_cast<uint64_t>(it->second.number_value());
+      }
     }
     c.detail = f.at("detail").string_value();
     report.checks[f.at("name").string_value()] = c;

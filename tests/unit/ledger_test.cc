@@ -1104,10 +1104,10 @@ TEST_F(LedgerTest, LogVerifierOverManyBatchesPassesAndNamesTheFirstFault) {
 
   {
     SCOPED_TRACE("the log as written");
-    audit::VerifyReport report = verify(records, checkpoints);
-    EXPECT_TRUE(report.ok()) << audit::FormatReport(report, false);
-    EXPECT_EQ(report.records, records.size());
-    EXPECT_EQ(report.checkpoints, checkpoints.size());
+    const v1::VerifyReport report = verify(records, checkpoints);
+    EXPECT_TRUE(report.verified()) << audit::FormatReportText(report, "log");
+    EXPECT_EQ(report.records(), records.size());
+    EXPECT_EQ(report.checkpoints(), checkpoints.size());
   }
   {
     SCOPED_TRACE("a bad signature at position 2500");
@@ -1121,11 +1121,12 @@ TEST_F(LedgerTest, LogVerifierOverManyBatchesPassesAndNamesTheFirstFault) {
     event.set_signature(signature);
     record.set_signed_event(event.SerializeAsString());
     tampered[2500] = record.SerializeAsString();
-    audit::VerifyReport report = verify(tampered, checkpoints);
-    ASSERT_FALSE(report.ok());
-    EXPECT_FALSE(report.checks[0].passed) << audit::FormatReport(report, false);
-    EXPECT_EQ(report.checks[0].name, "signatures");
-    EXPECT_EQ(report.checks[0].first_failing_position, 2500u) << report.checks[0].detail;
+    const v1::VerifyReport report = verify(tampered, checkpoints);
+    ASSERT_FALSE(report.verified());
+    EXPECT_FALSE(report.checks(0).passed()) << audit::FormatReportText(report, "log");
+    EXPECT_EQ(report.checks(0).name(), "signatures");
+    ASSERT_TRUE(report.checks(0).has_first_failing_position()) << report.checks(0).detail();
+    EXPECT_EQ(report.checks(0).first_failing_position(), 2500u) << report.checks(0).detail();
   }
   {
     SCOPED_TRACE("a bad checkpoint after position 2100");
@@ -1138,11 +1139,12 @@ TEST_F(LedgerTest, LogVerifierOverManyBatchesPassesAndNamesTheFirstFault) {
     ASSERT_NE(dash, std::string::npos) << note;
     char& c = note[note.size() - 20];  // inside the signature's base64, clear of its padding
     c = c == 'A' ? 'B' : 'A';
-    audit::VerifyReport report = verify(records, tampered);
-    ASSERT_FALSE(report.ok());
-    EXPECT_FALSE(report.checks[1].passed) << audit::FormatReport(report, false);
-    EXPECT_EQ(report.checks[1].name, "integrity");
-    EXPECT_EQ(report.checks[1].first_failing_position, size - 1) << report.checks[1].detail;
+    const v1::VerifyReport report = verify(records, tampered);
+    ASSERT_FALSE(report.verified());
+    EXPECT_FALSE(report.checks(1).passed()) << audit::FormatReportText(report, "log");
+    EXPECT_EQ(report.checks(1).name(), "integrity");
+    ASSERT_TRUE(report.checks(1).has_first_failing_position()) << report.checks(1).detail();
+    EXPECT_EQ(report.checks(1).first_failing_position(), size - 1) << report.checks(1).detail();
   }
 }
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "ledger/audit/bundle.h"
+#include "ledger/audit/report.h"
 #include "ledger/audit/verifier.h"
 #include "ledger/crypto/ed25519.h"
 #include "tools/ledgerctl/client.h"
@@ -135,13 +136,19 @@ absl::Status RunVerify(const Invocation& in) {
   options.threads = static_cast<int>(*threads);
   Progress progress("verifying");
   options.progress = [&](uint64_t done, uint64_t total) { progress.Update(done, total); };
-  audit::VerifyReport report = audit::VerifyBundle(in.flags.Arg(0), options);
+  const v1::VerifyReport report = audit::VerifyBundle(in.flags.Arg(0), options);
   progress.Done();
   if (!options.operator_key.has_value() && !in.flags.Has("json")) {
     std::fprintf(stderr, "ledgerctl verify: no --operator-key: trusting the operator key inside the bundle\n");
   }
-  PrintLine(audit::FormatReport(report, in.flags.Has("json")));
-  if (!report.ok()) return absl::DataLossError("the bundle does not verify (see the report)");
+  if (in.flags.Has("json")) {
+    auto json = audit::FormatReportJson(report);
+    if (!json.ok()) return json.status();
+    PrintLine(*json);
+  } else {
+    PrintLine(audit::FormatReportText(report, "bundle"));
+  }
+  if (!report.verified()) return absl::DataLossError("the bundle does not verify (see the report)");
   return absl::OkStatus();
 }
 
@@ -166,7 +173,7 @@ std::vector<Command> AuditCommands() {
         .flags = {{"operator-key", "PEM", "the operator public key you trust (else the bundle's own)"},
                   {"trusted-checkpoint", "FILE", "a checkpoint note you obtained independently"},
                   {"threads", "N", "verification threads (default: one per core)"},
-                  {"json", "", "print the report as one JSON object"}}},
+                  {"json", "", "print the report as protobuf JSON (ledger.v1.VerifyReport)"}}},
        &RunVerify},
   };
 }

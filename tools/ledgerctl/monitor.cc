@@ -35,7 +35,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "ledger/audit/report.h"
 #include "ledger/audit/verifier.h"
+#include "ledger/common/thread_pool.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/crypto/sha256.h"
 #include "ledger/merkle/checkpoint.h"
@@ -77,40 +79,23 @@ class TerminalProgress {
 
 // ---------------------------------------------------------------- verify-server
 
-audit::VerifyReport FromProto(const v1::VerifyReport& r, const std::string& server) {
-  audit::VerifyReport out;
-  for (const v1::VerifyCheck& c : r.checks()) {
-    audit::Check check;
-    check.name = c.name();
-    check.meaning = c.meaning();
-    check.passed = c.passed();
-    check.completed = c.completed();
-    if (c.has_first_failing_position()) check.first_failing_position = c.first_failing_position();
-    check.detail = c.detail();
-    out.checks.push_back(std::move(check));
+// Prints the server's report as text or JSON.
+absl::Status PrintServerReport(v1::VerifyReport report, const std::string& server, bool json) {
+  if (json) {
+    auto text = audit::FormatReportJson(report);
+    if (!text.ok()) return text.status();
+    PrintLine(*text);
+    return absl::OkStatus();
   }
-  out.ledger_id = r.ledger_id();
-  out.subject = absl::StrCat("log of server ", server, " (positions ", r.from_position(), "..",
-                             r.to_position() == 0 ? 0 : r.to_position() - 1, ")");
-  out.records = r.records();
-  out.checkpoints = r.checkpoints();
-  out.organisations = r.organisations();
-  out.collectives = r.collectives();
-  out.proposals = r.proposals();
-  out.gateways_locked = r.gateways_locked();
-  out.vetoes = r.vetoes();
-  out.calls = r.calls();
-  out.refused_attempts = r.refused_attempts();
-  for (const v1::VerifyRefusedAttempt& a : r.reversal_attempts()) {
-    out.reversal_attempts.push_back({a.position(), a.ledger_time_unix_ns(), a.org_id(), a.key_id(), a.proposal_id(),
-                                     a.gateway_id(), v1::Reason_Name(a.reason())});
+  bool checks_pass = true;
+  for (const v1::VerifyCheck& c : report.checks()) checks_pass = checks_pass && c.passed() && c.completed();
+  if (!report.verified() && checks_pass && report.error().empty()) {
+    report.set_error("the server reports the log as not verified");
   }
-  out.tree_size = r.to_position();
-  out.root_hex = crypto::ToHex(r.root_hash());
-  out.seconds = r.seconds();
-  out.threads = r.threads();
-  if (!r.verified() && out.ok()) out.error = "the server reports the log as not verified";
-  return out;
+  PrintLine(audit::FormatReportText(
+      report, absl::StrCat("log of server ", server, " (positions ", report.from_position(), "..",
+                           report.to_position() == 0 ? 0 : report.to_position() - 1, ")")));
+  return absl::OkStatus();
 }
 
 absl::Status RunVerifyServer(const Invocation& in) {
@@ -132,7 +117,7 @@ absl::Status RunVerifyServer(const Invocation& in) {
   progress.Done();
   if (!status.ok()) return status;
   if (!report.has_value()) return absl::DataLossError(absl::StrCat("Verify at ", in.server, ": the stream ended without a report"));
-  PrintLine(audit::FormatReport(FromProto(*report, in.server), in.flags.Has("json")));
+  if (auto s = PrintServerReport(*report, in.server, in.flags.Has("json")); !s.ok()) return s;
   if (!report->verified()) return absl::DataLossError("the server's log does not verify (see the report)");
   return absl::OkStatus();
 }
@@ -300,8 +285,8 @@ absl::StatusOr<crypto::PublicKey> OperatorKey(const Invocation& in, const std::s
 
 // One monitoring round. OK with a line saying what was verified; exits 2 on a
 // rewrite; an error if the records do not verify or the server cannot be
-// asked.
-absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_if_unchanged) {
+// asked. Signatures are checked on `pool` (one for every round of --follow).
+absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_if_unchanged, ThreadPool* pool) {
   LedgerClient client(in.server);
   auto info = client.GetLedgerInfo();
   if (!info.ok()) return info.status();
@@ -383,6 +368,7 @@ absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_
   audit::LogVerifier verifier({.operator_key = *key,
                                .origin = origin,
                                .trusted = old,
+                               .pool = pool,
                                .report_from = from,
                                .on_batch = [&] { progress.Update(verifier.records(), total); }});
   std::deque<v1::CheckpointNote> checkpoints;
@@ -431,19 +417,19 @@ absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_
     }
   }
   progress.Done();
-  audit::VerifyReport report = verifier.Report();
-  report.ledger_id = info->ledger_id();
-  report.subject = absl::StrCat("log of server ", in.server, " (new records ", from, "..", now.size - 1, ")");
-  if (!report.ok()) {
-    const audit::Check& integrity = report.checks[static_cast<int>(audit::CheckId::kIntegrity)];
-    if (old.has_value() && !integrity.passed && integrity.first_failing_position.has_value() &&
-        *integrity.first_failing_position < old->size) {
+  v1::VerifyReport report = verifier.Report();
+  report.set_ledger_id(info->ledger_id());
+  const std::string subject = absl::StrCat("log of server ", in.server, " (new records ", from, "..", now.size - 1, ")");
+  if (!report.verified()) {
+    const v1::VerifyCheck& integrity = report.checks(static_cast<int>(audit::CheckId::kIntegrity));
+    if (old.has_value() && !integrity.passed() && integrity.has_first_failing_position() &&
+        integrity.first_failing_position() < old->size) {
       // The records the server serves now do not give the verified root.
-      PrintLine(audit::FormatReport(report, false));
+      PrintLine(audit::FormatReportText(report, subject));
       ReportRewrite(dir, in.server,
                     {"the records served now do not give the root of the verified checkpoint", *old_note, note});
     }
-    PrintLine(audit::FormatReport(report, false));
+    PrintLine(audit::FormatReportText(report, subject));
     return absl::DataLossError(absl::StrCat("the new records up to size ", now.size,
                                             " do not verify (see the report); the checkpoint was not saved"));
   }
@@ -464,7 +450,8 @@ absl::Status RunAudit(const Invocation& in) {
   std::error_code error;
   fs::create_directories(dir, error);
   if (error) return absl::UnavailableError(absl::StrCat("cannot create the state directory ", dir, ": ", error.message()));
-  if (!in.flags.Has("follow")) return AuditOnce(in, dir, false);
+  ThreadPool pool(0);  // one thread per core, started once
+  if (!in.flags.Has("follow")) return AuditOnce(in, dir, false, &pool);
 
   struct sigaction action {};
   action.sa_handler = OnSignal;
@@ -473,7 +460,7 @@ absl::Status RunAudit(const Invocation& in) {
   sigaction(SIGTERM, &action, nullptr);
   bool first = true;
   while (!g_stop) {
-    absl::Status s = AuditOnce(in, dir, !first);
+    absl::Status s = AuditOnce(in, dir, !first, &pool);
     first = false;
     if (!s.ok()) {
       if (!absl::IsUnavailable(s) && !absl::IsDeadlineExceeded(s)) return s;
@@ -500,7 +487,7 @@ std::vector<Command> MonitorCommands() {
                        "This trusts the server to run the checks honestly; `audit` does not.",
         .flags = {{"from", "N", "first position of the range (default 0)"},
                   {"to", "N", "end of the range, exclusive (default: the end of the log)"},
-                  {"json", "", "print the report as one JSON object"}}},
+                  {"json", "", "print the report as protobuf JSON (ledger.v1.VerifyReport)"}}},
        &RunVerifyServer},
       {{.name = "verify-proposal",
         .args = {"ID"},

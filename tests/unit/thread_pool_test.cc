@@ -1,0 +1,85 @@
+// ThreadPool and TaskGroup: tasks run on the pool's own threads, a group's
+// Wait returns only once all its tasks have finished (and the group may then
+// be destroyed), groups sharing a pool wait only for their own tasks, and the
+// pool's destructor runs everything already scheduled.
+#include "ledger/common/thread_pool.h"
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <set>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+
+namespace ledger {
+namespace {
+
+TEST(ThreadPoolTest, RunsTasksOnItsOwnFixedThreads) {
+  ThreadPool pool(3);
+  EXPECT_EQ(pool.size(), 3);
+  absl::Mutex mu;
+  std::set<std::thread::id> seen;
+  {
+    TaskGroup group(&pool);
+    for (int i = 0; i < 300; ++i) {
+      group.Run([&] {
+        absl::MutexLock lock(&mu);
+        seen.insert(std::this_thread::get_id());
+      });
+    }
+    group.Wait();
+  }
+  EXPECT_LE(seen.size(), 3u);
+  EXPECT_GE(seen.size(), 1u);
+  EXPECT_EQ(seen.count(std::this_thread::get_id()), 0u);
+  EXPECT_GE(ThreadPool(0).size(), 1);  // one per core
+}
+
+TEST(ThreadPoolTest, WaitReturnsOnlyAfterEveryTaskFinished) {
+  ThreadPool pool(2);
+  for (int round = 0; round < 50; ++round) {
+    std::atomic<int> done{0};
+    auto group = std::make_unique<TaskGroup>(&pool);
+    for (int i = 0; i < 8; ++i) {
+      group->Run([&done, i] {
+        if (i % 3 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+        done.fetch_add(1);
+      });
+    }
+    group->Wait();
+    EXPECT_EQ(done.load(), 8) << "round " << round;
+    group.reset();  // destroyed at once after Wait: the tasks no longer touch it
+  }
+}
+
+TEST(ThreadPoolTest, GroupsOnOnePoolWaitOnlyForTheirOwnTasks) {
+  ThreadPool pool(2);
+  absl::Notification release;
+  TaskGroup slow(&pool);
+  slow.Run([&] { release.WaitForNotification(); });  // holds one thread
+  std::atomic<int> fast_done{0};
+  TaskGroup fast(&pool);
+  for (int i = 0; i < 10; ++i) fast.Run([&] { fast_done.fetch_add(1); });
+  fast.Wait();  // on the other thread, while the slow task still runs
+  EXPECT_EQ(fast_done.load(), 10);
+  release.Notify();
+  slow.Wait();
+}
+
+TEST(ThreadPoolTest, DestructorRunsWhatWasScheduled) {
+  std::atomic<int> ran{0};
+  {
+    ThreadPool pool(1);
+    absl::Notification release;
+    pool.Schedule([&] { release.WaitForNotification(); });
+    for (int i = 0; i < 20; ++i) pool.Schedule([&] { ran.fetch_add(1); });
+    release.Notify();
+  }
+  EXPECT_EQ(ran.load(), 20);
+}
+
+}  // namespace
+}  // namespace ledger
