@@ -154,6 +154,10 @@ int main(int argc, char** argv) {
   if (!credentials.ok()) return Refuse(std::string(credentials.status().message()), 2);
   auto options = ledger::services::PrepareDataDir(flags.data, flags.registrar_id);
   if (!options.ok()) return Refuse(std::string(options.status().message()), 1);
+  // One pool, one thread per core, checks every signature: appends' and
+  // AuditService.Verify's. Declared before the ledger, so it outlives it.
+  ledger::ThreadPool verify_pool(0);
+  options->verify_pool = &verify_pool;
   auto ledger = ledger::store::Ledger::Open(*std::move(options));
   if (!ledger.ok()) {
     return Refuse(absl::StrCat("cannot open the ledger in ", flags.data, ": ",
@@ -163,10 +167,8 @@ int main(int argc, char** argv) {
 
   // Services hold the ledger: they are destroyed (inner scope) before it is.
   {
-  // Threads started once, outliving the services: signature verification for
-  // AuditService.Verify (one per core), and long scans off the gRPC reaction
-  // threads (Read, ListCheckpoints, VerifyProposal).
-  ledger::ThreadPool verify_pool(0);
+  // Threads started once, outliving the services: long scans off the gRPC
+  // reaction threads (Read, ListCheckpoints, VerifyProposal).
   ledger::ThreadPool scan_workers(2);
   ledger::services::LedgerServiceImpl ledger_service(ledger->get(), &scan_workers);
   ledger::services::AuditServiceImpl audit_service(ledger->get(), &verify_pool, &scan_workers);

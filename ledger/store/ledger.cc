@@ -100,10 +100,11 @@ absl::Status Ledger::Start() {
       keys_.emplace(id, *public_key);
     }
   }
-  int threads = options_.verify_threads > 0
-                    ? options_.verify_threads
-                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  for (int i = 0; i < threads; ++i) verify_threads_.emplace_back([this] { VerifyLoop(); });
+  verify_pool_ = options_.verify_pool;
+  if (verify_pool_ == nullptr) {
+    own_verify_pool_ = std::make_unique<ThreadPool>(options_.verify_threads);
+    verify_pool_ = own_verify_pool_.get();
+  }
   sequencer_thread_ = std::thread([this] { SequencerLoop(); });
   accepting_ = true;
   return absl::OkStatus();
@@ -169,12 +170,13 @@ void Ledger::Shutdown() {
   absl::MutexLock lock(&shutdown_mu_);
   accepting_ = false;
   {
+    // Submissions already accepted finish their checks (their tasks may be
+    // queued behind other work on a shared pool) and reach the sequencer.
     absl::MutexLock l(&verify_mu_);
     verify_stop_ = true;
-    verify_cv_.SignalAll();
+    verify_mu_.Await(absl::Condition(
+        +[](int* verifying) { return *verifying == 0; }, &verifying_));
   }
-  for (auto& thread : verify_threads_) thread.join();
-  verify_threads_.clear();
   {
     absl::MutexLock l(&sequencer_mu_);
     sequencer_stop_ = true;
@@ -204,62 +206,56 @@ void Ledger::Submit(std::vector<v1::SignedEvent> events, Done done) {
   submission->unverified = events.size();
   submission->done = std::move(done);
 
+  bool stopping;
   {
     absl::MutexLock lock(&verify_mu_);
-    if (!verify_stop_) {
-      for (size_t i = 0; i < events.size(); ++i) verify_queue_.emplace_back(submission, i);
-      verify_cv_.SignalAll();
-      return;
-    }
+    stopping = verify_stop_;
+    if (!stopping) ++verifying_;
   }
-  submission->done(Refuse(absl::StatusCode::kUnavailable, v1::SHUTTING_DOWN,
-                          "the ledger is shutting down"));
+  if (stopping) {
+    submission->done(Refuse(absl::StatusCode::kUnavailable, v1::SHUTTING_DOWN, "the ledger is shutting down"));
+    return;
+  }
+  for (size_t i = 0; i < events.size(); ++i) {
+    verify_pool_->Schedule([this, submission, i] { VerifyEvent(submission, i); });
+  }
 }
 
-void Ledger::VerifyLoop() {
-  while (true) {
-    std::pair<std::shared_ptr<Submission>, size_t> job;
-    {
-      absl::MutexLock lock(&verify_mu_);
-      while (verify_queue_.empty() && !verify_stop_) verify_cv_.Wait(&verify_mu_);
-      if (verify_queue_.empty()) return;  // stopping, and nothing left
-      job = std::move(verify_queue_.front());
-      verify_queue_.pop_front();
-    }
-    auto& [submission, index] = job;
-    const Envelope& envelope = submission->envelopes[index];
-    std::optional<crypto::PublicKey> key;
-    {
-      absl::ReaderMutexLock lock(&keys_mu_);
-      auto it = keys_.find(envelope.signed_event.key_id());
-      if (it != keys_.end()) key = it->second;
-    }
-    if (key.has_value()) {
-      if (crypto::VerifyEvent(*key, envelope.signed_event.body(), envelope.signed_event.signature())) {
-        submission->verified[index] = 1;
-      } else {
-        absl::MutexLock lock(&submission->mu);
-        if (submission->error.ok()) {
-          submission->error = AtBatchIndex(
-              Refuse(absl::StatusCode::kUnauthenticated, v1::BAD_SIGNATURE,
-                     absl::StrCat("signature does not verify under key ", key->key_id())),
-              index, submission->envelopes.size());
-        }
+void Ledger::VerifyEvent(const std::shared_ptr<Submission>& submission, size_t index) {
+  const Envelope& envelope = submission->envelopes[index];
+  std::optional<crypto::PublicKey> key;
+  {
+    absl::ReaderMutexLock lock(&keys_mu_);
+    auto it = keys_.find(envelope.signed_event.key_id());
+    if (it != keys_.end()) key = it->second;
+  }
+  if (key.has_value()) {
+    if (crypto::VerifyEvent(*key, envelope.signed_event.body(), envelope.signed_event.signature())) {
+      submission->verified[index] = 1;
+    } else {
+      absl::MutexLock lock(&submission->mu);
+      if (submission->error.ok()) {
+        submission->error = AtBatchIndex(
+            Refuse(absl::StatusCode::kUnauthenticated, v1::BAD_SIGNATURE,
+                   absl::StrCat("signature does not verify under key ", key->key_id())),
+            index, submission->envelopes.size());
       }
     }
-    if (submission->unverified.fetch_sub(1) != 1) continue;
-    // Last event of its submission: refuse it now, or pass it on.
-    absl::Status error;
-    {
-      absl::MutexLock lock(&submission->mu);
-      error = submission->error;
-    }
-    if (!error.ok()) {
-      submission->done(error);
-    } else {
-      Enqueue(std::move(submission));
-    }
   }
+  if (submission->unverified.fetch_sub(1) != 1) return;
+  // Last event of its submission: refuse it now, or pass it on.
+  absl::Status error;
+  {
+    absl::MutexLock lock(&submission->mu);
+    error = submission->error;
+  }
+  if (!error.ok()) {
+    submission->done(error);
+  } else {
+    Enqueue(submission);
+  }
+  absl::MutexLock lock(&verify_mu_);
+  --verifying_;
 }
 
 void Ledger::Enqueue(std::shared_ptr<Submission> submission) {

@@ -1,7 +1,7 @@
 // The ledger engine: the write path of DESIGN §5 and the reads it serves.
 //
 //   Submit -> decode and bound-check (caller's thread)
-//          -> verify signatures (verify pool, one job per event)
+//          -> verify signatures (a ThreadPool, one task per event)
 //          -> sequencer thread: idempotency, rules, positions, Merkle nodes,
 //             checkpoint; many submissions form one commit group
 //          -> one synced WriteBatch -> answers -> listeners notified
@@ -28,6 +28,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "ledger/common/thread_pool.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/merkle/tree.h"
 #include "ledger/event/envelope.h"
@@ -49,7 +50,11 @@ struct LedgerOptions {
   std::string data_dir;  // the RocksDB directory
   crypto::PrivateKey operator_key;
   std::optional<GenesisSpec> genesis{};
-  int verify_threads = 0;  // 0: one per core
+  // Checks submissions' signatures; shared with others (ledgerd's auditor)
+  // and outliving the ledger. Null: the ledger starts its own pool of
+  // `verify_threads` threads (0: one per core).
+  ThreadPool* verify_pool = nullptr;
+  int verify_threads = 0;
   // Ledger time source (Unix ns). Times never go backwards whatever it says.
   std::function<int64_t()> clock{};
   size_t max_group_events = 20000;
@@ -101,7 +106,9 @@ class Ledger {
 
   explicit Ledger(LedgerOptions options);
   absl::Status Start();
-  void VerifyLoop();
+  // Checks the signature of event `index` (a verify-pool task); the last
+  // event of a submission passes it to the sequencer or answers its refusal.
+  void VerifyEvent(const std::shared_ptr<Submission>& submission, size_t index);
   void SequencerLoop();
   void Enqueue(std::shared_ptr<Submission> submission);
   // Decides, writes and answers one commit group. Runs on the sequencer
@@ -140,9 +147,11 @@ class Ledger {
   mutable absl::Mutex checkpoint_mu_;
   std::string latest_checkpoint_ ABSL_GUARDED_BY(checkpoint_mu_);
 
+  std::unique_ptr<ThreadPool> own_verify_pool_;  // when options_ gave none
+  ThreadPool* verify_pool_ = nullptr;
   absl::Mutex verify_mu_;
-  absl::CondVar verify_cv_;
-  std::deque<std::pair<std::shared_ptr<Submission>, size_t>> verify_queue_ ABSL_GUARDED_BY(verify_mu_);
+  // Submissions whose signatures are being checked: Shutdown waits for them.
+  int verifying_ ABSL_GUARDED_BY(verify_mu_) = 0;
   bool verify_stop_ ABSL_GUARDED_BY(verify_mu_) = false;
 
   absl::Mutex sequencer_mu_;
@@ -158,7 +167,6 @@ class Ledger {
   std::atomic<uint64_t> groups_committed_{0};
   std::atomic<uint64_t> records_committed_{0};
   absl::Mutex shutdown_mu_;
-  std::vector<std::thread> verify_threads_;
   std::thread sequencer_thread_;
 };
 
