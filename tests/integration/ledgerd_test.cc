@@ -1,6 +1,7 @@
 // Integration tests against a real ledgerd process: every test starts its own
-// server on a temporary data directory and port 0 (see ledgerd_process.h) and
-// talks to it only over gRPC, as a client would.
+// server on a temporary data directory and port 0
+// (tests/support/ledgerd_process.h) and talks to it only over gRPC, as a
+// client would.
 //
 // Refusals: every refused submission must answer the right code and
 // ErrorDetail reason and append nothing of itself, except that a validly
@@ -27,31 +28,12 @@
 #include "ledger/merkle/tree.h"
 #include "ledger/rules/envelope.h"
 #include "services/grpc_status.h"
-#include "tests/integration/ledgerd_process.h"
+#include "tests/support/ledger_client.h"
+#include "tests/support/ledgerd_process.h"
+#include "tests/support/status_matchers.h"
 
 namespace ledger::testing {
 namespace {
-
-#define ASSERT_OK(expr)                                  \
-  do {                                                   \
-    const absl::Status _status = (expr);                 \
-    ASSERT_TRUE(_status.ok()) << #expr << ": " << _status; \
-  } while (0)
-
-#define ASSERT_GRPC_OK(expr)                                               \
-  do {                                                                     \
-    const grpc::Status _status = (expr);                                   \
-    ASSERT_TRUE(_status.ok()) << #expr << ": " << services::Describe(_status); \
-  } while (0)
-
-#define LEDGER_CONCAT_INNER(a, b) a##b
-#define LEDGER_CONCAT(a, b) LEDGER_CONCAT_INNER(a, b)
-#define ASSERT_OK_AND_ASSIGN(lhs, expr) \
-  ASSERT_OK_AND_ASSIGN_IMPL(LEDGER_CONCAT(_status_or_, __LINE__), lhs, expr)
-#define ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, expr)                 \
-  auto tmp = (expr);                                              \
-  ASSERT_TRUE(tmp.ok()) << #expr << ": " << tmp.status();         \
-  lhs = *std::move(tmp)
 
 // The status is `code` with ErrorDetail.reason `reason`.
 ::testing::AssertionResult IsRefused(const grpc::Status& status, grpc::StatusCode code,

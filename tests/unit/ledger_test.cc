@@ -34,32 +34,18 @@
 #include "ledger/rules/refusal.h"
 #include "ledger/rules/rules.h"
 #include "ledger/rules/state.h"
+#include "tests/support/status_matchers.h"
+#include "tests/support/temp_dir.h"
 
 namespace ledger::store {
 namespace {
 
+using ::ledger::testing::TempDir;
 using crypto::PrivateKey;
 
 constexpr char kLedgerId[] = "ledger-test";
 constexpr char kOrigin[] = "decision-ledger/ledger-test";
 constexpr int64_t kStartTime = 1'700'000'000'000'000'000;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "ledger_test.XXXXXX").string();
-    EXPECT_NE(mkdtemp(pattern.data()), nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // The answer to one Submit, and how many times `done` ran.
 struct Answer {
@@ -115,7 +101,7 @@ absl::btree_map<std::string, std::string> WithoutRefusalCounters(
   return state;
 }
 
-class LedgerTest : public testing::Test {
+class LedgerTest : public ::testing::Test {
  protected:
   LedgerTest() : operator_key_(PrivateKey::Generate()), registrar_key_(PrivateKey::Generate()) {}
 
@@ -275,7 +261,7 @@ class LedgerTest : public testing::Test {
     return replayer.state().Snapshot();
   }
 
-  TempDir dir_;
+  TempDir dir_{"ledger_test"};
   std::shared_ptr<std::atomic<int64_t>> now_ = std::make_shared<std::atomic<int64_t>>(kStartTime);
   PrivateKey operator_key_;
   PrivateKey registrar_key_;
@@ -362,7 +348,7 @@ TEST_F(LedgerTest, ReopenWithAnotherOperatorKeyIsFailedPrecondition) {
 }
 
 TEST(LedgerOpen, EmptyDirectoryWithoutGenesisIsFailedPrecondition) {
-  TempDir dir;
+  TempDir dir("ledger_test");
   LedgerOptions options{.data_dir = dir.path(), .operator_key = PrivateKey::Generate()};
   options.verify_threads = 1;
   auto ledger = Ledger::Open(std::move(options));
@@ -371,7 +357,7 @@ TEST(LedgerOpen, EmptyDirectoryWithoutGenesisIsFailedPrecondition) {
 }
 
 TEST(LedgerOpen, InvalidGenesisIsRefusedAndNothingWritten) {
-  TempDir dir;
+  TempDir dir("ledger_test");
   LedgerOptions options{.data_dir = dir.path(), .operator_key = PrivateKey::Generate()};
   options.verify_threads = 1;
   GenesisSpec spec;
