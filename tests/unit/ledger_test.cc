@@ -688,10 +688,16 @@ TEST_F(LedgerTest, RefusalsOtherThanRuleBreachesAreNotRecorded) {
 // refusal recorded for an event of a batch must therefore be reproducible
 // from the log alone, without the batch's unwritten earlier events.
 TEST_F(LedgerTest, RecordedRefusalsOfABatchReplay) {
+  const uint64_t size = ledger_->size();
+  const auto state = StoredState();
   // Refused only because of the batch's own first event, which is not written.
   const v1::SignedEvent second = Register("org-x", {RawKeyFor("x2")}, "x-again");
   auto result = Submit({Register("org-x", {RawKeyFor("x1")}), second});
   ExpectRefusal(result, absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+  // Alone, `second` would have been accepted: the log cannot reproduce its
+  // refusal, so none is kept and nothing at all was written.
+  EXPECT_EQ(ledger_->size(), size);
+  EXPECT_EQ(StoredState(), state);
   EXPECT_EQ(ReplayedState(), StoredState());
 }
 
@@ -699,9 +705,20 @@ TEST_F(LedgerTest, RecordedRefusalsOfABatchReplay) {
 // batch annotation ("event 1: ...") that only the submitter's answer needs.
 TEST_F(LedgerTest, RecordedRefusalOfABatchEventReplays) {
   SubmitOne(Register("org-a", {RawKeyFor("a1")}));
+  const uint64_t size = ledger_->size();
+  const auto state = StoredState();
   const v1::SignedEvent again = Register("org-a", {RawKeyFor("a2")}, "register/org-a-again");
   auto result = Submit({Register("org-x", {RawKeyFor("x1")}), again});
   ExpectRefusal(result, absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+  ASSERT_TRUE(absl::StartsWith(result.status().message(), "event 1")) << result.status();
+  // The refusal is on the record, with the rules' message, not the answer's.
+  ExpectOnlyRefusalRecorded(size, state, again, v1::ORGANISATION_EXISTS);
+  ASSERT_OK_AND_ASSIGN(v1::RecordEntry entry, ledger_->Get(size));
+  ASSERT_OK_AND_ASSIGN(v1::Record record, DecodeRecord(entry.record(), size));
+  ASSERT_OK_AND_ASSIGN(Envelope envelope, DecodeStoredEvent(record));
+  const std::string& kept = envelope.body.submission_refused().message();
+  EXPECT_FALSE(kept.empty());
+  EXPECT_FALSE(absl::StrContains(kept, "event 1")) << kept;
   EXPECT_EQ(ReplayedState(), StoredState());
 }
 
