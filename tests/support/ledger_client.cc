@@ -35,11 +35,13 @@ absl::StatusOr<std::vector<merkle::Hash>> HashesFromBytes(
 
 // ---------------------------------------------------------------- client
 
-LedgerClient::LedgerClient(const std::string& address, bool own_connection, bool wait_for_ready)
+LedgerClient::LedgerClient(const std::string& address, bool own_connection, bool wait_for_ready,
+                           bool fixed_stream_window)
     : wait_for_ready_(wait_for_ready) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  if (own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  if (own_connection || fixed_stream_window) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  if (fixed_stream_window) args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   ledger_ = v1::LedgerService::NewStub(channel_);
   audit_ = v1::AuditService::NewStub(channel_);

@@ -58,8 +58,12 @@ class LedgerClient {
   // instead of failing at once when a connection attempt fails, which a
   // loaded machine makes happen now and then. Off only for clients that
   // expect the server to die and handle UNAVAILABLE themselves.
+  // `fixed_stream_window`: HTTP/2 flow control keeps each stream's receive
+  // window at gRPC's initial size (no BDP probing), so a reader that stops
+  // reading holds the server back after a few tens of KiB, however fast the
+  // connection (implies `own_connection`).
   explicit LedgerClient(const std::string& address, bool own_connection = false,
-                        bool wait_for_ready = true);
+                        bool wait_for_ready = true, bool fixed_stream_window = false);
 
   // Fetches the ledger info (ledger id, origin, operator key) that NewBody
   // and OpenCheckpoint use. Call once before them.

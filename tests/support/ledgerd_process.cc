@@ -267,6 +267,17 @@ absl::Status LedgerdProcess::Restart() {
   return Start();
 }
 
+absl::StatusOr<uint64_t> LedgerdProcess::ResidentBytes() const {
+  if (!running()) return absl::FailedPreconditionError("ledgerd is not running");
+  std::ifstream in(absl::StrCat("/proc/", pid_, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    unsigned long long kib = 0;
+    if (std::sscanf(line.c_str(), "VmRSS: %llu kB", &kib) == 1) return uint64_t{kib} * 1024;
+  }
+  return absl::InternalError(absl::StrCat("no VmRSS in /proc/", pid_, "/status"));
+}
+
 std::string LedgerdProcess::Stderr() const {
   std::ifstream in(stderr_path_);
   std::stringstream text;

@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -49,6 +50,8 @@ class LedgerdProcess {
   // HOST:PORT from the "listening on" line of the current run.
   const std::string& address() const { return address_; }
   const std::string& data_dir() const { return data_dir_; }
+  // The running ledgerd's resident memory (VmRSS in /proc/PID/status), bytes.
+  absl::StatusOr<uint64_t> ResidentBytes() const;
   // Everything ledgerd wrote to stderr so far (all runs).
   std::string Stderr() const;
   // Everything the current (or last) run wrote to stdout so far.
