@@ -1,11 +1,6 @@
 // Integration tests of verifying a running server: AuditService.Verify and
 // VerifyProposal against a real ledgerd, and the `ledgerctl audit` monitor
 // (LEDGERCTL_PATH, set by CMake), including a server that rewrites history.
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -25,120 +20,16 @@
 #include "ledger/crypto/ed25519.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/v1/ledger_service.grpc.pb.h"
-#include "tests/integration/ledgerd_process.h"
-
-extern char** environ;
+#include "tests/support/ctl_runner.h"
+#include "tests/support/ledger_client.h"
+#include "tests/support/ledgerd_process.h"
+#include "tests/support/status_matchers.h"
+#include "tests/support/temp_dir.h"
 
 namespace ledger::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-#define ASSERT_OK(expr)                                    \
-  do {                                                     \
-    const absl::Status _status = (expr);                   \
-    ASSERT_TRUE(_status.ok()) << #expr << ": " << _status; \
-  } while (0)
-
-// ---------------------------------------------------------------- RunCtl
-// (as in cli_test.cc: a child with captured stdout/stderr and a deadline)
-
-struct CtlResult {
-  int exit_code = -1;  // -1: killed by a signal (or timed out)
-  std::string out;
-  std::string err;
-  bool timed_out = false;
-  std::string command;
-};
-
-std::ostream& operator<<(std::ostream& os, const CtlResult& r) {
-  return os << "\n$ " << r.command << "\n[exit " << r.exit_code << (r.timed_out ? ", TIMED OUT" : "")
-            << "]\n[stdout]\n" << r.out << "\n[stderr]\n" << r.err;
-}
-
-CtlResult RunCtl(const std::vector<std::string>& args, int timeout_seconds = 60) {
-  CtlResult result;
-  std::vector<std::string> argv_strings{LEDGERCTL_PATH};
-  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  result.command = absl::StrJoin(argv_strings, " ");
-  std::vector<char*> argv;
-  for (std::string& s : argv_strings) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  int out_pipe[2], err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0) return result;
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
-    close(out_pipe[0]);
-    close(out_pipe[1]);
-    return result;
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-  pid_t pid = -1;
-  int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(out_pipe[1]);
-  close(err_pipe[1]);
-  if (spawned != 0) {
-    close(out_pipe[0]);
-    close(err_pipe[0]);
-    result.err = absl::StrCat("posix_spawn: ", std::strerror(spawned));
-    return result;
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
-  struct pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  std::string* sinks[2] = {&result.out, &result.err};
-  int open_fds = 2;
-  while (open_fds > 0) {
-    auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-    if (left <= 0) {
-      result.timed_out = true;
-      kill(pid, SIGKILL);
-      break;
-    }
-    int ready = poll(fds, 2, static_cast<int>(left));
-    if (ready < 0) {
-      if (errno == EINTR) continue;
-      kill(pid, SIGKILL);
-      break;
-    }
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-      char buffer[65536];
-      ssize_t n = read(fds[i].fd, buffer, sizeof buffer);
-      if (n > 0) {
-        sinks[i]->append(buffer, static_cast<size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  for (auto& fd : fds) {
-    if (fd.fd >= 0) close(fd.fd);
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  return result;
-}
-
-::testing::AssertionResult Succeeded(const CtlResult& r) {
-  if (r.exit_code == 0 && !r.timed_out) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "expected exit 0" << r;
-}
-
-std::string ReadFileOrEmpty(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // The suffix of "collective gm-federation-XXXX formed" in the demo's output.
 std::string DemoSuffix(const std::string& out) {
@@ -360,7 +251,7 @@ TEST_F(AuditServiceTest, MonitorFollowsGrowthAndCatchesARewrite) {
   CtlResult r = Ctl({"audit", "--state", state});
   ASSERT_TRUE(Succeeded(r));
   EXPECT_TRUE(absl::StrContains(r.out, "trusted on first use")) << r;
-  const std::string first_note = ReadFileOrEmpty(state + "/checkpoint.note");
+  const std::string first_note = ReadFileBytes(state + "/checkpoint.note");
   auto first = client_->OpenCheckpoint(first_note);
   ASSERT_TRUE(first.ok()) << first.status() << "\n" << first_note;
   EXPECT_TRUE(fs::exists(state + "/operator.pub"));
@@ -370,7 +261,7 @@ TEST_F(AuditServiceTest, MonitorFollowsGrowthAndCatchesARewrite) {
   r = Ctl({"audit", "--state", state, "--operator-key", operator_pub});
   ASSERT_TRUE(Succeeded(r));
   EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("consistent with size ", first->size))) << r;
-  auto second = client_->OpenCheckpoint(ReadFileOrEmpty(state + "/checkpoint.note"));
+  auto second = client_->OpenCheckpoint(ReadFileBytes(state + "/checkpoint.note"));
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_GT(second->size, first->size);
   auto size = client_->TreeSize();
@@ -410,7 +301,7 @@ TEST_F(AuditServiceTest, MonitorFollowsGrowthAndCatchesARewrite) {
     }
     EXPECT_TRUE(found) << r;
     // The real state is untouched by that.
-    EXPECT_EQ(ReadFileOrEmpty(state + "/checkpoint.note").empty(), false);
+    EXPECT_EQ(ReadFileBytes(state + "/checkpoint.note").empty(), false);
   }
 
   // A server that rewrites history: a new ledger under the same operator key.
@@ -421,7 +312,7 @@ TEST_F(AuditServiceTest, MonitorFollowsGrowthAndCatchesARewrite) {
   fs::copy_file(absl::StrCat(server_.data_dir(), "/operator.key.pem"),
                 absl::StrCat(rewritten.data_dir(), "/operator.key.pem"));
   ASSERT_OK(rewritten.Start());
-  const std::string remembered = ReadFileOrEmpty(state + "/checkpoint.note");
+  const std::string remembered = ReadFileBytes(state + "/checkpoint.note");
   r = RunCtl({"--server", rewritten.address(), "audit", "--state", state, "--operator-key", operator_pub});
   EXPECT_EQ(r.exit_code, 2) << r;
   EXPECT_TRUE(absl::StrContains(r.out, "HISTORY REWRITTEN")) << r;
@@ -431,15 +322,15 @@ TEST_F(AuditServiceTest, MonitorFollowsGrowthAndCatchesARewrite) {
   for (const auto& entry : fs::directory_iterator(state)) {
     if (!absl::StartsWith(entry.path().filename().string(), "evidence-")) continue;
     ++evidence_dirs;
-    EXPECT_EQ(ReadFileOrEmpty((entry.path() / "remembered-checkpoint.note").string()), remembered);
-    const std::string served = ReadFileOrEmpty((entry.path() / "served-checkpoint.note").string());
+    EXPECT_EQ(ReadFileBytes((entry.path() / "remembered-checkpoint.note").string()), remembered);
+    const std::string served = ReadFileBytes((entry.path() / "served-checkpoint.note").string());
     EXPECT_FALSE(served.empty());
     EXPECT_NE(served, remembered);
     EXPECT_TRUE(fs::exists(entry.path() / "reason.txt"));
   }
   EXPECT_EQ(evidence_dirs, 1) << r;
   // The remembered checkpoint is kept: the monitor does not adopt the new log.
-  EXPECT_EQ(ReadFileOrEmpty(state + "/checkpoint.note"), remembered);
+  EXPECT_EQ(ReadFileBytes(state + "/checkpoint.note"), remembered);
 
   // Grow the rewritten log past the remembered size: still a rewrite.
   {

@@ -10,13 +10,8 @@
 //
 // No sleeps: every child is waited for with poll() and waitpid(), bounded by
 // a deadline after which it is killed.
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <unistd.h>
@@ -43,116 +38,17 @@
 #include "ledger/v1/governance_service.pb.h"
 #include "ledger/v1/ledger_service.pb.h"
 #include "ledger/v1/state.pb.h"
-#include "tests/integration/ledgerd_process.h"
-
-extern char** environ;
+#include "tests/support/ctl_runner.h"
+#include "tests/support/ledger_client.h"
+#include "tests/support/ledgerd_process.h"
+#include "tests/support/status_matchers.h"
+#include "tests/support/temp_dir.h"
 
 namespace ledger::testing {
 namespace {
 
-#define ASSERT_OK(expr)                                    \
-  do {                                                     \
-    const absl::Status _status = (expr);                   \
-    ASSERT_TRUE(_status.ok()) << #expr << ": " << _status; \
-  } while (0)
-
-// ---------------------------------------------------------------- RunCtl
-
-struct CtlResult {
-  int exit_code = -1;  // -1: killed by a signal (or timed out)
-  std::string out;
-  std::string err;
-  bool timed_out = false;
-  std::string command;  // for failure messages
-};
-
-std::ostream& operator<<(std::ostream& os, const CtlResult& r) {
-  return os << "\n$ " << r.command << "\n[exit " << r.exit_code
-            << (r.timed_out ? ", TIMED OUT" : "") << "]\n[stdout]\n"
-            << r.out << "\n[stderr]\n" << r.err;
-}
-
-// Runs ledgerctl with `args`; stdin is /dev/null, stdout and stderr are
-// captured separately. Killed (SIGKILL) if it has not finished within
-// `timeout_seconds`.
-CtlResult RunCtl(const std::vector<std::string>& args, int timeout_seconds = 30) {
-  CtlResult result;
-  std::vector<std::string> argv_strings{LEDGERCTL_PATH};
-  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  result.command = absl::StrJoin(argv_strings, " ");
-  std::vector<char*> argv;
-  for (std::string& s : argv_strings) argv.push_back(s.data());
-  argv.push_back(nullptr);
-
-  int out_pipe[2], err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
-    result.err = absl::StrCat("pipe2: ", std::strerror(errno));
-    return result;
-  }
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
-    result.err = absl::StrCat("pipe2: ", std::strerror(errno));
-    close(out_pipe[0]);
-    close(out_pipe[1]);
-    return result;
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-  pid_t pid = -1;
-  int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(out_pipe[1]);
-  close(err_pipe[1]);
-  if (spawned != 0) {
-    close(out_pipe[0]);
-    close(err_pipe[0]);
-    result.err = absl::StrCat("posix_spawn ", argv[0], ": ", std::strerror(spawned));
-    return result;
-  }
-
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
-  struct pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  std::string* sinks[2] = {&result.out, &result.err};
-  int open_fds = 2;
-  while (open_fds > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    deadline - std::chrono::steady_clock::now())
-                    .count();
-    if (left <= 0) {
-      result.timed_out = true;
-      kill(pid, SIGKILL);
-      break;
-    }
-    int ready = poll(fds, 2, static_cast<int>(left));
-    if (ready < 0) {
-      if (errno == EINTR) continue;
-      kill(pid, SIGKILL);
-      break;
-    }
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-      char buffer[65536];
-      ssize_t n = read(fds[i].fd, buffer, sizeof buffer);
-      if (n > 0) {
-        sinks[i]->append(buffer, static_cast<size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  for (auto& fd : fds) {
-    if (fd.fd >= 0) close(fd.fd);
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  return result;
-}
+// Every ledgerctl run here is killed after this long.
+constexpr int kCliTimeoutSeconds = 30;
 
 template <typename Message>
 absl::StatusOr<Message> ParseJson(const std::string& json) {
@@ -171,18 +67,6 @@ absl::StatusOr<Message> ParseJson(const std::string& json) {
   ASSERT_TRUE(lhs##_or.ok()) << lhs##_or.status();                      \
   Type lhs = *std::move(lhs##_or)
 
-std::string ReadFileOrDie(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-void WriteFile(const std::string& path, const std::string& contents) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << contents;
-}
-
 // The value of a "name: value" line of `text` ("" if none).
 std::string LineValue(const std::string& text, const std::string& name) {
   for (absl::string_view line : absl::StrSplit(text, '\n')) {
@@ -191,22 +75,6 @@ std::string LineValue(const std::string& text, const std::string& name) {
     }
   }
   return "";
-}
-
-// Expects exit `code` and a stderr naming `what` (a distinctive substring),
-// with nothing on stdout.
-::testing::AssertionResult Failed(const CtlResult& r, int code, const std::string& what) {
-  if (r.exit_code == code && absl::StrContains(r.err, what) && r.out.empty() && !r.timed_out) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure()
-         << "expected exit " << code << " and stderr containing \"" << what
-         << "\" (and empty stdout)" << r;
-}
-
-::testing::AssertionResult Succeeded(const CtlResult& r) {
-  if (r.exit_code == 0 && !r.timed_out) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "expected exit 0" << r;
 }
 
 // ---------------------------------------------------------------- fixture
@@ -227,7 +95,7 @@ class CliTest : public ::testing::Test {
   }
 
   // ledgerctl --server <this server> args...
-  CtlResult Ctl(std::vector<std::string> args, int timeout_seconds = 30) {
+  CtlResult Ctl(std::vector<std::string> args, int timeout_seconds = kCliTimeoutSeconds) {
     args.insert(args.begin(), {"--server", server_.address()});
     return RunCtl(args, timeout_seconds);
   }
@@ -244,7 +112,7 @@ class CliTest : public ::testing::Test {
   // keygen --out DIR/<org>.pem: the path.
   std::string Keygen(const std::string& org) {
     std::string path = Path(absl::StrCat(org, ".pem"));
-    CtlResult r = RunCtl({"keygen", "--out", path});
+    CtlResult r = RunCtl({"keygen", "--out", path}, kCliTimeoutSeconds);
     EXPECT_TRUE(Succeeded(r));
     EXPECT_EQ(LineValue(r.out, "key_id").size(), 32u) << r;
     return path;
@@ -310,19 +178,19 @@ TEST_F(CliTest, BadFilesExitOneNameTheFileAndAppendNothing) {
 
   // keygen refuses to overwrite an existing key file, and leaves it intact.
   std::string key = Keygen("alpha");
-  const std::string original = ReadFileOrDie(key);
+  const std::string original = ReadFileBytes(key);
   {
-    CtlResult r = RunCtl({"keygen", "--out", key});
+    CtlResult r = RunCtl({"keygen", "--out", key}, kCliTimeoutSeconds);
     EXPECT_TRUE(Failed(r, 1, absl::StrCat("key file ", key, ": already exists; refusing to overwrite")));
-    EXPECT_EQ(ReadFileOrDie(key), original);
+    EXPECT_EQ(ReadFileBytes(key), original);
   }
   {
     // --public-out over an existing file: refused before the private key is written.
     std::string fresh = Path("fresh.pem");
-    CtlResult r = RunCtl({"keygen", "--out", fresh, "--public-out", key});
+    CtlResult r = RunCtl({"keygen", "--out", fresh, "--public-out", key}, kCliTimeoutSeconds);
     EXPECT_TRUE(Failed(r, 1, "already exists; refusing to overwrite"));
     EXPECT_NE(access(fresh.c_str(), F_OK), 0) << "a lone private key was left behind";
-    EXPECT_EQ(ReadFileOrDie(key), original);
+    EXPECT_EQ(ReadFileBytes(key), original);
   }
 
   // register-org with a missing key file names the path.
@@ -341,7 +209,7 @@ TEST_F(CliTest, BadFilesExitOneNameTheFileAndAppendNothing) {
   }
   // register-org with a garbage PEM file.
   const std::string garbage = Path("garbage.pem");
-  WriteFile(garbage, "-----BEGIN PUBLIC KEY-----\nnot base64 at all!\n-----END PUBLIC KEY-----\n");
+  WriteFileBytes(garbage, "-----BEGIN PUBLIC KEY-----\nnot base64 at all!\n-----END PUBLIC KEY-----\n");
   {
     CtlResult r = Ctl({"register-org", "--as", "registrar", "--key", RegistrarKey(), "--org", "beta",
                        "--name", "Beta", "--org-key", garbage});
@@ -356,7 +224,7 @@ TEST_F(CliTest, BadFilesExitOneNameTheFileAndAppendNothing) {
 
   // submit with malformed JSON names the file.
   const std::string malformed = Path("malformed.json");
-  WriteFile(malformed, "{\"keyAdded\": {\"orgId\": \"registrar\",");
+  WriteFileBytes(malformed, "{\"keyAdded\": {\"orgId\": \"registrar\",");
   {
     CtlResult r = Ctl({"submit", "--as", "registrar", "--key", RegistrarKey(), "--payload", malformed});
     EXPECT_TRUE(Failed(r, 1, absl::StrCat("payload ", malformed, ": not a ledger.v1.EventBody")));
@@ -364,7 +232,7 @@ TEST_F(CliTest, BadFilesExitOneNameTheFileAndAppendNothing) {
   }
   // submit with a payload that sets no event.
   const std::string empty = Path("empty.json");
-  WriteFile(empty, "{}");
+  WriteFileBytes(empty, "{}");
   {
     CtlResult r = Ctl({"submit", "--as", "registrar", "--key", RegistrarKey(), "--payload", empty});
     EXPECT_TRUE(Failed(r, 1, absl::StrCat("payload ", empty, ": sets no event")));
@@ -390,7 +258,7 @@ TEST_F(CliTest, ServerRefusalsExitOneWithCodeAndReason) {
   // An author the ledger does not know, signing with a key the ledger
   // knows (the registrar's): UNAUTHENTICATED (UNKNOWN_AUTHOR), nothing recorded.
   const std::string payload = Path("key-added.json");
-  WriteFile(payload, absl::StrCat("{\"keyAdded\": {\"orgId\": \"ghost\", \"publicKey\": \"",
+  WriteFileBytes(payload, absl::StrCat("{\"keyAdded\": {\"orgId\": \"ghost\", \"publicKey\": \"",
                                   "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "\"}}"));
   {
     CtlResult r = Ctl({"submit", "--as", "ghost", "--key", RegistrarKey(), "--payload", payload});
@@ -455,10 +323,10 @@ TEST_F(CliTest, ServerRefusalsExitOneWithCodeAndReason) {
     // Bound but not listening: connections are refused, and no one else
     // can take the port meanwhile.
     const std::string closed = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port));
-    CtlResult r = RunCtl({"--server", closed, "get", "0"});
+    CtlResult r = RunCtl({"--server", closed, "get", "0"}, kCliTimeoutSeconds);
     EXPECT_TRUE(Failed(r, 1, absl::StrCat("Get at ", closed, ": UNAVAILABLE")));
     r = RunCtl({"--server", closed, "vote", "--as", "registrar", "--key", RegistrarKey(),
-                "--proposal", "p", "--gateway", "g", "--position", "assent"});
+                "--proposal", "p", "--gateway", "g", "--position", "assent"}, kCliTimeoutSeconds);
     EXPECT_TRUE(Failed(r, 1, absl::StrCat("GetLedgerInfo at ", closed, ": UNAVAILABLE")));
     close(fd);
   }
@@ -513,7 +381,7 @@ TEST_F(CliTest, CharterProposalVotesAndProofsThroughTheCli) {
   {
     std::string priv = Path("nhs-england.pem");
     std::string pub = Path("nhs-england.pub.pem");
-    CtlResult r = RunCtl({"keygen", "--out", priv, "--public-out", pub});
+    CtlResult r = RunCtl({"keygen", "--out", priv, "--public-out", pub}, kCliTimeoutSeconds);
     ASSERT_TRUE(Succeeded(r));
     const std::string key_id = LineValue(r.out, "key_id");
     r = Ctl({"register-org", "--as", "registrar", "--key", RegistrarKey(), "--org", "nhs-england",

@@ -1,6 +1,7 @@
 // Integration tests against a real ledgerd process: every test starts its own
-// server on a temporary data directory and port 0 (see ledgerd_process.h) and
-// talks to it only over gRPC, as a client would.
+// server on a temporary data directory and port 0
+// (tests/support/ledgerd_process.h) and talks to it only over gRPC, as a
+// client would.
 //
 // Refusals: every refused submission must answer the right code and
 // ErrorDetail reason and append nothing of itself, except that a validly
@@ -27,31 +28,12 @@
 #include "ledger/merkle/tree.h"
 #include "ledger/event/envelope.h"
 #include "services/grpc_status.h"
-#include "tests/integration/ledgerd_process.h"
+#include "tests/support/ledger_client.h"
+#include "tests/support/ledgerd_process.h"
+#include "tests/support/status_matchers.h"
 
 namespace ledger::testing {
 namespace {
-
-#define ASSERT_OK(expr)                                  \
-  do {                                                   \
-    const absl::Status _status = (expr);                 \
-    ASSERT_TRUE(_status.ok()) << #expr << ": " << _status; \
-  } while (0)
-
-#define ASSERT_GRPC_OK(expr)                                               \
-  do {                                                                     \
-    const grpc::Status _status = (expr);                                   \
-    ASSERT_TRUE(_status.ok()) << #expr << ": " << services::Describe(_status); \
-  } while (0)
-
-#define LEDGER_CONCAT_INNER(a, b) a##b
-#define LEDGER_CONCAT(a, b) LEDGER_CONCAT_INNER(a, b)
-#define ASSERT_OK_AND_ASSIGN(lhs, expr) \
-  ASSERT_OK_AND_ASSIGN_IMPL(LEDGER_CONCAT(_status_or_, __LINE__), lhs, expr)
-#define ASSERT_OK_AND_ASSIGN_IMPL(tmp, lhs, expr)                 \
-  auto tmp = (expr);                                              \
-  ASSERT_TRUE(tmp.ok()) << #expr << ": " << tmp.status();         \
-  lhs = *std::move(tmp)
 
 // The status is `code` with ErrorDetail.reason `reason`.
 ::testing::AssertionResult IsRefused(const grpc::Status& status, grpc::StatusCode code,
@@ -496,54 +478,63 @@ TEST_F(LedgerdTest, SubscribeFromMiddleAndFromEnd) {
   ASSERT_TRUE(end.ReadUntil(size + 3));
 }
 
+// DESIGN §5 ("a slow consumer never slows the writer") and STYLE ("never
+// buffer without bound for a slow subscriber"). Two rounds of the same
+// appends, 18 MiB each (30 batches of 10 bodies of ~60 KiB), each followed
+// by a fast subscriber. In the second, kSlow more subscribers are stalled:
+// subscribed, then reading nothing until the appends are done, their stream
+// windows kept small (fixed_stream_window), so each holds the server back
+// after a few tens of KiB. While they are stalled
+//   - every append succeeds (an append that waited for them would time out),
+//   - the fast subscriber receives everything,
+//   - ledgerd's memory grows about as much as in the first round: a stalled
+//     stream pins at most its one message in flight (≤ 1 MiB, and gRPC's
+//     copy of it), where a server that kept the new records for each stalled
+//     stream would grow by kSlow × 18 MiB more;
+// released, each stalled subscriber then receives everything, in order.
 TEST_F(LedgerdTest, SlowSubscriberDoesNotBlockAppends) {
-  // Large events, so the stalled stream's transport buffers fill up long
-  // before the appends are done: 30 batches of 10 bodies of ~60 KiB (18 MiB).
   constexpr int kBatches = 30;
   constexpr int kPerBatch = 10;
-  const uint64_t initial = Size();
-  const uint64_t target = initial + kBatches * kPerBatch;
+  constexpr uint64_t kBodyBytes = 60 * 1024;
+  constexpr int kSlow = 8;
+  constexpr uint64_t kMiB = 1 << 20;
+  constexpr uint64_t kAppendedBytes = kBatches * kPerBatch * kBodyBytes;
+  // What one stalled stream may add to ledgerd's memory; a copy of the
+  // round's records is several times more.
+  constexpr uint64_t kPerStalledStream = 4 * kMiB;
+  static_assert(kPerStalledStream * 4 < kAppendedBytes);
 
-  auto subscriber = [&](absl::Notification* subscribed, absl::Notification* release,
-                        std::string* failure, uint64_t* delivered, int* messages_before_release) {
-    LedgerClient client(server_.address(), /*own_connection=*/true);
-    StreamChecker stream(&client, 0);
-    if (auto r = stream.ReadUntilCaughtUp(); !r) *failure = r.message();
-    const int messages = stream.messages();
-    subscribed->Notify();
-    if (!failure->empty()) return;
-    if (release != nullptr) {
-      // The slowest reader there is: nothing read until the appends are done.
-      if (!release->WaitForNotificationWithTimeout(absl::Seconds(60))) {
-        *failure = "never released";
-        return;
-      }
-      *messages_before_release = stream.messages() - messages;
-    }
-    if (auto r = stream.ReadUntil(target); !r) *failure = r.message();
-    *delivered = stream.next();
+  struct Subscriber {
+    absl::Notification subscribed;
+    std::string failure;
+    uint64_t delivered = 0;
   };
-
-  absl::Notification slow_subscribed, fast_subscribed, release;
-  std::string slow_failure, fast_failure;
-  uint64_t slow_delivered = 0, fast_delivered = 0;
-  int slow_messages_while_stalled = -1, unused = 0;
-  std::thread slow(subscriber, &slow_subscribed, &release, &slow_failure, &slow_delivered,
-                   &slow_messages_while_stalled);
-  std::thread fast(subscriber, &fast_subscribed, nullptr, &fast_failure, &fast_delivered, &unused);
-  const bool both_subscribed = slow_subscribed.WaitForNotificationWithTimeout(absl::Seconds(30)) &&
-                               fast_subscribed.WaitForNotificationWithTimeout(absl::Seconds(30));
-
-  int appended = 0;
-  std::string append_failure;
-  if (both_subscribed) {
-    for (int b = 0; b < kBatches && append_failure.empty(); ++b) {
+  // Subscribes from `from`, catches up, then (if `release`) reads nothing
+  // until it is notified; then reads up to `target`.
+  auto subscribe = [&](Subscriber* s, uint64_t from, uint64_t target, absl::Notification* release) {
+    LedgerClient client(server_.address(), /*own_connection=*/true, /*wait_for_ready=*/true,
+                        /*fixed_stream_window=*/release != nullptr);
+    StreamChecker stream(&client, from);
+    if (auto r = stream.ReadUntilCaughtUp(); !r) s->failure = r.message();
+    s->subscribed.Notify();
+    if (!s->failure.empty()) return;
+    if (release != nullptr && !release->WaitForNotificationWithTimeout(absl::Seconds(60))) {
+      s->failure = "never released";
+      return;
+    }
+    if (auto r = stream.ReadUntil(target); !r) s->failure = r.message();
+    s->delivered = stream.next();
+  };
+  // One round of appends: the number appended, or the first failure.
+  auto append_round = [&](int round, std::string* failure) {
+    int appended = 0;
+    for (int b = 0; b < kBatches && failure->empty(); ++b) {
       std::vector<v1::SignedEvent> events;
       for (int i = 0; i < kPerBatch; ++i) {
         v1::EventBody body = client_->NewBody(registrar_->id);
         auto* event = body.mutable_organisation_registered();
-        event->set_org_id(absl::StrCat("bulk-", b, "-", i));
-        event->set_name(std::string(60 * 1024, 'n'));
+        event->set_org_id(absl::StrCat("bulk-", round, "-", b, "-", i));
+        event->set_name(std::string(kBodyBytes, 'n'));
         event->add_public_keys(std::string(crypto::PrivateKey::Generate().public_key().raw()));
         events.push_back(SealEvent(body, registrar_->key()));
       }
@@ -552,24 +543,75 @@ TEST_F(LedgerdTest, SlowSubscriberDoesNotBlockAppends) {
       if (status.ok()) {
         appended += response.receipts_size();
       } else {
-        append_failure = services::Describe(status);
+        *failure = services::Describe(status);
       }
     }
-  }
-  // The fast subscriber got everything while the slow one read nothing.
-  fast.join();
-  release.Notify();
-  slow.join();
+    return appended;
+  };
+  auto memory = [&]() -> uint64_t {
+    absl::StatusOr<uint64_t> bytes = server_.ResidentBytes();
+    EXPECT_TRUE(bytes.ok()) << bytes.status();
+    return bytes.ok() ? *bytes : 0;
+  };
 
-  ASSERT_TRUE(both_subscribed);
+  // Round 1, the reference: nobody stalled.
+  const uint64_t start1 = Size();
+  const uint64_t target1 = start1 + kBatches * kPerBatch;
+  Subscriber fast1;
+  std::thread fast1_thread(subscribe, &fast1, start1, target1, nullptr);
+  ASSERT_TRUE(fast1.subscribed.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  const uint64_t before1 = memory();
+  std::string append_failure;
+  const int appended1 = append_round(1, &append_failure);
+  fast1_thread.join();
+  const uint64_t after1 = memory();
   ASSERT_EQ(append_failure, "");
-  EXPECT_EQ(appended, kBatches * kPerBatch);
-  EXPECT_EQ(Size(), target);
-  EXPECT_EQ(fast_failure, "");
-  EXPECT_EQ(fast_delivered, target);
-  EXPECT_EQ(slow_messages_while_stalled, 0);
-  EXPECT_EQ(slow_failure, "");
-  EXPECT_EQ(slow_delivered, target);
+  ASSERT_EQ(appended1, kBatches * kPerBatch);
+  ASSERT_EQ(fast1.failure, "");
+  ASSERT_EQ(fast1.delivered, target1);
+
+  // Round 2: kSlow subscribers stalled throughout.
+  const uint64_t start2 = Size();
+  const uint64_t target2 = start2 + kBatches * kPerBatch;
+  absl::Notification release;
+  std::vector<Subscriber> slow(kSlow);
+  Subscriber fast2;
+  std::vector<std::thread> slow_threads;
+  for (Subscriber& s : slow) slow_threads.emplace_back(subscribe, &s, start2, target2, &release);
+  std::thread fast2_thread(subscribe, &fast2, start2, target2, nullptr);
+  bool all_subscribed = fast2.subscribed.WaitForNotificationWithTimeout(absl::Seconds(30));
+  for (Subscriber& s : slow) {
+    all_subscribed = all_subscribed && s.subscribed.WaitForNotificationWithTimeout(absl::Seconds(30));
+  }
+  int appended2 = 0;
+  uint64_t before2 = 0, after2 = 0;
+  if (all_subscribed) {
+    before2 = memory();
+    appended2 = append_round(2, &append_failure);
+  }
+  // The fast subscriber gets everything while the slow ones read nothing.
+  fast2_thread.join();
+  if (all_subscribed) after2 = memory();
+  release.Notify();
+  for (std::thread& t : slow_threads) t.join();
+
+  ASSERT_TRUE(all_subscribed);
+  ASSERT_EQ(append_failure, "");
+  EXPECT_EQ(appended2, kBatches * kPerBatch);
+  EXPECT_EQ(Size(), target2);
+  EXPECT_EQ(fast2.failure, "");
+  EXPECT_EQ(fast2.delivered, target2);
+  const int64_t growth1 = static_cast<int64_t>(after1) - static_cast<int64_t>(before1);
+  const int64_t growth2 = static_cast<int64_t>(after2) - static_cast<int64_t>(before2);
+  std::cerr << "ledgerd resident memory grew by " << growth1 / int64_t{kMiB} << " MiB in round 1, "
+            << growth2 / int64_t{kMiB} << " MiB in round 2 with " << kSlow
+            << " subscribers stalled (" << kAppendedBytes / kMiB << " MiB appended per round)\n";
+  EXPECT_LT(growth2, growth1 + static_cast<int64_t>(kSlow * kPerStalledStream))
+      << "ledgerd buffers for stalled subscribers";
+  for (int i = 0; i < kSlow; ++i) {
+    EXPECT_EQ(slow[i].failure, "") << "slow subscriber " << i;
+    EXPECT_EQ(slow[i].delivered, target2) << "slow subscriber " << i;
+  }
 }
 
 // ---------------------------------------------------------------- idempotency

@@ -15,11 +15,6 @@
 // The ledger is built once per test process (gtest_discover_tests runs every
 // test in its own process) and copied for each scenario. No sleeps: every
 // child process is waited for with poll() and waitpid(), bounded by deadlines.
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -51,124 +46,16 @@
 #include "ledger/v1/governance_service.grpc.pb.h"
 #include "rocksdb/db.h"
 #include "services/grpc_status.h"
-#include "tests/integration/ledgerd_process.h"
-
-extern char** environ;
+#include "tests/support/ctl_runner.h"
+#include "tests/support/ledger_client.h"
+#include "tests/support/ledgerd_process.h"
+#include "tests/support/status_matchers.h"
+#include "tests/support/temp_dir.h"
 
 namespace ledger::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-#define ASSERT_OK(expr)                                    \
-  do {                                                     \
-    const absl::Status _status = (expr);                   \
-    ASSERT_TRUE(_status.ok()) << #expr << ": " << _status; \
-  } while (0)
-
-// ---------------------------------------------------------------- RunCtl
-
-struct CtlResult {
-  int exit_code = -1;  // -1: killed by a signal (or timed out)
-  std::string out;
-  std::string err;
-  bool timed_out = false;
-  std::string command;
-};
-
-std::string Show(const CtlResult& r) {
-  std::ostringstream os;
-  os << "\n$ " << r.command << "\n[exit " << r.exit_code << (r.timed_out ? ", TIMED OUT" : "")
-            << "]\n[stdout]\n" << r.out.substr(0, 4000) << "\n[stderr]\n" << r.err.substr(0, 4000);
-  return os.str();
-}
-std::ostream& operator<<(std::ostream& os, const CtlResult& r) { return os << Show(r); }
-
-// Runs ledgerctl with `args` (stdin /dev/null, stdout and stderr captured);
-// SIGKILLed if it has not finished within `timeout_seconds`.
-CtlResult RunCtl(const std::vector<std::string>& args, int timeout_seconds = 60) {
-  CtlResult result;
-  std::vector<std::string> argv_strings{LEDGERCTL_PATH};
-  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  result.command = absl::StrJoin(argv_strings, " ");
-  std::vector<char*> argv;
-  for (std::string& s : argv_strings) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  int out_pipe[2], err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0) return result;
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
-    close(out_pipe[0]);
-    close(out_pipe[1]);
-    return result;
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-  pid_t pid = -1;
-  int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(out_pipe[1]);
-  close(err_pipe[1]);
-  if (spawned != 0) {
-    close(out_pipe[0]);
-    close(err_pipe[0]);
-    result.err = absl::StrCat("posix_spawn ", argv[0], ": ", std::strerror(spawned));
-    return result;
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
-  struct pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  std::string* sinks[2] = {&result.out, &result.err};
-  int open_fds = 2;
-  while (open_fds > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now())
-                    .count();
-    if (left <= 0) {
-      result.timed_out = true;
-      kill(pid, SIGKILL);
-      break;
-    }
-    int ready = poll(fds, 2, static_cast<int>(left));
-    if (ready < 0) {
-      if (errno == EINTR) continue;
-      kill(pid, SIGKILL);
-      break;
-    }
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-      char buffer[65536];
-      ssize_t n = read(fds[i].fd, buffer, sizeof buffer);
-      if (n > 0) {
-        sinks[i]->append(buffer, static_cast<size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  for (auto& fd : fds) {
-    if (fd.fd >= 0) close(fd.fd);
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  return result;
-}
-
-std::string ReadFileBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-void WriteFileBytes(const std::string& path, const std::string& contents) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << contents;
-}
 
 std::string BE64(uint64_t value) {
   std::string out;
@@ -305,21 +192,19 @@ std::string Failures(const Report& r) {
 
 // Built once per process: a stopped ledger's data directory and facts about it.
 struct Fixture {
-  std::string root;      // temporary directory holding the copies below
-  std::string pristine;  // data directory copy
+  TempDir root{"tamper_test"};        // holds the copies below
+  std::string pristine;               // data directory copy
   std::string good_bundle;
   uint64_t size = 0;
-  std::vector<std::string> records;    // the record bytes by position
-  std::vector<uint64_t> checkpoints;   // tree sizes that have a signed checkpoint
+  std::vector<std::string> records;   // the record bytes by position
+  std::vector<uint64_t> checkpoints;  // tree sizes that have a signed checkpoint
   std::map<uint64_t, std::string> notes;
   std::string error;  // set if building it failed
 };
 Fixture* fixture = nullptr;
 
 std::string BuildFixture(Fixture* f) {
-  char buffer[] = "/tmp/tamper_test.XXXXXX";
-  if (mkdtemp(buffer) == nullptr) return absl::StrCat("mkdtemp: ", std::strerror(errno));
-  f->root = buffer;
+  if (f->root.path().empty()) return "could not create a temporary directory";
   LedgerdProcess server;
   if (auto s = server.Start(); !s.ok()) return s.ToString();
   LedgerClient client(server.address());
@@ -381,12 +266,12 @@ std::string BuildFixture(Fixture* f) {
       f->notes[c.tree_size()] = c.note();
     }
   }
-  f->good_bundle = f->root + "/good.bundle";
+  f->good_bundle = f->root.Path("good.bundle");
   CtlResult exported = RunCtl({"--server", server.address(), "export", "--out", f->good_bundle});
   if (exported.exit_code != 0) return absl::StrCat("export failed:", Show(exported));
   auto stopped = server.Stop();
   if (!stopped.ok() || *stopped != 0) return absl::StrCat("ledgerd did not stop cleanly: ", server.Stderr());
-  f->pristine = f->root + "/pristine";
+  f->pristine = f->root.Path("pristine");
   std::error_code error;
   fs::copy(server.data_dir(), f->pristine, fs::copy_options::recursive, error);
   if (error) return absl::StrCat("copying the data directory: ", error.message());
@@ -400,11 +285,7 @@ class TamperTest : public ::testing::Test {
     fixture->error = BuildFixture(fixture);
   }
   static void TearDownTestSuite() {
-    if (fixture != nullptr && !fixture->root.empty()) {
-      std::error_code ignored;
-      fs::remove_all(fixture->root, ignored);
-    }
-    delete fixture;
+    delete fixture;  // and with it the temporary directory
     fixture = nullptr;
   }
 

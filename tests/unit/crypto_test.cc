@@ -15,9 +15,14 @@
 #include "gtest/gtest.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/crypto/sha256.h"
+#include "tests/support/temp_dir.h"
 
 namespace ledger::crypto {
 namespace {
+
+using ::ledger::testing::ReadFileBytes;
+using ::ledger::testing::TempDir;
+using ::ledger::testing::WriteFileBytes;
 
 std::string Unhex(std::string_view hex) {
   std::string out;
@@ -437,31 +442,13 @@ TEST(Ed25519PemTest, GarbageGivesClearErrors) {
 
 class KeyFileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "/crypto_test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::string cmd = "rm -rf '" + dir_ + "'";
-    (void)std::system(cmd.c_str());
-  }
-  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
+  void SetUp() override { ASSERT_FALSE(dir_.path().empty()); }
+  std::string Path(const std::string& name) const { return dir_.Path(name); }
   static bool HaveOpenssl() {
     return std::system("command -v openssl >/dev/null 2>&1") == 0;
   }
-  static std::string ReadFile(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  static void WriteFile(const std::string& path, const std::string& data) {
-    std::ofstream out(path, std::ios::binary);
-    out << data;
-  }
 
-  std::string dir_;
+  TempDir dir_{"crypto_test"};
 };
 
 TEST_F(KeyFileTest, PrivateKeyFileIs0600AndNotOverwritten) {
@@ -501,7 +488,7 @@ TEST_F(KeyFileTest, MissingFileIsNotFoundNamingThePath) {
 
 TEST_F(KeyFileTest, GarbageFileIsInvalidArgumentNamingThePath) {
   const std::string path = Path("garbage.pem");
-  WriteFile(path, "this is not a key\n");
+  WriteFileBytes(path, "this is not a key\n");
   absl::StatusOr<PrivateKey> key = ReadPrivateKeyFile(path);
   EXPECT_EQ(key.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(key.status().message().find("key file " + path + ": not an Ed25519 PEM private key"),
@@ -519,7 +506,7 @@ TEST_F(KeyFileTest, ReadsOpensslGeneratedKeys) {
   const std::string msg_path = Path("msg");
   const std::string sig_path = Path("sig");
   const std::string message = "signed by the openssl binary";
-  WriteFile(msg_path, message);
+  WriteFileBytes(msg_path, message);
   std::string cmd = "openssl genpkey -algorithm ed25519 -out '" + key_path +
                     "' 2>/dev/null && openssl pkey -in '" + key_path + "' -pubout -out '" +
                     pub_path + "' 2>/dev/null && openssl pkeyutl -sign -rawin -inkey '" +
@@ -532,12 +519,12 @@ TEST_F(KeyFileTest, ReadsOpensslGeneratedKeys) {
   ASSERT_TRUE(pub.ok()) << pub.status();
   EXPECT_EQ(key->public_key().raw(), pub->raw());
   // Ed25519 is deterministic: OpenSSL's signature equals ours, and verifies.
-  std::string openssl_sig = ReadFile(sig_path);
+  std::string openssl_sig = ReadFileBytes(sig_path);
   EXPECT_EQ(ToHex(openssl_sig), ToHex(key->Sign(message)));
   EXPECT_TRUE(VerifySignature(*pub, message, openssl_sig));
   // And our PEM of it is what openssl wrote.
-  EXPECT_EQ(key->ToPem(), ReadFile(key_path));
-  EXPECT_EQ(pub->ToPem(), ReadFile(pub_path));
+  EXPECT_EQ(key->ToPem(), ReadFileBytes(key_path));
+  EXPECT_EQ(pub->ToPem(), ReadFileBytes(pub_path));
 }
 
 TEST_F(KeyFileTest, RejectsOtherKeyTypesAndEncryptedKeys) {

@@ -35,32 +35,18 @@
 #include "ledger/event/refusal.h"
 #include "ledger/rules/rules.h"
 #include "ledger/rules/state.h"
+#include "tests/support/status_matchers.h"
+#include "tests/support/temp_dir.h"
 
 namespace ledger::store {
 namespace {
 
+using ::ledger::testing::TempDir;
 using crypto::PrivateKey;
 
 constexpr char kLedgerId[] = "ledger-test";
 constexpr char kOrigin[] = "decision-ledger/ledger-test";
 constexpr int64_t kStartTime = 1'700'000'000'000'000'000;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "ledger_test.XXXXXX").string();
-    EXPECT_NE(mkdtemp(pattern.data()), nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // The answer to one Submit, and how many times `done` ran.
 struct Answer {
@@ -116,7 +102,7 @@ absl::btree_map<std::string, std::string> WithoutRefusalCounters(
   return state;
 }
 
-class LedgerTest : public testing::Test {
+class LedgerTest : public ::testing::Test {
  protected:
   LedgerTest() : operator_key_(PrivateKey::Generate()), registrar_key_(PrivateKey::Generate()) {}
 
@@ -276,7 +262,7 @@ class LedgerTest : public testing::Test {
     return replayer.state().Snapshot();
   }
 
-  TempDir dir_;
+  TempDir dir_{"ledger_test"};
   std::shared_ptr<std::atomic<int64_t>> now_ = std::make_shared<std::atomic<int64_t>>(kStartTime);
   PrivateKey operator_key_;
   PrivateKey registrar_key_;
@@ -363,7 +349,7 @@ TEST_F(LedgerTest, ReopenWithAnotherOperatorKeyIsFailedPrecondition) {
 }
 
 TEST(LedgerOpen, EmptyDirectoryWithoutGenesisIsFailedPrecondition) {
-  TempDir dir;
+  TempDir dir("ledger_test");
   LedgerOptions options{.data_dir = dir.path(), .operator_key = PrivateKey::Generate()};
   options.verify_threads = 1;
   auto ledger = Ledger::Open(std::move(options));
@@ -372,7 +358,7 @@ TEST(LedgerOpen, EmptyDirectoryWithoutGenesisIsFailedPrecondition) {
 }
 
 TEST(LedgerOpen, InvalidGenesisIsRefusedAndNothingWritten) {
-  TempDir dir;
+  TempDir dir("ledger_test");
   LedgerOptions options{.data_dir = dir.path(), .operator_key = PrivateKey::Generate()};
   options.verify_threads = 1;
   GenesisSpec spec;
@@ -703,10 +689,16 @@ TEST_F(LedgerTest, RefusalsOtherThanRuleBreachesAreNotRecorded) {
 // refusal recorded for an event of a batch must therefore be reproducible
 // from the log alone, without the batch's unwritten earlier events.
 TEST_F(LedgerTest, RecordedRefusalsOfABatchReplay) {
+  const uint64_t size = ledger_->size();
+  const auto state = StoredState();
   // Refused only because of the batch's own first event, which is not written.
   const v1::SignedEvent second = Register("org-x", {RawKeyFor("x2")}, "x-again");
   auto result = Submit({Register("org-x", {RawKeyFor("x1")}), second});
   ExpectRefusal(result, absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+  // Alone, `second` would have been accepted: the log cannot reproduce its
+  // refusal, so none is kept and nothing at all was written.
+  EXPECT_EQ(ledger_->size(), size);
+  EXPECT_EQ(StoredState(), state);
   EXPECT_EQ(ReplayedState(), StoredState());
 }
 
@@ -714,9 +706,20 @@ TEST_F(LedgerTest, RecordedRefusalsOfABatchReplay) {
 // batch annotation ("event 1: ...") that only the submitter's answer needs.
 TEST_F(LedgerTest, RecordedRefusalOfABatchEventReplays) {
   SubmitOne(Register("org-a", {RawKeyFor("a1")}));
+  const uint64_t size = ledger_->size();
+  const auto state = StoredState();
   const v1::SignedEvent again = Register("org-a", {RawKeyFor("a2")}, "register/org-a-again");
   auto result = Submit({Register("org-x", {RawKeyFor("x1")}), again});
   ExpectRefusal(result, absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+  ASSERT_TRUE(absl::StartsWith(result.status().message(), "event 1")) << result.status();
+  // The refusal is on the record, with the rules' message, not the answer's.
+  ExpectOnlyRefusalRecorded(size, state, again, v1::ORGANISATION_EXISTS);
+  ASSERT_OK_AND_ASSIGN(v1::RecordEntry entry, ledger_->Get(size));
+  ASSERT_OK_AND_ASSIGN(v1::Record record, DecodeRecord(entry.record(), size));
+  ASSERT_OK_AND_ASSIGN(Envelope envelope, DecodeStoredEvent(record));
+  const std::string& kept = envelope.body.submission_refused().message();
+  EXPECT_FALSE(kept.empty());
+  EXPECT_FALSE(absl::StrContains(kept, "event 1")) << kept;
   EXPECT_EQ(ReplayedState(), StoredState());
 }
 

@@ -26,28 +26,12 @@
 #include "ledger/v1/state.pb.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
+#include "tests/support/temp_dir.h"
 
 namespace ledger::store {
 namespace {
 
-// A fresh directory, removed with everything in it at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "store_test.XXXXXX").string();
-    char* made = mkdtemp(pattern.data());
-    EXPECT_NE(made, nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ::ledger::testing::TempDir;
 
 std::string BE64(uint64_t value) {
   std::string out;
@@ -197,7 +181,7 @@ v1::OrganisationState Org(const std::string& id, const std::string& name) {
 }
 
 TEST(Store, OpensAFreshDirectoryEmpty) {
-  TempDir dir;
+  TempDir dir("store_test");
   auto store = OpenOrDie(dir.path() + "/db");
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->tree_size(), 0u);
@@ -220,7 +204,7 @@ TEST(Store, OpensAFreshDirectoryEmpty) {
 // Writes two groups through one Store; checks everything; then reopens and
 // checks it all again.
 TEST(Store, WritesAGroupAndKeepsItAcrossReopen) {
-  TempDir dir;
+  TempDir dir("store_test");
   GroupBuilder builder;
   rules::State expected_state;
   std::vector<CommitGroup> groups;
@@ -340,7 +324,7 @@ TEST(Store, WritesAGroupAndKeepsItAcrossReopen) {
   EXPECT_EQ(*merkle::RootAt(*store, 8), builder.root());
 }
 
-class ScanTest : public testing::Test {
+class ScanTest : public ::testing::Test {
  protected:
   void SetUp() override {
     store_ = OpenOrDie(dir_.path());
@@ -363,7 +347,7 @@ class ScanTest : public testing::Test {
     return out;
   }
 
-  TempDir dir_;
+  TempDir dir_{"store_test"};
   GroupBuilder builder_;
   std::unique_ptr<Store> store_;
 };
@@ -448,7 +432,7 @@ void ExpectOpenDataLoss(const std::string& dir) {
 }
 
 TEST(StoreCorruption, StrayRecordPastTheTreeSizeIsDataLoss) {
-  TempDir dir;
+  TempDir dir("store_test");
   WriteRecords(dir.path(), 5);
   Tamper(dir.path(), [](rocksdb::DB* db, auto& cf) {
     v1::Record record;
@@ -459,7 +443,7 @@ TEST(StoreCorruption, StrayRecordPastTheTreeSizeIsDataLoss) {
 }
 
 TEST(StoreCorruption, StrayRecordFarPastTheTreeSizeIsDataLoss) {
-  TempDir dir;
+  TempDir dir("store_test");
   WriteRecords(dir.path(), 5);
   Tamper(dir.path(), [](rocksdb::DB* db, auto& cf) {
     ASSERT_TRUE(db->Put(Synced(), cf.at("records"), BE64(1000), "x").ok());
@@ -468,7 +452,7 @@ TEST(StoreCorruption, StrayRecordFarPastTheTreeSizeIsDataLoss) {
 }
 
 TEST(StoreCorruption, RecordWithAMalformedKeyIsDataLoss) {
-  TempDir dir;
+  TempDir dir("store_test");
   WriteRecords(dir.path(), 5);
   Tamper(dir.path(), [](rocksdb::DB* db, auto& cf) {
     ASSERT_TRUE(db->Put(Synced(), cf.at("records"), BE64(4) + "x", "x").ok());
@@ -477,7 +461,7 @@ TEST(StoreCorruption, RecordWithAMalformedKeyIsDataLoss) {
 }
 
 TEST(StoreCorruption, MissingLastRecordIsDataLoss) {
-  TempDir dir;
+  TempDir dir("store_test");
   WriteRecords(dir.path(), 5);
   Tamper(dir.path(), [](rocksdb::DB* db, auto& cf) {
     ASSERT_TRUE(db->Delete(Synced(), cf.at("records"), BE64(4)).ok());
@@ -486,7 +470,7 @@ TEST(StoreCorruption, MissingLastRecordIsDataLoss) {
 }
 
 TEST(StoreCorruption, AllRecordsGoneIsDataLoss) {
-  TempDir dir;
+  TempDir dir("store_test");
   WriteRecords(dir.path(), 3);
   Tamper(dir.path(), [](rocksdb::DB* db, auto& cf) {
     for (uint64_t p = 0; p < 3; ++p) ASSERT_TRUE(db->Delete(Synced(), cf.at("records"), BE64(p)).ok());
@@ -495,7 +479,7 @@ TEST(StoreCorruption, AllRecordsGoneIsDataLoss) {
 }
 
 TEST(StoreCorruption, RecordsWithoutATreeSizeIsDataLoss) {
-  TempDir dir;
+  TempDir dir("store_test");
   WriteRecords(dir.path(), 3);
   Tamper(dir.path(), [](rocksdb::DB* db, auto& cf) {
     ASSERT_TRUE(db->Delete(Synced(), cf.at(rocksdb::kDefaultColumnFamilyName), "tree_size").ok());
@@ -504,7 +488,7 @@ TEST(StoreCorruption, RecordsWithoutATreeSizeIsDataLoss) {
 }
 
 TEST(StoreCorruption, MalformedTreeSizeIsDataLoss) {
-  TempDir dir;
+  TempDir dir("store_test");
   WriteRecords(dir.path(), 3);
   Tamper(dir.path(), [](rocksdb::DB* db, auto& cf) {
     ASSERT_TRUE(db->Put(Synced(), cf.at(rocksdb::kDefaultColumnFamilyName), "tree_size",
@@ -514,7 +498,7 @@ TEST(StoreCorruption, MalformedTreeSizeIsDataLoss) {
 }
 
 TEST(StoreCorruption, TreeSizeBeyondTheRecordsIsDataLoss) {
-  TempDir dir;
+  TempDir dir("store_test");
   WriteRecords(dir.path(), 3);
   Tamper(dir.path(), [](rocksdb::DB* db, auto& cf) {
     ASSERT_TRUE(db->Put(Synced(), cf.at(rocksdb::kDefaultColumnFamilyName), "tree_size", BE64(4)).ok());
@@ -523,7 +507,7 @@ TEST(StoreCorruption, TreeSizeBeyondTheRecordsIsDataLoss) {
 }
 
 TEST(StoreCorruption, MissingMiddleRecordIsDataLossOnRead) {
-  TempDir dir;
+  TempDir dir("store_test");
   WriteRecords(dir.path(), 6);
   Tamper(dir.path(), [](rocksdb::DB* db, auto& cf) {
     ASSERT_TRUE(db->Delete(Synced(), cf.at("records"), BE64(2)).ok());
@@ -543,7 +527,7 @@ TEST(StoreCorruption, MissingMiddleRecordIsDataLossOnRead) {
 }
 
 TEST(StoreCorruption, CorruptNodeAndIdempotencyEntriesAreDataLoss) {
-  TempDir dir;
+  TempDir dir("store_test");
   WriteRecords(dir.path(), 4);
   Tamper(dir.path(), [](rocksdb::DB* db, auto& cf) {
     std::string node_key(1, '\x01');
@@ -561,7 +545,7 @@ TEST(StoreCorruption, CorruptNodeAndIdempotencyEntriesAreDataLoss) {
 }
 
 TEST(StoreCorruption, CorruptStateEntryIsDataLoss) {
-  TempDir dir;
+  TempDir dir("store_test");
   WriteRecords(dir.path(), 1);
   Tamper(dir.path(), [](rocksdb::DB* db, auto& cf) {
     ASSERT_TRUE(db->Put(Synced(), cf.at("state"), "o/org-a", "\xff\xff\xff").ok());

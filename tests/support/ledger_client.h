@@ -1,91 +1,39 @@
-// Integration-test harness: a real `ledgerd` child process on a temporary
-// data directory, and a small synchronous gRPC client for it.
+// Integration-test client of a real ledgerd (tests/support/ledgerd_process.h):
+// a small synchronous gRPC client, the organisations a test signs as, and
+// gRPC status helpers.
 //
-// LedgerdProcess forks and execs the ledgerd binary (LEDGERD_PATH, set by
-// CMake) as `ledgerd --data <tmp>/data --listen 127.0.0.1:0`, reads its
-// stdout until the "ledgerd listening on HOST:PORT" line and keeps draining
-// it afterwards; stderr goes to <tmp>/stderr.log and is quoted in every
-// start-up or shutdown failure. The temporary directory lives as long as the
-// LedgerdProcess, so Restart() and Kill() + Start() reuse the same ledger.
-//
-// Thread contract: LedgerdProcess is driven from one thread. LedgerClient is
-// a thin wrapper over generated stubs; one client may be used from several
-// threads (gRPC stubs are thread-safe), but tests usually give each thread
-// its own.
-#ifndef TESTS_INTEGRATION_LEDGERD_PROCESS_H_
-#define TESTS_INTEGRATION_LEDGERD_PROCESS_H_
+// Thread contract: LedgerClient is a thin wrapper over generated stubs; one
+// client may be used from several threads (gRPC stubs are thread-safe), but
+// tests usually give each thread its own.
+#ifndef TESTS_SUPPORT_LEDGER_CLIENT_H_
+#define TESTS_SUPPORT_LEDGER_CLIENT_H_
 
-#include <sys/types.h>
-
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/v1/events.pb.h"
 #include "ledger/v1/ledger_service.grpc.pb.h"
 #include "ledger/v1/record.pb.h"
+#include "services/grpc_status.h"
+
+// Fails the test (and returns) unless the grpc::Status `expr` is OK, printing
+// services::Describe of it (code, reason and message).
+#define ASSERT_GRPC_OK(expr)                                                   \
+  do {                                                                         \
+    const ::grpc::Status _status = (expr);                                     \
+    ASSERT_TRUE(_status.ok()) << #expr << ": " << ::ledger::services::Describe(_status); \
+  } while (0)
 
 namespace ledger::testing {
-
-class LedgerdProcess {
- public:
-  LedgerdProcess();   // creates the temporary directory; does not start
-  ~LedgerdProcess();  // SIGKILL if still running; removes the directory
-
-  LedgerdProcess(const LedgerdProcess&) = delete;
-  LedgerdProcess& operator=(const LedgerdProcess&) = delete;
-
-  // Starts ledgerd on data_dir() and waits (bounded) for it to listen.
-  // The error says why, quoting ledgerd's stderr, if it exits or hangs.
-  absl::Status Start();
-  // SIGTERM, then waits (bounded) for it to exit: its exit code. An error if
-  // it was killed by a signal or did not stop in time (it is then killed).
-  absl::StatusOr<int> Stop();
-  // SIGKILL and reap (a crash, as far as the ledger can tell).
-  absl::Status Kill();
-  // Stop() (which must exit 0), then Start() on the same data directory.
-  absl::Status Restart();
-
-  bool running() const { return pid_ > 0; }
-  pid_t pid() const { return pid_; }
-  // HOST:PORT from the "listening on" line of the current run.
-  const std::string& address() const { return address_; }
-  const std::string& data_dir() const { return data_dir_; }
-  // Everything ledgerd wrote to stderr so far (all runs).
-  std::string Stderr() const;
-  // Everything the current (or last) run wrote to stdout so far.
-  std::string Stdout() const;
-
- private:
-  void DrainStdout();  // drain thread: reads until EOF
-  // Waits until stdout reaches EOF or `timeout_ms` passes; true on EOF.
-  bool WaitForStdoutEof(int timeout_ms);
-  absl::StatusOr<int> Reap();  // waitpid (blocking) and decode the status
-  void JoinDrain();
-
-  std::string root_;      // the temporary directory
-  std::string data_dir_;  // root_/data
-  std::string stderr_path_;
-  pid_t pid_ = -1;
-  std::string address_;
-  int stdout_fd_ = -1;
-  std::thread drain_;
-
-  mutable std::mutex mu_;
-  std::condition_variable eof_cv_;
-  std::string stdout_;  // guarded by mu_
-  bool eof_ = false;    // guarded by mu_
-};
 
 // An organisation as a test knows it: its id and private keys.
 struct Org {
@@ -110,8 +58,12 @@ class LedgerClient {
   // instead of failing at once when a connection attempt fails, which a
   // loaded machine makes happen now and then. Off only for clients that
   // expect the server to die and handle UNAVAILABLE themselves.
+  // `fixed_stream_window`: HTTP/2 flow control keeps each stream's receive
+  // window at gRPC's initial size (no BDP probing), so a reader that stops
+  // reading holds the server back after a few tens of KiB, however fast the
+  // connection (implies `own_connection`).
   explicit LedgerClient(const std::string& address, bool own_connection = false,
-                        bool wait_for_ready = true);
+                        bool wait_for_ready = true, bool fixed_stream_window = false);
 
   // Fetches the ledger info (ledger id, origin, operator key) that NewBody
   // and OpenCheckpoint use. Call once before them.
@@ -176,4 +128,4 @@ absl::StatusOr<std::vector<merkle::Hash>> HashesFromBytes(
 
 }  // namespace ledger::testing
 
-#endif  // TESTS_INTEGRATION_LEDGERD_PROCESS_H_
+#endif  // TESTS_SUPPORT_LEDGER_CLIENT_H_
