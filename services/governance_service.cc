@@ -1,11 +1,12 @@
 #include "services/governance_service.h"
 
 #include "services/grpc_status.h"
+#include "services/worker.h"
 
 namespace ledger::services {
 namespace {
 
-// Queries are short reads of committed state: answered inline.
+// A point read of committed state: answered inline.
 template <typename Response>
 grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, absl::StatusOr<Response> answer,
                                  Response* response) {
@@ -13,6 +14,17 @@ grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, absl::Sta
   auto* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpc(answer.status()));
   return reactor;
+}
+
+// A list query (a scan): answered from `workers`.
+template <typename Response, typename Query>
+grpc::ServerUnaryReactor* AnswerOnWorker(grpc::CallbackServerContext* context, ThreadPool* workers,
+                                         Response* response, Query query) {
+  return FinishOnWorker(context, workers, [response, query = std::move(query)]() mutable {
+    absl::StatusOr<Response> answer = query();
+    if (answer.ok()) *response = *std::move(answer);
+    return answer.status();
+  });
 }
 
 }  // namespace
@@ -25,7 +37,7 @@ grpc::ServerUnaryReactor* GovernanceServiceImpl::GetProposal(grpc::CallbackServe
 grpc::ServerUnaryReactor* GovernanceServiceImpl::ListProposals(grpc::CallbackServerContext* context,
                                                                const v1::ListProposalsRequest* request,
                                                                v1::ListProposalsResponse* response) {
-  return Answer(context, queries_.Proposals(*request), response);
+  return AnswerOnWorker(context, workers_, response, [this, request] { return queries_.Proposals(*request); });
 }
 grpc::ServerUnaryReactor* GovernanceServiceImpl::GetCollective(grpc::CallbackServerContext* context,
                                                                const v1::GetCollectiveRequest* request,
@@ -40,22 +52,22 @@ grpc::ServerUnaryReactor* GovernanceServiceImpl::GetOrganisation(grpc::CallbackS
 grpc::ServerUnaryReactor* GovernanceServiceImpl::ListVetoes(grpc::CallbackServerContext* context,
                                                             const v1::QueryFilter* request,
                                                             v1::ListVetoesResponse* response) {
-  return Answer(context, queries_.Vetoes(*request), response);
+  return AnswerOnWorker(context, workers_, response, [this, request] { return queries_.Vetoes(*request); });
 }
 grpc::ServerUnaryReactor* GovernanceServiceImpl::ListOverrules(grpc::CallbackServerContext* context,
                                                                const v1::QueryFilter* request,
                                                                v1::ListOverrulesResponse* response) {
-  return Answer(context, queries_.Overrules(*request), response);
+  return AnswerOnWorker(context, workers_, response, [this, request] { return queries_.Overrules(*request); });
 }
 grpc::ServerUnaryReactor* GovernanceServiceImpl::ListRefusals(grpc::CallbackServerContext* context,
                                                               const v1::QueryFilter* request,
                                                               v1::ListRefusalsResponse* response) {
-  return Answer(context, queries_.Refusals(*request), response);
+  return AnswerOnWorker(context, workers_, response, [this, request] { return queries_.Refusals(*request); });
 }
 grpc::ServerUnaryReactor* GovernanceServiceImpl::GetHistory(grpc::CallbackServerContext* context,
                                                             const v1::QueryFilter* request,
                                                             v1::HistoryResponse* response) {
-  return Answer(context, queries_.History(*request), response);
+  return AnswerOnWorker(context, workers_, response, [this, request] { return queries_.History(*request); });
 }
 
 }  // namespace ledger::services

@@ -1,7 +1,10 @@
-// GovernanceService over gRPC: translates store::Queries answers.
+// GovernanceService over gRPC: translates store::Queries answers. Point reads
+// (one proposal, collective, organisation) are answered inline; list queries
+// scan, so they run on `workers`, off the gRPC reaction threads.
 #ifndef SERVICES_GOVERNANCE_SERVICE_H_
 #define SERVICES_GOVERNANCE_SERVICE_H_
 
+#include "ledger/common/thread_pool.h"
 #include "ledger/store/queries.h"
 #include "ledger/v1/governance_service.grpc.pb.h"
 
@@ -9,7 +12,7 @@ namespace ledger::services {
 
 class GovernanceServiceImpl final : public v1::GovernanceService::CallbackService {
  public:
-  explicit GovernanceServiceImpl(const store::Store* store) : queries_(store) {}
+  GovernanceServiceImpl(const store::Store* store, ThreadPool* workers) : queries_(store), workers_(workers) {}
 
   grpc::ServerUnaryReactor* GetProposal(grpc::CallbackServerContext* context, const v1::GetProposalRequest* request,
                                         v1::ProposalState* response) override;
@@ -33,6 +36,7 @@ class GovernanceServiceImpl final : public v1::GovernanceService::CallbackServic
 
  private:
   store::Queries queries_;
+  ThreadPool* const workers_;
 };
 
 }  // namespace ledger::services

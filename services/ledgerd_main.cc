@@ -168,11 +168,11 @@ int main(int argc, char** argv) {
   // Services hold the ledger: they are destroyed (inner scope) before it is.
   {
   // Threads started once, outliving the services: long scans off the gRPC
-  // reaction threads (Read, ListCheckpoints, VerifyProposal).
+  // reaction threads (Read, ListCheckpoints, VerifyProposal, governance lists).
   ledger::ThreadPool scan_workers(2);
   ledger::services::LedgerServiceImpl ledger_service(ledger->get(), &scan_workers);
   ledger::services::AuditServiceImpl audit_service(ledger->get(), &verify_pool, &scan_workers);
-  ledger::services::GovernanceServiceImpl governance_service(&(*ledger)->store());
+  ledger::services::GovernanceServiceImpl governance_service(&(*ledger)->store(), &scan_workers);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -685,10 +685,10 @@ TEST_F(LedgerTest, RefusalsOtherThanRuleBreachesAreNotRecorded) {
   EXPECT_EQ(ReplayedState(), StoredState());
 }
 
-// DESIGN §4.3: replay must produce exactly the system events in the log. A
-// refusal recorded for an event of a batch must therefore be reproducible
-// from the log alone, without the batch's unwritten earlier events.
-TEST_F(LedgerTest, RecordedRefusalsOfABatchReplay) {
+// DESIGN §4.3: replay must produce exactly the system events in the log, so a
+// refusal is kept only as the log alone reproduces it: an event refused only
+// because of its batch's unwritten earlier events is not recorded.
+TEST_F(LedgerTest, RefusalOnlyItsOwnBatchCausedIsNotRecorded) {
   const uint64_t size = ledger_->size();
   const auto state = StoredState();
   // Refused only because of the batch's own first event, which is not written.
