@@ -85,19 +85,14 @@ absl::Status Ledger::Start() {
   } else {
     if (auto s = LoadFromStore(); !s.ok()) return s;
   }
+  // (LoadFromStore has checked that the operator key is this ledger's; a new
+  // ledger's Genesis names it.)
   info_ = state_.info();
-  if (info_.operator_public_key() != operator_key_.public_key().raw()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the operator key ", operator_key_.public_key().key_id(),
-                     " is not the operator key of the ledger in ", options_.data_dir));
-  }
   {
     absl::MutexLock lock(&keys_mu_);
     keys_.reserve(state_.keys().size());
     for (const auto& [id, key] : state_.keys()) {
-      auto public_key = crypto::PublicKey::FromRaw(key.public_key());
-      if (!public_key.ok()) return absl::DataLossError(absl::StrCat("stored key ", id, " is corrupt"));
-      keys_.emplace(id, *public_key);
+      if (absl::Status cached = CacheKey(key); !cached.ok()) return cached;
     }
   }
   verify_pool_ = options_.verify_pool;
@@ -106,7 +101,6 @@ absl::Status Ledger::Start() {
     verify_pool_ = own_verify_pool_.get();
   }
   sequencer_thread_ = std::thread([this] { SequencerLoop(); });
-  accepting_ = true;
   return absl::OkStatus();
 }
 
@@ -151,9 +145,7 @@ absl::Status Ledger::RecoverFromStorageFailure() {
   {
     absl::MutexLock lock(&keys_mu_);
     for (const auto& [id, key] : state_.keys()) {
-      if (auto public_key = crypto::PublicKey::FromRaw(key.public_key()); public_key.ok()) {
-        keys_.insert_or_assign(id, *public_key);
-      }
+      if (absl::Status cached = CacheKey(key); !cached.ok()) return cached;
     }
   }
   // The failed commit may have reached the disk after all: tell subscribers.
@@ -164,11 +156,17 @@ absl::Status Ledger::RecoverFromStorageFailure() {
   return absl::OkStatus();
 }
 
+absl::Status Ledger::CacheKey(const v1::KeyState& key) {
+  auto public_key = crypto::PublicKey::FromRaw(key.public_key());
+  if (!public_key.ok()) return absl::DataLossError(absl::StrCat("stored key ", key.key_id(), " is corrupt"));
+  keys_.insert_or_assign(key.key_id(), *public_key);
+  return absl::OkStatus();
+}
+
 Ledger::~Ledger() { Shutdown(); }
 
 void Ledger::Shutdown() {
   absl::MutexLock lock(&shutdown_mu_);
-  accepting_ = false;
   {
     // Submissions already accepted finish their checks (their tasks may be
     // queued behind other work on a shared pool) and reach the sequencer.
@@ -409,10 +407,9 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
     for (const auto& [key, value] : commit.state_changes) {
       if (!absl::StartsWith(key, rules::kKeyPrefix)) continue;
       const v1::KeyState* stored = state_.FindKey(key.substr(rules::kKeyPrefix.size()));
-      if (stored == nullptr) continue;
-      if (auto public_key = crypto::PublicKey::FromRaw(stored->public_key()); public_key.ok()) {
-        keys_.insert_or_assign(stored->key_id(), *public_key);
-      }
+      // The write is durable; a key that does not parse stays out of the
+      // cache, so its events fall to the sequencer's own signature check.
+      if (stored != nullptr) CacheKey(*stored).IgnoreError();
     }
   }
 

@@ -118,6 +118,9 @@ class Ledger {
   // After a failed commit: resumes the store and reloads the in-memory state
   // from what is on disk (the failed group may or may not have reached it).
   absl::Status RecoverFromStorageFailure();
+  // Makes `key` available to the verify pool; DataLoss if its stored bytes
+  // are not a public key.
+  absl::Status CacheKey(const v1::KeyState& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(keys_mu_);
   // Loads state_, frontier_ and the latest checkpoint from the store.
   absl::Status LoadFromStore();
   // The root of the signed checkpoint of exactly `tree_size`: NotFound if
@@ -163,7 +166,6 @@ class Ledger {
   absl::flat_hash_map<int, std::function<void(uint64_t)>> listeners_ ABSL_GUARDED_BY(listeners_mu_);
   int next_listener_ ABSL_GUARDED_BY(listeners_mu_) = 0;
 
-  std::atomic<bool> accepting_{false};
   std::atomic<uint64_t> groups_committed_{0};
   std::atomic<uint64_t> records_committed_{0};
   absl::Mutex shutdown_mu_;

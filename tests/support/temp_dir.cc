@@ -13,10 +13,11 @@
 
 namespace ledger::testing {
 
-TempDir::TempDir(std::string_view prefix) {
+TempDir::TempDir(std::string_view prefix, Medium medium) {
   std::error_code error;
   std::filesystem::path base = std::filesystem::temp_directory_path(error);
   if (error) base = "/tmp";
+  if (medium == Medium::kTmpfsIfAny && std::filesystem::is_directory("/dev/shm", error)) base = "/dev/shm";
   std::string pattern = (base / (std::string(prefix) + ".XXXXXX")).string();
   if (::mkdtemp(pattern.data()) == nullptr) {
     ADD_FAILURE() << "mkdtemp " << pattern << ": " << std::strerror(errno);

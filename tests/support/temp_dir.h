@@ -15,8 +15,11 @@ namespace ledger::testing {
 
 class TempDir {
  public:
+  // kTmpfsIfAny: under /dev/shm where it exists, for a test that checks
+  // what is written, not how fast a shared disk syncs it.
+  enum class Medium { kSystemTemp, kTmpfsIfAny };
   // The directory is named `<prefix>.XXXXXX`.
-  explicit TempDir(std::string_view prefix = "ledger-test");
+  explicit TempDir(std::string_view prefix = "ledger-test", Medium medium = Medium::kSystemTemp);
   ~TempDir();
 
   TempDir(const TempDir&) = delete;

@@ -25,12 +25,9 @@
 //       accepts its log and reaches the same state; and deciding the same
 //       submissions one group at a time with rules::DecideGroup, sealing the
 //       system events with the operator key, gives its records byte for byte.
-#include <stdlib.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <filesystem>
 #include <memory>
 #include <cstdio>
 #include <map>
@@ -55,6 +52,7 @@
 #include "ledger/rules/state.h"
 #include "ledger/store/ledger.h"
 #include "tests/support/rules_harness.h"
+#include "tests/support/temp_dir.h"
 
 namespace ledger::rules {
 namespace {
@@ -170,30 +168,19 @@ std::set<std::pair<int64_t, std::string>> Deadlines(const State& state) {
 // times, and the checks of its log at the end.
 class WritePathMirror {
  public:
-  WritePathMirror() {
-    // Real RocksDB; on tmpfs where there is one, since what is checked here is
-    // what the server writes, not how fast a shared disk syncs it.
-    const std::filesystem::path base =
-        std::filesystem::is_directory("/dev/shm") ? std::filesystem::path("/dev/shm") : std::filesystem::temp_directory_path();
-    std::string pattern = (base / "gov_property.XXXXXX").string();
-    EXPECT_NE(mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
+  // Real RocksDB, on tmpfs where there is one.
+  WritePathMirror() : dir_("gov_property", testing::TempDir::Medium::kTmpfsIfAny) {
     store::GenesisSpec genesis{.ledger_id = kLedgerId, .operator_id = "operator",
                                .origin = "decision-ledger/property", .registrars = {}};
     v1::Registrar& registrar = genesis.registrars.emplace_back();
     registrar.set_org_id("registrar");
     registrar.add_public_keys(std::string(KeyOf("registrar").public_key().raw()));
-    store::LedgerOptions options{.data_dir = dir_, .operator_key = KeyOf("operator"), .genesis = genesis};
+    store::LedgerOptions options{.data_dir = dir_.path(), .operator_key = KeyOf("operator"), .genesis = genesis};
     options.verify_threads = 1;
     options.clock = [this] { return clock_.load(); };
     auto ledger = store::Ledger::Open(std::move(options));
     EXPECT_TRUE(ledger.ok()) << ledger.status();
     if (ledger.ok()) ledger_ = *std::move(ledger);
-  }
-  ~WritePathMirror() {
-    ledger_.reset();
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
   }
 
   // Submits `op` at its ledger time and expects the answer the rules gave.
@@ -272,7 +259,7 @@ class WritePathMirror {
   size_t submissions() const { return submissions_; }
 
  private:
-  std::string dir_;
+  testing::TempDir dir_;  // declared first: it outlives the ledger in it
   std::atomic<int64_t> clock_{kT0};
   std::unique_ptr<store::Ledger> ledger_;
   std::vector<Op> sent_;

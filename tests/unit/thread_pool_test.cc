@@ -12,6 +12,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 
 namespace ledger {
@@ -22,18 +23,33 @@ TEST(ThreadPoolTest, RunsTasksOnItsOwnFixedThreads) {
   EXPECT_EQ(pool.size(), 3);
   absl::Mutex mu;
   std::set<std::thread::id> seen;
+  int ran = 0;
+  int waiting = 0;
   {
     TaskGroup group(&pool);
+    // Three tasks that each wait for the other two can only finish on three
+    // threads at once.
+    for (int i = 0; i < 3; ++i) {
+      group.Run([&] {
+        absl::MutexLock lock(&mu);
+        seen.insert(std::this_thread::get_id());
+        ++waiting;
+        mu.AwaitWithTimeout(absl::Condition(+[](int* w) { return *w == 3; }, &waiting), absl::Seconds(60));
+      });
+    }
+    group.Wait();
     for (int i = 0; i < 300; ++i) {
       group.Run([&] {
         absl::MutexLock lock(&mu);
         seen.insert(std::this_thread::get_id());
+        ++ran;
       });
     }
     group.Wait();
   }
-  EXPECT_LE(seen.size(), 3u);
-  EXPECT_GE(seen.size(), 1u);
+  EXPECT_EQ(waiting, 3);
+  EXPECT_EQ(ran, 300);
+  EXPECT_EQ(seen.size(), 3u) << "the pool's three threads, and no others";
   EXPECT_EQ(seen.count(std::this_thread::get_id()), 0u);
   EXPECT_GE(ThreadPool(0).size(), 1);  // one per core
 }
