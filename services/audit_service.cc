@@ -7,9 +7,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "ledger/store/proposal_evidence.h"
 #include "ledger/audit/verifier.h"
 #include "ledger/merkle/checkpoint.h"
+#include "ledger/store/proposal_evidence.h"
 #include "services/grpc_status.h"
 #include "services/worker.h"
 

@@ -29,10 +29,10 @@
 #include "ledger/common/thread_pool.h"
 #include "ledger/event/envelope.h"
 #include "services/audit_service.h"
+#include "services/command_line.h"
 #include "services/data_dir.h"
 #include "services/governance_service.h"
 #include "services/ledger_service.h"
-#include "services/command_line.h"
 
 // Defaults and meaning as in kUsage, which is what --help prints.
 ABSL_FLAG(std::string, data, "./var/ledger", "data directory");

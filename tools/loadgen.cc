@@ -43,14 +43,14 @@
 #include "client/channel.h"
 #include "client/error_detail.h"
 #include "grpcpp/grpcpp.h"
-#include "nlohmann/json.hpp"
-#include "openssl/evp.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/event/envelope.h"
 #include "ledger/v1/events.pb.h"
 #include "ledger/v1/ledger_service.grpc.pb.h"
-#include "tools/bench_util.h"
+#include "nlohmann/json.hpp"
+#include "openssl/evp.h"
 #include "services/command_line.h"
+#include "tools/bench_util.h"
 
 // Defaults as in kUsage, which is what --help prints.
 ABSL_FLAG(std::string, server, "", "ledgerd to drive, HOST:PORT (required)");

@@ -31,8 +31,8 @@
 #include "ledger/v1/governance_service.grpc.pb.h"
 #include "ledger/v1/ledger_service.grpc.pb.h"
 #include "nlohmann/json.hpp"
-#include "tools/bench_util.h"
 #include "services/command_line.h"
+#include "tools/bench_util.h"
 
 ABSL_FLAG(std::string, server, "", "ledgerd to measure, HOST:PORT (required)");
 ABSL_FLAG(int, queries, 2000, "governance queries to time, 1..10000000");

@@ -1,9 +1,9 @@
 #include "ledger/audit/replay.h"
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "ledger/event/envelope.h"
 #include "ledger/event/refusal.h"
-#include "google/protobuf/util/message_differencer.h"
 #include "ledger/rules/commit_group.h"
 #include "ledger/rules/rules.h"
 

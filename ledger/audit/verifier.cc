@@ -10,9 +10,9 @@
 #include "absl/strings/str_format.h"
 #include "ledger/audit/bundle.h"
 #include "ledger/audit/replay.h"
+#include "ledger/event/envelope.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
-#include "ledger/event/envelope.h"
 #include "ledger/rules/gateway_touch.h"
 
 namespace ledger::audit {

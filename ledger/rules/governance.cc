@@ -3,9 +3,9 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "ledger/event/refusal.h"
 #include "ledger/rules/charter.h"
 #include "ledger/rules/gateway_touch.h"
-#include "ledger/event/refusal.h"
 
 namespace ledger::rules::internal {
 namespace {

@@ -2,8 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "ledger/crypto/ed25519.h"
-#include "ledger/rules/governance.h"
 #include "ledger/event/refusal.h"
+#include "ledger/rules/governance.h"
 
 namespace ledger::rules {
 namespace {

@@ -8,9 +8,9 @@
 #include "absl/time/time.h"
 #include "glog/logging.h"
 #include "ledger/crypto/sha256.h"
+#include "ledger/event/refusal.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/rules/commit_group.h"
-#include "ledger/event/refusal.h"
 
 namespace ledger::store {
 

@@ -5,8 +5,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "ledger/event/envelope.h"
-#include "ledger/rules/gateway_touch.h"
 #include "ledger/event/refusal.h"
+#include "ledger/rules/gateway_touch.h"
 #include "ledger/rules/state.h"
 
 namespace ledger::store {

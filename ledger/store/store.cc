@@ -3,10 +3,10 @@
 #include "absl/strings/str_cat.h"
 #include <sys/statvfs.h>
 
+#include "ledger/event/refusal.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
-#include "ledger/event/refusal.h"
 
 namespace ledger::store {
 namespace {

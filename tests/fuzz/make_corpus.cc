@@ -8,8 +8,8 @@
 #include <string>
 
 #include "ledger/crypto/ed25519.h"
-#include "ledger/merkle/checkpoint.h"
 #include "ledger/event/envelope.h"
+#include "ledger/merkle/checkpoint.h"
 #include "ledger/v1/events.pb.h"
 #include "ledger/v1/record.pb.h"
 

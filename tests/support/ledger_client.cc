@@ -4,8 +4,8 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
-#include "ledger/merkle/tree.h"
 #include "ledger/event/envelope.h"
+#include "ledger/merkle/tree.h"
 #include "services/data_dir.h"
 
 namespace ledger::testing {

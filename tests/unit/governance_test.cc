@@ -19,9 +19,10 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "ledger/crypto/ed25519.h"
-#include "ledger/rules/charter.h"
 #include "ledger/event/envelope.h"
 #include "ledger/event/refusal.h"
+#include "ledger/rules/charter.h"
+#include "ledger/rules/commit_group.h"
 #include "ledger/rules/rules.h"
 #include "ledger/rules/state.h"
 #include "tests/support/rules_harness.h"
@@ -245,17 +246,21 @@ class Ledger {
 
   // Decides one submission as the write path does; on acceptance returns
   // the system events it wrote (lapses due first, then those it implies).
-  absl::StatusOr<Effects> Submit(const std::string& org, v1::EventBody body) {
+  // `body` as `org` signs it, opened as the write path opens a submission.
+  absl::StatusOr<Envelope> Seal(const std::string& org, v1::EventBody body) {
     body.set_ledger_id(kLedgerId);
     body.set_author(org);
     body.set_idempotency_key(absl::StrCat("idem-", ++counter_));
     body.set_client_time_unix_ms(now / 1'000'000);
-    now += kSecond;
-    last_refusal.reset();
     auto key = keys_.find(org);
     if (key == keys_.end()) return absl::NotFoundError(absl::StrCat("no key for ", org));
-    v1::SignedEvent signed_event = SealEvent(body, key->second);
-    auto envelope = OpenSubmission(signed_event, state.has_genesis() ? state.info().ledger_id() : "");
+    return OpenSubmission(SealEvent(body, key->second), state.has_genesis() ? state.info().ledger_id() : "");
+  }
+
+  absl::StatusOr<Effects> Submit(const std::string& org, v1::EventBody body) {
+    auto envelope = Seal(org, std::move(body));
+    now += kSecond;
+    last_refusal.reset();
     if (!envelope.ok()) return envelope.status();
     last_envelope = *envelope;
     OneDecision decision = DecideOne(state, last_envelope, Context{position, now});
@@ -975,6 +980,87 @@ TEST(Governance, MajorityFinalThatCannotPassRejects) {
   EXPECT_TRUE(events[0].proposal_rejected().caller().empty());
   EXPECT_EQ(g.P().status(), v1::PROPOSAL_REJECTED);
   EXPECT_EQ(g.G("p1", 4).status(), v1::GATEWAY_FAILED);
+}
+
+// rules/commit_group.h: submissions decided together in one commit group
+// write exactly what they write decided one group each at the same ledger
+// time. The auditor's replay, which feeds one submission at a time, relies
+// on it. The group mixes every path: a recorded refusal, a batch refused at
+// its second event (the first undone, the second's refusal recorded), an
+// accepted vote and its identical retry, and the votes that pass a gateway.
+TEST(CommitGroup, OneGroupWritesWhatOneSubmissionAtATimeWrites) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.PassFirst("p1", 1);
+  std::vector<std::vector<Envelope>> submissions;
+  auto seal = [&](const std::string& org, v1::EventBody body) {
+    auto envelope = g.Seal(org, std::move(body));
+    EXPECT_TRUE(envelope.ok()) << envelope.status();
+    return *std::move(envelope);
+  };
+  submissions.push_back({seal("a", Vote("p1", "need", v1::OBJECT))});
+  submissions.push_back({seal("b", Vote("p1", "principles", v1::ASSENT)), seal("c", Vote("p1", "need", v1::OBJECT))});
+  submissions.push_back({seal("b", Vote("p1", "principles", v1::ASSENT))});
+  submissions.push_back(submissions.back());  // a retry of the same bytes
+  submissions.push_back({seal("a", Vote("p1", "principles", v1::ASSENT)), seal("c", Vote("p1", "principles", v1::ASSENT))});
+  submissions.push_back({seal("d", Vote("p1", "principles", v1::ASSENT))});
+  g.state.CommitChanges();
+
+  // Records as comparable strings: a member event's bytes, a system event's body.
+  auto flatten = [](const GroupDecision& decision, std::vector<std::string>& out) {
+    for (const GroupRecord& record : decision.records) {
+      out.push_back(record.member != nullptr ? "member " + record.member->signed_bytes
+                                             : "system " + record.system.SerializeAsString());
+    }
+  };
+  auto outcome = [](const SubmissionResult& result) {
+    std::string out = absl::StrCat(static_cast<int>(result.status.code()), "/", ReasonOf(result.status), "/",
+                                   result.refusal_recorded);
+    for (const auto& [position, replayed] : result.positions) absl::StrAppend(&out, " ", position, replayed ? "r" : "");
+    return out;
+  };
+  const int64_t time = g.now + kSecond;
+
+  State together = g.state;
+  GroupInput group{g.position, time, {}, nullptr};
+  for (const auto& submission : submissions) group.submissions.push_back(SubmissionInput{submission, {}});
+  const GroupDecision decided_together = DecideGroup(together, group);
+  std::vector<std::string> records_together, outcomes_together;
+  flatten(decided_together, records_together);
+  for (const SubmissionResult& result : decided_together.submissions) outcomes_together.push_back(outcome(result));
+
+  State one_by_one = g.state;
+  std::vector<std::string> records_one_by_one, outcomes_one_by_one;
+  PriorUses earlier;  // what the store would hold after each group
+  for (const auto& submission : submissions) {
+    GroupInput single{g.position + records_one_by_one.size(), time, {SubmissionInput{submission, {}}}, &earlier};
+    const GroupDecision decided = DecideGroup(one_by_one, single);
+    flatten(decided, records_one_by_one);
+    outcomes_one_by_one.push_back(outcome(decided.submissions.front()));
+    for (const GroupRecord& record : decided.records) {
+      if (record.member == nullptr) continue;
+      earlier[IdempotencyId(record.member->body.author(), record.member->body.idempotency_key())] =
+          PriorUse{single.first_position + static_cast<uint64_t>(&record - decided.records.data()), record.body_hash};
+    }
+    one_by_one.CommitChanges();
+  }
+
+  EXPECT_EQ(records_together, records_one_by_one);
+  EXPECT_EQ(outcomes_together, outcomes_one_by_one);
+  EXPECT_TRUE(together.Snapshot() == one_by_one.Snapshot());
+  // The group did reach every path it claims to.
+  ASSERT_EQ(outcomes_together.size(), 6u);
+  EXPECT_EQ(ReasonOf(decided_together.submissions[0].status), v1::GATEWAY_LOCKED);
+  EXPECT_TRUE(decided_together.submissions[0].refusal_recorded);
+  EXPECT_EQ(ReasonOf(decided_together.submissions[1].status), v1::GATEWAY_LOCKED);
+  EXPECT_TRUE(decided_together.submissions[1].refusal_recorded);
+  EXPECT_TRUE(decided_together.submissions[2].status.ok());
+  ASSERT_EQ(decided_together.submissions[3].positions.size(), 1u);
+  EXPECT_TRUE(decided_together.submissions[3].positions[0].second) << "the retry is answered with the original";
+  EXPECT_EQ(decided_together.submissions[3].positions[0].first, decided_together.submissions[2].positions[0].first);
+  EXPECT_TRUE(decided_together.submissions[5].status.ok());
+  EXPECT_EQ(together.FindProposal("p1")->gateway_states(1).status(), v1::GATEWAY_PASSED);
 }
 
 TEST(Governance, VoteOnLockedGatewayIsRefusedAndRecorded) {

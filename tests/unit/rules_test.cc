@@ -19,8 +19,8 @@
 #include "ledger/crypto/ed25519.h"
 #include "ledger/event/envelope.h"
 #include "ledger/event/refusal.h"
-#include "tests/support/rules_harness.h"
 #include "ledger/rules/state.h"
+#include "tests/support/rules_harness.h"
 
 namespace ledger::rules {
 namespace {

@@ -7,8 +7,8 @@
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 #include "ledger/crypto/sha256.h"
-#include "ledger/merkle/tree.h"
 #include "ledger/event/envelope.h"
+#include "ledger/merkle/tree.h"
 
 namespace ledger::ctl {
 

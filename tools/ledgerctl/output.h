@@ -15,9 +15,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
-#include "nlohmann/json.hpp"
 #include "ledger/v1/ledger_service.pb.h"
 #include "ledger/v1/record.pb.h"
+#include "nlohmann/json.hpp"
 
 namespace ledger::ctl {
 

@@ -8,9 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "ledger/crypto/sha256.h"
+#include "ledger/event/envelope.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
-#include "ledger/event/envelope.h"
 #include "tools/ledgerctl/client.h"
 #include "tools/ledgerctl/commands.h"
 #include "tools/ledgerctl/keys.h"
