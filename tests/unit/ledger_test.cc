@@ -1151,6 +1151,39 @@ TEST_F(LedgerTest, LogVerifierOverManyBatchesPassesAndNamesTheFirstFault) {
   }
 }
 
+// The log as records, replayed from position 0 as an auditor would, and
+// rewritten as a hostile operator could (re-signed with its own key).
+std::vector<v1::Record> LogRecords(const Ledger& ledger) {
+  std::vector<v1::Record> log;
+  for (uint64_t position = 0; position < ledger.size(); ++position) {
+    auto entry = ledger.Get(position);
+    EXPECT_TRUE(entry.ok()) << entry.status();
+    auto record = DecodeRecord(entry->record(), position);
+    EXPECT_TRUE(record.ok()) << record.status();
+    log.push_back(*std::move(record));
+  }
+  return log;
+}
+absl::Status ReplayAll(const std::vector<v1::Record>& log) {
+  audit::Replayer replayer;
+  for (const v1::Record& record : log) {
+    if (absl::Status s = replayer.Next(record); !s.ok()) return s;
+  }
+  return replayer.Finish();
+}
+// `log` with the system event at `position` changed by `change` and signed
+// again with `operator_key`.
+std::vector<v1::Record> Resigned(std::vector<v1::Record> log, uint64_t position, const PrivateKey& operator_key,
+                                 const std::function<void(v1::EventBody&)>& change) {
+  v1::SignedEvent signed_event;
+  EXPECT_TRUE(signed_event.ParseFromString(log.at(position).signed_event()));
+  v1::EventBody body;
+  EXPECT_TRUE(body.ParseFromString(signed_event.body()));
+  change(body);
+  log.at(position).set_signed_event(SealEvent(body, operator_key).SerializeAsString());
+  return log;
+}
+
 // DESIGN §4 "Logs outlive releases": replay compares what the rules decide
 // (reasons, contents, positions), never human-readable text, so a release
 // that words a refusal differently still verifies every earlier log.
@@ -1159,43 +1192,87 @@ TEST_F(LedgerTest, ReplayComparesTheRefusalReasonNotItsMessage) {
   ExpectRefusal(Submit({Register("org-a", {RawKeyFor("a2")}, "register/org-a-again")}),
                 absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
   ASSERT_EQ(ledger_->size(), 3u);
-  std::vector<v1::Record> log;
-  for (uint64_t position = 0; position < ledger_->size(); ++position) {
-    auto entry = ledger_->Get(position);
-    ASSERT_TRUE(entry.ok()) << entry.status();
-    auto record = DecodeRecord(entry->record(), position);
-    ASSERT_TRUE(record.ok()) << record.status();
-    log.push_back(*std::move(record));
-  }
-  // The last record keeps the refusal; rewrite it as the operator would sign it.
-  auto rewritten = [&](const std::function<void(v1::SubmissionRefused&)>& change) {
-    std::vector<v1::Record> copy = log;
-    v1::SignedEvent signed_event;
-    EXPECT_TRUE(signed_event.ParseFromString(copy.back().signed_event()));
-    v1::EventBody body;
-    EXPECT_TRUE(body.ParseFromString(signed_event.body()));
-    EXPECT_TRUE(body.has_submission_refused());
-    change(*body.mutable_submission_refused());
-    copy.back().set_signed_event(SealEvent(body, operator_key_).SerializeAsString());
-    return copy;
-  };
-  auto replay = [](const std::vector<v1::Record>& records) {
-    audit::Replayer replayer;
-    for (const v1::Record& record : records) {
-      if (absl::Status s = replayer.Next(record); !s.ok()) return s;
-    }
-    return replayer.Finish();
-  };
-  ASSERT_TRUE(replay(log).ok()) << replay(log);
-  const absl::Status reworded = replay(rewritten([](v1::SubmissionRefused& refused) {
-    refused.set_message("an organisation of that id is already registered (worded by a later release)");
+  const std::vector<v1::Record> log = LogRecords(*ledger_);
+  ASSERT_TRUE(ReplayAll(log).ok()) << ReplayAll(log);
+  const absl::Status reworded = ReplayAll(Resigned(log, 2, operator_key_, [](v1::EventBody& body) {
+    ASSERT_TRUE(body.has_submission_refused());
+    body.mutable_submission_refused()->set_message(
+        "an organisation of that id is already registered (worded by a later release)");
   }));
   EXPECT_TRUE(reworded.ok()) << reworded;
-  const absl::Status other_reason = replay(rewritten([](v1::SubmissionRefused& refused) {
-    refused.set_reason(v1::GATEWAY_LOCKED);
+  const absl::Status other_reason = ReplayAll(Resigned(log, 2, operator_key_, [](v1::EventBody& body) {
+    body.mutable_submission_refused()->set_reason(v1::GATEWAY_LOCKED);
   }));
   EXPECT_EQ(other_reason.code(), absl::StatusCode::kFailedPrecondition) << other_reason;
   EXPECT_TRUE(absl::StrContains(other_reason.message(), "position 2")) << other_reason;
+}
+
+// The same for a rejection: its reason is text (for a call, "called by X: "
+// and the rationale, whose evidence is the caller's own signed
+// DecisionCalled record), but who called and who was overruled are decided
+// by the rules and checked.
+TEST_F(LedgerTest, ReplayComparesARejectionsCallerAndOverruledNotItsText) {
+  std::map<std::string, PrivateKey> keys;
+  for (const char* org : {"trust-a", "trust-b", "national"}) {
+    keys.emplace(org, PrivateKey::Generate());
+    SubmitOne(Register(org, {Raw(keys.at(org))}));
+  }
+  int sequence = 0;
+  auto act = [&](const std::string& org, v1::EventBody body) {
+    v1::EventBody full = Body(org, absl::StrCat("r/", ++sequence));
+    full.MergeFrom(body);
+    return Submit({SealEvent(full, keys.at(org))});
+  };
+  v1::Charter charter;
+  for (const char* org : {"trust-a", "trust-b"}) charter.add_founding_members(org);
+  v1::Gateway* gateway = charter.add_gateways();
+  gateway->set_id("need");
+  gateway->mutable_rule()->set_kind(v1::UNANIMITY);
+  gateway->add_callers("national");
+  v1::EventBody proposed;
+  proposed.mutable_collective_proposed()->set_collective_id("fed");
+  *proposed.mutable_collective_proposed()->mutable_charter() = charter;
+  ASSERT_TRUE(act("trust-a", proposed).ok());
+  for (const char* org : {"trust-a", "trust-b"}) {
+    v1::EventBody accepted;
+    accepted.mutable_charter_accepted()->set_collective_id("fed");
+    accepted.mutable_charter_accepted()->set_charter_digest(rules::CharterDigest(charter));
+    ASSERT_TRUE(act(org, accepted).ok());
+  }
+  v1::EventBody submitted;
+  submitted.mutable_proposal_submitted()->set_collective_id("fed");
+  submitted.mutable_proposal_submitted()->set_proposal_id("p1");
+  ASSERT_TRUE(act("trust-a", submitted).ok());
+  for (auto [org, position] : {std::pair{"trust-a", v1::ASSENT}, std::pair{"trust-b", v1::OBJECT}}) {
+    v1::EventBody vote;
+    vote.mutable_vote_cast()->set_proposal_id("p1");
+    vote.mutable_vote_cast()->set_gateway_id("need");
+    vote.mutable_vote_cast()->set_position(position);
+    ASSERT_TRUE(act(org, vote).ok());
+  }
+  v1::EventBody call;
+  call.mutable_decision_called()->set_proposal_id("p1");
+  call.mutable_decision_called()->set_gateway_id("need");
+  call.mutable_decision_called()->set_outcome(v1::FAIL);
+  call.mutable_decision_called()->set_rationale("the case is not made");
+  ASSERT_TRUE(act("national", call).ok());
+
+  const std::vector<v1::Record> log = LogRecords(*ledger_);
+  ASSERT_TRUE(ReplayAll(log).ok()) << ReplayAll(log);
+  const uint64_t rejected_at = log.size() - 1;
+  const absl::Status reworded = ReplayAll(Resigned(log, rejected_at, operator_key_, [](v1::EventBody& body) {
+    ASSERT_TRUE(body.has_proposal_rejected());
+    EXPECT_EQ(body.proposal_rejected().caller(), "national");
+    EXPECT_EQ(body.proposal_rejected().overruled_size(), 1);
+    body.mutable_proposal_rejected()->set_reason("rejected on a call (worded by a later release)");
+  }));
+  EXPECT_TRUE(reworded.ok()) << reworded;
+  const absl::Status nobody_overruled = ReplayAll(Resigned(log, rejected_at, operator_key_, [](v1::EventBody& body) {
+    body.mutable_proposal_rejected()->clear_overruled();
+  }));
+  EXPECT_EQ(nobody_overruled.code(), absl::StatusCode::kFailedPrecondition) << nobody_overruled;
+  EXPECT_TRUE(absl::StrContains(nobody_overruled.message(), absl::StrCat("position ", rejected_at)))
+      << nobody_overruled;
 }
 
 }  // namespace
