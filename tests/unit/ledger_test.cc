@@ -262,11 +262,54 @@ class LedgerTest : public ::testing::Test {
     return replayer.state().Snapshot();
   }
 
+  // Organisations with keys of their own, acting through the write path (the
+  // governance stories below).
+  void RegisterMembers(std::initializer_list<const char*> orgs) {
+    for (const char* org : orgs) {
+      member_keys_.emplace(org, PrivateKey::Generate());
+      SubmitOne(Register(org, {Raw(member_keys_.at(org))}));
+    }
+  }
+  absl::StatusOr<std::vector<SubmitResult>> Act(const std::string& org, const v1::EventBody& payload) {
+    v1::EventBody full = Body(org, absl::StrCat("act/", ++acts_));
+    full.MergeFrom(payload);
+    return Submit({SealEvent(full, member_keys_.at(org))});
+  }
+  absl::StatusOr<std::vector<SubmitResult>> Vote(const std::string& org, const std::string& gateway,
+                                                 v1::Position position) {
+    v1::EventBody body;
+    body.mutable_vote_cast()->set_proposal_id("p1");
+    body.mutable_vote_cast()->set_gateway_id(gateway);
+    body.mutable_vote_cast()->set_position(position);
+    return Act(org, body);
+  }
+  // Collective "fed" under `charter` (proposed by its first founder, accepted
+  // by every founder), and proposal "p1" in it.
+  void FormAndPropose(const v1::Charter& charter) {
+    v1::EventBody proposed;
+    proposed.mutable_collective_proposed()->set_collective_id("fed");
+    *proposed.mutable_collective_proposed()->mutable_charter() = charter;
+    ASSERT_TRUE(Act(charter.founding_members(0), proposed).ok());
+    for (const std::string& org : charter.founding_members()) {
+      v1::EventBody accepted;
+      accepted.mutable_charter_accepted()->set_collective_id("fed");
+      accepted.mutable_charter_accepted()->set_charter_digest(rules::CharterDigest(charter));
+      ASSERT_TRUE(Act(org, accepted).ok());
+    }
+    v1::EventBody submitted;
+    submitted.mutable_proposal_submitted()->set_collective_id("fed");
+    submitted.mutable_proposal_submitted()->set_proposal_id("p1");
+    submitted.mutable_proposal_submitted()->set_title("shared pathology");
+    ASSERT_TRUE(Act(charter.founding_members(0), submitted).ok());
+  }
+
   TempDir dir_{"ledger_test"};
   std::shared_ptr<std::atomic<int64_t>> now_ = std::make_shared<std::atomic<int64_t>>(kStartTime);
   PrivateKey operator_key_;
   PrivateKey registrar_key_;
   std::unique_ptr<Ledger> ledger_;
+  std::map<std::string, PrivateKey> member_keys_;
+  int acts_ = 0;
 };
 
 void ExpectRefusal(const absl::StatusOr<std::vector<SubmitResult>>& result, absl::StatusCode code,
@@ -929,25 +972,7 @@ namespace {
 // taper, and an attempted reversal kept on the record. The projection after a
 // restart equals the state an auditor rebuilds by replaying the log.
 TEST_F(LedgerTest, GovernanceProjectionAfterRestartEqualsReplay) {
-  std::map<std::string, PrivateKey> keys;
-  for (const char* org : {"trust-a", "trust-b", "trust-c", "national"}) {
-    keys.emplace(org, PrivateKey::Generate());
-    SubmitOne(Register(org, {Raw(keys.at(org))}));
-  }
-  int sequence = 0;
-  auto act = [&](const std::string& org, v1::EventBody body) {
-    v1::EventBody full = Body(org, absl::StrCat("g/", ++sequence));
-    full.MergeFrom(body);
-    return Submit({SealEvent(full, keys.at(org))});
-  };
-  auto vote = [&](const std::string& org, const std::string& gateway, v1::Position position) {
-    v1::EventBody body;
-    body.mutable_vote_cast()->set_proposal_id("p1");
-    body.mutable_vote_cast()->set_gateway_id(gateway);
-    body.mutable_vote_cast()->set_position(position);
-    return act(org, body);
-  };
-
+  RegisterMembers({"trust-a", "trust-b", "trust-c", "national"});
   v1::Charter charter;
   for (const char* org : {"trust-a", "trust-b", "trust-c"}) charter.add_founding_members(org);
   for (const char* id : {"need", "principles", "final"}) {
@@ -958,41 +983,27 @@ TEST_F(LedgerTest, GovernanceProjectionAfterRestartEqualsReplay) {
     if (std::string(id) == "principles") g->set_deadline_seconds(10);
   }
   for (uint32_t percent : {100, 50, 0}) charter.mutable_taper()->add_percent_by_year(percent);
-  v1::EventBody proposed;
-  proposed.mutable_collective_proposed()->set_collective_id("fed");
-  *proposed.mutable_collective_proposed()->mutable_charter() = charter;
-  ASSERT_TRUE(act("trust-a", proposed).ok());
-  for (const char* org : {"trust-a", "trust-b", "trust-c"}) {
-    v1::EventBody accepted;
-    accepted.mutable_charter_accepted()->set_collective_id("fed");
-    accepted.mutable_charter_accepted()->set_charter_digest(rules::CharterDigest(charter));
-    ASSERT_TRUE(act(org, accepted).ok());
-  }
-  v1::EventBody submitted;
-  submitted.mutable_proposal_submitted()->set_collective_id("fed");
-  submitted.mutable_proposal_submitted()->set_proposal_id("p1");
-  submitted.mutable_proposal_submitted()->set_title("shared pathology");
-  ASSERT_TRUE(act("trust-a", submitted).ok());
-  for (const char* org : {"trust-a", "trust-b", "trust-c"}) ASSERT_TRUE(vote(org, "need", v1::ASSENT).ok());
-  ASSERT_TRUE(vote("trust-a", "principles", v1::ASSENT).ok());
-  ASSERT_TRUE(vote("trust-b", "principles", v1::OBJECT).ok());
+  FormAndPropose(charter);
+  for (const char* org : {"trust-a", "trust-b", "trust-c"}) ASSERT_TRUE(Vote(org, "need", v1::ASSENT).ok());
+  ASSERT_TRUE(Vote("trust-a", "principles", v1::ASSENT).ok());
+  ASSERT_TRUE(Vote("trust-b", "principles", v1::OBJECT).ok());
 
   // The deadline passes; the next commit writes the lapse first.
   now_->fetch_add(20'000'000'000);
   v1::EventBody impact;
   impact.mutable_impact_declared()->set_proposal_id("p1");
   impact.mutable_impact_declared()->set_annual_impact_pence(90'000);
-  ASSERT_TRUE(act("trust-c", impact).ok());
+  ASSERT_TRUE(Act("trust-c", impact).ok());
   v1::EventBody call;
   call.mutable_decision_called()->set_proposal_id("p1");
   call.mutable_decision_called()->set_gateway_id("principles");
   call.mutable_decision_called()->set_outcome(v1::PASS);
   call.mutable_decision_called()->set_rationale("the evidence is clear");
-  ASSERT_TRUE(act("national", call).ok());
-  ASSERT_TRUE(vote("trust-a", "final", v1::ASSENT).ok());
-  ASSERT_TRUE(vote("trust-b", "final", v1::ASSENT).ok());
-  ASSERT_TRUE(vote("trust-c", "final", v1::OBJECT).ok());
-  auto reversal = vote("trust-b", "need", v1::OBJECT);
+  ASSERT_TRUE(Act("national", call).ok());
+  ASSERT_TRUE(Vote("trust-a", "final", v1::ASSENT).ok());
+  ASSERT_TRUE(Vote("trust-b", "final", v1::ASSENT).ok());
+  ASSERT_TRUE(Vote("trust-c", "final", v1::OBJECT).ok());
+  auto reversal = Vote("trust-b", "need", v1::OBJECT);
   ExpectRefusal(reversal, absl::StatusCode::kFailedPrecondition, v1::GATEWAY_LOCKED);
 
   // Every kind of system event the story implies is in the log.
@@ -1212,50 +1223,22 @@ TEST_F(LedgerTest, ReplayComparesTheRefusalReasonNotItsMessage) {
 // DecisionCalled record), but who called and who was overruled are decided
 // by the rules and checked.
 TEST_F(LedgerTest, ReplayComparesARejectionsCallerAndOverruledNotItsText) {
-  std::map<std::string, PrivateKey> keys;
-  for (const char* org : {"trust-a", "trust-b", "national"}) {
-    keys.emplace(org, PrivateKey::Generate());
-    SubmitOne(Register(org, {Raw(keys.at(org))}));
-  }
-  int sequence = 0;
-  auto act = [&](const std::string& org, v1::EventBody body) {
-    v1::EventBody full = Body(org, absl::StrCat("r/", ++sequence));
-    full.MergeFrom(body);
-    return Submit({SealEvent(full, keys.at(org))});
-  };
+  RegisterMembers({"trust-a", "trust-b", "national"});
   v1::Charter charter;
   for (const char* org : {"trust-a", "trust-b"}) charter.add_founding_members(org);
   v1::Gateway* gateway = charter.add_gateways();
   gateway->set_id("need");
   gateway->mutable_rule()->set_kind(v1::UNANIMITY);
   gateway->add_callers("national");
-  v1::EventBody proposed;
-  proposed.mutable_collective_proposed()->set_collective_id("fed");
-  *proposed.mutable_collective_proposed()->mutable_charter() = charter;
-  ASSERT_TRUE(act("trust-a", proposed).ok());
-  for (const char* org : {"trust-a", "trust-b"}) {
-    v1::EventBody accepted;
-    accepted.mutable_charter_accepted()->set_collective_id("fed");
-    accepted.mutable_charter_accepted()->set_charter_digest(rules::CharterDigest(charter));
-    ASSERT_TRUE(act(org, accepted).ok());
-  }
-  v1::EventBody submitted;
-  submitted.mutable_proposal_submitted()->set_collective_id("fed");
-  submitted.mutable_proposal_submitted()->set_proposal_id("p1");
-  ASSERT_TRUE(act("trust-a", submitted).ok());
-  for (auto [org, position] : {std::pair{"trust-a", v1::ASSENT}, std::pair{"trust-b", v1::OBJECT}}) {
-    v1::EventBody vote;
-    vote.mutable_vote_cast()->set_proposal_id("p1");
-    vote.mutable_vote_cast()->set_gateway_id("need");
-    vote.mutable_vote_cast()->set_position(position);
-    ASSERT_TRUE(act(org, vote).ok());
-  }
+  FormAndPropose(charter);
+  ASSERT_TRUE(Vote("trust-a", "need", v1::ASSENT).ok());
+  ASSERT_TRUE(Vote("trust-b", "need", v1::OBJECT).ok());
   v1::EventBody call;
   call.mutable_decision_called()->set_proposal_id("p1");
   call.mutable_decision_called()->set_gateway_id("need");
   call.mutable_decision_called()->set_outcome(v1::FAIL);
   call.mutable_decision_called()->set_rationale("the case is not made");
-  ASSERT_TRUE(act("national", call).ok());
+  ASSERT_TRUE(Act("national", call).ok());
 
   const std::vector<v1::Record> log = LogRecords(*ledger_);
   ASSERT_TRUE(ReplayAll(log).ok()) << ReplayAll(log);
