@@ -141,6 +141,7 @@ bool IsSystemEvent(const v1::EventBody& body) {
     case v1::EventBody::kMemberAdmitted:
     case v1::EventBody::kMemberRemoved:
     case v1::EventBody::kSubmissionRefused:
+    case v1::EventBody::kIdentityChangeEffective:
       return true;
     default:
       return false;

@@ -4,6 +4,7 @@
 #include "ledger/crypto/ed25519.h"
 #include "ledger/event/refusal.h"
 #include "ledger/rules/governance.h"
+#include "ledger/rules/version.h"
 
 namespace ledger::rules {
 namespace {
@@ -67,6 +68,13 @@ absl::Status ApplyGenesis(State& state, const Envelope& envelope, const Context&
   if (genesis.registrars().empty()) {
     return Refuse(absl::StatusCode::kInvalidArgument, v1::MISSING_FIELD, "Genesis names no registrar");
   }
+  const uint32_t rules_version = genesis.rules_version() == 0 ? kRulesV1 : genesis.rules_version();
+  if (rules_version > kLatestRulesVersion) {
+    return RuleBroken(v1::UNSUPPORTED_RULES_VERSION,
+                      absl::StrCat("Genesis names rules version ", rules_version, "; this release knows up to ",
+                                   kLatestRulesVersion));
+  }
+  if (genesis.identity_notice_seconds() < 0) return Malformed("Genesis identity_notice_seconds is negative");
   auto operator_key = CheckNewKey(state, genesis.operator_public_key());
   if (!operator_key.ok()) return operator_key.status();
 
@@ -75,6 +83,10 @@ absl::Status ApplyGenesis(State& state, const Envelope& envelope, const Context&
   info.set_origin(genesis.origin());
   info.set_operator_id(genesis.operator_id());
   info.set_operator_public_key(genesis.operator_public_key());
+  info.set_rules_version(rules_version);
+  info.set_rules_version_since(context.position);
+  info.set_identity_notice_seconds(genesis.identity_notice_seconds() > 0 ? genesis.identity_notice_seconds()
+                                                                         : kDefaultIdentityNoticeSeconds);
   state.SetInfo(info);
 
   v1::OrganisationState op;
@@ -214,6 +226,24 @@ absl::Status ApplyOrganisationMerged(State& state, const Envelope& envelope) {
   return absl::OkStatus();
 }
 
+absl::Status ApplyRulesVersionAdopted(State& state, const Envelope& envelope, const Context& context) {
+  const uint32_t version = envelope.body.rules_version_adopted().version();
+  if (envelope.body.author() != state.info().operator_id()) {
+    return RuleBroken(v1::NOT_AUTHORISED, "only the ledger operator adopts a rules version");
+  }
+  if (version <= RulesVersion(state) || version > kLatestRulesVersion) {
+    return RuleBroken(v1::UNSUPPORTED_RULES_VERSION,
+                      absl::StrCat("rules version ", version, " cannot follow version ", RulesVersion(state),
+                                   " (this release knows up to ", kLatestRulesVersion, ")"));
+  }
+  v1::LedgerInfo info = state.info();
+  info.set_rules_version(version);
+  info.set_rules_version_since(context.position);
+  if (info.identity_notice_seconds() == 0) info.set_identity_notice_seconds(kDefaultIdentityNoticeSeconds);
+  state.SetInfo(std::move(info));
+  return absl::OkStatus();
+}
+
 // The author exists, has not been merged away, and `key_id` is one of its
 // keys that is active at this position.
 absl::Status AuthoriseKey(const State& state, const Envelope& envelope) {
@@ -303,6 +333,9 @@ absl::StatusOr<Effects> Apply(State& state, const Envelope& envelope, const Cont
       break;
     case v1::EventBody::kOrganisationMerged:
       status = ApplyOrganisationMerged(state, envelope);
+      break;
+    case v1::EventBody::kRulesVersionAdopted:
+      status = ApplyRulesVersionAdopted(state, envelope, context);
       break;
     default:
       if (internal::IsGovernanceEvent(body)) {

@@ -73,6 +73,8 @@ absl::Status Ledger::Start() {
     genesis->set_origin(spec.origin.empty() ? absl::StrCat("decision-ledger/", spec.ledger_id)
                                             : spec.origin);
     for (const v1::Registrar& registrar : spec.registrars) *genesis->add_registrars() = registrar;
+    genesis->set_rules_version(spec.rules_version);
+    genesis->set_identity_notice_seconds(spec.identity_notice_seconds);
     auto envelope = OpenSubmission(SealEvent(body, operator_key_), /*ledger_id=*/"");
     if (!envelope.ok()) return envelope.status();
     auto submission = std::make_shared<Submission>();

@@ -33,6 +33,7 @@
 #include "ledger/event/envelope.h"
 #include "ledger/merkle/tree.h"
 #include "ledger/rules/state.h"
+#include "ledger/rules/version.h"
 #include "ledger/store/store.h"
 #include "ledger/v1/record.pb.h"
 
@@ -44,6 +45,8 @@ struct GenesisSpec {
   std::string operator_id = "operator";
   std::string origin;  // checkpoint origin; default "decision-ledger/<ledger_id>"
   std::vector<v1::Registrar> registrars;
+  uint32_t rules_version = rules::kLatestRulesVersion;  // older ones: tests of old logs
+  int64_t identity_notice_seconds = 0;                  // 0: the rules' default
 };
 
 struct LedgerOptions {

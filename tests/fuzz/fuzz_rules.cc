@@ -42,6 +42,7 @@
 #include "ledger/rules/charter.h"
 #include "ledger/rules/rules.h"
 #include "ledger/rules/state.h"
+#include "ledger/rules/version.h"
 #include "tests/support/rules_harness.h"
 
 namespace {
@@ -292,6 +293,7 @@ class World {
     genesis->set_operator_id("operator");
     genesis->set_operator_public_key(std::string(KeyOf("operator").public_key().raw()));
     genesis->set_origin("fuzz/rules");
+    genesis->set_rules_version(ledger::rules::kLatestRulesVersion);
     auto* registrar = genesis->add_registrars();
     registrar->set_org_id("registrar");
     registrar->add_public_keys(std::string(KeyOf("registrar").public_key().raw()));

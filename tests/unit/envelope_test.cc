@@ -311,7 +311,7 @@ TEST(IsSystemEvent, ExactlyTheSystemEventsOfTheDesign) {
   const std::set<std::string> system = {
       "gateway_lapsed",   "gateway_passed",  "decision_adopted",
       "proposal_rejected", "collective_formed", "charter_amended",
-      "member_admitted",  "member_removed",  "submission_refused"};
+      "member_admitted",  "member_removed",  "submission_refused", "identity_change_effective"};
   const auto* payload = Payload();
   int seen = 0;
   for (int i = 0; i < payload->field_count(); ++i) {

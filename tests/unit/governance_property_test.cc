@@ -50,6 +50,7 @@
 #include "ledger/rules/charter.h"
 #include "ledger/rules/rules.h"
 #include "ledger/rules/state.h"
+#include "ledger/rules/version.h"
 #include "ledger/store/ledger.h"
 #include "tests/support/rules_harness.h"
 #include "tests/support/temp_dir.h"
@@ -381,6 +382,7 @@ class Scenario {
     genesis->set_operator_id("operator");
     genesis->set_operator_public_key(std::string(KeyOf("operator").public_key().raw()));
     genesis->set_origin("decision-ledger/property");
+    genesis->set_rules_version(kLatestRulesVersion);
     auto* registrar = genesis->add_registrars();
     registrar->set_org_id("registrar");
     registrar->add_public_keys(std::string(KeyOf("registrar").public_key().raw()));

@@ -25,6 +25,7 @@
 #include "ledger/rules/commit_group.h"
 #include "ledger/rules/rules.h"
 #include "ledger/rules/state.h"
+#include "ledger/rules/version.h"
 #include "tests/support/rules_harness.h"
 
 namespace ledger::rules {
@@ -227,6 +228,7 @@ class Ledger {
     genesis->set_operator_id("operator");
     genesis->set_operator_public_key(std::string(keys_.at("operator").public_key().raw()));
     genesis->set_origin("decision-ledger/gov-test");
+    genesis->set_rules_version(kLatestRulesVersion);
     auto* registrar = genesis->add_registrars();
     registrar->set_org_id("registrar");
     registrar->set_name("Registrar");

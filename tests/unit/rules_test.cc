@@ -20,6 +20,7 @@
 #include "ledger/event/envelope.h"
 #include "ledger/event/refusal.h"
 #include "ledger/rules/state.h"
+#include "ledger/rules/version.h"
 #include "tests/support/rules_harness.h"
 
 namespace ledger::rules {
@@ -69,6 +70,7 @@ v1::EventBody GenesisBody(std::vector<v1::Registrar> registrars,
   genesis->set_operator_id(operator_id);
   genesis->set_operator_public_key(Raw(Operator()));
   genesis->set_origin("decision-ledger/test");
+  genesis->set_rules_version(kLatestRulesVersion);
   for (auto& r : registrars) *genesis->add_registrars() = r;
   return body;
 }
@@ -189,6 +191,28 @@ std::vector<Case> IdentityCases() {
       kUnauthenticated, v1::UNKNOWN_KEY);
   add("GenesisWithoutRegistrar", {}, SealEvent(GenesisBody({}), Operator()), kInvalid,
       v1::MISSING_FIELD);
+  add("GenesisWithAFutureRulesVersion", {},
+      SealEvent([&] { auto b = GenesisBody({reg()}); b.mutable_genesis()->set_rules_version(kLatestRulesVersion + 1); return b; }(),
+                Operator()),
+      kPrecondition, v1::UNSUPPORTED_RULES_VERSION);
+  const auto adopt = [](uint32_t version, const std::string& author, const PrivateKey& key) {
+    v1::EventBody b = Body(author, "adopt/" + std::to_string(version));
+    b.mutable_rules_version_adopted()->set_version(version);
+    return SealEvent(b, key);
+  };
+  const auto v1_genesis = [&] {
+    auto b = GenesisBody({reg()});
+    b.mutable_genesis()->clear_rules_version();
+    return SealEvent(b, Operator());
+  };
+  add("RulesVersionAdoptedByOperator", {v1_genesis()}, adopt(kRulesV2, "operator", Operator()), kOk);
+  add("RulesVersionAdoptedByARegistrar", {v1_genesis()}, adopt(kRulesV2, "registrar", Registrar()), kPrecondition,
+      v1::NOT_AUTHORISED);
+  add("RulesVersionAdoptedTwice", {v1_genesis(), adopt(kRulesV2, "operator", Operator())},
+      [&] { auto e = adopt(kRulesV2, "operator", Operator()); return e; }(), kPrecondition,
+      v1::UNSUPPORTED_RULES_VERSION);
+  add("RulesVersionBeyondThisRelease", {v1_genesis()}, adopt(kLatestRulesVersion + 1, "operator", Operator()),
+      kPrecondition, v1::UNSUPPORTED_RULES_VERSION);
   add("GenesisDuplicateRegistrars", {},
       SealEvent(GenesisBody({reg(), MakeRegistrar("registrar", {Raw(Registrar2())})}), Operator()),
       kPrecondition, v1::ORGANISATION_EXISTS);
@@ -451,6 +475,21 @@ TEST(IdentityState, GenesisRecordsOperatorAndRegistrars) {
   EXPECT_EQ(key->org_id(), "registrar");
   EXPECT_EQ(key->public_key(), Raw(Registrar()));
   EXPECT_EQ(state.keys().size(), 3u);
+}
+
+TEST(IdentityState, RulesVersionIsGenesissOrOneAndAdoptionSwitchesIt) {
+  State latest = Build({Genesis()});
+  EXPECT_EQ(RulesVersion(latest), kLatestRulesVersion);
+  v1::EventBody old = GenesisBody({MakeRegistrar("registrar", {Raw(Registrar())})});
+  old.mutable_genesis()->clear_rules_version();  // as every log before versions
+  v1::EventBody adopt = Body("operator", "adopt");
+  adopt.mutable_rules_version_adopted()->set_version(kRulesV2);
+  State state = Build({SealEvent(old, Operator())});
+  EXPECT_EQ(RulesVersion(state), kRulesV1);
+  EXPECT_EQ(state.info().identity_notice_seconds(), kDefaultIdentityNoticeSeconds);
+  ASSERT_TRUE(Submit(state, SealEvent(adopt, Operator()), 1).ok());
+  EXPECT_EQ(RulesVersion(state), kRulesV2);
+  EXPECT_EQ(state.info().rules_version_since(), 1u);
 }
 
 TEST(IdentityState, PositionsAreRecorded) {
