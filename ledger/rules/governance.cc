@@ -747,7 +747,10 @@ absl::Status ApplyGovernance(State& state, const Envelope& envelope, const Conte
   }
 }
 
-void TransferMemberships(State& state, const std::string& merged, const std::string& successor) {
+void TransferMemberships(State& state, const std::string& merged, const std::string& successor,
+                         const Context& context, Effects* effects) {
+  (void)context;
+  (void)effects;
   std::vector<std::string> ids;
   for (const auto& [id, collective] : state.collectives()) {
     if (Contains(collective.members(), merged)) ids.push_back(id);

@@ -18,8 +18,12 @@ bool IsGovernanceEvent(const v1::EventBody& body);
 absl::Status ApplyGovernance(State& state, const Envelope& envelope, const Context& context,
                              Effects* effects);
 
-// Memberships of `merged` pass to `successor` (OrganisationMerged).
-void TransferMemberships(State& state, const std::string& merged, const std::string& successor);
+// Memberships of `merged` pass to `successor` when a merger takes effect at
+// context.position (the OrganisationMerged record, or under rules v2 the
+// confirmation or IdentityChangeEffective that made it effective). System
+// events appended to `effects` land right after that record.
+void TransferMemberships(State& state, const std::string& merged, const std::string& successor,
+                         const Context& context, Effects* effects);
 
 }  // namespace ledger::rules::internal
 
