@@ -93,8 +93,9 @@ absl::Status Replayer::DecideFrom(const v1::Record& record, const Envelope& enve
   const uint64_t position = record.position();
   const v1::EventBody& body = envelope.body;
   // The submission this record stands for: a member event (or Genesis) is
-  // one; a SubmissionRefused carries its attempt; a lapse stands for a group
-  // with no submission. The rules then decide it as the server did.
+  // one; a SubmissionRefused carries its attempt; a lapse or an identity
+  // notice ending stands for a group with no submission. The rules then
+  // decide it as the server did.
   std::optional<Envelope> attempt;
   rules::GroupInput input{position, record.ledger_time_unix_ns(), {}, nullptr};
   const char checked = 1;  // Next checked every record's signature first
@@ -109,7 +110,7 @@ absl::Status Replayer::DecideFrom(const v1::Record& record, const Envelope& enve
     if (!opened.ok()) return At(position, absl::StrCat("refused submission: ", opened.status().message()));
     attempt = *std::move(opened);
     input.submissions.push_back(rules::SubmissionInput{absl::MakeConstSpan(&*attempt, 1), {}});
-  } else if (!body.has_gateway_lapsed()) {
+  } else if (!body.has_gateway_lapsed() && !body.has_identity_change_effective()) {
     return absl::OkStatus();  // nothing to decide: the caller reports an unimplied system event
   }
   rules::GroupDecision decision = rules::DecideGroup(state_, input);

@@ -306,6 +306,11 @@ std::string PrivateKey::Sign(std::string_view message) const {
   return sig;
 }
 
+bool IsUsablePublicKey(std::string_view raw) {
+  EnsureSodium();
+  return raw.size() == crypto_core_ed25519_BYTES && crypto_core_ed25519_is_valid_point(U8(raw)) == 1;
+}
+
 bool VerifySignature(const PublicKey& key, std::string_view message,
                      std::string_view signature) {
   if (signature.size() != kSignatureSize) return false;

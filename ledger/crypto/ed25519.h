@@ -77,6 +77,13 @@ class PrivateKey {
 bool VerifySignature(const PublicKey& key, std::string_view message,
                      std::string_view signature);
 
+// True if `raw` is a canonical encoding of a point on the curve, in the
+// prime-order subgroup and not of small order. A small-order key (the
+// identity point 01 00..00, say) admits signatures that verify for many
+// messages under sloppy verifiers, and no honest key pair produces one: rules
+// version 2 refuses such keys when they are registered (WEAK_KEY).
+bool IsUsablePublicKey(std::string_view raw);
+
 // Domain-separated event signatures (kEventDomain || body).
 std::string SignEvent(const PrivateKey& key, std::string_view body);
 bool VerifyEvent(const PublicKey& key, std::string_view body,

@@ -17,6 +17,14 @@ class GroupDecider {
   GroupDecision Decide() && {
     decision_.submissions.resize(input_.submissions.size());
     if (state_.has_genesis()) {
+      // Everything due by the group's time, by due time then position: each
+      // notice ending (a change taking effect may touch a gateway) after the
+      // lapses due no later than it.
+      while (!state_.notices().empty() && state_.notices().begin()->first <= input_.ledger_time_unix_ns) {
+        const auto [due, change_position] = *state_.notices().begin();
+        for (v1::EventBody& lapse : LapseDue(state_, Context{next_position(), due})) EmitSystem(std::move(lapse));
+        for (v1::EventBody& event : EndNotice(state_, change_position, context())) EmitSystem(std::move(event));
+      }
       for (v1::EventBody& lapse : LapseDue(state_, context())) EmitSystem(std::move(lapse));
     }
     for (size_t s = 0; s < input_.submissions.size(); ++s) {

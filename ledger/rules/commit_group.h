@@ -5,7 +5,11 @@
 // server and the auditor run the same rules code).
 //
 // The order:
-//   1. every gateway deadline due at the group's ledger time lapses first;
+//   1. everything due at the group's ledger time is written first, by due
+//      time (a gateway deadline before an identity notice due at the same
+//      time; notices by position): gateway deadlines lapse (GatewayLapsed);
+//      under rules v2, pending identity changes whose notice has ended take
+//      effect (IdentityChangeEffective, then what a merger implies);
 //   2. each submission in turn, all or nothing; for each of its events:
 //      a signature the caller could not check is checked; an earlier use of
 //      the (author, idempotency key) answers it with the original position
@@ -17,8 +21,10 @@
 //      rule (FAILED_PRECONDITION) within its author's daily allowance.
 //
 // Deciding submissions one group at a time or one per group gives the same
-// records (the lapses of a time are written once, before the first event at
-// that time): the replayer relies on this, feeding one submission at a time.
+// records (the lapses and notices of a time are written once, before the
+// first event at that time): the replayer relies on this, feeding one
+// submission at a time, and a recorded lapse or IdentityChangeEffective as a
+// group with no submission.
 //
 // Pure: no I/O, no clock, no randomness. What storage knows about earlier
 // idempotency keys, and the ledger time, are inputs. Positions count from 0.

@@ -1,6 +1,9 @@
 #include "ledger/rules/rules.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/event/refusal.h"
 #include "ledger/rules/governance.h"
@@ -13,10 +16,28 @@ absl::Status Unauthenticated(v1::Reason reason, std::string message) {
   return Refuse(absl::StatusCode::kUnauthenticated, reason, std::move(message));
 }
 
-absl::StatusOr<crypto::PublicKey> CheckNewKey(const State& state, std::string_view raw) {
+// An event this release does not decide, or not under the rules version in
+// force (identity-change confirmations before version 2).
+absl::Status UnknownEvent(const v1::EventBody& body) {
+  return Refuse(absl::StatusCode::kUnimplemented, v1::UNIMPLEMENTED_EVENT,
+                absl::StrCat(EventKind(body), " is not known to this ledger"));
+}
+
+constexpr int64_t kNanosPerSecond = 1'000'000'000;
+
+// `rules_version`: the version the key is registered under (Genesis names
+// its own before the state knows it).
+absl::StatusOr<crypto::PublicKey> CheckNewKey(const State& state, std::string_view raw, uint32_t rules_version) {
   auto key = crypto::PublicKey::FromRaw(raw);
   if (!key.ok()) {
     return Malformed(absl::StrCat("public key is ", raw.size(), " bytes; Ed25519 keys are 32"));
+  }
+  // Rules v2: a small-order or off-curve key is nobody's key pair. (v1 logs
+  // may hold one: they keep replaying.)
+  if (rules_version >= kRulesV2 && !crypto::IsUsablePublicKey(raw)) {
+    return Refuse(absl::StatusCode::kInvalidArgument, v1::WEAK_KEY,
+                  absl::StrCat("public key ", key->key_id(),
+                               " is a small-order or invalid Ed25519 point: no key pair has it"));
   }
   if (state.FindKey(key->key_id()) != nullptr) {
     return RuleBroken(v1::KEY_EXISTS, absl::StrCat("key ", key->key_id(), " is already registered"));
@@ -37,7 +58,7 @@ v1::KeyState NewKey(const crypto::PublicKey& key, const std::string& org_id, uin
 absl::Status PutWithKeys(State& state, v1::OrganisationState org,
                          const google::protobuf::RepeatedPtrField<std::string>& raw_keys, uint64_t position) {
   for (const std::string& raw : raw_keys) {
-    auto key = CheckNewKey(state, raw);
+    auto key = CheckNewKey(state, raw, RulesVersion(state));
     if (!key.ok()) return key.status();
     org.set_active_keys(org.active_keys() + 1);
     state.PutKey(NewKey(*key, org.org_id(), position));
@@ -75,7 +96,7 @@ absl::Status ApplyGenesis(State& state, const Envelope& envelope, const Context&
                                    kLatestRulesVersion));
   }
   if (genesis.identity_notice_seconds() < 0) return Malformed("Genesis identity_notice_seconds is negative");
-  auto operator_key = CheckNewKey(state, genesis.operator_public_key());
+  auto operator_key = CheckNewKey(state, genesis.operator_public_key(), rules_version);
   if (!operator_key.ok()) return operator_key.status();
 
   v1::LedgerInfo info;
@@ -141,11 +162,23 @@ absl::Status ApplyOrganisationRegistered(State& state, const Envelope& envelope,
   return PutWithKeys(state, std::move(org), event.public_keys(), context.position);
 }
 
+// Rules v2: no member event changes the operator organisation or its keys
+// (it signs every system event; a registrar, or the operator itself, must not
+// swap it from under the log).
+absl::Status CheckNotOperator(const State& state, const std::string& org_id) {
+  if (RulesAtLeast(state, kRulesV2) && org_id == state.info().operator_id()) {
+    return RuleBroken(v1::OPERATOR_IDENTITY,
+                      absl::StrCat(org_id, " is the ledger operator: no member event changes its identity or keys"));
+  }
+  return absl::OkStatus();
+}
+
 // The organisation `org_id` acted on by the author, who must be that
 // organisation or a registrar.
 absl::StatusOr<const v1::OrganisationState*> TargetOrganisation(const State& state,
                                                                 const Envelope& envelope,
                                                                 const std::string& org_id) {
+  if (auto s = CheckNotOperator(state, org_id); !s.ok()) return s;
   const v1::OrganisationState* org = state.FindOrganisation(org_id);
   if (org == nullptr) {
     return RuleBroken(v1::UNKNOWN_ORGANISATION, absl::StrCat("no organisation ", org_id));
@@ -162,15 +195,163 @@ absl::StatusOr<const v1::OrganisationState*> TargetOrganisation(const State& sta
   return org;
 }
 
+// ---- Identity changes a registrar makes alone (rules v2).
+//
+// A KeyAdded or KeyRevoked by a registrar that is not the organisation, and
+// every OrganisationMerged, is accepted as pending, named by its position.
+// It takes effect when the organisation confirms it (a merger: both
+// organisations, at the second confirmation), or, "by notice" and without the
+// organisation's signature, at the first commit group whose ledger time
+// reaches its record's time plus LedgerInfo.identity_notice_seconds (the
+// ledger writes IdentityChangeEffective; see EndNotice). The organisation (a
+// merger: either one) may cancel it while it is pending. So a registrar can
+// still recover an organisation that lost every key, but never silently.
+
+bool ActsAlone(const State& state, const Envelope& envelope, const std::string& org_id) {
+  return RulesAtLeast(state, kRulesV2) && envelope.body.author() != org_id;
+}
+
+void StartChange(State& state, const Envelope& envelope, const Context& context, const std::string& org_id,
+                 const std::string& successor_org_id, const std::string& key_id) {
+  v1::IdentityChangeState change;
+  change.set_position(context.position);
+  change.set_kind(EventKind(envelope.body));
+  change.set_org_id(org_id);
+  change.set_successor_org_id(successor_org_id);
+  change.set_key_id(key_id);
+  change.set_author(envelope.body.author());
+  change.set_status(v1::IDENTITY_CHANGE_PENDING);
+  change.set_notice_ends_unix_ns(context.ledger_time_unix_ns +
+                                 state.info().identity_notice_seconds() * kNanosPerSecond);
+  state.PutIdentityChange(std::move(change));
+}
+
+// The organisations whose signature a change needs.
+std::vector<std::string> Parties(const v1::IdentityChangeState& change) {
+  std::vector<std::string> parties = {change.org_id()};
+  if (!change.successor_org_id().empty()) parties.push_back(change.successor_org_id());
+  return parties;
+}
+
+// The pending change takes effect at context.position, with `status`
+// (confirmed, or by notice). What it changes is applied as far as it still
+// applies: a key revoked meanwhile stays revoked; a merger of an organisation
+// merged meanwhile (by another change) does nothing.
+void TakeEffect(State& state, v1::IdentityChangeState change, v1::IdentityChangeStatus status,
+                const Context& context, Effects* effects) {
+  change.set_status(status);
+  change.set_effective_at(context.position);
+  const v1::KeyState* found = state.FindKey(change.key_id());
+  const v1::OrganisationState* org = state.FindOrganisation(change.org_id());
+  if (change.kind() == "key_added") {
+    if (found != nullptr && !found->revoked() && found->pending_change() == change.position() && org != nullptr) {
+      v1::KeyState key = *found;
+      key.set_pending_change(0);
+      key.set_by_notice(status == v1::IDENTITY_CHANGE_BY_NOTICE);
+      state.PutKey(std::move(key));
+      v1::OrganisationState updated = *org;
+      updated.set_active_keys(updated.active_keys() + 1);
+      state.PutOrganisation(std::move(updated));
+    }
+  } else if (change.kind() == "key_revoked") {
+    if (found != nullptr && !found->revoked() && org != nullptr) {
+      v1::KeyState key = *found;
+      key.set_revoked(true);
+      key.set_revoked_at(context.position);
+      state.PutKey(std::move(key));
+      v1::OrganisationState updated = *org;
+      if (updated.active_keys() > 0) updated.set_active_keys(updated.active_keys() - 1);
+      state.PutOrganisation(std::move(updated));
+    }
+  } else {
+    const v1::OrganisationState* successor = state.FindOrganisation(change.successor_org_id());
+    if (org != nullptr && successor != nullptr && org->merged_into().empty() && successor->merged_into().empty()) {
+      v1::OrganisationState updated = *org;
+      updated.set_merged_into(change.successor_org_id());
+      state.PutOrganisation(std::move(updated));
+      internal::TransferMemberships(state, change.org_id(), change.successor_org_id(), context, effects);
+    }
+  }
+  state.PutIdentityChange(std::move(change));
+}
+
+absl::StatusOr<v1::IdentityChangeState> PendingChange(const State& state, const Envelope& envelope,
+                                                      uint64_t position) {
+  const v1::IdentityChangeState* change = state.FindIdentityChange(position);
+  if (change == nullptr || change->status() != v1::IDENTITY_CHANGE_PENDING) {
+    return RuleBroken(v1::UNKNOWN_IDENTITY_CHANGE,
+                      absl::StrCat("no pending identity change at position ", position,
+                                   change == nullptr ? "" : absl::StrCat(" (it is ", v1::IdentityChangeStatus_Name(change->status()), ")")));
+  }
+  const std::vector<std::string> parties = Parties(*change);
+  if (std::find(parties.begin(), parties.end(), envelope.body.author()) == parties.end()) {
+    return RuleBroken(v1::NOT_AUTHORISED, absl::StrCat("only ", absl::StrJoin(parties, " or "),
+                                                       " may confirm or cancel the ", change->kind(),
+                                                       " at position ", position));
+  }
+  return *change;
+}
+
+absl::Status ApplyIdentityChangeConfirmed(State& state, const Envelope& envelope, const Context& context,
+                                          Effects* effects) {
+  auto change = PendingChange(state, envelope, envelope.body.identity_change_confirmed().change_position());
+  if (!change.ok()) return change.status();
+  const std::string& author = envelope.body.author();
+  for (const std::string& by : change->confirmed_by()) {
+    if (by == author) {
+      return RuleBroken(v1::UNKNOWN_IDENTITY_CHANGE,
+                        absl::StrCat(author, " already confirmed the ", change->kind(), " at position ",
+                                     change->position(), "; it waits for the other organisation"));
+    }
+  }
+  change->add_confirmed_by(author);
+  if (static_cast<size_t>(change->confirmed_by_size()) < Parties(*change).size()) {
+    state.PutIdentityChange(*std::move(change));
+    return absl::OkStatus();
+  }
+  TakeEffect(state, *std::move(change), v1::IDENTITY_CHANGE_CONFIRMED, context, effects);
+  return absl::OkStatus();
+}
+
+absl::Status ApplyIdentityChangeCancelled(State& state, const Envelope& envelope, const Context& context) {
+  const auto& event = envelope.body.identity_change_cancelled();
+  auto change = PendingChange(state, envelope, event.change_position());
+  if (!change.ok()) return change.status();
+  change->set_status(v1::IDENTITY_CHANGE_CANCELLED);
+  change->set_cancelled_at(context.position);
+  change->set_cancelled_by(envelope.body.author());
+  change->set_cancel_reason(event.reason());
+  // A key added pending never signs: it is revoked at the cancellation.
+  if (change->kind() == "key_added") {
+    if (const v1::KeyState* found = state.FindKey(change->key_id());
+        found != nullptr && found->pending_change() == change->position() && !found->revoked()) {
+      v1::KeyState key = *found;
+      key.set_revoked(true);
+      key.set_revoked_at(context.position);
+      state.PutKey(std::move(key));
+    }
+  }
+  state.PutIdentityChange(*std::move(change));
+  return absl::OkStatus();
+}
+
 absl::Status ApplyKeyAdded(State& state, const Envelope& envelope, const Context& context) {
   const auto& event = envelope.body.key_added();
   auto org = TargetOrganisation(state, envelope, event.org_id());
   if (!org.ok()) return org.status();
-  auto key = CheckNewKey(state, event.public_key());
+  auto key = CheckNewKey(state, event.public_key(), RulesVersion(state));
   if (!key.ok()) return key.status();
+  v1::KeyState added = NewKey(*key, (*org)->org_id(), context.position);
+  if (ActsAlone(state, envelope, event.org_id())) {
+    // Listed, and a duplicate of it refused, but it signs nothing yet.
+    added.set_pending_change(context.position);
+    state.PutKey(std::move(added));
+    StartChange(state, envelope, context, event.org_id(), "", key->key_id());
+    return absl::OkStatus();
+  }
   v1::OrganisationState updated = **org;
   updated.set_active_keys(updated.active_keys() + 1);
-  state.PutKey(NewKey(*key, updated.org_id(), context.position));
+  state.PutKey(std::move(added));
   state.PutOrganisation(std::move(updated));
   return absl::OkStatus();
 }
@@ -186,6 +367,16 @@ absl::Status ApplyKeyRevoked(State& state, const Envelope& envelope, const Conte
   }
   if (key->revoked()) {
     return RuleBroken(v1::REVOKED_KEY, absl::StrCat("key ", event.key_id(), " is already revoked"));
+  }
+  if (key->pending_change() != 0) {
+    return RuleBroken(v1::KEY_PENDING, absl::StrCat("key ", event.key_id(), " is pending (the KeyAdded at position ",
+                                                    key->pending_change(), "): cancel that change instead"));
+  }
+  if (ActsAlone(state, envelope, event.org_id())) {
+    // The key stays active until the change takes effect; no last-key
+    // guard: recovering an organisation that lost its keys needs this.
+    StartChange(state, envelope, context, event.org_id(), "", event.key_id());
+    return absl::OkStatus();
   }
   // An organisation may not lock itself out; a registrar may (a compromise).
   if ((*org)->active_keys() <= 1 && envelope.body.author() == event.org_id()) {
@@ -205,6 +396,8 @@ absl::Status ApplyKeyRevoked(State& state, const Envelope& envelope, const Conte
 absl::Status ApplyOrganisationMerged(State& state, const Envelope& envelope, const Context& context,
                                      Effects* effects) {
   const auto& event = envelope.body.organisation_merged();
+  if (auto s = CheckNotOperator(state, event.merged_org_id()); !s.ok()) return s;
+  if (auto s = CheckNotOperator(state, event.successor_org_id()); !s.ok()) return s;
   if (!IsActiveRegistrar(state.FindOrganisation(envelope.body.author()))) {
     return RuleBroken(v1::NOT_A_REGISTRAR,
                       absl::StrCat(envelope.body.author(), " is not a registrar"));
@@ -219,6 +412,11 @@ absl::Status ApplyOrganisationMerged(State& state, const Envelope& envelope, con
   if (merged == successor) return RuleBroken(v1::NOT_AUTHORISED, "an organisation cannot merge into itself");
   if (!merged->merged_into().empty() || !successor->merged_into().empty()) {
     return RuleBroken(v1::ORGANISATION_MERGED, "an organisation that was merged cannot merge again");
+  }
+  if (RulesAtLeast(state, kRulesV2)) {
+    // Always a registrar's act: both organisations confirm it, or it waits.
+    StartChange(state, envelope, context, event.merged_org_id(), event.successor_org_id(), "");
+    return absl::OkStatus();
   }
   v1::OrganisationState updated = *merged;
   updated.set_merged_into(event.successor_org_id());
@@ -266,6 +464,12 @@ absl::Status AuthoriseKey(const State& state, const Envelope& envelope) {
     return Unauthenticated(v1::REVOKED_KEY, absl::StrCat("key ", key->key_id(), " of ", author,
                                                          " was revoked at position ", key->revoked_at()));
   }
+  if (key->pending_change() != 0) {
+    return Unauthenticated(v1::KEY_PENDING,
+                           absl::StrCat("key ", key->key_id(), " of ", author, " was added by a registrar at position ",
+                                        key->pending_change(), " and signs nothing until ", author,
+                                        " confirms it or its notice ends"));
+  }
   if (!org->merged_into().empty()) {
     return RuleBroken(v1::ORGANISATION_MERGED,
                       absl::StrCat(author, " was merged into ", org->merged_into()));
@@ -303,6 +507,17 @@ absl::Status CheckSignature(const State& state, const Envelope& envelope) {
   return absl::OkStatus();
 }
 
+std::vector<v1::EventBody> EndNotice(State& state, uint64_t change_position, const Context& context) {
+  std::vector<v1::EventBody> events(1);
+  events[0].mutable_identity_change_effective()->set_change_position(change_position);
+  const v1::IdentityChangeState* change = state.FindIdentityChange(change_position);
+  if (change == nullptr || change->status() != v1::IDENTITY_CHANGE_PENDING) return {};
+  Effects effects;
+  TakeEffect(state, *change, v1::IDENTITY_CHANGE_BY_NOTICE, context, &effects);
+  for (v1::EventBody& e : effects.system_events) events.push_back(std::move(e));
+  return events;
+}
+
 absl::StatusOr<Effects> Apply(State& state, const Envelope& envelope, const Context& context) {
   const v1::EventBody& body = envelope.body;
   if (IsSystemEvent(body)) {
@@ -312,8 +527,10 @@ absl::StatusOr<Effects> Apply(State& state, const Envelope& envelope, const Cont
   if (!body.has_genesis() && !state.has_genesis()) {
     return RuleBroken(v1::GENESIS_ONLY_FIRST, "the ledger has no Genesis yet");
   }
+  bool signed_by_notice_key = false;
   if (state.has_genesis()) {
     if (auto s = AuthoriseKey(state, envelope); !s.ok()) return s;
+    signed_by_notice_key = state.FindKey(envelope.signed_event.key_id())->by_notice();
   }
 
   const size_t mark = state.Mark();
@@ -338,17 +555,32 @@ absl::StatusOr<Effects> Apply(State& state, const Envelope& envelope, const Cont
     case v1::EventBody::kRulesVersionAdopted:
       status = ApplyRulesVersionAdopted(state, envelope, context);
       break;
+    case v1::EventBody::kIdentityChangeConfirmed:
+      status = RulesAtLeast(state, kRulesV2) ? ApplyIdentityChangeConfirmed(state, envelope, context, &effects)
+                                             : UnknownEvent(body);
+      break;
+    case v1::EventBody::kIdentityChangeCancelled:
+      status = RulesAtLeast(state, kRulesV2) ? ApplyIdentityChangeCancelled(state, envelope, context)
+                                             : UnknownEvent(body);
+      break;
     default:
       if (internal::IsGovernanceEvent(body)) {
         status = internal::ApplyGovernance(state, envelope, context, &effects);
       } else {
-        status = Refuse(absl::StatusCode::kUnimplemented, v1::UNIMPLEMENTED_EVENT,
-                        absl::StrCat(EventKind(body), " is not known to this ledger"));
+        status = UnknownEvent(body);
       }
   }
   if (!status.ok()) {
     state.RollbackTo(mark);
     return status;
+  }
+  if (signed_by_notice_key) {
+    // Evidence for auditors, one entry per such record.
+    v1::NoticeKeyRecord record;
+    record.set_position(context.position);
+    record.set_key_id(envelope.signed_event.key_id());
+    record.set_org_id(body.author());
+    state.PutNoticeKeyRecord(std::move(record));
   }
   return effects;
 }

@@ -52,6 +52,14 @@ absl::StatusOr<Effects> Apply(State& state, const Envelope& envelope, const Cont
 // when a deadline falls due; replay runs it where the log has lapses.
 std::vector<v1::EventBody> LapseDue(State& state, const Context& context);
 
+// Rules version 2: the notice of the pending identity change at
+// `change_position` has ended: it takes effect "by notice" (without the
+// organisation's signature) at context.position. Returns the
+// IdentityChangeEffective system event, then the system events the change
+// implies (a merger's), to be appended from context.position on; nothing if
+// it is not pending. DecideGroup runs it for every notice due (State::notices).
+std::vector<v1::EventBody> EndNotice(State& state, uint64_t change_position, const Context& context);
+
 // Most refusals an organisation can have recorded per day of ledger time, so
 // refused submissions cannot flood the log.
 inline constexpr uint32_t kMaxRecordedRefusalsPerDay = 100;

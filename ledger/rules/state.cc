@@ -2,6 +2,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace ledger::rules {
 namespace {
@@ -29,6 +30,15 @@ std::string OrganisationKeyIndex(absl::string_view org_id, absl::string_view key
   return key;
 }
 
+std::string IdentityChangeId(uint64_t position) { return absl::StrFormat("%020u", position); }
+
+std::string NoticeKeyRecordId(absl::string_view key_id, uint64_t position) {
+  std::string id(key_id);
+  id.push_back('\0');
+  absl::StrAppend(&id, IdentityChangeId(position));
+  return id;
+}
+
 int64_t OpenDeadline(const v1::ProposalState& proposal) {
   if (proposal.status() != v1::PROPOSAL_OPEN || proposal.current_gateway() < 0 ||
       proposal.current_gateway() >= proposal.gateway_states_size()) {
@@ -50,6 +60,16 @@ const v1::ProposalState* State::FindProposal(const std::string& id) const {
 }
 const v1::RefusalCounter* State::FindRefusalCounter(const std::string& org_id) const {
   return FindIn(refusal_counters_, org_id);
+}
+const v1::IdentityChangeState* State::FindIdentityChange(uint64_t position) const {
+  return FindIn(identity_changes_, IdentityChangeId(position));
+}
+
+std::optional<int64_t> State::NextDue() const {
+  std::optional<int64_t> due;
+  if (!deadlines_.empty()) due = deadlines_.begin()->first;
+  if (!notices_.empty() && (!due || notices_.begin()->first < *due)) due = notices_.begin()->first;
+  return due;
 }
 
 void State::SetInfo(v1::LedgerInfo info) {
@@ -105,6 +125,34 @@ void State::IndexDeadline(const v1::ProposalState* before, const v1::ProposalSta
   }
 }
 
+void State::IndexNotice(const v1::IdentityChangeState* before, const v1::IdentityChangeState* after) {
+  if (before != nullptr && before->status() == v1::IDENTITY_CHANGE_PENDING) {
+    notices_.erase({before->notice_ends_unix_ns(), before->position()});
+  }
+  if (after != nullptr && after->status() == v1::IDENTITY_CHANGE_PENDING) {
+    notices_.insert({after->notice_ends_unix_ns(), after->position()});
+  }
+}
+
+void State::PutIdentityChange(v1::IdentityChangeState change) {
+  const uint64_t position = change.position();
+  std::string id = IdentityChangeId(position);
+  IndexNotice(FindIdentityChange(position), &change);
+  Put(identity_changes_, kIdentityChangePrefix, id, std::move(change));
+  // As PutProposal: the notice index follows the entry's undo.
+  std::function<void()> restore_entry = std::move(undo_.back());
+  undo_.back() = [this, position, restore_entry = std::move(restore_entry)] {
+    IndexNotice(FindIdentityChange(position), nullptr);
+    restore_entry();
+    IndexNotice(nullptr, FindIdentityChange(position));
+  };
+}
+
+void State::PutNoticeKeyRecord(v1::NoticeKeyRecord record) {
+  std::string id = NoticeKeyRecordId(record.key_id(), record.position());
+  Put(notice_key_records_, kNoticeKeyRecordPrefix, id, std::move(record));
+}
+
 void State::PutProposal(v1::ProposalState proposal) {
   std::string id = proposal.proposal_id();
   IndexDeadline(FindProposal(id), &proposal);
@@ -146,6 +194,10 @@ std::vector<State::Change> State::PendingChanges() const {
       if (auto* v = FindProposal(id(kProposalPrefix))) value = v->SerializeAsString();
     } else if (absl::StartsWith(key, kRefusalCounterPrefix)) {
       if (auto* v = FindRefusalCounter(id(kRefusalCounterPrefix))) value = v->SerializeAsString();
+    } else if (absl::StartsWith(key, kIdentityChangePrefix)) {
+      if (auto* v = FindIn(identity_changes_, id(kIdentityChangePrefix))) value = v->SerializeAsString();
+    } else if (absl::StartsWith(key, kNoticeKeyRecordPrefix)) {
+      if (auto* v = FindIn(notice_key_records_, id(kNoticeKeyRecordPrefix))) value = v->SerializeAsString();
     }
     changes.emplace_back(key, std::move(value));
   }
@@ -188,6 +240,21 @@ absl::Status State::LoadEntry(absl::string_view key, absl::string_view value) {
     v1::RefusalCounter v;
     if (!DecodeEntry(value, id(kRefusalCounterPrefix), &v, &v1::RefusalCounter::org_id)) return corrupt();
     refusal_counters_[v.org_id()] = std::move(v);
+  } else if (absl::StartsWith(key, kIdentityChangePrefix)) {
+    v1::IdentityChangeState v;
+    if (!v.ParseFromArray(value.data(), static_cast<int>(value.size())) ||
+        IdentityChangeId(v.position()) != id(kIdentityChangePrefix)) {
+      return corrupt();
+    }
+    IndexNotice(nullptr, &v);
+    identity_changes_[IdentityChangeId(v.position())] = std::move(v);
+  } else if (absl::StartsWith(key, kNoticeKeyRecordPrefix)) {
+    v1::NoticeKeyRecord v;
+    if (!v.ParseFromArray(value.data(), static_cast<int>(value.size())) ||
+        NoticeKeyRecordId(v.key_id(), v.position()) != id(kNoticeKeyRecordPrefix)) {
+      return corrupt();
+    }
+    notice_key_records_[NoticeKeyRecordId(v.key_id(), v.position())] = std::move(v);
   } else {
     return absl::DataLossError(absl::StrCat("unknown projected state entry \"", key, "\""));
   }
@@ -205,6 +272,8 @@ absl::btree_map<std::string, std::string> State::Snapshot() const {
   add(kCollectivePrefix, collectives_);
   add(kProposalPrefix, proposals_);
   add(kRefusalCounterPrefix, refusal_counters_);
+  add(kIdentityChangePrefix, identity_changes_);
+  add(kNoticeKeyRecordPrefix, notice_key_records_);
   return out;
 }
 

@@ -47,6 +47,20 @@ class State {
   const absl::flat_hash_map<std::string, v1::ProposalState>& proposals() const { return proposals_; }
   // Open gateways with a deadline, earliest first: (deadline, proposal id).
   const absl::btree_set<std::pair<int64_t, std::string>>& deadlines() const { return deadlines_; }
+  // Rules version 2: identity changes a registrar made alone, by position.
+  const v1::IdentityChangeState* FindIdentityChange(uint64_t position) const;
+  const absl::flat_hash_map<std::string, v1::IdentityChangeState>& identity_changes() const {
+    return identity_changes_;
+  }
+  // Pending identity changes, earliest notice end first: (notice end, position).
+  const absl::btree_set<std::pair<int64_t, uint64_t>>& notices() const { return notices_; }
+  // Records signed by keys that took effect by notice.
+  const absl::flat_hash_map<std::string, v1::NoticeKeyRecord>& notice_key_records() const {
+    return notice_key_records_;
+  }
+  // The earliest ledger time at which something falls due (a gateway
+  // deadline or an identity notice), if any: the sequencer wakes for it.
+  std::optional<int64_t> NextDue() const;
 
   void SetInfo(v1::LedgerInfo info);
   void PutOrganisation(v1::OrganisationState organisation);
@@ -54,6 +68,8 @@ class State {
   void PutCollective(v1::CollectiveState collective);
   void PutProposal(v1::ProposalState proposal);
   void PutRefusalCounter(v1::RefusalCounter counter);
+  void PutIdentityChange(v1::IdentityChangeState change);
+  void PutNoticeKeyRecord(v1::NoticeKeyRecord record);
 
   // Journal: Mark() names the current point; RollbackTo(mark) undoes every
   // mutation made since.
@@ -76,6 +92,8 @@ class State {
            typename Map::mapped_type value);
   // Keeps deadlines_ in step with one proposal's entry (nullptr: removed).
   void IndexDeadline(const v1::ProposalState* before, const v1::ProposalState* after);
+  // Keeps notices_ in step with one identity change's entry.
+  void IndexNotice(const v1::IdentityChangeState* before, const v1::IdentityChangeState* after);
 
   bool has_genesis_ = false;
   v1::LedgerInfo info_;
@@ -85,6 +103,9 @@ class State {
   absl::flat_hash_map<std::string, v1::ProposalState> proposals_;
   absl::flat_hash_map<std::string, v1::RefusalCounter> refusal_counters_;
   absl::btree_set<std::pair<int64_t, std::string>> deadlines_;  // derived from proposals_
+  absl::flat_hash_map<std::string, v1::IdentityChangeState> identity_changes_;  // by IdentityChangeId
+  absl::btree_set<std::pair<int64_t, uint64_t>> notices_;  // derived from identity_changes_
+  absl::flat_hash_map<std::string, v1::NoticeKeyRecord> notice_key_records_;  // by NoticeKeyRecordId
 
   std::vector<std::function<void()>> undo_;
   absl::flat_hash_set<std::string> dirty_;  // state column family keys
@@ -97,6 +118,13 @@ inline constexpr absl::string_view kKeyPrefix = "k/";
 inline constexpr absl::string_view kCollectivePrefix = "c/";
 inline constexpr absl::string_view kProposalPrefix = "p/";
 inline constexpr absl::string_view kRefusalCounterPrefix = "r/";
+// Rules version 2: "ic/" IdentityChangeId(position) -> IdentityChangeState;
+// "nk/" NoticeKeyRecordId(key id, position) -> NoticeKeyRecord, so the
+// records of one key sit together and each costs one entry, written once.
+inline constexpr absl::string_view kIdentityChangePrefix = "ic/";
+inline constexpr absl::string_view kNoticeKeyRecordPrefix = "nk/";
+std::string IdentityChangeId(uint64_t position);  // zero-padded: key order is log order
+std::string NoticeKeyRecordId(absl::string_view key_id, uint64_t position);
 // Index of an organisation's keys, derived from the keys: "ok/" org \0 key id
 // -> "". Written with them; not part of Snapshot().
 inline constexpr absl::string_view kOrganisationKeyPrefix = "ok/";

@@ -269,15 +269,17 @@ void Ledger::SequencerLoop() {
     std::vector<std::shared_ptr<Submission>> group;
     {
       absl::MutexLock lock(&sequencer_mu_);
-      // Idle: sleep until work arrives or the next gateway deadline falls due.
+      // Idle: sleep until work arrives or the next gateway deadline or
+      // identity notice falls due.
       while (sequencer_queue_.empty() && !sequencer_stop_) {
-        if (state_.deadlines().empty()) {
+        const std::optional<int64_t> next_due = state_.NextDue();
+        if (!next_due.has_value()) {
           sequencer_cv_.Wait(&sequencer_mu_);
           continue;
         }
         // Overdue lapses are retried no faster than kStorageRetryNanos after
         // a failed commit, so a full disk does not spin this thread.
-        const int64_t due = std::max(state_.deadlines().begin()->first, retry_lapses_after_);
+        const int64_t due = std::max(*next_due, retry_lapses_after_);
         const int64_t wait = due - options_.clock();
         if (wait <= 0) break;
         sequencer_cv_.WaitWithTimeout(&sequencer_mu_, absl::Nanoseconds(wait));

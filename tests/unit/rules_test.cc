@@ -127,13 +127,47 @@ v1::SignedEvent OfKind(const google::protobuf::FieldDescriptor* field,
   return SealEvent(body, key);
 }
 
-// Genesis, then org-a (keys a1, a2) and org-b (key b1).
+v1::SignedEvent ConfirmChange(uint64_t change_position, const std::string& author, const PrivateKey& key,
+                              const std::string& idempotency_key = "") {
+  v1::EventBody body = Body(author, idempotency_key.empty() ? absl::StrCat("confirm/", change_position) : idempotency_key);
+  body.mutable_identity_change_confirmed()->set_change_position(change_position);
+  return SealEvent(body, key);
+}
+
+v1::SignedEvent CancelChange(uint64_t change_position, const std::string& author, const PrivateKey& key) {
+  v1::EventBody body = Body(author, absl::StrCat("cancel/", change_position));
+  body.mutable_identity_change_cancelled()->set_change_position(change_position);
+  body.mutable_identity_change_cancelled()->set_reason("we did not ask for this");
+  return SealEvent(body, key);
+}
+
+// A small-order point: the identity of the curve group (y = 1).
+std::string WeakKey() {
+  std::string raw(32, '\0');
+  raw[0] = 1;
+  return raw;
+}
+
+// The same cast under rules version 1 (logs from before versions).
+v1::SignedEvent V1Genesis() {
+  v1::EventBody body = GenesisBody({MakeRegistrar("registrar", {Raw(Registrar())}),
+                                    MakeRegistrar("registrar-2", {Raw(Registrar2())})});
+  body.mutable_genesis()->clear_rules_version();
+  return SealEvent(body, Operator());
+}
+
+// Genesis, then org-a (keys a1, a2) and org-b (key b1): positions 0..2.
 std::vector<v1::SignedEvent> World() {
   return {Genesis(), Register("org-a", {Raw(A1()), Raw(A2())}), Register("org-b", {Raw(B1())})};
 }
 std::vector<v1::SignedEvent> WorldAnd(std::vector<v1::SignedEvent> more) {
   auto events = World();
   for (auto& e : more) events.push_back(std::move(e));
+  return events;
+}
+std::vector<v1::SignedEvent> V1WorldAnd(std::vector<v1::SignedEvent> more) {
+  auto events = WorldAnd(std::move(more));
+  events[0] = V1Genesis();
   return events;
 }
 
@@ -281,6 +315,13 @@ std::vector<Case> IdentityCases() {
       kPrecondition, v1::KEY_EXISTS);
   add("RegisterWithTheSameKeyTwice", World(), Register("org-c", {Raw(C1()), Raw(C1())}),
       kPrecondition, v1::KEY_EXISTS);
+  add("RegisterWithWeakKey", World(), Register("org-c", {Raw(C1()), WeakKey()}), kInvalid, v1::WEAK_KEY);
+  add("GenesisRegistrarWeakKey", {}, SealEvent(GenesisBody({MakeRegistrar("registrar", {WeakKey()})}), Operator()),
+      kInvalid, v1::WEAK_KEY);
+  add("V1_GenesisRegistrarWeakKeyIsAccepted", {},
+      SealEvent([&] { auto b = GenesisBody({MakeRegistrar("registrar", {WeakKey()})}); b.mutable_genesis()->clear_rules_version(); return b; }(),
+                Operator()),
+      kOk);
   add("RegisterWithShortKey", World(), Register("org-c", {Raw(C1()), std::string(16, 'k')}),
       kInvalid, v1::MALFORMED);
   add("RegisterIdWithSpace", World(), Register("org c", {Raw(C1())}), kInvalid, v1::MALFORMED);
@@ -315,7 +356,11 @@ std::vector<Case> IdentityCases() {
       AddKey("org-a", Raw(A3()), "registrar", Registrar()), kPrecondition, v1::KEY_EXISTS);
   add("KeyAddedWrongSize", World(), AddKey("org-a", std::string(31, 'k'), "org-a", A1()), kInvalid,
       v1::MALFORMED);
-  add("NewKeySignsAfterItIsAdded", WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar())}),
+  add("NewKeySignsAfterItIsAdded", WorldAnd({AddKey("org-a", Raw(A3()), "org-a", A1())}),
+      AddKey("org-a", Raw(C1()), "org-a", A3()), kOk);
+  add("KeyAddedWeak", World(), AddKey("org-a", WeakKey(), "org-a", A1()), kInvalid, v1::WEAK_KEY);
+  add("V1_KeyAddedWeakIsAccepted", V1WorldAnd({}), AddKey("org-a", WeakKey(), "org-a", A1()), kOk);
+  add("V1_KeyAddedByARegistrarSignsAtOnce", V1WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar())}),
       AddKey("org-a", Raw(C1()), "org-a", A3()), kOk);
 
   // ---- KeyRevoked
@@ -350,27 +395,116 @@ std::vector<Case> IdentityCases() {
   add("MergedByRegistrar", World(), Merge("org-a", "org-b"), kOk);
   add("MergedByMember", World(), Merge("org-a", "org-b", "org-b", B1()), kPrecondition,
       v1::NOT_A_REGISTRAR);
-  add("MergedOrganisationCannotAct", WorldAnd({Merge("org-a", "org-b")}),
+  // Rules v2: a merger takes effect once both organisations confirm it.
+  const auto merged = [](const std::string& a, const PrivateKey& ka, const std::string& b, const PrivateKey& kb,
+                         const std::string& author = "registrar", const PrivateKey& key = Registrar()) {
+    return std::vector<v1::SignedEvent>{Merge(a, b, author, key), ConfirmChange(3, a, ka), ConfirmChange(3, b, kb)};
+  };
+  add("MergedOrganisationCannotAct", WorldAnd(merged("org-a", A1(), "org-b", B1())),
       AddKey("org-a", Raw(A3()), "org-a", A1()), kPrecondition, v1::ORGANISATION_MERGED);
-  add("MergedOrganisationCannotBeChanged", WorldAnd({Merge("org-a", "org-b")}),
+  add("MergedOrganisationCannotBeChanged", WorldAnd(merged("org-a", A1(), "org-b", B1())),
       AddKey("org-a", Raw(A3()), "registrar", Registrar()), kPrecondition,
       v1::ORGANISATION_MERGED);
-  add("SuccessorStillActs", WorldAnd({Merge("org-a", "org-b")}),
+  add("SuccessorStillActs", WorldAnd(merged("org-a", A1(), "org-b", B1())),
       AddKey("org-b", Raw(A3()), "org-b", B1()), kOk);
-  add("MergedUnknownOrganisation", World(), Merge("org-z", "org-b"), kPrecondition,
-      v1::UNKNOWN_ORGANISATION);
-  add("MergedIntoUnknownOrganisation", World(), Merge("org-a", "org-z"), kPrecondition,
-      v1::UNKNOWN_ORGANISATION);
-  add("MergedIntoItself", World(), Merge("org-a", "org-a"), kPrecondition, v1::NOT_AUTHORISED);
-  add("MergedTwice", WorldAnd({Merge("org-a", "org-b")}),
+  add("MergedTwice", WorldAnd(merged("org-a", A1(), "org-b", B1())),
       Merge("org-a", "registrar-2", "registrar-2", Registrar2()), kPrecondition,
       v1::ORGANISATION_MERGED);
-  add("MergedIntoMergedOrganisation", WorldAnd({Merge("org-a", "org-b")}),
+  add("MergedIntoMergedOrganisation", WorldAnd(merged("org-a", A1(), "org-b", B1())),
       Merge("org-b", "org-a", "registrar-2", Registrar2()), kPrecondition,
       v1::ORGANISATION_MERGED);
   add("MergedRegistrarCannotRegister",
-      WorldAnd({Merge("registrar", "registrar-2", "registrar-2", Registrar2())}),
+      WorldAnd(merged("registrar", Registrar(), "registrar-2", Registrar2(), "registrar-2", Registrar2())),
       Register("org-c", {Raw(C1())}), kPrecondition, v1::ORGANISATION_MERGED);
+  add("V1_MergedOrganisationCannotAct", V1WorldAnd({Merge("org-a", "org-b")}),
+      AddKey("org-a", Raw(A3()), "org-a", A1()), kPrecondition, v1::ORGANISATION_MERGED);
+  add("V1_MergedOrganisationCannotBeChanged", V1WorldAnd({Merge("org-a", "org-b")}),
+      AddKey("org-a", Raw(A3()), "registrar", Registrar()), kPrecondition,
+      v1::ORGANISATION_MERGED);
+  add("V1_SuccessorStillActs", V1WorldAnd({Merge("org-a", "org-b")}),
+      AddKey("org-b", Raw(A3()), "org-b", B1()), kOk);
+  add("V1_MergedUnknownOrganisation", World(), Merge("org-z", "org-b"), kPrecondition,
+      v1::UNKNOWN_ORGANISATION);
+  add("V1_MergedIntoUnknownOrganisation", World(), Merge("org-a", "org-z"), kPrecondition,
+      v1::UNKNOWN_ORGANISATION);
+  add("V1_MergedIntoItself", World(), Merge("org-a", "org-a"), kPrecondition, v1::NOT_AUTHORISED);
+  add("V1_MergedTwice", V1WorldAnd({Merge("org-a", "org-b")}),
+      Merge("org-a", "registrar-2", "registrar-2", Registrar2()), kPrecondition,
+      v1::ORGANISATION_MERGED);
+  add("V1_MergedIntoMergedOrganisation", V1WorldAnd({Merge("org-a", "org-b")}),
+      Merge("org-b", "org-a", "registrar-2", Registrar2()), kPrecondition,
+      v1::ORGANISATION_MERGED);
+  add("V1_MergedRegistrarCannotRegister",
+      V1WorldAnd({Merge("registrar", "registrar-2", "registrar-2", Registrar2())}),
+      Register("org-c", {Raw(C1())}), kPrecondition, v1::ORGANISATION_MERGED);
+
+  // ---- Identity changes a registrar makes alone (rules v2). World() ends at
+  // position 2: the change is at 3.
+  const auto added_by_registrar = [] { return WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar())}); };
+  add("PendingKeySignsNothing", added_by_registrar(), AddKey("org-a", Raw(C1()), "org-a", A3()), kUnauthenticated,
+      v1::KEY_PENDING);
+  add("PendingKeyCannotConfirmItself", added_by_registrar(), ConfirmChange(3, "org-a", A3()), kUnauthenticated,
+      v1::KEY_PENDING);
+  add("PendingKeyIsAlreadyRegistered", added_by_registrar(), AddKey("org-a", Raw(A3()), "org-a", A1()),
+      kPrecondition, v1::KEY_EXISTS);
+  add("PendingKeyIsNotRevokedButCancelled", added_by_registrar(), RevokeKey("org-a", Id(A3()), "org-a", A1()),
+      kPrecondition, v1::KEY_PENDING);
+  add("ConfirmedByTheOrganisation", added_by_registrar(), ConfirmChange(3, "org-a", A2()), kOk);
+  add("ConfirmedKeySigns", WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar()), ConfirmChange(3, "org-a", A1())}),
+      AddKey("org-a", Raw(C1()), "org-a", A3()), kOk);
+  add("ConfirmedByAnotherOrganisation", added_by_registrar(), ConfirmChange(3, "org-b", B1()), kPrecondition,
+      v1::NOT_AUTHORISED);
+  add("ConfirmedByTheRegistrarItself", added_by_registrar(), ConfirmChange(3, "registrar", Registrar()),
+      kPrecondition, v1::NOT_AUTHORISED);
+  add("CancelledByAnotherOrganisation", added_by_registrar(), CancelChange(3, "org-b", B1()), kPrecondition,
+      v1::NOT_AUTHORISED);
+  add("ConfirmOfAnUnknownChange", added_by_registrar(), ConfirmChange(2, "org-a", A1()), kPrecondition,
+      v1::UNKNOWN_IDENTITY_CHANGE);
+  add("CancelOfAnUnknownChange", World(), CancelChange(7, "org-a", A1()), kPrecondition, v1::UNKNOWN_IDENTITY_CHANGE);
+  add("ConfirmedTwice", WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar()), ConfirmChange(3, "org-a", A1())}),
+      ConfirmChange(3, "org-a", A2(), "confirm/again"), kPrecondition, v1::UNKNOWN_IDENTITY_CHANGE);
+  add("ConfirmAfterCancel", WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar()), CancelChange(3, "org-a", A1())}),
+      ConfirmChange(3, "org-a", A2()), kPrecondition, v1::UNKNOWN_IDENTITY_CHANGE);
+  add("CancelledKeySignsNothing", WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar()), CancelChange(3, "org-a", A1())}),
+      AddKey("org-a", Raw(C1()), "org-a", A3()), kUnauthenticated, v1::REVOKED_KEY);
+  add("KeyRevokedByARegistrarStaysActiveWhilePending", WorldAnd({RevokeKey("org-a", Id(A2()), "registrar", Registrar())}),
+      AddKey("org-a", Raw(C1()), "org-a", A2()), kOk);
+  add("PendingRevocationCanBeCancelledByTheKeyItRevokes",
+      WorldAnd({RevokeKey("org-a", Id(A2()), "registrar", Registrar())}), CancelChange(3, "org-a", A2()), kOk);
+  add("ConfirmedRevocationTakesEffect",
+      WorldAnd({RevokeKey("org-a", Id(A2()), "registrar", Registrar()), ConfirmChange(3, "org-a", A1())}),
+      AddKey("org-a", Raw(C1()), "org-a", A2()), kUnauthenticated, v1::REVOKED_KEY);
+  add("RegistrarRevokesTheLastKeyPending", World(), RevokeKey("org-b", Id(B1()), "registrar", Registrar()), kOk);
+  add("RegistrarRevokesItsOwnKeyAtOnce",
+      WorldAnd({AddKey("registrar", Raw(C1()), "registrar", Registrar()),
+                RevokeKey("registrar", Id(Registrar()), "registrar", C1())}),
+      Register("org-c", {Raw(A3())}), kUnauthenticated, v1::REVOKED_KEY);
+  add("MergerIsPending", WorldAnd({Merge("org-a", "org-b")}), AddKey("org-a", Raw(A3()), "org-a", A1()), kOk);
+  add("MergerConfirmedByOneIsPending", WorldAnd({Merge("org-a", "org-b"), ConfirmChange(3, "org-a", A1())}),
+      AddKey("org-a", Raw(A3()), "org-a", A1()), kOk);
+  add("MergerConfirmedTwiceByOne", WorldAnd({Merge("org-a", "org-b"), ConfirmChange(3, "org-a", A1())}),
+      ConfirmChange(3, "org-a", A2(), "confirm/again"), kPrecondition, v1::UNKNOWN_IDENTITY_CHANGE);
+  add("MergerCancelledBySuccessor", WorldAnd({Merge("org-a", "org-b"), CancelChange(3, "org-b", B1())}),
+      ConfirmChange(3, "org-a", A1()), kPrecondition, v1::UNKNOWN_IDENTITY_CHANGE);
+  add("MergerConfirmedByAThirdOrganisation", WorldAnd({Merge("org-a", "org-b")}), ConfirmChange(3, "registrar", Registrar()),
+      kPrecondition, v1::NOT_AUTHORISED);
+  add("V1_ConfirmIsNotAnEvent", V1WorldAnd({}), ConfirmChange(2, "org-a", A1()), kUnimplemented, v1::UNIMPLEMENTED_EVENT);
+  add("V1_CancelIsNotAnEvent", V1WorldAnd({}), CancelChange(2, "org-a", A1()), kUnimplemented, v1::UNIMPLEMENTED_EVENT);
+
+  // ---- The operator's identity (rules v2): no member event changes it.
+  add("KeyAddedToTheOperatorByARegistrar", World(), AddKey("operator", Raw(C1()), "registrar", Registrar()),
+      kPrecondition, v1::OPERATOR_IDENTITY);
+  add("KeyAddedToTheOperatorByItself", World(), AddKey("operator", Raw(C1()), "operator", Operator()), kPrecondition,
+      v1::OPERATOR_IDENTITY);
+  add("KeyRevokedOfTheOperatorByARegistrar", World(), RevokeKey("operator", Id(Operator()), "registrar", Registrar()),
+      kPrecondition, v1::OPERATOR_IDENTITY);
+  add("KeyRevokedOfTheOperatorByAMember", World(), RevokeKey("operator", Id(Operator()), "org-a", A1()), kPrecondition,
+      v1::OPERATOR_IDENTITY);
+  add("OperatorMerged", World(), Merge("operator", "org-b"), kPrecondition, v1::OPERATOR_IDENTITY);
+  add("MergedIntoTheOperator", World(), Merge("org-a", "operator"), kPrecondition, v1::OPERATOR_IDENTITY);
+  add("MergedIntoTheOperatorByAMember", World(), Merge("org-a", "operator", "org-a", A1()), kPrecondition,
+      v1::OPERATOR_IDENTITY);
+  add("V1_KeyAddedToTheOperatorByItself", V1WorldAnd({}), AddKey("operator", Raw(C1()), "operator", Operator()), kOk);
 
   // ---- Every system event from a member, every governance event.
   const auto* payload = v1::EventBody::descriptor()->FindOneofByName("payload");
@@ -493,7 +627,7 @@ TEST(IdentityState, RulesVersionIsGenesissOrOneAndAdoptionSwitchesIt) {
 }
 
 TEST(IdentityState, PositionsAreRecorded) {
-  State state = Build(WorldAnd({AddKey("org-a", Raw(A3()), "org-a", A1()),
+  State state = Build(V1WorldAnd({AddKey("org-a", Raw(A3()), "org-a", A1()),
                                 RevokeKey("org-a", Id(A2()), "org-a", A1()),
                                 Merge("org-b", "org-a")}));
   const auto* a = state.FindOrganisation("org-a");
@@ -659,11 +793,12 @@ TEST(Journal, PendingChangesReloadToTheSameSnapshot) {
   uint64_t position = 3;
   ASSERT_TRUE(Submit(state, AddKey("org-a", Raw(A3()), "org-a", A1()), position++).ok());
   ASSERT_TRUE(Submit(state, RevokeKey("org-a", Id(A2()), "org-a", A1()), position++).ok());
-  ASSERT_TRUE(Submit(state, Merge("org-b", "org-a"), position++).ok());
+  ASSERT_TRUE(Submit(state, Merge("org-b", "org-a"), position++).ok());  // pending (rules v2)
   const auto changes = state.PendingChanges();
   std::set<std::string> keys;
   for (const auto& [key, value] : changes) keys.insert(key);
-  EXPECT_EQ(keys, (std::set<std::string>{"o/org-a", "o/org-b", "k/" + Id(A2()), "k/" + Id(A3()),
+  EXPECT_EQ(keys, (std::set<std::string>{"o/org-a", absl::StrCat(kIdentityChangePrefix, IdentityChangeId(5)),
+                                         "k/" + Id(A2()), "k/" + Id(A3()),
                                          OrganisationKeyIndex("org-a", Id(A2())),
                                          OrganisationKeyIndex("org-a", Id(A3()))}));
   load();
@@ -691,6 +826,150 @@ TEST(Journal, LoadEntryRejectsCorruption) {
             absl::StatusCode::kDataLoss);
   EXPECT_EQ(state.LoadEntry("x/unknown", "").code(), absl::StatusCode::kDataLoss);
   EXPECT_TRUE(state.Snapshot().empty());
+}
+
+// ------------------------------------------------------------ identity notices (rules v2)
+
+constexpr int64_t kNoticeNanos = kDefaultIdentityNoticeSeconds * 1'000'000'000;
+
+// The write path's decision on one event at (position, ledger time): what is
+// due at that time first, then the event.
+harness::OneDecision DecideAt(State& state, const v1::SignedEvent& event, uint64_t position, int64_t time) {
+  auto envelope = OpenSubmission(event, state.info().ledger_id());
+  EXPECT_TRUE(envelope.ok()) << envelope.status();
+  return harness::DecideOne(state, *envelope, Context{position, time});
+}
+
+TEST(IdentityNotice, ARegistrarsKeyTakesEffectWhenItsNoticeEnds) {
+  State state = Build(WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar())}));  // at 3, time kTime + 3
+  const v1::IdentityChangeState* change = state.FindIdentityChange(3);
+  ASSERT_NE(change, nullptr);
+  EXPECT_EQ(change->status(), v1::IDENTITY_CHANGE_PENDING);
+  EXPECT_EQ(change->kind(), "key_added");
+  EXPECT_EQ(change->org_id(), "org-a");
+  EXPECT_EQ(change->key_id(), Id(A3()));
+  EXPECT_EQ(change->author(), "registrar");
+  EXPECT_EQ(change->notice_ends_unix_ns(), kTime + 3 + kNoticeNanos);
+  EXPECT_EQ(state.FindOrganisation("org-a")->active_keys(), 2u) << "a pending key is not active";
+
+  EXPECT_TRUE(harness::DecideLapses(state, Context{4, kTime + 3 + kNoticeNanos - 1}).empty()) << "a nanosecond early";
+  auto written = harness::DecideLapses(state, Context{4, kTime + 3 + kNoticeNanos});
+  ASSERT_EQ(written.size(), 1u);
+  EXPECT_EQ(written[0].identity_change_effective().change_position(), 3u);
+  EXPECT_EQ(written[0].author(), "operator");
+  change = state.FindIdentityChange(3);
+  EXPECT_EQ(change->status(), v1::IDENTITY_CHANGE_BY_NOTICE);
+  EXPECT_EQ(change->effective_at(), 4u);
+  EXPECT_TRUE(state.notices().empty());
+  EXPECT_TRUE(state.FindKey(Id(A3()))->by_notice());
+  EXPECT_EQ(state.FindOrganisation("org-a")->active_keys(), 3u);
+
+  // It signs now, and each record it signs is listed for auditors.
+  auto signed_by_it = DecideAt(state, AddKey("org-a", Raw(C1()), "org-a", A3()), 5, kTime + 3 + kNoticeNanos);
+  ASSERT_TRUE(signed_by_it.ok()) << signed_by_it.status;
+  ASSERT_EQ(state.notice_key_records().size(), 1u);
+  EXPECT_EQ(state.notice_key_records().begin()->second.position(), 5u);
+  EXPECT_EQ(state.notice_key_records().begin()->second.key_id(), Id(A3()));
+  // A key the organisation added itself is not listed.
+  ASSERT_TRUE(DecideAt(state, AddKey("org-a", Raw(Stranger()), "org-a", C1()), 6, kTime + 3 + kNoticeNanos).ok());
+  EXPECT_EQ(state.notice_key_records().size(), 1u);
+}
+
+TEST(IdentityNotice, ConfirmedKeyIsNotByNotice) {
+  State state = Build(WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar()), ConfirmChange(3, "org-a", A1())}));
+  const v1::IdentityChangeState* change = state.FindIdentityChange(3);
+  EXPECT_EQ(change->status(), v1::IDENTITY_CHANGE_CONFIRMED);
+  EXPECT_EQ(change->effective_at(), 4u);
+  ASSERT_EQ(change->confirmed_by_size(), 1);
+  EXPECT_EQ(change->confirmed_by(0), "org-a");
+  EXPECT_FALSE(state.FindKey(Id(A3()))->by_notice());
+  EXPECT_TRUE(state.notices().empty());
+  EXPECT_TRUE(harness::DecideLapses(state, Context{5, kTime + 3 + kNoticeNanos}).empty());
+}
+
+TEST(IdentityNotice, CancelledChangeNeverTakesEffect) {
+  State state = Build(WorldAnd({RevokeKey("org-a", Id(A2()), "registrar", Registrar()), CancelChange(3, "org-a", A2())}));
+  const v1::IdentityChangeState* change = state.FindIdentityChange(3);
+  EXPECT_EQ(change->status(), v1::IDENTITY_CHANGE_CANCELLED);
+  EXPECT_EQ(change->cancelled_at(), 4u);
+  EXPECT_EQ(change->cancelled_by(), "org-a");
+  EXPECT_TRUE(harness::DecideLapses(state, Context{5, kTime + 3 + kNoticeNanos}).empty());
+  EXPECT_FALSE(state.FindKey(Id(A2()))->revoked());
+}
+
+// An organisation that lost its only key: the registrar adds a new one and
+// revokes the old; both wait for the notice (the last-key guard does not
+// apply to it), are written before the group's submission, by position, and
+// the new key then signs.
+TEST(IdentityNotice, RecoveryOfAnOrganisationThatLostItsKeys) {
+  State state = Build(WorldAnd({AddKey("org-b", Raw(C1()), "registrar", Registrar()),
+                                RevokeKey("org-b", Id(B1()), "registrar", Registrar())}));
+  EXPECT_FALSE(state.FindKey(Id(B1()))->revoked());
+  ASSERT_EQ(state.notices().size(), 2u);
+  auto decided = DecideAt(state, AddKey("org-b", Raw(A3()), "org-b", C1()), 5, kTime + 4 + kNoticeNanos);
+  ASSERT_TRUE(decided.ok()) << decided.status;
+  ASSERT_EQ(decided.lapses.size(), 2u);
+  EXPECT_EQ(decided.lapses[0].identity_change_effective().change_position(), 3u);
+  EXPECT_EQ(decided.lapses[1].identity_change_effective().change_position(), 4u);
+  EXPECT_EQ(decided.records, 3u);
+  EXPECT_TRUE(state.FindKey(Id(B1()))->revoked());
+  EXPECT_EQ(state.FindKey(Id(B1()))->revoked_at(), 6u);
+  EXPECT_EQ(state.FindOrganisation("org-b")->active_keys(), 2u);  // C1 and A3
+  ASSERT_EQ(state.notice_key_records().size(), 1u);
+  EXPECT_EQ(state.notice_key_records().begin()->second.position(), 7u);
+  auto old_key = DecideAt(state, AddKey("org-b", Raw(Stranger()), "org-b", B1()), 8, kTime + 4 + kNoticeNanos);
+  EXPECT_EQ(ReasonOf(old_key.status), v1::REVOKED_KEY) << old_key.status;
+}
+
+TEST(IdentityNotice, AMergerTakesEffectByNoticeOrAtTheSecondConfirmation) {
+  State by_notice = Build(WorldAnd({Merge("org-a", "org-b")}));
+  auto written = harness::DecideLapses(by_notice, Context{4, kTime + 3 + kNoticeNanos});
+  ASSERT_FALSE(written.empty());
+  EXPECT_EQ(written[0].identity_change_effective().change_position(), 3u);
+  EXPECT_EQ(by_notice.FindOrganisation("org-a")->merged_into(), "org-b");
+
+  State confirmed = Build(WorldAnd({Merge("org-a", "org-b"), ConfirmChange(3, "org-b", B1())}));
+  EXPECT_TRUE(confirmed.FindOrganisation("org-a")->merged_into().empty());
+  ASSERT_TRUE(Submit(confirmed, ConfirmChange(3, "org-a", A1()), 5).ok());
+  EXPECT_EQ(confirmed.FindOrganisation("org-a")->merged_into(), "org-b");
+  EXPECT_EQ(confirmed.FindIdentityChange(3)->effective_at(), 5u);
+  EXPECT_EQ(confirmed.FindIdentityChange(3)->status(), v1::IDENTITY_CHANGE_CONFIRMED);
+}
+
+TEST(IdentityNotice, UnderV1ARegistrarsChangeIsImmediate) {
+  State state = Build(V1WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar()), Merge("org-b", "org-a")}));
+  EXPECT_EQ(state.FindIdentityChange(3), nullptr);
+  EXPECT_TRUE(state.notices().empty());
+  EXPECT_EQ(state.FindKey(Id(A3()))->pending_change(), 0u);
+  EXPECT_EQ(state.FindOrganisation("org-b")->merged_into(), "org-a");
+}
+
+TEST(IdentityNotice, PendingChangesReloadWithTheirNotices) {
+  State state = Build(WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar())}));
+  ASSERT_TRUE(DecideAt(state, AddKey("org-a", Raw(C1()), "org-a", A1()), 4, kTime + 4).ok());
+  State reloaded;
+  for (const auto& [key, value] : state.PendingChanges()) {
+    ASSERT_TRUE(value.has_value()) << key;
+    ASSERT_TRUE(reloaded.LoadEntry(key, *value).ok()) << key;
+  }
+  EXPECT_EQ(reloaded.Snapshot(), state.Snapshot());
+  EXPECT_EQ(reloaded.notices(), state.notices());
+  harness::DecideLapses(state, Context{5, kTime + 3 + kNoticeNanos});
+  ASSERT_TRUE(DecideAt(state, AddKey("org-a", Raw(Stranger()), "org-a", A3()), 6, kTime + 3 + kNoticeNanos).ok());
+  State reloaded_after;
+  for (const auto& [key, value] : state.PendingChanges()) {
+    ASSERT_TRUE(value.has_value()) << key;
+    ASSERT_TRUE(reloaded_after.LoadEntry(key, *value).ok()) << key;
+  }
+  EXPECT_EQ(reloaded_after.Snapshot(), state.Snapshot());
+  EXPECT_EQ(reloaded_after.notice_key_records().size(), 1u);
+}
+
+TEST(IdentityNotice, SmallOrderPointsAreNotUsableKeys) {
+  EXPECT_FALSE(crypto::IsUsablePublicKey(WeakKey()));
+  EXPECT_FALSE(crypto::IsUsablePublicKey(std::string(32, '\0')));  // a small-order point too
+  EXPECT_TRUE(crypto::IsUsablePublicKey(Raw(A1())));
+  EXPECT_FALSE(crypto::IsUsablePublicKey(Raw(A1()).substr(1)));
 }
 
 }  // namespace
