@@ -30,8 +30,9 @@ absl::StatusOr<crypto::PrivateKey> LoadOrCreateKey(const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<store::LedgerOptions> PrepareDataDir(const std::string& dir,
-                                                    const std::string& registrar_id) {
+absl::StatusOr<store::LedgerOptions> PrepareDataDir(const std::string& dir, const std::string& registrar_id,
+                                                    const std::string& registrar_key_out,
+                                                    std::string* registrar_key_written) {
   DataDirLayout layout(dir);
   std::error_code error;
   fs::create_directories(dir, error);
@@ -56,8 +57,10 @@ absl::StatusOr<store::LedgerOptions> PrepareDataDir(const std::string& dir,
 
   store::LedgerOptions options{.data_dir = layout.db, .operator_key = *operator_key};
   if (is_new) {
-    auto registrar_key = LoadOrCreateKey(layout.registrar_key);
+    const std::string& registrar_key_path = registrar_key_out.empty() ? layout.registrar_key : registrar_key_out;
+    auto registrar_key = LoadOrCreateKey(registrar_key_path);
     if (!registrar_key.ok()) return registrar_key.status();
+    if (registrar_key_written != nullptr) *registrar_key_written = registrar_key_path;
     unsigned char id[8];
     if (RAND_bytes(id, sizeof id) != 1) return absl::InternalError("no randomness for the ledger id");
     store::GenesisSpec genesis;

@@ -3,7 +3,9 @@
 //   DIR/operator.key.pem    operator private key (0600): signs checkpoints and system events
 //   DIR/operator.pub.pem    operator public key, for auditors
 //   DIR/registrar.key.pem   first registrar's private key (0600), written for
-//                           a new ledger only; move it somewhere safe after set-up
+//                           a new ledger only, unless --registrar-key-out names
+//                           another place; move it somewhere safe after set-up:
+//                           the operator should not hold a registrar's key
 #ifndef SERVICES_DATA_DIR_H_
 #define SERVICES_DATA_DIR_H_
 
@@ -21,9 +23,13 @@ struct DataDirLayout {
 
 // Opens the data directory, or initialises a new ledger in it: creates the
 // directory (0700), the operator and registrar keys (0600) and a Genesis
-// naming `registrar_id`. Errors name the file that is wrong.
-absl::StatusOr<store::LedgerOptions> PrepareDataDir(const std::string& dir,
-                                                    const std::string& registrar_id);
+// naming `registrar_id`. The registrar key goes to `registrar_key_out` if
+// given, else to DIR/registrar.key.pem; `registrar_key_written` (if not null)
+// is set to where it went for a new ledger, and left empty otherwise. Errors
+// name the file that is wrong.
+absl::StatusOr<store::LedgerOptions> PrepareDataDir(const std::string& dir, const std::string& registrar_id,
+                                                    const std::string& registrar_key_out = "",
+                                                    std::string* registrar_key_written = nullptr);
 
 }  // namespace ledger::services
 

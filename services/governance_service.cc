@@ -69,5 +69,10 @@ grpc::ServerUnaryReactor* GovernanceServiceImpl::GetHistory(grpc::CallbackServer
                                                             v1::HistoryResponse* response) {
   return AnswerOnWorker(context, workers_, response, [this, request] { return queries_.History(*request); });
 }
+grpc::ServerUnaryReactor* GovernanceServiceImpl::ListIdentityChanges(grpc::CallbackServerContext* context,
+                                                                     const v1::QueryFilter* request,
+                                                                     v1::ListIdentityChangesResponse* response) {
+  return AnswerOnWorker(context, workers_, response, [this, request] { return queries_.IdentityChanges(*request); });
+}
 
 }  // namespace ledger::services

@@ -33,6 +33,8 @@ class GovernanceServiceImpl final : public v1::GovernanceService::CallbackServic
                                          v1::ListRefusalsResponse* response) override;
   grpc::ServerUnaryReactor* GetHistory(grpc::CallbackServerContext* context, const v1::QueryFilter* request,
                                        v1::HistoryResponse* response) override;
+  grpc::ServerUnaryReactor* ListIdentityChanges(grpc::CallbackServerContext* context, const v1::QueryFilter* request,
+                                                v1::ListIdentityChangesResponse* response) override;
 
  private:
   store::Queries queries_;

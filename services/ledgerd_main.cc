@@ -1,6 +1,6 @@
 // ledgerd: the Decision Ledger server.
 //
-//   ledgerd [--data DIR] [--listen HOST:PORT] [--registrar-id ID]
+//   ledgerd [--data DIR] [--listen HOST:PORT] [--registrar-id ID] [--registrar-key-out PATH]
 //           [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
 //
 // Prints "ledgerd listening on HOST:PORT" once it serves. SIGTERM/SIGINT stop
@@ -39,6 +39,8 @@ ABSL_FLAG(std::string, data, "./var/ledger", "data directory");
 ABSL_FLAG(std::string, listen, "127.0.0.1:7400", "address to serve gRPC on (port 0 picks one)");
 ABSL_FLAG(std::string, registrar_id, "registrar",
           "organisation id of the first registrar of a new ledger");
+ABSL_FLAG(std::string, registrar_key_out, "",
+          "a new ledger writes its registrar private key here (0600), not into the data directory");
 ABSL_FLAG(std::string, tls_cert, "", "serve TLS with this certificate chain (needs --tls-key)");
 ABSL_FLAG(std::string, tls_key, "", "the certificate's private key");
 ABSL_FLAG(std::string, tls_client_ca, "",
@@ -53,6 +55,10 @@ constexpr char kUsage[] =
     "  --listen HOST:PORT  address to serve gRPC on (default 127.0.0.1:7400; port 0 picks one)\n"
     "  --registrar-id ID   organisation id of the first registrar of a new ledger\n"
     "                      (default registrar)\n"
+    "  --registrar-key-out PATH\n"
+    "                      a new ledger writes its registrar private key to PATH (0600)\n"
+    "                      instead of DIR/registrar.key.pem: the operator should not\n"
+    "                      hold a registrar's key\n"
     "  --tls-cert PEM      serve TLS with this certificate chain (needs --tls-key)\n"
     "  --tls-key PEM       the certificate's private key\n"
     "  --tls-client-ca PEM require client certificates signed by this CA (mutual TLS)\n";
@@ -61,6 +67,7 @@ struct Flags {
   std::string data = "./var/ledger";
   std::string listen = "127.0.0.1:7400";
   std::string registrar_id = "registrar";
+  std::string registrar_key_out;
   std::string tls_cert, tls_key, tls_client_ca;
 };
 
@@ -103,6 +110,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       argc, argv,
       {&absl::GetFlagReflectionHandle(FLAGS_data), &absl::GetFlagReflectionHandle(FLAGS_listen),
        &absl::GetFlagReflectionHandle(FLAGS_registrar_id),
+       &absl::GetFlagReflectionHandle(FLAGS_registrar_key_out),
        &absl::GetFlagReflectionHandle(FLAGS_tls_cert),
        &absl::GetFlagReflectionHandle(FLAGS_tls_key),
        &absl::GetFlagReflectionHandle(FLAGS_tls_client_ca)},
@@ -118,6 +126,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   flags->data = absl::GetFlag(FLAGS_data);
   flags->listen = absl::GetFlag(FLAGS_listen);
   flags->registrar_id = absl::GetFlag(FLAGS_registrar_id);
+  flags->registrar_key_out = absl::GetFlag(FLAGS_registrar_key_out);
   flags->tls_cert = absl::GetFlag(FLAGS_tls_cert);
   flags->tls_key = absl::GetFlag(FLAGS_tls_key);
   flags->tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
@@ -152,8 +161,18 @@ int main(int argc, char** argv) {
 
   auto credentials = ServerCredentials(flags);
   if (!credentials.ok()) return Refuse(std::string(credentials.status().message()), 2);
-  auto options = ledger::services::PrepareDataDir(flags.data, flags.registrar_id);
+  std::string registrar_key_written;
+  auto options = ledger::services::PrepareDataDir(flags.data, flags.registrar_id, flags.registrar_key_out,
+                                                  &registrar_key_written);
   if (!options.ok()) return Refuse(std::string(options.status().message()), 1);
+  if (!registrar_key_written.empty() && flags.registrar_key_out.empty()) {
+    // Kept for the scripts and tests that read it there; but whoever holds a
+    // registrar's key can start identity changes (public and on notice under
+    // rules v2, still theirs to start): it should not sit with the operator.
+    LOG(WARNING) << "the registrar key of this new ledger was written into the operator's data directory ("
+                 << registrar_key_written << "): the operator holds a registrar's key and could start identity "
+                 << "changes with it; move it to the registrar (or use --registrar-key-out)";
+  }
   // One pool, one thread per core, checks every signature: appends' and
   // AuditService.Verify's. Declared before the ledger, so it outlives it.
   ledger::ThreadPool verify_pool(0);
@@ -191,7 +210,8 @@ int main(int argc, char** argv) {
             << "  ledger " << (*ledger)->info().ledger_id() << ", " << (*ledger)->size()
             << " records, data in " << flags.data << "\n"
             << "  operator public key: " << flags.data << "/operator.pub.pem\n"
-            << "  registrar key (new ledgers): " << flags.data << "/registrar.key.pem\n"
+            << "  registrar key (new ledgers): "
+            << (flags.registrar_key_out.empty() ? flags.data + "/registrar.key.pem" : flags.registrar_key_out) << "\n"
             << "  try: ledgerctl --server " << address << " checkpoint\n"
             << std::flush;
   LOG(INFO) << "ledgerd started: listening on " << address << ", data " << flags.data

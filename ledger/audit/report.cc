@@ -76,6 +76,11 @@ std::string FormatReportText(const v1::VerifyReport& r, const std::string& subje
   absl::StrAppend(&out, "records ", r.records(), ", organisations ", r.organisations(), ", collectives ",
                   r.collectives(), ", proposals ", r.proposals(), ", gateways locked ", r.gateways_locked(),
                   ", vetoes ", r.vetoes(), ", calls ", r.calls(), ", refused attempts ", r.refused_attempts(), "\n",
+                  // Changes a registrar made without the organisation, and
+                  // what the keys it added that way signed: for a reader to
+                  // look at (ledgerctl identity-changes lists them).
+                  "identity changes effective by notice ", r.identity_changes_by_notice(),
+                  ", records signed by keys added by notice ", r.records_signed_by_notice_keys(), "\n",
                   absl::StrFormat("verified in %.2f s on %d threads: %.0f records/s; with the %d signed "
                                   "checkpoints, %.0f signatures/s\n",
                                   r.seconds(), r.threads(), rate, r.checkpoints(),

@@ -387,6 +387,12 @@ v1::VerifyReport LogVerifier::Report() const {
   uint64_t vetoes = 0;
   for (const auto& [id, proposal] : state.proposals()) vetoes += proposal.vetoes_size();
   report.set_vetoes(vetoes);
+  uint64_t by_notice = 0;
+  for (const auto& [id, change] : state.identity_changes()) {
+    if (change.status() == v1::IDENTITY_CHANGE_BY_NOTICE) ++by_notice;
+  }
+  report.set_identity_changes_by_notice(by_notice);
+  report.set_records_signed_by_notice_keys(state.notice_key_records().size());
   const uint64_t records = impl_->records;
   const uint64_t from = impl_->options.report_from;
   report.set_from_position(from);

@@ -297,6 +297,52 @@ absl::StatusOr<v1::ListRefusalsResponse> Queries::Refusals(const v1::QueryFilter
   return response;
 }
 
+absl::StatusOr<v1::ListIdentityChangesResponse> Queries::IdentityChanges(const v1::QueryFilter& filter) const {
+  auto page = PageOf(filter);
+  if (!page.ok()) return page.status();
+  std::vector<v1::IdentityChangeView> all;
+  absl::Status decoded = absl::OkStatus();
+  // Entries are keyed by zero-padded position: the scan is in log order.
+  absl::Status scanned = store_->ScanState(std::string(rules::kIdentityChangePrefix),
+                                           [&](std::string_view key, std::string_view value) {
+    v1::IdentityChangeState change;
+    if (!change.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      decoded = absl::DataLossError(absl::StrCat("projected state ", std::string(key), " does not decode"));
+      return false;
+    }
+    if (filter.to_position() != 0 && change.position() >= filter.to_position()) return false;
+    if (!InRange(filter, change.position())) return true;
+    if (!filter.org_id().empty() && change.org_id() != filter.org_id() &&
+        change.successor_org_id() != filter.org_id()) {
+      return true;
+    }
+    *all.emplace_back().mutable_change() = std::move(change);
+    return true;
+  });
+  if (!scanned.ok()) return scanned;
+  if (!decoded.ok()) return decoded;
+  v1::ListIdentityChangesResponse response;
+  Paginate(std::move(all), *page, &response, response.mutable_changes());
+  // Only the page's keys that took effect by notice: one prefix scan each.
+  for (v1::IdentityChangeView& view : *response.mutable_changes()) {
+    const v1::IdentityChangeState& change = view.change();
+    if (change.status() != v1::IDENTITY_CHANGE_BY_NOTICE || change.kind() != "key_added") continue;
+    const std::string prefix = absl::StrCat(rules::kNoticeKeyRecordPrefix, change.key_id(), absl::string_view("\0", 1));
+    absl::Status listed = store_->ScanState(prefix, [&](std::string_view key, std::string_view value) {
+      v1::NoticeKeyRecord record;
+      if (!record.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+        decoded = absl::DataLossError(absl::StrCat("projected state ", std::string(key), " does not decode"));
+        return false;
+      }
+      view.add_signed_by_notice_key(record.position());
+      return true;
+    });
+    if (!listed.ok()) return listed;
+    if (!decoded.ok()) return decoded;
+  }
+  return response;
+}
+
 absl::StatusOr<v1::HistoryResponse> Queries::History(const v1::QueryFilter& filter) const {
   auto page = PageOf(filter);
   if (!page.ok()) return page.status();

@@ -29,6 +29,10 @@ class Queries {
   absl::StatusOr<v1::ListOverrulesResponse> Overrules(const v1::QueryFilter& filter) const;
   absl::StatusOr<v1::ListRefusalsResponse> Refusals(const v1::QueryFilter& filter) const;
   absl::StatusOr<v1::HistoryResponse> History(const v1::QueryFilter& filter) const;
+  // Rules v2 identity changes in the filter's range (of their position),
+  // org_id matching either organisation; each key that took effect by notice
+  // with the records it signed.
+  absl::StatusOr<v1::ListIdentityChangesResponse> IdentityChanges(const v1::QueryFilter& filter) const;
 
   // A page of records (LedgerService.Read): from request.from_position, at
   // most `limit` (1..1000; 0 means 100), filtered by kinds and author. The

@@ -371,6 +371,67 @@ TEST_F(CliTest, ProofFailuresExitOne) {
 
 // ---------------------------------------------------------------- happy path
 
+// Rules v2: key changes a registrar makes alone wait; the organisation
+// confirms one and cancels another (through `submit`), and
+// `identity-changes` lists both, as a table and as one JSON document.
+TEST_F(CliTest, IdentityChangesAreListed) {
+  const std::string trust_key = Register("salford-royal");
+  const std::string other_key = Register("stockport");
+  std::vector<uint64_t> changes;
+  for (const char* name : {"salford-new", "salford-spare"}) {
+    const std::string key = Keygen(name);
+    CtlResult r = Ctl({"add-key", "--as", "registrar", "--key", RegistrarKey(), "--org", "salford-royal",
+                       "--new-key", key, "--json"});
+    ASSERT_TRUE(Succeeded(r));
+    ASSERT_PARSED(receipt, v1::AppendResponse, r.out);
+    changes.push_back(receipt.receipt().position());
+  }
+  auto submit = [&](const std::string& name, const std::string& json) {
+    std::ofstream(Path(name)) << json;
+    return Ctl({"submit", "--as", "salford-royal", "--key", trust_key, "--payload", Path(name)});
+  };
+  ASSERT_TRUE(Succeeded(submit("confirm.json", absl::StrCat("{\"identityChangeConfirmed\": {\"changePosition\": \"",
+                                                            changes[0], "\"}}"))));
+  ASSERT_TRUE(Succeeded(submit("cancel.json", absl::StrCat("{\"identityChangeCancelled\": {\"changePosition\": \"",
+                                                           changes[1], "\", \"reason\": \"not ours\"}}"))));
+  // Confirming it again: no longer pending.
+  CtlResult again = submit("again.json", absl::StrCat("{\"identityChangeConfirmed\": {\"changePosition\": \"",
+                                                      changes[1], "\"}, \"idempotencyKey\": \"again\"}"));
+  EXPECT_EQ(again.exit_code, 1) << again;
+  EXPECT_TRUE(absl::StrContains(again.err, "UNKNOWN_IDENTITY_CHANGE")) << again;
+
+  CtlResult r = Ctl({"identity-changes", "--json"});
+  ASSERT_TRUE(Succeeded(r));
+  ASSERT_PARSED(listed, v1::ListIdentityChangesResponse, r.out);
+  ASSERT_EQ(listed.changes_size(), 2) << r.out;
+  const v1::IdentityChangeState& confirmed = listed.changes(0).change();
+  EXPECT_EQ(confirmed.position(), changes[0]);
+  EXPECT_EQ(confirmed.kind(), "key_added");
+  EXPECT_EQ(confirmed.org_id(), "salford-royal");
+  EXPECT_EQ(confirmed.author(), "registrar");
+  EXPECT_EQ(confirmed.status(), v1::IDENTITY_CHANGE_CONFIRMED);
+  EXPECT_EQ(confirmed.effective_at(), changes[1] + 1);
+  ASSERT_EQ(confirmed.confirmed_by_size(), 1);
+  EXPECT_EQ(confirmed.confirmed_by(0), "salford-royal");
+  EXPECT_GT(confirmed.notice_ends_unix_ns(), 0);
+  const v1::IdentityChangeState& cancelled = listed.changes(1).change();
+  EXPECT_EQ(cancelled.status(), v1::IDENTITY_CHANGE_CANCELLED);
+  EXPECT_EQ(cancelled.cancelled_by(), "salford-royal");
+  EXPECT_EQ(cancelled.cancel_reason(), "not ours");
+
+  r = Ctl({"identity-changes"});
+  ASSERT_TRUE(Succeeded(r));
+  EXPECT_TRUE(absl::StrContains(r.out, "notice ends")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "IDENTITY_CHANGE_CONFIRMED")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "IDENTITY_CHANGE_CANCELLED at")) << r.out;
+
+  r = Ctl({"identity-changes", "--org", "stockport", "--json"});
+  ASSERT_TRUE(Succeeded(r));
+  ASSERT_PARSED(none, v1::ListIdentityChangesResponse, r.out);
+  EXPECT_EQ(none.changes_size(), 0) << r.out;
+  (void)other_key;
+}
+
 TEST_F(CliTest, CharterProposalVotesAndProofsThroughTheCli) {
   const std::string charter = absl::StrCat(LEDGER_EXAMPLES_DIR, "/provider-federation-charter.json");
   const std::vector<std::string> founders = {"salford-royal", "manchester-university", "stockport",

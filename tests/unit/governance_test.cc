@@ -340,11 +340,17 @@ class Ledger {
     Ok("registrar", body);
   }
 
+  // The registrar's merger, confirmed by both organisations (rules v2: it
+  // takes effect at the second confirmation).
   void Merge(const std::string& merged, const std::string& successor) {
     v1::EventBody body;
     body.mutable_organisation_merged()->set_merged_org_id(merged);
     body.mutable_organisation_merged()->set_successor_org_id(successor);
     Ok("registrar", body);
+    v1::EventBody confirm;
+    confirm.mutable_identity_change_confirmed()->set_change_position(last_at);
+    Ok(merged, confirm);
+    Ok(successor, confirm);
   }
 
  private:

@@ -79,10 +79,12 @@ struct Answer {
 
 std::string Raw(const PrivateKey& key) { return std::string(key.public_key().raw()); }
 
-// A public key that nobody holds, unique per `name` (registration only needs
-// 32 bytes; it never has to sign).
+// A public key unique per `name`, whose private key no test uses (it never
+// has to sign). A real key pair's: rules v2 refuses arbitrary 32 bytes that
+// are not a usable point (WEAK_KEY).
 std::string RawKeyFor(const std::string& name) {
-  return std::string(crypto::AsBytes(crypto::Sha256("public key of " + name)));
+  auto key = PrivateKey::FromSeed(crypto::AsBytes(crypto::Sha256("public key of " + name)));
+  return std::string(key->public_key().raw());
 }
 
 v1::EventBody Body(const std::string& author, const std::string& idempotency_key) {
@@ -169,6 +171,12 @@ class LedgerTest : public ::testing::Test {
     v1::EventBody body = Body(author, "revoke/" + key_id);
     body.mutable_key_revoked()->set_org_id(org_id);
     body.mutable_key_revoked()->set_key_id(key_id);
+    return SealEvent(body, key);
+  }
+  // Rules v2: `author` confirms the pending identity change at `change`.
+  static v1::SignedEvent Confirm(uint64_t change, const std::string& author, const PrivateKey& key) {
+    v1::EventBody body = Body(author, absl::StrCat("confirm/", change));
+    body.mutable_identity_change_confirmed()->set_change_position(change);
     return SealEvent(body, key);
   }
   v1::SignedEvent Merge(const std::string& merged, const std::string& successor) {
@@ -873,8 +881,10 @@ TEST_F(LedgerTest, ReopenedStateEqualsReplayFromGenesis) {
   // Refused: a1 is revoked.
   ExpectRefusal(Submit({AddKey("org-a", RawKeyFor("a3"), "org-a", a1)}),
                 absl::StatusCode::kUnauthenticated, v1::REVOKED_KEY);
-  SubmitOne(AddKey("org-b", RawKeyFor("b2"), "registrar", registrar_key_));
-  SubmitOne(Merge("org-b", "org-a"));
+  SubmitOne(AddKey("org-b", RawKeyFor("b2"), "registrar", registrar_key_));  // pending (rules v2)
+  const uint64_t merger = SubmitOne(Merge("org-b", "org-a")).receipt.position();
+  SubmitOne(Confirm(merger, "org-b", b1));
+  SubmitOne(Confirm(merger, "org-a", a2));  // the merger takes effect
   ExpectRefusal(Submit({AddKey("org-b", RawKeyFor("b3"), "org-b", b1)}),
                 absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_MERGED);
   // Several submissions in one group, one of them refused.
@@ -890,9 +900,9 @@ TEST_F(LedgerTest, ReopenedStateEqualsReplayFromGenesis) {
   ExpectRefusal(first.ok() ? second : first, absl::StatusCode::kFailedPrecondition,
                 v1::ORGANISATION_EXISTS);
   EXPECT_TRUE(three.Wait().ok());
-  // 9 accepted records and 2 recorded refusals (ORGANISATION_MERGED,
+  // 11 accepted records and 2 recorded refusals (ORGANISATION_MERGED,
   // ORGANISATION_EXISTS; REVOKED_KEY is UNAUTHENTICATED and not recorded).
-  EXPECT_EQ(ledger_->size(), 11u);
+  EXPECT_EQ(ledger_->size(), 13u);
 
   const auto live = StoredState();
   EXPECT_EQ(ReplayedState(), live);
@@ -1193,6 +1203,74 @@ std::vector<v1::Record> Resigned(std::vector<v1::Record> log, uint64_t position,
   change(body);
   log.at(position).set_signed_event(SealEvent(body, operator_key).SerializeAsString());
   return log;
+}
+
+// Rules v2, an organisation that lost its only key: the registrar adds a new
+// one and revokes the old; neither takes effect before the notice ends. The
+// first commit group at or after the notice's end writes both
+// IdentityChangeEffective records (by position) before its submission; the
+// new key then proposes and votes, and the log replays and verifies, with the
+// notice changes and the new key's records counted.
+TEST_F(LedgerTest, IdentityNoticeEndsInTheFirstGroupAfterItAndReplays) {
+  RegisterMembers({"trust-a", "trust-b"});  // positions 1, 2
+  const PrivateKey lost = member_keys_.at("trust-b");
+  const PrivateKey fresh = PrivateKey::Generate();
+  std::map<uint64_t, std::string> checkpoints;
+  auto keep = [&](const SubmitResult& r) { checkpoints[r.receipt.tree_size()] = r.receipt.checkpoint(); };
+  keep(SubmitOne(AddKey("trust-b", Raw(fresh), "registrar", registrar_key_)));                       // 3
+  keep(SubmitOne(RevokeKey("trust-b", lost.public_key().key_id(), "registrar", registrar_key_)));  // 4
+  ExpectRefusal(Submit({AddKey("trust-b", RawKeyFor("early"), "trust-b", fresh)}),
+                absl::StatusCode::kUnauthenticated, v1::KEY_PENDING);
+  EXPECT_EQ(ledger_->size(), 5u);
+
+  now_->fetch_add(rules::kDefaultIdentityNoticeSeconds * 1'000'000'000 + 1'000'000'000);
+  member_keys_.insert_or_assign("trust-b", fresh);
+  v1::Charter charter;
+  for (const char* org : {"trust-b", "trust-a"}) charter.add_founding_members(org);
+  v1::Gateway* gateway = charter.add_gateways();
+  gateway->set_id("final");
+  gateway->mutable_rule()->set_kind(v1::UNANIMITY);
+  FormAndPropose(charter);  // proposed by trust-b, with its new key
+  auto vote = Vote("trust-b", "final", v1::ASSENT);
+  ASSERT_TRUE(vote.ok()) << vote.status();
+  keep((*vote)[0]);
+  ExpectRefusal(Submit({AddKey("trust-b", RawKeyFor("late"), "trust-b", lost)}), absl::StatusCode::kUnauthenticated,
+                v1::REVOKED_KEY);
+
+  const std::vector<v1::Record> log = LogRecords(*ledger_);
+  ASSERT_GT(log.size(), 7u);
+  for (uint64_t position : {5, 6}) {
+    auto envelope = DecodeStoredEvent(log[position]);
+    ASSERT_TRUE(envelope.ok()) << envelope.status();
+    ASSERT_TRUE(envelope->body.has_identity_change_effective()) << position << ": " << envelope->body.ShortDebugString();
+    EXPECT_EQ(envelope->body.identity_change_effective().change_position(), position - 2);
+    EXPECT_EQ(envelope->body.author(), ledger_->info().operator_id());
+  }
+  auto proposed = DecodeStoredEvent(log[7]);
+  ASSERT_TRUE(proposed.ok());
+  EXPECT_TRUE(proposed->body.has_collective_proposed());
+  EXPECT_EQ(proposed->signed_event.key_id(), fresh.public_key().key_id());
+  EXPECT_EQ(log[5].ledger_time_unix_ns(), log[7].ledger_time_unix_ns()) << "written in the group that reached it";
+
+  ASSERT_TRUE(ReplayAll(log).ok()) << ReplayAll(log);
+  EXPECT_EQ(ReplayedState(), StoredState());
+
+  audit::LogVerifier verifier(audit::LogVerifierOptions{.operator_key = operator_key_.public_key(),
+                                                        .origin = ledger_->info().origin(),
+                                                        .threads = 2});
+  for (size_t p = 0; p < log.size(); ++p) {
+    if (!verifier.AddRecord(log[p].SerializeAsString())) break;
+    auto note = checkpoints.find(p + 1);
+    if (note != checkpoints.end() && !verifier.AddCheckpoint(note->first, note->second)) break;
+  }
+  ASSERT_TRUE(verifier.Flush());
+  ASSERT_TRUE(verifier.FinishReplay().ok()) << verifier.FinishReplay();
+  const v1::VerifyReport report = verifier.Report();
+  EXPECT_TRUE(report.verified()) << audit::FormatReportText(report, "log");
+  EXPECT_EQ(report.identity_changes_by_notice(), 2u);
+  // trust-b's CollectiveProposed, CharterAccepted, ProposalSubmitted and vote.
+  EXPECT_EQ(report.records_signed_by_notice_keys(), 4u);
+  EXPECT_NE(audit::FormatReportText(report, "log").find("identity changes effective by notice 2"), std::string::npos);
 }
 
 // DESIGN §4 "Logs outlive releases": replay compares what the rules decide

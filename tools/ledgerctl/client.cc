@@ -92,6 +92,8 @@ LEDGERCTL_GOVERNANCE_CALL(ListRefusals, v1::QueryFilter, v1::ListRefusalsRespons
                           const v1::QueryFilter& in, request = in)
 LEDGERCTL_GOVERNANCE_CALL(GetHistory, v1::QueryFilter, v1::HistoryResponse,
                           const v1::QueryFilter& in, request = in)
+LEDGERCTL_GOVERNANCE_CALL(ListIdentityChanges, v1::QueryFilter, v1::ListIdentityChangesResponse,
+                          const v1::QueryFilter& in, request = in)
 #undef LEDGERCTL_GOVERNANCE_CALL
 
 absl::StatusOr<v1::GetLedgerInfoResponse> LedgerClient::GetLedgerInfo() {

@@ -64,6 +64,7 @@ class LedgerClient {
   absl::StatusOr<v1::ListOverrulesResponse> ListOverrules(const v1::QueryFilter& filter);
   absl::StatusOr<v1::ListRefusalsResponse> ListRefusals(const v1::QueryFilter& filter);
   absl::StatusOr<v1::HistoryResponse> GetHistory(const v1::QueryFilter& filter);
+  absl::StatusOr<v1::ListIdentityChangesResponse> ListIdentityChanges(const v1::QueryFilter& filter);
 
   // Streams records from `from_position`. `on_entry` is called for each
   // record in order: true to continue, false to stop (the call is cancelled

@@ -238,6 +238,30 @@ absl::Status RunRefusals(const Invocation& in) {
   return PrintJsonOr(in, *response, table.Render() + NextPage(response->next_page_token()));
 }
 
+absl::Status RunIdentityChanges(const Invocation& in) {
+  auto filter = FilterFrom(in.flags);
+  if (!filter.ok()) return filter.status();
+  LedgerClient client(in.server);
+  auto response = client.ListIdentityChanges(*filter);
+  if (!response.ok()) return response.status();
+  Table table({"position", "kind", "organisation", "key", "author", "status", "effective", "notice ends",
+               "confirmed by", "signed by notice key"});
+  for (const auto& view : response->changes()) {
+    const v1::IdentityChangeState& c = view.change();
+    std::string status = v1::IdentityChangeStatus_Name(c.status());
+    if (c.status() == v1::IDENTITY_CHANGE_CANCELLED) {
+      absl::StrAppend(&status, " at ", c.cancelled_at(), " by ", c.cancelled_by());
+    }
+    table.Add({absl::StrCat(c.position()), c.kind(),
+               c.successor_org_id().empty() ? c.org_id() : absl::StrCat(c.org_id(), " -> ", c.successor_org_id()),
+               c.key_id().empty() ? "-" : c.key_id().substr(0, 12), c.author(), status,
+               c.effective_at() ? absl::StrCat(c.effective_at()) : "-", FormatLedgerTime(c.notice_ends_unix_ns()),
+               c.confirmed_by().empty() ? "-" : absl::StrJoin(c.confirmed_by(), ","),
+               view.signed_by_notice_key().empty() ? "-" : absl::StrJoin(view.signed_by_notice_key(), ",")});
+  }
+  return PrintJsonOr(in, *response, table.Render() + NextPage(response->next_page_token()));
+}
+
 absl::Status RunHistory(const Invocation& in) {
   if (in.flags.Get("proposal").empty() == in.flags.Get("org").empty()) {
     return UsageError("give exactly one of --proposal and --org");
@@ -295,6 +319,11 @@ std::vector<Command> QueryCommands() {
       {{.name = "refusals", .summary = "Refused attempts on the record (attempted reversals first of all).",
         .flags = FilterFlags()},
        &RunRefusals},
+      {{.name = "identity-changes",
+        .summary = "Key changes and mergers a registrar made without the organisation: pending, confirmed, cancelled "
+                   "or effective by notice, and what keys that took effect by notice signed.",
+        .flags = FilterFlags()},
+       &RunIdentityChanges},
       {{.name = "history", .summary = "Every record about a proposal (--proposal) or by an organisation (--org).",
         .flags = FilterFlags()},
        &RunHistory},
