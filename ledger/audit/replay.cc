@@ -76,6 +76,8 @@ absl::Status Replayer::Next(const v1::Record& record, const Envelope& envelope, 
   } else if (!system) {
     return At(position, absl::StrCat(expected.body.has_gateway_lapsed()
                                          ? "a gateway deadline had passed but its lapse was not written first: "
+                                     : expected.body.has_identity_change_effective()
+                                         ? "an identity change's notice had ended but it was not written first: "
                                          : "",
                                      "expected the system event ", EventKind(expected.body), " ",
                                      expected.body.ShortDebugString(), "; found ", EventKind(body)));

@@ -42,7 +42,9 @@ absl::Status CheckSignature(const State& state, const Envelope& envelope);
 // Decides a submitted event whose signature has been checked. On acceptance
 // applies it to `state` and returns the implied system events; on refusal
 // leaves `state` unchanged and returns the refusal (see refusal.h):
-//   Unauthenticated: the key is unknown, revoked, or not the author's;
+//   Unauthenticated: the key is unknown, revoked, pending (KEY_PENDING: a
+//     registrar added it alone and it has not taken effect), or not the
+//     author's;
 //   FailedPrecondition: a rule is broken;
 absl::StatusOr<Effects> Apply(State& state, const Envelope& envelope, const Context& context);
 

@@ -10,6 +10,9 @@
 //
 // No test asserts a duration or sleeps to synchronise: waits are blocking
 // reads, joins and notifications, every one bounded by a deadline.
+#include <sys/stat.h>
+
+#include <cstdio>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -229,6 +232,35 @@ TEST_F(LedgerdTest, ConcurrentAppendsAreDenseDurableAndProvable) {
 }
 
 // ---------------------------------------------------------------- restart
+
+// A new ledger writes its registrar key where --registrar-key-out says (0600),
+// never into the data directory; without the flag it lands in the data
+// directory as before, with one warning that the operator holds it.
+TEST(LedgerdRegistrarKey, WrittenOutsideTheDataDirectoryOnRequest) {
+  LedgerdProcess server;
+  const std::string out = server.data_dir() + "-registrar.key.pem";
+  server.extra_args = {"--registrar-key-out", out};
+  ASSERT_OK(server.Start());
+  struct stat st {};
+  ASSERT_EQ(::stat(out.c_str(), &st), 0) << out;
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_NE(::stat((server.data_dir() + "/registrar.key.pem").c_str(), &st), 0)
+      << "the registrar key is in the data directory too";
+  EXPECT_EQ(server.Stderr().find("operator holds a registrar's key"), std::string::npos) << server.Stderr();
+  // The key written is the registrar's: it registers an organisation.
+  LedgerClient client(server.address());
+  ASSERT_OK(client.Init());
+  auto key = crypto::ReadPrivateKeyFile(out);
+  ASSERT_TRUE(key.ok()) << key.status();
+  ASSERT_TRUE(client.RegisterOrg(Org{"registrar", {*std::move(key)}}, "trust-a").ok());
+  ASSERT_OK(server.Stop().status());
+  std::remove(out.c_str());
+
+  LedgerdProcess by_default;
+  ASSERT_OK(by_default.Start());
+  EXPECT_EQ(::stat((by_default.data_dir() + "/registrar.key.pem").c_str(), &st), 0);
+  EXPECT_NE(by_default.Stderr().find("operator holds a registrar's key"), std::string::npos) << by_default.Stderr();
+}
 
 TEST_F(LedgerdTest, RestartKeepsEverything) {
   ASSERT_OK_AND_ASSIGN(Org org, client_->RegisterOrg(*registrar_, "trust-a"));

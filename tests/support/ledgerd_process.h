@@ -19,6 +19,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -33,6 +34,9 @@ class LedgerdProcess {
 
   LedgerdProcess(const LedgerdProcess&) = delete;
   LedgerdProcess& operator=(const LedgerdProcess&) = delete;
+
+  // More flags for ledgerd, appended by every Start().
+  std::vector<std::string> extra_args;
 
   // Starts ledgerd on data_dir() and waits (bounded) for it to listen.
   // The error says why, quoting ledgerd's stderr, if it exits or hangs.

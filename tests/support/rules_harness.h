@@ -1,6 +1,6 @@
 // For tests that drive the rules directly: one submission (or the passing of
 // time) decided exactly as the write path and the auditor decide it, through
-// rules::DecideGroup — lapses due first, then the submission, then its
+// rules::DecideGroup — lapses and identity notices due first, then the submission, then its
 // recorded refusal. No harness re-implements that order.
 #ifndef TESTS_SUPPORT_RULES_HARNESS_H_
 #define TESTS_SUPPORT_RULES_HARNESS_H_
@@ -26,7 +26,7 @@ namespace ledger::harness {
 // What deciding one submission wrote, split the way tests look at it.
 struct OneDecision {
   absl::Status status;                       // OK, or the refusal
-  std::vector<v1::EventBody> lapses;         // due at that time, written first
+  std::vector<v1::EventBody> lapses;         // due at that time (lapses, notices), written first
   std::vector<v1::EventBody> system_events;  // implied by the accepted event
   std::optional<v1::EventBody> refusal;      // the SubmissionRefused kept on the record
   uint64_t records = 0;                      // positions used (lapses included)

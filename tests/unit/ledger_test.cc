@@ -1254,6 +1254,17 @@ TEST_F(LedgerTest, IdentityNoticeEndsInTheFirstGroupAfterItAndReplays) {
 
   ASSERT_TRUE(ReplayAll(log).ok()) << ReplayAll(log);
   EXPECT_EQ(ReplayedState(), StoredState());
+  // An operator that names another change, or writes something else in its
+  // place, is caught.
+  const absl::Status other_change = ReplayAll(Resigned(log, 5, operator_key_, [](v1::EventBody& body) {
+    body.mutable_identity_change_effective()->set_change_position(4);
+  }));
+  EXPECT_FALSE(other_change.ok());
+  const absl::Status replaced = ReplayAll(Resigned(log, 5, operator_key_, [](v1::EventBody& body) {
+    body.mutable_identity_change_effective()->set_change_position(4);
+    body.mutable_gateway_lapsed();  // not a notice at all
+  }));
+  EXPECT_FALSE(replaced.ok());
 
   audit::LogVerifier verifier(audit::LogVerifierOptions{.operator_key = operator_key_.public_key(),
                                                         .origin = ledger_->info().origin(),
