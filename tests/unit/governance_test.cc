@@ -1191,6 +1191,37 @@ TEST(Governance, LapsedGatewayWithoutObjectorsMayBeCalledEitherWay) {
   EXPECT_EQ(g.P().status(), v1::PROPOSAL_REJECTED);
 }
 
+// Rules v2: a gateway deadline and an identity notice that fall due by the
+// same group are written by due time, before anything submitted in it.
+TEST(Governance, LapsesAndIdentityNoticesDueTogetherAreWrittenByDueTime) {
+  for (const bool deadline_first : {true, false}) {
+    SCOPED_TRACE(deadline_first ? "deadline first" : "notice first");
+    Gov g;
+    v1::EventBody added;
+    added.mutable_key_added()->set_org_id("e");
+    added.mutable_key_added()->set_public_key(std::string(PrivateKey::Generate().public_key().raw()));
+    g.Ok("registrar", added);  // pending: its notice ends a notice period from now
+    const uint64_t change = g.last_at;
+    const int64_t notice_ends = g.state.FindIdentityChange(change)->notice_ends_unix_ns();
+    v1::Charter charter = StandardCharter();
+    // Submitted 29 s before the notice ends: the deadline ends 19 s before
+    // it, or 31 s after it.
+    charter.mutable_gateways(0)->set_deadline_seconds(deadline_first ? 10 : 60);
+    g.Form("fed", charter);
+    g.now = notice_ends - 30 * kSecond;
+    g.Submitted();
+    ASSERT_EQ(g.state.deadlines().size(), 1u);
+    ASSERT_EQ(g.state.deadlines().begin()->first < notice_ends, deadline_first);
+    g.now = notice_ends + 3600 * kSecond;
+    const std::vector<v1::EventBody> due = g.Lapse();
+    ASSERT_EQ(due.size(), 2u);
+    EXPECT_EQ(Kinds(due), deadline_first
+                              ? (std::vector<std::string>{"gateway_lapsed", "identity_change_effective"})
+                              : (std::vector<std::string>{"identity_change_effective", "gateway_lapsed"}));
+    EXPECT_EQ(g.state.FindIdentityChange(change)->status(), v1::IDENTITY_CHANGE_BY_NOTICE);
+  }
+}
+
 TEST(Governance, RequiredAssuranceKeepsGatewayAwaitingUntilTheBodyRecords) {
   Gov g;
   v1::Charter charter = StandardCharter();
