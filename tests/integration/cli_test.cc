@@ -425,6 +425,10 @@ TEST_F(CliTest, IdentityChangesAreListed) {
   EXPECT_TRUE(absl::StrContains(r.out, "IDENTITY_CHANGE_CONFIRMED")) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "IDENTITY_CHANGE_CANCELLED at")) << r.out;
 
+  r = Ctl({"organisation", "salford-royal"});
+  ASSERT_TRUE(Succeeded(r));
+  EXPECT_TRUE(absl::StrContains(r.out, "cancelled before it took effect")) << r.out;
+
   r = Ctl({"identity-changes", "--org", "stockport", "--json"});
   ASSERT_TRUE(Succeeded(r));
   ASSERT_PARSED(none, v1::ListIdentityChangesResponse, r.out);

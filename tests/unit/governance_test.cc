@@ -1222,6 +1222,28 @@ TEST(Governance, LapsesAndIdentityNoticesDueTogetherAreWrittenByDueTime) {
   }
 }
 
+// Rules v2: a registrar's merger that nobody confirms takes effect when its
+// notice ends, inside the IdentityChangeEffective record: memberships pass
+// then, and whatever the merger implies is written right after it.
+TEST(Governance, MergerByNoticeTransfersMembershipsAtTheNotice) {
+  Gov g;
+  g.Form();
+  v1::EventBody merger;
+  merger.mutable_organisation_merged()->set_merged_org_id("b");
+  merger.mutable_organisation_merged()->set_successor_org_id("e");
+  g.Ok("registrar", merger);
+  const uint64_t change = g.last_at;
+  EXPECT_EQ(Strings(g.Collective().members()), (std::vector<std::string>{"a", "b", "c", "d"})) << "pending";
+  g.now = g.state.FindIdentityChange(change)->notice_ends_unix_ns();
+  const uint64_t at = g.position;
+  const std::vector<v1::EventBody> due = g.Lapse();
+  ASSERT_FALSE(due.empty());
+  EXPECT_EQ(due[0].identity_change_effective().change_position(), change);
+  EXPECT_EQ(g.state.FindIdentityChange(change)->effective_at(), at);
+  EXPECT_EQ(Strings(g.Collective().members()), (std::vector<std::string>{"a", "e", "c", "d"}));
+  g.Refused("b", Proposal("fed", "p1"), absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_MERGED);
+}
+
 TEST(Governance, RequiredAssuranceKeepsGatewayAwaitingUntilTheBodyRecords) {
   Gov g;
   v1::Charter charter = StandardCharter();

@@ -185,9 +185,14 @@ absl::Status RunOrganisation(const Invocation& in) {
   if (!view->former_collectives().empty()) {
     absl::StrAppend(&out, "  former collectives (still bound): ", absl::StrJoin(view->former_collectives(), ", "), "\n");
   }
-  Table keys({"key id", "added at", "revoked at"});
+  Table keys({"key id", "added at", "revoked at", "note"});
   for (const v1::KeyState& k : view->keys()) {
-    keys.Add({k.key_id(), absl::StrCat(k.added_at()), k.revoked() ? absl::StrCat(k.revoked_at()) : "-"});
+    // Rules v2: a key a registrar added alone signs nothing until it takes effect.
+    std::string note = k.pending_change() != 0 && !k.revoked() ? "pending: signs nothing yet"
+                       : k.pending_change() != 0               ? "cancelled before it took effect"
+                       : k.by_notice()                         ? "took effect by notice"
+                                                               : "-";
+    keys.Add({k.key_id(), absl::StrCat(k.added_at()), k.revoked() ? absl::StrCat(k.revoked_at()) : "-", note});
   }
   absl::StrAppend(&out, "\n", keys.Render());
   return PrintJsonOr(in, *view, out);
