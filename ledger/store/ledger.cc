@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "glog/logging.h"
@@ -183,6 +184,27 @@ void Ledger::Shutdown() {
     sequencer_cv_.SignalAll();
   }
   if (sequencer_thread_.joinable()) sequencer_thread_.join();
+}
+
+absl::StatusOr<uint64_t> Ledger::AdoptRulesVersion(uint32_t version) {
+  v1::EventBody body;
+  body.set_ledger_id(info_.ledger_id());
+  body.set_author(info_.operator_id());
+  body.set_idempotency_key(absl::StrCat("rules-version/", version));
+  body.set_client_time_unix_ms(options_.clock() / 1'000'000);
+  body.mutable_rules_version_adopted()->set_version(version);
+  absl::Notification done;
+  absl::StatusOr<uint64_t> position;
+  Submit({SealEvent(body, operator_key_)}, [&](absl::StatusOr<std::vector<SubmitResult>> result) {
+    if (result.ok()) {
+      position = result->front().receipt.position();
+    } else {
+      position = result.status();
+    }
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return position;
 }
 
 void Ledger::Submit(std::vector<v1::SignedEvent> events, Done done) {

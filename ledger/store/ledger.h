@@ -81,12 +81,20 @@ class Ledger {
   // the refusal (see event/refusal.h; for a batch the message names the index).
   void Submit(std::vector<v1::SignedEvent> events, Done done);
 
+  // Writes the operator's RulesVersionAdopted{version} (DESIGN §4, "Logs
+  // outlive releases"): the log is decided under `version` from the next
+  // position on. Blocks until it is durable; its position, or the refusal
+  // (FAILED_PRECONDITION UNSUPPORTED_RULES_VERSION unless it is newer than the
+  // version in force and known to this release).
+  absl::StatusOr<uint64_t> AdoptRulesVersion(uint32_t version);
+
   // Stops accepting, finishes everything already accepted, and returns when
   // the last commit is durable. Idempotent.
   void Shutdown();
 
   uint64_t size() const { return store_->tree_size(); }
-  const v1::LedgerInfo& info() const { return info_; }  // fixed after Genesis
+  // Fixed after Genesis, but for rules_version (as at Open).
+  const v1::LedgerInfo& info() const { return info_; }
   const crypto::PublicKey& operator_public_key() const { return operator_key_.public_key(); }
 
   absl::StatusOr<v1::RecordEntry> Get(uint64_t position) const;

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <vector>
 #include <thread>
 
 #include "absl/status/status.h"
@@ -45,6 +46,9 @@ class LedgerdProcess {
   // Stop() (which must exit 0), then Start() on the same data directory.
   absl::Status Restart();
 
+  // Arguments added after `--data DIR --listen 127.0.0.1:0` at every start.
+  void set_extra_args(std::vector<std::string> args) { extra_args_ = std::move(args); }
+
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
   // HOST:PORT from the "listening on" line of the current run.
@@ -67,6 +71,7 @@ class LedgerdProcess {
   TempDir root_;          // removed after the destructor has killed ledgerd
   std::string data_dir_;  // root_/data
   std::string stderr_path_;
+  std::vector<std::string> extra_args_;
   pid_t pid_ = -1;
   std::string address_;
   int stdout_fd_ = -1;

@@ -35,6 +35,7 @@
 #include "ledger/rules/charter.h"
 #include "ledger/rules/rules.h"
 #include "ledger/rules/state.h"
+#include "ledger/rules/version.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/temp_dir.h"
 
@@ -116,6 +117,7 @@ class LedgerTest : public ::testing::Test {
       registrar.set_name("The Registrar");
       registrar.add_public_keys(Raw(registrar_key_));
       spec.registrars.push_back(registrar);
+      spec.rules_version = genesis_rules_version_;
       options.genesis = spec;
     }
     options.verify_threads = 2;
@@ -131,6 +133,8 @@ class LedgerTest : public ::testing::Test {
   void Close() { ledger_.reset(); }
 
   void SetUp() override { OpenLedger(); }
+
+  uint32_t genesis_rules_version_ = rules::kLatestRulesVersion;  // what a new ledger starts under
 
   absl::StatusOr<std::vector<SubmitResult>> Submit(std::vector<v1::SignedEvent> events) {
     Answer answer;
@@ -1256,6 +1260,43 @@ TEST_F(LedgerTest, ReplayComparesARejectionsCallerAndOverruledNotItsText) {
   EXPECT_EQ(nobody_overruled.code(), absl::StatusCode::kFailedPrecondition) << nobody_overruled;
   EXPECT_TRUE(absl::StrContains(nobody_overruled.message(), absl::StrCat("position ", rejected_at)))
       << nobody_overruled;
+}
+
+// DESIGN §4 "Logs outlive releases": a ledger started under rules version 1
+// keeps deciding under it (what its log was written with) until the operator
+// adopts a newer version, on the record; replay switches at that position.
+class RulesVersionLedgerTest : public LedgerTest {
+ protected:
+  void SetUp() override {
+    genesis_rules_version_ = rules::kRulesV1;
+    OpenLedger();
+  }
+};
+
+TEST_F(RulesVersionLedgerTest, AnOldLedgerDecidesUnderItsVersionUntilTheOperatorAdoptsANewer) {
+  const PrivateKey a1 = PrivateKey::Generate(), b1 = PrivateKey::Generate();
+  SubmitOne(Register("org-a", {Raw(a1)}));
+  SubmitOne(Register("org-b", {Raw(b1)}));
+  // Version 1: a registrar revokes an organisation's only key at once.
+  SubmitOne(RevokeKey("org-a", a1.public_key().key_id(), "registrar", registrar_key_));
+  ExpectRefusal(Submit({AddKey("org-a", Raw(PrivateKey::Generate()), "org-a", a1)}),
+                absl::StatusCode::kUnauthenticated, v1::REVOKED_KEY);
+
+  auto adopted = ledger_->AdoptRulesVersion(rules::kRulesV2);
+  ASSERT_TRUE(adopted.ok()) << adopted.status();
+  auto again = ledger_->AdoptRulesVersion(rules::kRulesV2);
+  EXPECT_EQ(ReasonOf(again.status()), v1::UNSUPPORTED_RULES_VERSION) << again.status();
+
+  // Version 2: the same revocation waits for org-b (or its notice).
+  SubmitOne(RevokeKey("org-b", b1.public_key().key_id(), "registrar", registrar_key_));
+  SubmitOne(AddKey("org-b", Raw(PrivateKey::Generate()), "org-b", b1));
+
+  const std::vector<v1::Record> log = LogRecords(*ledger_);
+  EXPECT_TRUE(ReplayAll(log).ok()) << ReplayAll(log);
+  Close();
+  OpenLedger(/*with_genesis=*/false);
+  EXPECT_EQ(ledger_->info().rules_version(), rules::kRulesV2);
+  EXPECT_EQ(ledger_->info().rules_version_since(), *adopted);
 }
 
 }  // namespace
