@@ -8,6 +8,7 @@
 #define SERVICES_DATA_DIR_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "ledger/store/ledger.h"
@@ -21,9 +22,12 @@ struct DataDirLayout {
 
 // Opens the data directory, or initialises a new ledger in it: creates the
 // directory (0700), the operator and registrar keys (0600) and a Genesis
-// naming `registrar_id`. Errors name the file that is wrong.
-absl::StatusOr<store::LedgerOptions> PrepareDataDir(const std::string& dir,
-                                                    const std::string& registrar_id);
+// naming `registrar_id`. Errors name the file that is wrong; an existing
+// operator.pub.pem that is not the operator key's public half is one (an
+// auditor would trust the wrong key). Private key files group or others may
+// read add one line each to `warnings` (for ledgerd to log).
+absl::StatusOr<store::LedgerOptions> PrepareDataDir(const std::string& dir, const std::string& registrar_id,
+                                                    std::vector<std::string>* warnings = nullptr);
 
 }  // namespace ledger::services
 

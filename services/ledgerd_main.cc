@@ -152,7 +152,9 @@ int main(int argc, char** argv) {
 
   auto credentials = ServerCredentials(flags);
   if (!credentials.ok()) return Refuse(std::string(credentials.status().message()), 2);
-  auto options = ledger::services::PrepareDataDir(flags.data, flags.registrar_id);
+  std::vector<std::string> warnings;
+  auto options = ledger::services::PrepareDataDir(flags.data, flags.registrar_id, &warnings);
+  for (const std::string& warning : warnings) LOG(WARNING) << warning;
   if (!options.ok()) return Refuse(std::string(options.status().message()), 1);
   // One pool, one thread per core, checks every signature: appends' and
   // AuditService.Verify's. Declared before the ledger, so it outlives it.

@@ -6,6 +6,7 @@
 #include "ledger/event/refusal.h"
 #include "ledger/rules/charter.h"
 #include "ledger/rules/gateway_touch.h"
+#include "ledger/rules/version.h"
 
 namespace ledger::rules::internal {
 namespace {
@@ -792,7 +793,8 @@ std::vector<v1::EventBody> LapseDue(State& state, const Context& context) {
 }
 
 std::optional<v1::EventBody> RecordRefusal(State& state, const Envelope& envelope, const absl::Status& refusal,
-                                           const Context& context) {
+                                           const Context& context, bool* dropped) {
+  if (dropped != nullptr) *dropped = false;
   if (refusal.code() != absl::StatusCode::kFailedPrecondition) return std::nullopt;
   const std::string& author = envelope.body.author();
   if (state.FindOrganisation(author) == nullptr) return std::nullopt;
@@ -806,14 +808,22 @@ std::optional<v1::EventBody> RecordRefusal(State& state, const Envelope& envelop
     counter.set_window_start_unix_ns(context.ledger_time_unix_ns);
     counter.set_count(0);
   }
-  if (counter.count() >= kMaxRecordedRefusalsPerDay) return std::nullopt;
+  // From rules version 2 an attempt on a locked gateway is always evidence
+  // (of an attempted reversal): it counts, but the allowance never drops it.
+  const v1::Reason reason = ReasonOf(refusal);
+  const bool always_recorded = RulesAtLeast(state, kRulesV2) &&
+                               (reason == v1::GATEWAY_LOCKED || reason == v1::FINAL_GATEWAY_LOCKED);
+  if (counter.count() >= kMaxRecordedRefusalsPerDay && !always_recorded) {
+    if (dropped != nullptr) *dropped = true;
+    return std::nullopt;
+  }
   counter.set_count(counter.count() + 1);
   state.PutRefusalCounter(std::move(counter));
 
   v1::EventBody body;
   v1::SubmissionRefused* refused = body.mutable_submission_refused();
   refused->set_signed_event(envelope.signed_bytes);
-  refused->set_reason(ReasonOf(refusal));
+  refused->set_reason(reason);
   refused->set_message(std::string(refusal.message()));
   // The proposal the attempt was about keeps it in its history.
   std::string proposal_id;

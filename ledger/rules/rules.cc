@@ -302,6 +302,16 @@ absl::Status CheckSignature(const State& state, const Envelope& envelope) {
   return absl::OkStatus();
 }
 
+absl::Status CheckClientTime(const State& state, const v1::EventBody& body, const Context& context) {
+  if (!RulesAtLeast(state, kRulesV2) || !ClientTimeAhead(body.client_time_unix_ms(), context.ledger_time_unix_ns)) {
+    return absl::OkStatus();
+  }
+  return Refuse(absl::StatusCode::kInvalidArgument, v1::CLIENT_TIME_AHEAD,
+                absl::StrCat("the event's signed client time ", body.client_time_unix_ms(),
+                             " ms is ahead of the ledger time ", context.ledger_time_unix_ns / 1'000'000,
+                             " ms by more than the clock skew of ", kClockSkewNanos / 1'000'000'000, " s"));
+}
+
 absl::StatusOr<Effects> Apply(State& state, const Envelope& envelope, const Context& context) {
   const v1::EventBody& body = envelope.body;
   if (IsSystemEvent(body)) {
@@ -312,6 +322,7 @@ absl::StatusOr<Effects> Apply(State& state, const Envelope& envelope, const Cont
     return RuleBroken(v1::GENESIS_ONLY_FIRST, "the ledger has no Genesis yet");
   }
   if (state.has_genesis()) {
+    if (auto s = CheckClientTime(state, body, context); !s.ok()) return s;
     if (auto s = AuthoriseKey(state, envelope); !s.ok()) return s;
   }
 

@@ -52,6 +52,10 @@ const v1::RefusalCounter* State::FindRefusalCounter(const std::string& org_id) c
   return FindIn(refusal_counters_, org_id);
 }
 
+const v1::RefusedSubmission* State::FindRefusedSubmission(const std::string& signed_event_sha256) const {
+  return FindIn(refused_submissions_, signed_event_sha256);
+}
+
 void State::SetInfo(v1::LedgerInfo info) {
   undo_.push_back([this, old = info_, had = has_genesis_] {
     info_ = old;
@@ -94,6 +98,11 @@ void State::PutCollective(v1::CollectiveState collective) {
 void State::PutRefusalCounter(v1::RefusalCounter counter) {
   std::string id = counter.org_id();
   Put(refusal_counters_, kRefusalCounterPrefix, id, std::move(counter));
+}
+
+void State::PutRefusedSubmission(v1::RefusedSubmission refused) {
+  std::string id = refused.signed_event_sha256();
+  Put(refused_submissions_, kRefusedSubmissionPrefix, id, std::move(refused));
 }
 
 void State::IndexDeadline(const v1::ProposalState* before, const v1::ProposalState* after) {
@@ -146,6 +155,8 @@ std::vector<State::Change> State::PendingChanges() const {
       if (auto* v = FindProposal(id(kProposalPrefix))) value = v->SerializeAsString();
     } else if (absl::StartsWith(key, kRefusalCounterPrefix)) {
       if (auto* v = FindRefusalCounter(id(kRefusalCounterPrefix))) value = v->SerializeAsString();
+    } else if (absl::StartsWith(key, kRefusedSubmissionPrefix)) {
+      if (auto* v = FindRefusedSubmission(id(kRefusedSubmissionPrefix))) value = v->SerializeAsString();
     }
     changes.emplace_back(key, std::move(value));
   }
@@ -188,6 +199,12 @@ absl::Status State::LoadEntry(absl::string_view key, absl::string_view value) {
     v1::RefusalCounter v;
     if (!DecodeEntry(value, id(kRefusalCounterPrefix), &v, &v1::RefusalCounter::org_id)) return corrupt();
     refusal_counters_[v.org_id()] = std::move(v);
+  } else if (absl::StartsWith(key, kRefusedSubmissionPrefix)) {
+    v1::RefusedSubmission v;
+    if (!DecodeEntry(value, id(kRefusedSubmissionPrefix), &v, &v1::RefusedSubmission::signed_event_sha256)) {
+      return corrupt();
+    }
+    refused_submissions_[v.signed_event_sha256()] = std::move(v);
   } else {
     return absl::DataLossError(absl::StrCat("unknown projected state entry \"", key, "\""));
   }
@@ -205,6 +222,7 @@ absl::btree_map<std::string, std::string> State::Snapshot() const {
   add(kCollectivePrefix, collectives_);
   add(kProposalPrefix, proposals_);
   add(kRefusalCounterPrefix, refusal_counters_);
+  add(kRefusedSubmissionPrefix, refused_submissions_);
   return out;
 }
 

@@ -43,6 +43,9 @@ class State {
   const v1::CollectiveState* FindCollective(const std::string& collective_id) const;
   const v1::ProposalState* FindProposal(const std::string& proposal_id) const;
   const v1::RefusalCounter* FindRefusalCounter(const std::string& org_id) const;
+  // Rules version 2: the recorded refusal of these SignedEvent bytes (keyed
+  // by their raw 32-byte SHA-256), or nullptr.
+  const v1::RefusedSubmission* FindRefusedSubmission(const std::string& signed_event_sha256) const;
   const absl::flat_hash_map<std::string, v1::CollectiveState>& collectives() const { return collectives_; }
   const absl::flat_hash_map<std::string, v1::ProposalState>& proposals() const { return proposals_; }
   // Open gateways with a deadline, earliest first: (deadline, proposal id).
@@ -54,6 +57,7 @@ class State {
   void PutCollective(v1::CollectiveState collective);
   void PutProposal(v1::ProposalState proposal);
   void PutRefusalCounter(v1::RefusalCounter counter);
+  void PutRefusedSubmission(v1::RefusedSubmission refused);
 
   // Journal: Mark() names the current point; RollbackTo(mark) undoes every
   // mutation made since.
@@ -84,6 +88,7 @@ class State {
   absl::flat_hash_map<std::string, v1::CollectiveState> collectives_;
   absl::flat_hash_map<std::string, v1::ProposalState> proposals_;
   absl::flat_hash_map<std::string, v1::RefusalCounter> refusal_counters_;
+  absl::flat_hash_map<std::string, v1::RefusedSubmission> refused_submissions_;
   absl::btree_set<std::pair<int64_t, std::string>> deadlines_;  // derived from proposals_
 
   std::vector<std::function<void()>> undo_;
@@ -97,6 +102,7 @@ inline constexpr absl::string_view kKeyPrefix = "k/";
 inline constexpr absl::string_view kCollectivePrefix = "c/";
 inline constexpr absl::string_view kProposalPrefix = "p/";
 inline constexpr absl::string_view kRefusalCounterPrefix = "r/";
+inline constexpr absl::string_view kRefusedSubmissionPrefix = "rs/";  // + raw SHA-256
 // Index of an organisation's keys, derived from the keys: "ok/" org \0 key id
 // -> "". Written with them; not part of Snapshot().
 inline constexpr absl::string_view kOrganisationKeyPrefix = "ok/";

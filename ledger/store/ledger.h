@@ -25,6 +25,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -152,6 +153,10 @@ class Ledger {
   int64_t last_time_ = 0;
   bool storage_failed_ = false;
   int64_t retry_lapses_after_ = 0;  // ledger-clock ns
+  // Per author, refusals the daily allowance kept off the record since its
+  // last recorded one: the next one recorded carries the count
+  // (SubmissionRefused.dropped_before). As stored.
+  absl::flat_hash_map<std::string, uint64_t> dropped_refusals_;
 
   // Public keys for verification off the sequencer thread. Keys are never
   // removed (revocation is decided by the sequencer against state_).

@@ -220,7 +220,7 @@ std::vector<std::string> Strings(const google::protobuf::RepeatedPtrField<std::s
 // time by one second per submission.
 class Ledger {
  public:
-  Ledger() {
+  explicit Ledger(uint32_t rules_version = kLatestRulesVersion) {
     NewKey("operator");
     NewKey("registrar");
     v1::EventBody body;
@@ -228,7 +228,7 @@ class Ledger {
     genesis->set_operator_id("operator");
     genesis->set_operator_public_key(std::string(keys_.at("operator").public_key().raw()));
     genesis->set_origin("decision-ledger/gov-test");
-    genesis->set_rules_version(kLatestRulesVersion);
+    genesis->set_rules_version(rules_version);
     auto* registrar = genesis->add_registrars();
     registrar->set_org_id("registrar");
     registrar->set_name("Registrar");
@@ -356,7 +356,7 @@ class Ledger {
 // body, caller of every standard gateway), senate (an assurance body).
 class Gov : public Ledger {
  public:
-  Gov() {
+  explicit Gov(uint32_t rules_version = kLatestRulesVersion) : Ledger(rules_version) {
     for (const char* org : {"a", "b", "c", "d", "e", "nhse", "senate"}) Register(org);
   }
 
@@ -1108,8 +1108,10 @@ TEST(Governance, VoteOnLockedGatewayIsRefusedAndRecorded) {
   EXPECT_TRUE(g.state.Snapshot() == before) << "an unrecorded refusal changes nothing";
 }
 
-TEST(Governance, RecordedRefusalsAreCappedPerOrganisationPerDay) {
-  Gov g;
+// Rules version 1: every recorded refusal, an attempt on a locked gateway
+// included, counts against the allowance and is dropped beyond it.
+TEST(Governance, RecordedRefusalsAreCappedPerOrganisationPerDayUnderRulesV1) {
+  Gov g(kRulesV1);
   g.Form();
   g.Submitted();
   g.PassFirst("p1", 1);
@@ -1130,6 +1132,95 @@ TEST(Governance, RecordedRefusalsAreCappedPerOrganisationPerDay) {
   g.now = day_start + kDay;
   EXPECT_TRUE(attempt("b").has_value());
   EXPECT_EQ(g.state.FindRefusalCounter("b")->count(), 1u);
+}
+
+// Rules version 2: an attempt on a locked gateway is evidence of an attempted
+// reversal, so the allowance never drops it (it still counts); other broken
+// rules beyond the allowance are dropped, and DecideGroup says so.
+TEST(Governance, AttemptsOnALockedGatewayAreRecordedBeyondTheAllowance) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.PassFirst("p1", 1);
+  auto locked = [&] {
+    auto result = g.Submit("b", Vote("p1", "need", v1::OBJECT));
+    EXPECT_EQ(ReasonOf(result.status()), v1::GATEWAY_LOCKED);
+    return g.last_refusal.has_value();
+  };
+  for (uint32_t i = 0; i < kMaxRecordedRefusalsPerDay; ++i) ASSERT_TRUE(locked()) << i;
+  EXPECT_TRUE(locked()) << "beyond the allowance, still recorded";
+  EXPECT_TRUE(locked());
+  EXPECT_EQ(g.state.FindRefusalCounter("b")->count(), kMaxRecordedRefusalsPerDay + 2) << "they still count";
+
+  // Another broken rule by b is beyond the allowance: dropped, and reported.
+  auto envelope = g.Seal("b", Vote("nope", "need", v1::ASSENT));
+  ASSERT_TRUE(envelope.ok());
+  const auto before = g.state.Snapshot();
+  const char checked = 0;
+  rules::GroupInput input{g.position, g.now, {}, nullptr};
+  input.submissions.push_back(rules::SubmissionInput{absl::MakeConstSpan(&*envelope, 1), absl::MakeConstSpan(&checked, 1)});
+  rules::GroupDecision decision = rules::DecideGroup(g.state, input);
+  EXPECT_EQ(ReasonOf(decision.submissions[0].status), v1::UNKNOWN_PROPOSAL) << decision.submissions[0].status;
+  EXPECT_FALSE(decision.submissions[0].refusal_recorded);
+  EXPECT_TRUE(decision.submissions[0].refusal_dropped);
+  EXPECT_TRUE(decision.records.empty());
+  ASSERT_EQ(decision.dropped.size(), 1u);
+  EXPECT_EQ(decision.dropped[0].author, "b");
+  EXPECT_EQ(decision.dropped[0].before_record, 0u);
+  EXPECT_TRUE(g.state.Snapshot() == before) << "a dropped refusal changes nothing the rules keep";
+}
+
+// Rules version 2: the identical signed bytes of a recorded refusal are
+// answered with it (same code and reason, naming its position) and nothing
+// is recorded; a new signature of the same attempt is a new attempt.
+TEST(Governance, IdenticalRefusedBytesAreAnsweredWithTheOriginalRefusal) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.PassFirst("p1", 1);
+  g.Rule("b", Vote("p1", "need", v1::OBJECT), v1::GATEWAY_LOCKED);
+  ASSERT_TRUE(g.last_refusal.has_value());
+  const uint64_t refused_at = g.last_refusal_at;
+  const Envelope refused = g.last_envelope;
+  const uint32_t counted = g.state.FindRefusalCounter("b")->count();
+  const auto before = g.state.Snapshot();
+  for (bool checked : {false, true}) {
+    OneDecision again = DecideOne(g.state, refused, Context{g.position, g.now + kSecond}, checked);
+    EXPECT_EQ(again.status.code(), absl::StatusCode::kFailedPrecondition) << again.status;
+    EXPECT_EQ(ReasonOf(again.status), v1::GATEWAY_LOCKED);
+    EXPECT_TRUE(absl::StrContains(again.status.message(), absl::StrCat("refused at position ", refused_at)))
+        << again.status;
+    EXPECT_EQ(again.records, 0u);
+    EXPECT_TRUE(g.state.Snapshot() == before) << "nothing recorded, nothing counted";
+  }
+  EXPECT_EQ(g.state.FindRefusalCounter("b")->count(), counted);
+  // Inside a batch too: the whole submission is refused, nothing recorded.
+  auto fresh = g.Seal("b", Vote("p1", "principles", v1::ASSENT));
+  ASSERT_TRUE(fresh.ok());
+  const std::vector<Envelope> batch = {*fresh, refused};
+  rules::GroupInput input{g.position, g.now, {}, nullptr};
+  input.submissions.push_back(rules::SubmissionInput{batch, {}});
+  rules::GroupDecision decision = rules::DecideGroup(g.state, input);
+  EXPECT_EQ(ReasonOf(decision.submissions[0].status), v1::GATEWAY_LOCKED) << decision.submissions[0].status;
+  EXPECT_TRUE(decision.records.empty());
+  EXPECT_TRUE(g.state.Snapshot() == before);
+  // The same attempt signed again (new idempotency key) is recorded anew.
+  g.Rule("b", Vote("p1", "need", v1::OBJECT), v1::GATEWAY_LOCKED);
+  EXPECT_TRUE(g.last_refusal.has_value());
+}
+
+// Rules version 1: the same bytes are decided (and recorded) again.
+TEST(Governance, IdenticalRefusedBytesAreRecordedAgainUnderRulesV1) {
+  Gov g(kRulesV1);
+  g.Form();
+  g.Submitted();
+  g.PassFirst("p1", 1);
+  g.Rule("b", Vote("p1", "need", v1::OBJECT), v1::GATEWAY_LOCKED);
+  const Envelope refused = g.last_envelope;
+  OneDecision again = DecideOne(g.state, refused, Context{g.position, g.now + kSecond});
+  EXPECT_EQ(ReasonOf(again.status), v1::GATEWAY_LOCKED);
+  EXPECT_TRUE(again.refusal.has_value());
+  EXPECT_EQ(again.records, 1u);
 }
 
 TEST(Governance, DeadlineLapsesGatewayAndVetoesThenACallerMayDecideIt) {

@@ -228,14 +228,20 @@ absl::Status RunRefusals(const Invocation& in) {
   LedgerClient client(in.server);
   auto response = client.ListRefusals(*filter);
   if (!response.ok()) return response.status();
-  Table table({"position", "time", "member", "key", "attempted", "proposal", "gateway", "reason", "reversal"});
+  Table table({"position", "time", "member", "key", "attempted", "proposal", "gateway", "reason", "reversal",
+               "dropped before"});
   for (const auto& r : response->refusals()) {
     table.Add({absl::StrCat(r.position()), FormatLedgerTime(r.ledger_time_unix_ns()), r.org_id(),
                r.key_id().substr(0, 12), r.attempted_kind(), r.proposal_id().empty() ? "-" : r.proposal_id(),
                r.gateway_id().empty() ? "-" : r.gateway_id(), v1::Reason_Name(r.reason()),
-               r.attempted_reversal() ? "YES" : "no"});
+               r.attempted_reversal() ? "YES" : "no", absl::StrCat(r.dropped_before())});
   }
-  return PrintJsonOr(in, *response, table.Render() + NextPage(response->next_page_token()));
+  std::string dropped;
+  if (!filter->org_id().empty() && response->dropped_since_last_recorded() > 0) {
+    dropped = absl::StrCat(response->dropped_since_last_recorded(), " refusals of ", filter->org_id(),
+                           " not recorded since its last recorded one (the operator's count)\n");
+  }
+  return PrintJsonOr(in, *response, table.Render() + dropped + NextPage(response->next_page_token()));
 }
 
 absl::Status RunHistory(const Invocation& in) {
