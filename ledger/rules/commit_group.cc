@@ -136,7 +136,9 @@ class GroupDecider {
       EmitSystem(*std::move(kept));
       decision_.records.back().refused = refused;
       result.refusal_recorded = true;
-    } else if (result.refusal_dropped) {
+    } else if (result.refusal_dropped && RulesAtLeast(state_, kRulesV2)) {
+      // (Under version 1 nothing is counted: its refusals stay as an
+      // earlier release wrote them, without dropped_before.)
       decision_.dropped.push_back(DroppedRefusal{decision_.records.size(), refused->body.author()});
     }
   }

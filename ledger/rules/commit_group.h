@@ -83,9 +83,10 @@ struct GroupRecord {
   const Envelope* refused = nullptr;
 };
 
-// A validly signed refusal the daily allowance kept off the record. Not part
-// of the rules' state: what the operator does with it (counting it into the
-// author's next SubmissionRefused.dropped_before) is its own claim.
+// Rules version 2: a validly signed refusal the daily allowance kept off the
+// record. Not part of the rules' state: what the operator does with it
+// (counting it into the author's next SubmissionRefused.dropped_before) is
+// its own claim.
 struct DroppedRefusal {
   size_t before_record = 0;  // records[before_record] and later come after it
   std::string author;
