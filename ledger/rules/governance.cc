@@ -618,8 +618,8 @@ absl::Status ImpactDeclared(Decision& d) {
   if (auto s = RequireMember(*d.state.FindCollective(proposal->collective_id()), d.author()); !s.ok()) return s;
   if (event.annual_impact_pence() <= 0) return Malformed("annual_impact_pence must be positive");
   if (RulesAtLeast(d.state, kRulesV2) && event.annual_impact_pence() > kMaxAnnualImpactPence) {
-    return Malformed(absl::StrCat("annual_impact_pence ", event.annual_impact_pence(), " is above the most a member may declare (",
-                                  kMaxAnnualImpactPence, ")"));
+    return Malformed(absl::StrCat("annual_impact_pence ", event.annual_impact_pence(),
+                                  " is above the most a member may declare (", kMaxAnnualImpactPence, ")"));
   }
   auto* impacts = proposal->mutable_impacts();
   impacts->erase(std::remove_if(impacts->begin(), impacts->end(),
