@@ -18,8 +18,13 @@ bool IsGovernanceEvent(const v1::EventBody& body);
 absl::Status ApplyGovernance(State& state, const Envelope& envelope, const Context& context,
                              Effects* effects);
 
-// Memberships of `merged` pass to `successor` (OrganisationMerged).
-void TransferMemberships(State& state, const std::string& merged, const std::string& successor);
+// Memberships of `merged` pass to `successor` when a merger takes effect at
+// context.position (OrganisationMerged). From rules version 2 its open seats
+// and founding acceptances pass too (DESIGN §2, "Mergers and takeovers"): the
+// gateways and collectives this decides are appended to `effects`, landing
+// right after that position.
+void TransferMemberships(State& state, const std::string& merged, const std::string& successor,
+                         const Context& context, Effects* effects);
 
 }  // namespace ledger::rules::internal
 

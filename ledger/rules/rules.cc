@@ -202,7 +202,8 @@ absl::Status ApplyKeyRevoked(State& state, const Envelope& envelope, const Conte
   return absl::OkStatus();
 }
 
-absl::Status ApplyOrganisationMerged(State& state, const Envelope& envelope) {
+absl::Status ApplyOrganisationMerged(State& state, const Envelope& envelope, const Context& context,
+                                     Effects* effects) {
   const auto& event = envelope.body.organisation_merged();
   if (!IsActiveRegistrar(state.FindOrganisation(envelope.body.author()))) {
     return RuleBroken(v1::NOT_A_REGISTRAR,
@@ -222,7 +223,7 @@ absl::Status ApplyOrganisationMerged(State& state, const Envelope& envelope) {
   v1::OrganisationState updated = *merged;
   updated.set_merged_into(event.successor_org_id());
   state.PutOrganisation(std::move(updated));
-  internal::TransferMemberships(state, event.merged_org_id(), event.successor_org_id());
+  internal::TransferMemberships(state, event.merged_org_id(), event.successor_org_id(), context, effects);
   return absl::OkStatus();
 }
 
@@ -343,7 +344,7 @@ absl::StatusOr<Effects> Apply(State& state, const Envelope& envelope, const Cont
       status = ApplyKeyRevoked(state, envelope, context);
       break;
     case v1::EventBody::kOrganisationMerged:
-      status = ApplyOrganisationMerged(state, envelope);
+      status = ApplyOrganisationMerged(state, envelope, context, &effects);
       break;
     case v1::EventBody::kRulesVersionAdopted:
       status = ApplyRulesVersionAdopted(state, envelope, context);
