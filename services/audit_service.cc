@@ -138,7 +138,10 @@ class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> 
                                  .origin = ledger_->info().origin(),
                                  .pool = verify_pool_,
                                  .report_from = from_,
-                                 .on_batch = [&] { Progress(verifier.records()); }});
+                                 .on_batch = [&] { Progress(verifier.records()); },
+                                 .read_record = [this](uint64_t position) {
+                                   return ledger_->store().GetRecord(position);
+                                 }});
     // Signed checkpoints whose tree ends inside the range, a page at a time.
     std::deque<std::pair<uint64_t, std::string>> checkpoints;
     uint64_t next_checkpoint = from_ + 1;

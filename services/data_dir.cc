@@ -21,8 +21,13 @@ DataDirLayout::DataDirLayout(std::string d)
 namespace {
 
 // Reads the key at `path`, or creates it if absent.
-absl::StatusOr<crypto::PrivateKey> LoadOrCreateKey(const std::string& path) {
-  if (fs::exists(path)) return crypto::ReadPrivateKeyFile(path);
+absl::StatusOr<crypto::PrivateKey> LoadOrCreateKey(const std::string& path, std::vector<std::string>* warnings) {
+  if (fs::exists(path)) {
+    std::string exposed;
+    auto key = crypto::ReadPrivateKeyFile(path, &exposed);
+    if (key.ok() && !exposed.empty() && warnings != nullptr) warnings->push_back(std::move(exposed));
+    return key;
+  }
   crypto::PrivateKey key = crypto::PrivateKey::Generate();
   if (auto s = crypto::WritePrivateKeyFile(path, key); !s.ok()) return s;
   return key;
@@ -31,6 +36,7 @@ absl::StatusOr<crypto::PrivateKey> LoadOrCreateKey(const std::string& path) {
 }  // namespace
 
 absl::StatusOr<store::LedgerOptions> PrepareDataDir(const std::string& dir, const std::string& registrar_id,
+                                                    std::vector<std::string>* warnings,
                                                     const std::string& registrar_key_out,
                                                     std::string* registrar_key_written) {
   DataDirLayout layout(dir);
@@ -46,19 +52,30 @@ absl::StatusOr<store::LedgerOptions> PrepareDataDir(const std::string& dir, cons
     return absl::FailedPreconditionError(absl::StrCat(
         "the ledger in ", dir, " exists but its operator key ", layout.operator_key, " is missing"));
   }
-  auto operator_key = LoadOrCreateKey(layout.operator_key);
+  auto operator_key = LoadOrCreateKey(layout.operator_key, warnings);
   if (!operator_key.ok()) return operator_key.status();
   if (!fs::exists(layout.operator_public_key)) {
     if (auto s = crypto::WritePublicKeyFile(layout.operator_public_key, operator_key->public_key());
         !s.ok()) {
       return s;
     }
+  } else {
+    // Auditors take the operator key from here: it must be this one.
+    auto published = crypto::ReadPublicKeyFile(layout.operator_public_key);
+    if (!published.ok()) return published.status();
+    if (published->raw() != operator_key->public_key().raw()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the operator public key ", layout.operator_public_key, " (key ", published->key_id(),
+          ") is not the public half of the operator private key ", layout.operator_key, " (key ",
+          operator_key->public_key().key_id(), "); restore the right file, or remove ",
+          layout.operator_public_key, " to have it written again"));
+    }
   }
 
   store::LedgerOptions options{.data_dir = layout.db, .operator_key = *operator_key};
   if (is_new) {
     const std::string& registrar_key_path = registrar_key_out.empty() ? layout.registrar_key : registrar_key_out;
-    auto registrar_key = LoadOrCreateKey(registrar_key_path);
+    auto registrar_key = LoadOrCreateKey(registrar_key_path, warnings);
     if (!registrar_key.ok()) return registrar_key.status();
     if (registrar_key_written != nullptr) *registrar_key_written = registrar_key_path;
     unsigned char id[8];

@@ -10,6 +10,7 @@
 #define SERVICES_DATA_DIR_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "ledger/store/ledger.h"
@@ -23,11 +24,15 @@ struct DataDirLayout {
 
 // Opens the data directory, or initialises a new ledger in it: creates the
 // directory (0700), the operator and registrar keys (0600) and a Genesis
-// naming `registrar_id`. The registrar key goes to `registrar_key_out` if
-// given, else to DIR/registrar.key.pem; `registrar_key_written` (if not null)
-// is set to where it went for a new ledger, and left empty otherwise. Errors
-// name the file that is wrong.
+// naming `registrar_id`. Errors name the file that is wrong; an existing
+// operator.pub.pem that is not the operator key's public half is one (an
+// auditor would trust the wrong key). Private key files group or others may
+// read add one line each to `warnings` (for ledgerd to log). The registrar
+// key goes to `registrar_key_out` if given, else to DIR/registrar.key.pem;
+// `registrar_key_written` (if not null) is set to where it went for a new
+// ledger, and left empty otherwise.
 absl::StatusOr<store::LedgerOptions> PrepareDataDir(const std::string& dir, const std::string& registrar_id,
+                                                    std::vector<std::string>* warnings = nullptr,
                                                     const std::string& registrar_key_out = "",
                                                     std::string* registrar_key_written = nullptr);
 

@@ -1,9 +1,12 @@
 #include "ledger/audit/bundle.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -30,18 +33,36 @@ absl::StatusOr<std::unique_ptr<BundleWriter>> BundleWriter::Create(const std::st
   std::unique_ptr<BundleWriter> writer(new BundleWriter());
   writer->path_ = path;
   writer->partial_ = path + ".partial";
-  writer->out_.open(writer->partial_, std::ios::binary | std::ios::trunc);
-  if (!writer->out_) return absl::UnavailableError(absl::StrCat("cannot write ", writer->partial_));
-  writer->out_.write(kBundleMagic.data(), kBundleMagic.size());
+  // Created fresh, never through a link: a link planted at the .partial name
+  // would otherwise have the export overwrite whatever it points at.
+  const int fd = ::open(writer->partial_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    const int error = errno;
+    struct stat st;
+    if (::lstat(writer->partial_.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          writer->partial_, " is a symbolic link; refusing to write the bundle through it (remove it)"));
+    }
+    if (error == EEXIST) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          writer->partial_, " already exists (another export, or one interrupted); remove it to export again"));
+    }
+    return absl::UnavailableError(absl::StrCat("cannot create ", writer->partial_, ": ", std::strerror(error)));
+  }
+  writer->created_ = true;
+  writer->out_ = ::fdopen(fd, "wb");
+  if (writer->out_ == nullptr) {
+    ::close(fd);
+    return absl::UnavailableError(absl::StrCat("cannot write ", writer->partial_));
+  }
+  std::fwrite(kBundleMagic.data(), 1, kBundleMagic.size(), writer->out_);
   writer->digest_.Update(kBundleMagic);
   return writer;
 }
 
 BundleWriter::~BundleWriter() {
-  if (!finished_) {
-    out_.close();
-    std::remove(partial_.c_str());
-  }
+  if (out_ != nullptr) std::fclose(out_);
+  if (created_ && !finished_) std::remove(partial_.c_str());
 }
 
 absl::Status BundleWriter::Write(const v1::BundleFrame& frame) {
@@ -49,9 +70,9 @@ absl::Status BundleWriter::Write(const v1::BundleFrame& frame) {
   if (frame.has_checkpoint()) checkpoints_++;
   const std::string body = frame.SerializeAsString();
   const std::string bytes = Varint(body.size()) + body;
-  out_.write(bytes.data(), bytes.size());
+  std::fwrite(bytes.data(), 1, bytes.size(), out_);
   digest_.Update(bytes);
-  if (!out_) return absl::UnavailableError(absl::StrCat("writing ", partial_, " failed (disk full?)"));
+  if (std::ferror(out_)) return absl::UnavailableError(absl::StrCat("writing ", partial_, " failed (disk full?)"));
   return absl::OkStatus();
 }
 
@@ -63,16 +84,14 @@ absl::Status BundleWriter::Finish() {
   footer->set_digest(std::string(crypto::AsBytes(digest_.Peek())));
   const std::string body = frame.SerializeAsString();
   const std::string bytes = Varint(body.size()) + body;
-  out_.write(bytes.data(), bytes.size());
-  out_.flush();
-  if (!out_) return absl::UnavailableError(absl::StrCat("writing ", partial_, " failed (disk full?)"));
-  out_.close();
-  int fd = ::open(partial_.c_str(), O_RDONLY);
-  if (fd < 0 || ::fsync(fd) != 0) {
-    if (fd >= 0) ::close(fd);
-    return absl::UnavailableError(absl::StrCat("syncing ", partial_, " failed"));
+  std::fwrite(bytes.data(), 1, bytes.size(), out_);
+  if (std::fflush(out_) != 0 || std::ferror(out_)) {
+    return absl::UnavailableError(absl::StrCat("writing ", partial_, " failed (disk full?)"));
   }
-  ::close(fd);
+  if (::fsync(::fileno(out_)) != 0) return absl::UnavailableError(absl::StrCat("syncing ", partial_, " failed"));
+  const int closed = std::fclose(out_);
+  out_ = nullptr;
+  if (closed != 0) return absl::UnavailableError(absl::StrCat("closing ", partial_, " failed"));
   std::error_code error;
   std::filesystem::rename(partial_, path_, error);
   if (error) return absl::UnavailableError(absl::StrCat("renaming ", partial_, ": ", error.message()));
@@ -143,6 +162,32 @@ absl::StatusOr<std::optional<v1::BundleFrame>> BundleReader::Next() {
     if (frame.has_record()) records_++;
     if (frame.has_checkpoint()) checkpoints_++;
   }
+  return frame;
+}
+
+absl::StatusOr<v1::BundleFrame> BundleReader::FrameAt(uint64_t offset, uint64_t* next) {
+  auto corrupt = [&](absl::string_view what) {
+    return absl::DataLossError(absl::StrCat("bundle ", path_, " at byte ", offset, ": ", what));
+  };
+  in_.clear();
+  in_.seekg(static_cast<std::streamoff>(offset));
+  uint64_t length = 0;
+  int length_bytes = 0;
+  for (int shift = 0;; shift += 7) {
+    char c;
+    if (!in_.get(c)) return corrupt("truncated frame");
+    ++length_bytes;
+    if (shift > 28) return corrupt("frame length is malformed");
+    length |= static_cast<uint64_t>(static_cast<uint8_t>(c) & 0x7f) << shift;
+    if ((static_cast<uint8_t>(c) & 0x80) == 0) break;
+  }
+  if (length > kMaxFrameBytes) return corrupt(absl::StrCat("frame of ", length, " bytes is over the limit"));
+  std::string body(length, '\0');
+  in_.read(body.data(), length);
+  if (static_cast<uint64_t>(in_.gcount()) != length) return corrupt("truncated frame");
+  v1::BundleFrame frame;
+  if (!frame.ParseFromString(body)) return corrupt("frame does not decode");
+  *next = offset + length_bytes + length;
   return frame;
 }
 

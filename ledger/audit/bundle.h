@@ -7,6 +7,7 @@
 #define LEDGER_AUDIT_BUNDLE_H_
 
 #include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -28,7 +29,9 @@ inline constexpr size_t kMaxFrameBytes = 16 << 20;
 class BundleWriter {
  public:
   // Writes to `path`.partial and renames it to `path` on Finish, so a bundle
-  // that exists is complete. Refuses to overwrite an existing `path`.
+  // that exists is complete. Refuses to overwrite an existing `path`, and
+  // creates `path`.partial only if nothing is there (never through a
+  // symbolic link: FailedPrecondition naming it).
   static absl::StatusOr<std::unique_ptr<BundleWriter>> Create(const std::string& path);
   ~BundleWriter();
 
@@ -39,9 +42,10 @@ class BundleWriter {
  private:
   BundleWriter() = default;
   std::string path_, partial_;
-  std::ofstream out_;
+  std::FILE* out_ = nullptr;  // the .partial file, created by Create
   crypto::Sha256Stream digest_;
   uint64_t records_ = 0, checkpoints_ = 0;
+  bool created_ = false;  // partial_ is ours to remove if unfinished
   bool finished_ = false;
 };
 
@@ -54,6 +58,11 @@ class BundleReader {
   // frame, a footer whose digest or counts do not match, or bytes after the
   // footer are DataLoss naming the byte offset.
   absl::StatusOr<std::optional<v1::BundleFrame>> Next();
+  // Random access, for a second reader of the same file (its sequential
+  // state is not kept): the frame starting at byte `offset`, and sets
+  // *next to the byte after it. Checks only that the frame decodes: the
+  // digest is checked by the reader that streams the whole bundle.
+  absl::StatusOr<v1::BundleFrame> FrameAt(uint64_t offset, uint64_t* next);
   uint64_t offset() const { return offset_; }
   uint64_t file_size() const { return file_size_; }
 

@@ -19,11 +19,16 @@ absl::Status At(uint64_t position, absl::string_view what,
 // and ledger. The idempotency key and client time are the writer's, and
 // human-readable text (a refusal's message, a rejection's reason) may be
 // worded differently by any release: a log must verify with every later one.
+// A refusal's dropped_before is the operator's claim about refusals the log
+// does not hold: nothing in the log can confirm or refute it.
 v1::EventBody Decided(const v1::EventBody& body) {
   v1::EventBody decided = body;
   decided.clear_idempotency_key();
   decided.clear_client_time_unix_ms();
-  if (decided.has_submission_refused()) decided.mutable_submission_refused()->clear_message();
+  if (decided.has_submission_refused()) {
+    decided.mutable_submission_refused()->clear_message();
+    decided.mutable_submission_refused()->clear_dropped_before();
+  }
   if (decided.has_proposal_rejected()) decided.mutable_proposal_rejected()->clear_reason();
   return decided;
 }

@@ -16,6 +16,7 @@ v1::VerifyReport NewReport() {
       {"replay", "the rules accept every member event and imply exactly the recorded system events"},
       {"no reversal", "gateways lock in order, once per attempt; nothing accepted changes a locked gateway"},
       {"density", "positions run 0..n-1 without gaps; each idempotency key is used once per author"},
+      {"time", "from rules version 2, no record's ledger time is before its signed client time less the clock skew"},
   };
   v1::VerifyReport report;
   for (const auto& [name, meaning] : checks) {

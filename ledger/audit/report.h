@@ -16,10 +16,10 @@
 
 namespace ledger::audit {
 
-// The five checks of DESIGN §4, and their index in VerifyReport.checks.
-enum class CheckId { kSignatures = 0, kIntegrity = 1, kReplay = 2, kNoReversal = 3, kDensity = 4 };
+// The six checks of DESIGN §4, and their index in VerifyReport.checks.
+enum class CheckId { kSignatures = 0, kIntegrity = 1, kReplay = 2, kNoReversal = 3, kDensity = 4, kTime = 5 };
 
-// A report with the five checks, each passing and completed; verified.
+// A report with the six checks, each passing and completed; verified.
 v1::VerifyReport NewReport();
 
 // Records that `check` failed at `position` (nullopt: at no position) with

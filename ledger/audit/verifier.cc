@@ -13,7 +13,9 @@
 #include "ledger/event/envelope.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
+#include "ledger/rules/commit_group.h"
 #include "ledger/rules/gateway_touch.h"
+#include "ledger/rules/version.h"
 
 namespace ledger::audit {
 namespace {
@@ -75,6 +77,93 @@ class ReversalMonitor {
  private:
   absl::flat_hash_map<std::pair<std::string, std::string>, uint64_t> locked_;
 };
+
+// Check 5's memory of the (author, idempotency key) pairs used so far. Exact:
+// a fingerprint only finds the candidates; the pairs are compared whole,
+// reading an earlier record back when the index keeps only its position.
+class IdempotencyIndex {
+ public:
+  IdempotencyIndex(int bits, std::function<absl::StatusOr<std::string>(uint64_t)> read_record)
+      : bits_(std::clamp(bits, 1, 64)), read_record_(std::move(read_record)) {}
+
+  // The earlier position that used (author, key), or nullopt (and the pair
+  // is now used at `position`). An error if an earlier record cannot be read
+  // back, or reads back different from what was verified.
+  absl::StatusOr<std::optional<uint64_t>> Use(const std::string& author, const std::string& key, uint64_t position) {
+    if (!read_record_) {
+      auto [it, added] = exact_.try_emplace(rules::IdempotencyId(author, key), position);
+      if (added) return std::nullopt;
+      return it->second;
+    }
+    const uint64_t fingerprint = Fingerprint(author, key);
+    auto [it, added] = first_.try_emplace(fingerprint, position);
+    if (added) return std::nullopt;
+    std::vector<uint64_t> candidates = {it->second};
+    auto more = others_.find(fingerprint);
+    if (more != others_.end()) candidates.insert(candidates.end(), more->second.begin(), more->second.end());
+    for (uint64_t earlier : candidates) {
+      auto pair = PairAt(earlier, fingerprint);
+      if (!pair.ok()) return pair.status();
+      if (pair->first == author && pair->second == key) return earlier;
+    }
+    others_[fingerprint].push_back(position);  // a different pair sharing the fingerprint
+    return std::nullopt;
+  }
+
+ private:
+  uint64_t Fingerprint(const std::string& author, const std::string& key) const {
+    const crypto::Digest digest = crypto::Sha256(rules::IdempotencyId(author, key));
+    uint64_t fingerprint = 0;
+    for (int i = 0; i < 8; ++i) fingerprint = fingerprint << 8 | digest[i];
+    return bits_ == 64 ? fingerprint : fingerprint >> (64 - bits_);
+  }
+
+  absl::StatusOr<std::pair<std::string, std::string>> PairAt(uint64_t position, uint64_t fingerprint) const {
+    auto bytes = read_record_(position);
+    if (!bytes.ok()) {
+      return absl::Status(bytes.status().code(), absl::StrCat("reading back the record at position ", position,
+                                                              ": ", bytes.status().message()));
+    }
+    auto record = DecodeRecord(*bytes, position);
+    auto envelope = record.ok() ? DecodeStoredEvent(*record) : absl::StatusOr<Envelope>(record.status());
+    if (!envelope.ok() || Fingerprint(envelope->body.author(), envelope->body.idempotency_key()) != fingerprint) {
+      return absl::DataLossError(
+          absl::StrCat("the record at position ", position, " reads back different from the one verified"));
+    }
+    return std::make_pair(envelope->body.author(), envelope->body.idempotency_key());
+  }
+
+  const int bits_;
+  const std::function<absl::StatusOr<std::string>(uint64_t)> read_record_;
+  absl::flat_hash_map<uint64_t, uint64_t> first_;                 // fingerprint -> first position
+  absl::flat_hash_map<uint64_t, std::vector<uint64_t>> others_;   // later distinct pairs sharing it
+  absl::flat_hash_map<std::string, uint64_t> exact_;              // without read_record_: pair -> position
+};
+
+// Check 6 (rules version 2): the operator gave this record a ledger time more
+// than the clock skew before the time its member signed (backdating). A
+// recorded refusal is held to its attempt's signed time the same way. System
+// events' own client times are the operator's, like the ledger time: nothing
+// to compare.
+std::optional<std::string> Backdated(const v1::Record& record, const v1::EventBody& body, bool system) {
+  int64_t client_ms = body.client_time_unix_ms();
+  std::string what = absl::StrCat("the ", EventKind(body), " by ", body.author());
+  if (system) {
+    if (!body.has_submission_refused()) return std::nullopt;
+    v1::SignedEvent attempt;
+    v1::EventBody attempted;
+    if (!attempt.ParseFromString(body.submission_refused().signed_event()) ||
+        !attempted.ParseFromString(attempt.body())) {
+      return std::nullopt;  // replay names it
+    }
+    client_ms = attempted.client_time_unix_ms();
+    what = absl::StrCat("the refused ", EventKind(attempted), " by ", attempted.author());
+  }
+  if (!rules::ClientTimeAhead(client_ms, record.ledger_time_unix_ns())) return std::nullopt;
+  return absl::StrCat(what, " was signed at client time ", client_ms, " ms, but the ledger time given it is ",
+                      record.ledger_time_unix_ns() / 1'000'000, " ms: earlier by more than the clock skew of ",
+                      rules::kClockSkewNanos / 1'000'000'000, " s (backdated)");
+}
 
 struct Pending {
   bool is_checkpoint = false;
@@ -204,16 +293,24 @@ struct LogVerifier::Impl {
         return false;
       }
       const v1::EventBody& body = p.envelope->body;
-      std::string fingerprint_input = body.author();
-      fingerprint_input.push_back('\0');
-      fingerprint_input += body.idempotency_key();
-      const crypto::Digest digest = crypto::Sha256(fingerprint_input);
-      uint64_t fingerprint = 0;
-      for (int i = 0; i < 8; ++i) fingerprint = fingerprint << 8 | digest[i];
-      if (!idempotency.insert(fingerprint).second && in_range) {
-        Fail(CheckId::kDensity, position, absl::StrCat("idempotency key \"", body.idempotency_key(), "\" of ", body.author(),
-                                              " is used a second time"));
+      auto earlier = idempotency.Use(body.author(), body.idempotency_key(), position);
+      if (!earlier.ok()) {
+        Fail(absl::IsDataLoss(earlier.status()) ? CheckId::kIntegrity : CheckId::kDensity, position,
+             absl::StrCat("idempotency key \"", body.idempotency_key(), "\" of ", body.author(),
+                          " could not be compared with an earlier use: ", earlier.status().message()));
         return false;
+      }
+      if (earlier->has_value() && in_range) {
+        Fail(CheckId::kDensity, position, absl::StrCat("idempotency key \"", body.idempotency_key(), "\" of ", body.author(),
+                                              " is used a second time (first at position ", **earlier, ")"));
+        return false;
+      }
+      if (in_range && rules::RulesAtLeast(replayer.state(), rules::kRulesV2)) {
+        const bool system = replayer.state().has_genesis() && IsSystemEvent(body);
+        if (auto backdated = Backdated(*p.record, body, system)) {
+          Fail(CheckId::kTime, position, *backdated);
+          return false;
+        }
       }
       if (auto violation = monitor.Before(body, replayer.state()); violation.has_value() && in_range) {
         Fail(CheckId::kNoReversal, position, *violation);
@@ -329,7 +426,7 @@ struct LogVerifier::Impl {
   Replayer replayer;
   ReversalMonitor monitor;
   merkle::Frontier frontier;
-  absl::flat_hash_set<uint64_t> idempotency;  // fingerprints of (author, key)
+  IdempotencyIndex idempotency{options.fingerprint_bits, options.read_record};
   uint64_t last_checkpoint_size = 0;
   bool trusted_seen = false;
   std::vector<Pending> batch;      // being read and decoded
@@ -452,18 +549,47 @@ v1::VerifyReport VerifyBundle(const std::string& path, const VerifyOptions& opti
     trusted = *opened;
   }
 
+  // Earlier records are read back (to compare idempotency pairs whose
+  // fingerprints collide) through a sparse index: the offset of every
+  // kRecordsPerOffset-th record, and a second reader of the file.
+  constexpr uint64_t kRecordsPerOffset = 256;
+  std::vector<uint64_t> record_offsets;
+  uint64_t records_read = 0;
+  std::unique_ptr<BundleReader> rereader;
+  auto read_record = [&](uint64_t position) -> absl::StatusOr<std::string> {
+    if (position >= records_read || position / kRecordsPerOffset >= record_offsets.size()) {
+      return absl::InternalError(absl::StrCat("record ", position, " has not been read"));
+    }
+    if (rereader == nullptr) {
+      auto opened = BundleReader::Open(path);
+      if (!opened.ok()) return opened.status();
+      rereader = *std::move(opened);
+    }
+    uint64_t offset = record_offsets[position / kRecordsPerOffset];
+    for (uint64_t at = position / kRecordsPerOffset * kRecordsPerOffset;;) {
+      auto frame = rereader->FrameAt(offset, &offset);
+      if (!frame.ok()) return frame.status();
+      if (!frame->has_record()) continue;  // a checkpoint between records
+      if (at++ == position) return std::move(*frame->mutable_record());
+    }
+  };
+
   uint64_t batches = 0;
   LogVerifier verifier({.operator_key = *operator_key,
                         .origin = header.origin(),
                         .trusted = trusted,
                         .threads = options.threads,
-                        .on_batch = [&] {
-                          if (options.progress && ++batches % 4 == 0) {
-                            options.progress((*reader)->offset(), (*reader)->file_size());
-                          }
-                        }});
+                        .on_batch =
+                            [&] {
+                              if (options.progress && ++batches % 4 == 0) {
+                                options.progress((*reader)->offset(), (*reader)->file_size());
+                              }
+                            },
+                        .read_record = read_record,
+                        .fingerprint_bits = options.fingerprint_bits});
   bool footer_seen = false;
   while (true) {
+    const uint64_t frame_offset = (*reader)->offset();
     auto frame = (*reader)->Next();
     if (!frame.ok()) {
       // Records already read are checked first: a flipped byte inside a
@@ -482,6 +608,10 @@ v1::VerifyReport VerifyBundle(const std::string& path, const VerifyOptions& opti
     if (f.has_header()) {
       verifier.Fail(CheckId::kIntegrity, verifier.records(), "a second header inside the bundle");
       break;
+    }
+    if (f.has_record()) {
+      if (records_read % kRecordsPerOffset == 0) record_offsets.push_back(frame_offset);
+      ++records_read;
     }
     const bool more = f.has_checkpoint() ? verifier.AddCheckpoint(f.checkpoint().tree_size(),
                                                                   std::move(*f.mutable_checkpoint()->mutable_note()))

@@ -1,6 +1,7 @@
-// Offline verification of an evidence bundle: the five checks of DESIGN §4,
+// Offline verification of an evidence bundle: the six checks of DESIGN §4,
 // with the same rules code as the server. Streams the bundle (bounded memory
-// but for one 8-byte fingerprint per idempotency key) and verifies
+// but for a 16-byte fingerprint and position per record, and a sparse offset
+// index to re-read an earlier record) and verifies
 // signatures on a persistent thread pool (ledger/common/thread_pool.h). The
 // findings are a v1::VerifyReport (ledger/audit/report.h).
 #ifndef LEDGER_AUDIT_VERIFIER_H_
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "ledger/audit/report.h"
 #include "ledger/common/thread_pool.h"
 #include "ledger/crypto/ed25519.h"
@@ -33,6 +35,8 @@ struct VerifyOptions {
   int threads = 0;  // 0: one per core (a pool started once for the bundle)
   // Called now and then with (bytes read, bundle size).
   std::function<void(uint64_t, uint64_t)> progress;
+  // Tests only: see LogVerifierOptions::fingerprint_bits.
+  int fingerprint_bits = 64;
 };
 
 v1::VerifyReport VerifyBundle(const std::string& path, const VerifyOptions& options);
@@ -67,6 +71,15 @@ struct LogVerifierOptions {
   uint64_t report_from = 0;
   // Called after each batch is applied (about every thousand records).
   std::function<void()> on_batch = {};
+  // Density: each (author, idempotency key) is kept as a fingerprint and the
+  // position that used it. A fingerprint seen before only prefilters: the
+  // earlier record is read back through `read_record` (the stored bytes of
+  // a record already fed) and the pairs are compared whole. Without it the
+  // verifier keeps every pair whole (memory grows with the keys' length).
+  std::function<absl::StatusOr<std::string>(uint64_t position)> read_record = {};
+  // Tests only: how many bits of the fingerprint are kept (1..64), to force
+  // collisions.
+  int fingerprint_bits = 64;
 };
 
 class LogVerifier {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -129,7 +130,7 @@ absl::Status WriteNewFile(const std::string& path, std::string_view contents,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path, mode_t* mode = nullptr) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
@@ -150,6 +151,7 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
     status = absl::InvalidArgumentError(
         absl::StrCat("key file ", path, ": too large for a key (", st.st_size, " bytes)"));
   } else {
+    if (mode != nullptr) *mode = st.st_mode;
     out.resize(static_cast<size_t>(st.st_size));
     size_t got = 0;
     while (got < out.size()) {
@@ -346,9 +348,21 @@ absl::Status WritePrivateKeyFile(const std::string& path, const PrivateKey& key)
   return status;
 }
 
-absl::StatusOr<PrivateKey> ReadPrivateKeyFile(const std::string& path) {
-  absl::StatusOr<std::string> pem = ReadSmallFile(path);
+absl::StatusOr<PrivateKey> ReadPrivateKeyFile(const std::string& path, std::string* exposed) {
+  mode_t mode = 0;
+  absl::StatusOr<std::string> pem = ReadSmallFile(path, &mode);
   if (!pem.ok()) return pem.status();
+  // The mode of the file read (fstat of the same descriptor), not of
+  // whatever is at the path now.
+  if (exposed != nullptr) {
+    exposed->clear();
+    if ((mode & 077) != 0) {
+      char octal[8];
+      std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode & 07777));
+      *exposed = absl::StrCat("warning: private key file ", path, " has mode ", octal,
+                              ": readable by group or others; chmod 600 ", path);
+    }
+  }
   absl::StatusOr<PrivateKey> key = PrivateKey::FromPem(*pem);
   Wipe(*pem);
   if (!key.ok()) return PrefixPath(path, key.status());

@@ -90,9 +90,11 @@ bool VerifyEvent(const PublicKey& key, std::string_view body,
                  std::string_view signature);
 
 // Writes a PEM private key with mode 0600 (refuses to overwrite an existing
-// file). Reads one back; errors name the path and what was wrong.
+// file). Reads one back; errors name the path and what was wrong. With
+// `exposed`, sets it to a warning naming the file, its mode and the fix when
+// group or others may read it (empty otherwise), for the program to print.
 absl::Status WritePrivateKeyFile(const std::string& path, const PrivateKey& key);
-absl::StatusOr<PrivateKey> ReadPrivateKeyFile(const std::string& path);
+absl::StatusOr<PrivateKey> ReadPrivateKeyFile(const std::string& path, std::string* exposed = nullptr);
 absl::Status WritePublicKeyFile(const std::string& path, const PublicKey& key);
 absl::StatusOr<PublicKey> ReadPublicKeyFile(const std::string& path);
 

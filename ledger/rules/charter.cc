@@ -6,6 +6,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "ledger/crypto/sha256.h"
 #include "ledger/event/refusal.h"
+#include "ledger/rules/version.h"
 
 namespace ledger::rules {
 namespace {
@@ -65,6 +66,9 @@ absl::Status ValidateCharter(const State& state, const v1::Charter& charter) {
   if (auto s = CheckOrganisations(state, "founding member", charter.founding_members()); !s.ok()) return s;
   if (auto s = CheckOrganisations(state, "assurance body", charter.assurance_bodies()); !s.ok()) return s;
   if (auto s = CheckOrganisations(state, "revisit caller", charter.revisit_callers()); !s.ok()) return s;
+  if (RulesAtLeast(state, kRulesV2)) {
+    if (auto s = CheckOrganisations(state, "amendment caller", charter.amendment_callers()); !s.ok()) return s;
+  }
   if (charter.gateways().empty()) return BadCharter("no gateways");
   absl::flat_hash_set<std::string> ids;
   for (const v1::Gateway& gateway : charter.gateways()) {
@@ -127,9 +131,29 @@ Verdict Evaluate(const v1::DecisionRule& raw_rule, const Count& count) {
 std::vector<int64_t> TaperSchedule(const v1::TaperPolicy& policy, int64_t annual_impact_pence) {
   std::vector<int64_t> schedule;
   for (uint32_t percent : policy.percent_by_year()) {
-    schedule.push_back(annual_impact_pence * percent / 100);
+    // A member chooses the impact: multiply in 128 bits so no int64 impact
+    // can overflow (the quotient fits whenever percent <= 100, which
+    // ValidateCharter ensures), rounding as the int64 formula always did.
+    const __int128 pence = static_cast<__int128>(annual_impact_pence) * percent / 100;
+    schedule.push_back(static_cast<int64_t>(pence));
   }
   return schedule;
+}
+
+std::string NormalisedCategory(std::string_view category) {
+  std::string out;
+  bool gap = false;
+  for (char c : category) {
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum) {
+      gap = true;
+      continue;
+    }
+    if (gap && !out.empty()) out.push_back('-');
+    gap = false;
+    out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  }
+  return out;
 }
 
 }  // namespace ledger::rules

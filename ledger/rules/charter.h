@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -49,8 +50,21 @@ enum class Verdict {
 // unless ABSTENTION_IGNORED).
 Verdict Evaluate(const v1::DecisionRule& rule, const Count& count);
 
-// The taper schedule for an annual impact under `policy`, in pence per year.
+// The taper schedule for an annual impact under `policy`, in pence per year:
+// impact * percent / 100 (rounded toward zero) for each year, computed
+// without overflow for any int64 impact.
 std::vector<int64_t> TaperSchedule(const v1::TaperPolicy& policy, int64_t annual_impact_pence);
+
+// Rules version 2: the largest annual impact a member may declare, in pence
+// (10^15 pence, ten trillion pounds: far beyond any NHS budget, far inside
+// what every sum over a proposal's impacts can hold).
+inline constexpr int64_t kMaxAnnualImpactPence = 1'000'000'000'000'000;
+
+// A category as reserved categories are matched from rules version 2: ASCII
+// lowercase, every run of other characters than letters and digits one '-',
+// none at either end ("Clinical location", "CLINICAL_LOCATION" and
+// "clinical-location" are one category). Empty when nothing is left.
+std::string NormalisedCategory(std::string_view category);
 
 }  // namespace ledger::rules
 

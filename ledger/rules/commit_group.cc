@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "ledger/event/refusal.h"
 #include "ledger/rules/rules.h"
+#include "ledger/rules/version.h"
 
 namespace ledger::rules {
 namespace {
@@ -73,6 +74,20 @@ class GroupDecider {
           break;
         }
       }
+      // Rules version 2: refused bytes are evidence, recorded once; sent
+      // again they get the original answer, and cannot spend the author's
+      // allowance or bury its other refusals.
+      if (RulesAtLeast(state_, kRulesV2)) {
+        const crypto::Digest signed_hash = crypto::Sha256(envelope.signed_bytes);
+        if (const v1::RefusedSubmission* earlier = state_.FindRefusedSubmission(std::string(crypto::AsBytes(signed_hash)))) {
+          result.status = AtBatchIndex(
+              Refuse(absl::StatusCode::kFailedPrecondition, earlier->reason(),
+                     absl::StrCat("these signed bytes were refused at position ", earlier->position(), " (",
+                                  v1::Reason_Name(earlier->reason()), "); they are not recorded again")),
+              i, batch_size);
+          break;
+        }
+      }
       const crypto::Digest body_hash = crypto::Sha256(envelope.signed_event.body());
       std::string id = IdempotencyId(body.author(), body.idempotency_key());
       if (std::optional<PriorUse> prior = FindPriorUse(id)) {
@@ -117,9 +132,22 @@ class GroupDecider {
     if (alone.ok()) alone = Apply(state_, *refused, context()).status();
     state_.RollbackTo(probe);
     if (alone.code() != absl::StatusCode::kFailedPrecondition) return;
-    if (std::optional<v1::EventBody> kept = RecordRefusal(state_, *refused, alone, context())) {
+    if (std::optional<v1::EventBody> kept =
+            RecordRefusal(state_, *refused, alone, context(), &result.refusal_dropped)) {
+      if (RulesAtLeast(state_, kRulesV2)) {
+        v1::RefusedSubmission index;
+        index.set_signed_event_sha256(std::string(crypto::AsBytes(crypto::Sha256(refused->signed_bytes))));
+        index.set_position(next_position());
+        index.set_reason(kept->submission_refused().reason());
+        state_.PutRefusedSubmission(std::move(index));
+      }
       EmitSystem(*std::move(kept));
+      decision_.records.back().refused = refused;
       result.refusal_recorded = true;
+    } else if (result.refusal_dropped && RulesAtLeast(state_, kRulesV2)) {
+      // (Under version 1 nothing is counted: its refusals stay as an
+      // earlier release wrote them, without dropped_before.)
+      decision_.dropped.push_back(DroppedRefusal{decision_.records.size(), refused->body.author()});
     }
   }
 

@@ -19,6 +19,9 @@
 //      decided again alone (as an auditor holding only the log will decide
 //      it), is kept as SubmissionRefused if that plain refusal is a broken
 //      rule (FAILED_PRECONDITION) within its author's daily allowance.
+// From rules version 2, right after the signature check, SignedEvent bytes
+// already recorded as refused are answered with that refusal (its code and
+// reason, the message naming its position) and nothing is recorded.
 //
 // Deciding submissions one group at a time or one per group gives the same
 // records (the lapses and notices of a time are written once, before the
@@ -82,6 +85,17 @@ struct GroupRecord {
   // ... or, when `member` is null, a system event for the operator to sign:
   // ledger id, author and idempotency key ("system/<position>") are set.
   v1::EventBody system;
+  // For a SubmissionRefused: the refused attempt (pointing into the input).
+  const Envelope* refused = nullptr;
+};
+
+// Rules version 2: a validly signed refusal the daily allowance kept off the
+// record. Not part of the rules' state: what the operator does with it
+// (counting it into the author's next SubmissionRefused.dropped_before) is
+// its own claim.
+struct DroppedRefusal {
+  size_t before_record = 0;  // records[before_record] and later come after it
+  std::string author;
 };
 
 struct SubmissionResult {
@@ -92,11 +106,13 @@ struct SubmissionResult {
   // submission's (nothing new was written for it).
   std::vector<std::pair<uint64_t, bool>> positions;
   bool refusal_recorded = false;  // a SubmissionRefused among the records
+  bool refusal_dropped = false;   // a broken rule beyond the daily allowance
 };
 
 struct GroupDecision {
   std::vector<GroupRecord> records;  // records[i] lands at first_position + i
   std::vector<SubmissionResult> submissions;  // one per input submission
+  std::vector<DroppedRefusal> dropped;        // in decision order
 };
 
 // Decides `input` against `state`, leaving the group's changes applied and

@@ -3,9 +3,11 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "ledger/event/refusal.h"
 #include "ledger/rules/charter.h"
 #include "ledger/rules/gateway_touch.h"
+#include "ledger/rules/version.h"
 
 namespace ledger::rules::internal {
 namespace {
@@ -50,6 +52,30 @@ absl::StatusOr<v1::CollectiveState> FormedCollective(const State& state, const s
                       absl::StrCat("collective ", id, " is not formed: not every founding member has accepted its charter"));
   }
   return *collective;
+}
+
+// The founders whose acceptances form `collective`: the charter's, as
+// mergers changed them (rules version 2).
+const google::protobuf::RepeatedPtrField<std::string>& Founders(const v1::CollectiveState& collective) {
+  return collective.founders().empty() ? collective.charter().founding_members() : collective.founders();
+}
+
+// Forms `collective` if every founder has accepted its charter.
+void FormIfAccepted(Decision& d, v1::CollectiveState& collective) {
+  const auto& founders = Founders(collective);
+  if (collective.formed() || !std::all_of(founders.begin(), founders.end(), [&](const std::string& m) {
+        return Contains(collective.accepted_by(), m);
+      })) {
+    return;
+  }
+  collective.set_formed(true);
+  collective.set_formed_at(d.next_system_position());
+  collective.set_charter_version(1);
+  *collective.mutable_members() = founders;
+  v1::CollectiveFormed* formed = d.Emit().mutable_collective_formed();
+  formed->set_collective_id(collective.collective_id());
+  formed->set_charter_digest(collective.charter_digest());
+  *formed->mutable_members() = collective.members();
 }
 
 absl::StatusOr<v1::ProposalState> FindProposal(const State& state, const std::string& id) {
@@ -100,6 +126,7 @@ v1::Tally MakeTally(const v1::GatewayState& gateway, uint32_t recused) {
     tally.add_vote_positions(it->second->at());
   }
   std::sort(tally.mutable_vote_positions()->begin(), tally.mutable_vote_positions()->end());
+  *tally.mutable_seat_changes() = gateway.seat_changes();  // none before rules version 2
   return tally;
 }
 
@@ -355,7 +382,7 @@ absl::Status CharterAccepted(Decision& d) {
   const v1::CollectiveState* found = d.state.FindCollective(event.collective_id());
   if (found == nullptr) return RuleBroken(v1::UNKNOWN_COLLECTIVE, absl::StrCat("no collective ", event.collective_id()));
   v1::CollectiveState collective = *found;
-  const bool founding = Contains(collective.charter().founding_members(), d.author());
+  const bool founding = Contains(Founders(collective), d.author());
   // Before formation, founding members accept; after it, admitted members do.
   if (!collective.formed() ? !founding : !Contains(collective.members(), d.author())) {
     return RuleBroken(v1::NOT_A_FOUNDING_MEMBER,
@@ -372,20 +399,19 @@ absl::Status CharterAccepted(Decision& d) {
                                    " (version ", std::max(1u, collective.charter_version()), ")"));
   }
   collective.add_accepted_by(d.author());
-  if (!collective.formed() &&
-      std::all_of(collective.charter().founding_members().begin(), collective.charter().founding_members().end(),
-                  [&](const std::string& m) { return Contains(collective.accepted_by(), m); })) {
-    collective.set_formed(true);
-    collective.set_formed_at(d.next_system_position());
-    collective.set_charter_version(1);
-    *collective.mutable_members() = collective.charter().founding_members();
-    v1::CollectiveFormed* formed = d.Emit().mutable_collective_formed();
-    formed->set_collective_id(collective.collective_id());
-    formed->set_charter_digest(collective.charter_digest());
-    *formed->mutable_members() = collective.members();
-  }
+  FormIfAccepted(d, collective);
   d.state.PutCollective(std::move(collective));
   return absl::OkStatus();
+}
+
+// Exact text under rules version 1; from version 2 case and punctuation do
+// not matter (NormalisedCategory), and a category of none never matches.
+bool IsReserved(const State& state, const v1::Charter& charter, const std::string& category) {
+  if (!RulesAtLeast(state, kRulesV2)) return Contains(charter.reserved_categories(), category);
+  const std::string normalised = NormalisedCategory(category);
+  if (normalised.empty()) return false;
+  return std::any_of(charter.reserved_categories().begin(), charter.reserved_categories().end(),
+                     [&](const std::string& reserved) { return NormalisedCategory(reserved) == normalised; });
 }
 
 absl::Status ProposalSubmitted(Decision& d) {
@@ -398,7 +424,7 @@ absl::Status ProposalSubmitted(Decision& d) {
   if (!collective.ok()) return collective.status();
   if (auto s = RequireMember(*collective, d.author()); !s.ok()) return s;
   const v1::Charter& charter = collective->charter();
-  if (Contains(charter.reserved_categories(), event.category())) {
+  if (IsReserved(d.state, charter, event.category())) {
     return RuleBroken(v1::RESERVED_CATEGORY,
                       absl::StrCat("category \"", event.category(), "\" is reserved: collective ",
                                    collective->collective_id(), " may not decide it"));
@@ -418,7 +444,11 @@ absl::Status ProposalSubmitted(Decision& d) {
   // itself pass one gateway under the amendment (or revisit) rule.
   v1::Gateway single;
   single.mutable_rule()->CopyFrom(charter.amendment_rule());
-  single.mutable_callers()->CopyFrom(charter.gateways(charter.gateways_size() - 1).callers());
+  // Rules version 2: those the charter names for changes to the collective
+  // call them, not the final gateway's callers (revisits have their own).
+  single.mutable_callers()->CopyFrom(RulesAtLeast(d.state, kRulesV2)
+                                         ? charter.amendment_callers()
+                                         : charter.gateways(charter.gateways_size() - 1).callers());
   switch (event.action_case()) {
     case v1::ProposalSubmitted::ACTION_NOT_SET:
       *proposal.mutable_gateways() = charter.gateways();
@@ -587,6 +617,10 @@ absl::Status ImpactDeclared(Decision& d) {
   if (auto s = RequireOpen(*proposal); !s.ok()) return s;
   if (auto s = RequireMember(*d.state.FindCollective(proposal->collective_id()), d.author()); !s.ok()) return s;
   if (event.annual_impact_pence() <= 0) return Malformed("annual_impact_pence must be positive");
+  if (RulesAtLeast(d.state, kRulesV2) && event.annual_impact_pence() > kMaxAnnualImpactPence) {
+    return Malformed(absl::StrCat("annual_impact_pence ", event.annual_impact_pence(),
+                                  " is above the most a member may declare (", kMaxAnnualImpactPence, ")"));
+  }
   auto* impacts = proposal->mutable_impacts();
   impacts->erase(std::remove_if(impacts->begin(), impacts->end(),
                                 [&](const v1::ImpactState& i) { return i.org_id() == d.author(); }),
@@ -598,6 +632,43 @@ absl::Status ImpactDeclared(Decision& d) {
   impact->set_at(d.at());
   proposal->add_history(d.at());
   d.state.PutProposal(*std::move(proposal));
+  return absl::OkStatus();
+}
+
+// Rules version 2: a call needs a real deadlock. Any gateway that lapsed; a
+// unanimity gateway where an elector other than the caller objects once every
+// elector other than the caller has voted (a caller that sits in the
+// electorate cannot make the deadlock by objecting itself). A majority or
+// supermajority gateway that everyone voted on decides itself.
+absl::Status RequireDeadlock(const v1::GatewayState& gs, const v1::DecisionRule& raw_rule, const std::string& caller) {
+  if (gs.status() == v1::GATEWAY_LAPSED) return absl::OkStatus();
+  const v1::DecisionRule rule = Normalised(raw_rule);
+  const std::string prefix = absl::StrCat("gateway ", gs.gateway_id(), " is not deadlocked: ");
+  if (rule.kind() != v1::UNANIMITY) {
+    return RuleBroken(v1::NO_DEADLOCK, absl::StrCat(prefix, "a ", v1::RuleKind_Name(rule.kind()),
+                                                    " gateway decides itself once everyone has voted; it can be "
+                                                    "called only after it lapsed"));
+  }
+  auto latest = LatestVotes(gs);
+  bool objection = false;
+  std::vector<std::string> waiting;
+  for (const std::string& elector : gs.electorate()) {
+    if (elector == caller) continue;
+    auto it = latest.find(elector);
+    if (it == latest.end()) {
+      waiting.push_back(elector);
+    } else if (it->second->position() == v1::OBJECT) {
+      objection = true;
+    }
+  }
+  if (!objection) {
+    return RuleBroken(v1::NO_DEADLOCK, absl::StrCat(prefix, "no elector other than the caller objects, and it has "
+                                                    "not lapsed"));
+  }
+  if (!waiting.empty()) {
+    return RuleBroken(v1::NO_DEADLOCK, absl::StrCat(prefix, "not every elector other than the caller has voted (",
+                                                    absl::StrJoin(waiting, ", "), " to vote), and it has not lapsed"));
+  }
   return absl::OkStatus();
 }
 
@@ -628,7 +699,9 @@ absl::Status DecisionCalled(Decision& d) {
   }
   if (event.rationale().empty()) return RuleBroken(v1::RATIONALE_REQUIRED, "a called decision must give its rationale");
   std::vector<std::string> objectors = ElectorsHolding(gs, v1::OBJECT);
-  if (gs.status() != v1::GATEWAY_LAPSED && objectors.empty()) {
+  if (RulesAtLeast(d.state, kRulesV2)) {
+    if (auto s = RequireDeadlock(gs, proposal->gateways(index).rule(), d.author()); !s.ok()) return s;
+  } else if (gs.status() != v1::GATEWAY_LAPSED && objectors.empty()) {
     return RuleBroken(v1::NO_DEADLOCK, absl::StrCat("gateway ", event.gateway_id(),
                                                     " is not deadlocked: nobody objects and it has not lapsed"));
   }
@@ -710,6 +783,79 @@ absl::Status MemberWithdrew(Decision& d) {
   return absl::OkStatus();
 }
 
+// ------------------------------------------------------------------ mergers
+
+// Rules version 2. A collective not yet formed with `merged` among its
+// founders: the successor's acceptance stands for merged's (merged's own does
+// not carry), and if it has already accepted the collective forms now.
+void PassFoundingSeats(Decision& d, const std::string& merged, const std::string& successor) {
+  std::vector<std::string> ids;
+  for (const auto& [id, collective] : d.state.collectives()) {
+    if (!collective.formed() && Contains(Founders(collective), merged)) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());  // the auditor replays the same order
+  for (const std::string& id : ids) {
+    v1::CollectiveState collective = *d.state.FindCollective(id);
+    google::protobuf::RepeatedPtrField<std::string> founders = Founders(collective);
+    collective.clear_founders();
+    for (const std::string& founder : founders) {
+      const std::string& now = founder == merged ? successor : founder;
+      if (!Contains(collective.founders(), now)) collective.add_founders(now);
+    }
+    FormIfAccepted(d, collective);
+    d.state.PutCollective(std::move(collective));
+  }
+}
+
+// Rules version 2. In the open (or lapsed, still callable) gateway of every
+// open proposal whose electorate holds `merged`, the successor takes the
+// seat and votes afresh; where it already sits, or may not (recused, or the
+// subject of the removal), the seat is vacated: one organisation, one vote.
+// Merged's standing veto ends; the gateway is decided again, since a vacated
+// seat can complete its tally.
+void PassOpenSeats(Decision& d, const std::string& merged, const std::string& successor) {
+  auto holds_seat = [&](const v1::ProposalState& proposal) {
+    if (proposal.status() != v1::PROPOSAL_OPEN || proposal.current_gateway() < 0) return false;
+    const v1::GatewayState& gs = proposal.gateway_states(proposal.current_gateway());
+    return (gs.status() == v1::GATEWAY_OPEN || gs.status() == v1::GATEWAY_LAPSED) &&
+           Contains(gs.electorate(), merged);
+  };
+  std::vector<std::string> ids;
+  for (const auto& [id, proposal] : d.state.proposals()) {
+    if (holds_seat(proposal)) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());  // the auditor replays the same order
+  for (const std::string& id : ids) {
+    // Read afresh: deciding an earlier one may have changed it (a revisit).
+    v1::ProposalState proposal = *d.state.FindProposal(id);
+    if (!holds_seat(proposal)) continue;
+    v1::GatewayState& gs = *proposal.mutable_gateway_states(proposal.current_gateway());
+    const v1::ProposalSubmitted& submission = proposal.submission();
+    const bool barred = Contains(proposal.recused(), successor) ||
+                        (submission.has_remove_member() && submission.remove_member().org_id() == successor);
+    v1::SeatChange* change = gs.add_seat_changes();
+    change->set_from(merged);
+    change->set_at(d.at());
+    if (barred || Contains(gs.electorate(), successor)) {
+      Erase(gs.mutable_electorate(), merged);
+    } else {
+      for (std::string& elector : *gs.mutable_electorate()) {
+        if (elector == merged) elector = successor;
+      }
+      change->set_to(successor);
+    }
+    for (v1::VetoState& veto : *proposal.mutable_vetoes()) {
+      if (veto.outcome() == v1::VETO_STANDING && veto.gateway_id() == gs.gateway_id() && veto.org_id() == merged) {
+        veto.set_outcome(v1::VETO_MERGED);
+        veto.set_ended_at(d.at());
+      }
+    }
+    proposal.add_history(d.at());
+    Decide(d, proposal);
+    d.state.PutProposal(std::move(proposal));
+  }
+}
+
 }  // namespace
 
 bool IsGovernanceEvent(const v1::EventBody& body) {
@@ -749,8 +895,6 @@ absl::Status ApplyGovernance(State& state, const Envelope& envelope, const Conte
 
 void TransferMemberships(State& state, const std::string& merged, const std::string& successor,
                          const Context& context, Effects* effects) {
-  (void)context;
-  (void)effects;
   std::vector<std::string> ids;
   for (const auto& [id, collective] : state.collectives()) {
     if (Contains(collective.members(), merged)) ids.push_back(id);
@@ -770,6 +914,11 @@ void TransferMemberships(State& state, const std::string& merged, const std::str
     collective.add_former_members(merged);
     state.PutCollective(std::move(collective));
   }
+  if (!RulesAtLeast(state, kRulesV2)) return;
+  const Envelope none;  // what follows is the merger's consequence, no member's act
+  Decision d{state, none, context, effects};
+  PassFoundingSeats(d, merged, successor);
+  PassOpenSeats(d, merged, successor);
 }
 
 }  // namespace ledger::rules::internal
@@ -795,7 +944,8 @@ std::vector<v1::EventBody> LapseDue(State& state, const Context& context) {
 }
 
 std::optional<v1::EventBody> RecordRefusal(State& state, const Envelope& envelope, const absl::Status& refusal,
-                                           const Context& context) {
+                                           const Context& context, bool* dropped) {
+  if (dropped != nullptr) *dropped = false;
   if (refusal.code() != absl::StatusCode::kFailedPrecondition) return std::nullopt;
   const std::string& author = envelope.body.author();
   if (state.FindOrganisation(author) == nullptr) return std::nullopt;
@@ -809,14 +959,22 @@ std::optional<v1::EventBody> RecordRefusal(State& state, const Envelope& envelop
     counter.set_window_start_unix_ns(context.ledger_time_unix_ns);
     counter.set_count(0);
   }
-  if (counter.count() >= kMaxRecordedRefusalsPerDay) return std::nullopt;
+  // From rules version 2 an attempt on a locked gateway is always evidence
+  // (of an attempted reversal): it counts, but the allowance never drops it.
+  const v1::Reason reason = ReasonOf(refusal);
+  const bool always_recorded = RulesAtLeast(state, kRulesV2) &&
+                               (reason == v1::GATEWAY_LOCKED || reason == v1::FINAL_GATEWAY_LOCKED);
+  if (counter.count() >= kMaxRecordedRefusalsPerDay && !always_recorded) {
+    if (dropped != nullptr) *dropped = true;
+    return std::nullopt;
+  }
   counter.set_count(counter.count() + 1);
   state.PutRefusalCounter(std::move(counter));
 
   v1::EventBody body;
   v1::SubmissionRefused* refused = body.mutable_submission_refused();
   refused->set_signed_event(envelope.signed_bytes);
-  refused->set_reason(ReasonOf(refusal));
+  refused->set_reason(reason);
   refused->set_message(std::string(refusal.message()));
   // The proposal the attempt was about keeps it in its history.
   std::string proposal_id;

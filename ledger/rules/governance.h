@@ -19,9 +19,11 @@ absl::Status ApplyGovernance(State& state, const Envelope& envelope, const Conte
                              Effects* effects);
 
 // Memberships of `merged` pass to `successor` when a merger takes effect at
-// context.position (the OrganisationMerged record, or under rules v2 the
-// confirmation or IdentityChangeEffective that made it effective). System
-// events appended to `effects` land right after that record.
+// context.position (the OrganisationMerged record; under rules v2 the
+// confirmation or IdentityChangeEffective that made it take effect). From rules version 2 its open seats
+// and founding acceptances pass too (DESIGN §2, "Mergers and takeovers"): the
+// gateways and collectives this decides are appended to `effects`, landing
+// right after that position.
 void TransferMemberships(State& state, const std::string& merged, const std::string& successor,
                          const Context& context, Effects* effects);
 

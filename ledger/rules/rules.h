@@ -48,6 +48,11 @@ absl::Status CheckSignature(const State& state, const Envelope& envelope);
 //   FailedPrecondition: a rule is broken;
 absl::StatusOr<Effects> Apply(State& state, const Envelope& envelope, const Context& context);
 
+// Rules version 2: InvalidArgument (CLIENT_TIME_AHEAD) if `body`'s signed
+// client time runs ahead of the ledger time by more than kClockSkewNanos.
+// Apply checks it for every member event after Genesis.
+absl::Status CheckClientTime(const State& state, const v1::EventBody& body, const Context& context);
+
 // Lapses every open gateway whose deadline is at or before the context's
 // ledger time, returning the GatewayLapsed system events, to be appended at
 // context.position onwards. The server runs it before each commit group and
@@ -68,9 +73,14 @@ inline constexpr uint32_t kMaxRecordedRefusalsPerDay = 100;
 
 // For a validly signed submission refused with FAILED_PRECONDITION: the
 // SubmissionRefused system event that keeps it on the record (counted against
-// the author's daily allowance), or nullopt when it is not recorded.
+// the author's daily allowance; from rules version 2 an attempt on a locked
+// gateway is counted but never dropped), or nullopt when it is not recorded.
+// `dropped` (optional) is set to whether it was not recorded only because the
+// allowance was spent. Its dropped_before is left 0: that count is the
+// operator's (store/ledger.cc), not the rules'.
 std::optional<v1::EventBody> RecordRefusal(State& state, const Envelope& envelope,
-                                           const absl::Status& refusal, const Context& context);
+                                           const absl::Status& refusal, const Context& context,
+                                           bool* dropped = nullptr);
 
 }  // namespace ledger::rules
 

@@ -72,6 +72,10 @@ std::optional<int64_t> State::NextDue() const {
   return due;
 }
 
+const v1::RefusedSubmission* State::FindRefusedSubmission(const std::string& signed_event_sha256) const {
+  return FindIn(refused_submissions_, signed_event_sha256);
+}
+
 void State::SetInfo(v1::LedgerInfo info) {
   undo_.push_back([this, old = info_, had = has_genesis_] {
     info_ = old;
@@ -114,6 +118,11 @@ void State::PutCollective(v1::CollectiveState collective) {
 void State::PutRefusalCounter(v1::RefusalCounter counter) {
   std::string id = counter.org_id();
   Put(refusal_counters_, kRefusalCounterPrefix, id, std::move(counter));
+}
+
+void State::PutRefusedSubmission(v1::RefusedSubmission refused) {
+  std::string id = refused.signed_event_sha256();
+  Put(refused_submissions_, kRefusedSubmissionPrefix, id, std::move(refused));
 }
 
 void State::IndexDeadline(const v1::ProposalState* before, const v1::ProposalState* after) {
@@ -198,6 +207,8 @@ std::vector<State::Change> State::PendingChanges() const {
       if (auto* v = FindIn(identity_changes_, id(kIdentityChangePrefix))) value = v->SerializeAsString();
     } else if (absl::StartsWith(key, kNoticeKeyRecordPrefix)) {
       if (auto* v = FindIn(notice_key_records_, id(kNoticeKeyRecordPrefix))) value = v->SerializeAsString();
+    } else if (absl::StartsWith(key, kRefusedSubmissionPrefix)) {
+      if (auto* v = FindRefusedSubmission(id(kRefusedSubmissionPrefix))) value = v->SerializeAsString();
     }
     changes.emplace_back(key, std::move(value));
   }
@@ -255,6 +266,12 @@ absl::Status State::LoadEntry(absl::string_view key, absl::string_view value) {
       return corrupt();
     }
     notice_key_records_[NoticeKeyRecordId(v.key_id(), v.position())] = std::move(v);
+  } else if (absl::StartsWith(key, kRefusedSubmissionPrefix)) {
+    v1::RefusedSubmission v;
+    if (!DecodeEntry(value, id(kRefusedSubmissionPrefix), &v, &v1::RefusedSubmission::signed_event_sha256)) {
+      return corrupt();
+    }
+    refused_submissions_[v.signed_event_sha256()] = std::move(v);
   } else {
     return absl::DataLossError(absl::StrCat("unknown projected state entry \"", key, "\""));
   }
@@ -274,6 +291,7 @@ absl::btree_map<std::string, std::string> State::Snapshot() const {
   add(kRefusalCounterPrefix, refusal_counters_);
   add(kIdentityChangePrefix, identity_changes_);
   add(kNoticeKeyRecordPrefix, notice_key_records_);
+  add(kRefusedSubmissionPrefix, refused_submissions_);
   return out;
 }
 

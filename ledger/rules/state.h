@@ -43,6 +43,9 @@ class State {
   const v1::CollectiveState* FindCollective(const std::string& collective_id) const;
   const v1::ProposalState* FindProposal(const std::string& proposal_id) const;
   const v1::RefusalCounter* FindRefusalCounter(const std::string& org_id) const;
+  // Rules version 2: the recorded refusal of these SignedEvent bytes (keyed
+  // by their raw 32-byte SHA-256), or nullptr.
+  const v1::RefusedSubmission* FindRefusedSubmission(const std::string& signed_event_sha256) const;
   const absl::flat_hash_map<std::string, v1::CollectiveState>& collectives() const { return collectives_; }
   const absl::flat_hash_map<std::string, v1::ProposalState>& proposals() const { return proposals_; }
   // Open gateways with a deadline, earliest first: (deadline, proposal id).
@@ -70,6 +73,7 @@ class State {
   void PutRefusalCounter(v1::RefusalCounter counter);
   void PutIdentityChange(v1::IdentityChangeState change);
   void PutNoticeKeyRecord(v1::NoticeKeyRecord record);
+  void PutRefusedSubmission(v1::RefusedSubmission refused);
 
   // Journal: Mark() names the current point; RollbackTo(mark) undoes every
   // mutation made since.
@@ -102,6 +106,7 @@ class State {
   absl::flat_hash_map<std::string, v1::CollectiveState> collectives_;
   absl::flat_hash_map<std::string, v1::ProposalState> proposals_;
   absl::flat_hash_map<std::string, v1::RefusalCounter> refusal_counters_;
+  absl::flat_hash_map<std::string, v1::RefusedSubmission> refused_submissions_;
   absl::btree_set<std::pair<int64_t, std::string>> deadlines_;  // derived from proposals_
   absl::flat_hash_map<std::string, v1::IdentityChangeState> identity_changes_;  // by IdentityChangeId
   absl::btree_set<std::pair<int64_t, uint64_t>> notices_;  // derived from identity_changes_
@@ -125,6 +130,7 @@ inline constexpr absl::string_view kIdentityChangePrefix = "ic/";
 inline constexpr absl::string_view kNoticeKeyRecordPrefix = "nk/";
 std::string IdentityChangeId(uint64_t position);  // zero-padded: key order is log order
 std::string NoticeKeyRecordId(absl::string_view key_id, uint64_t position);
+inline constexpr absl::string_view kRefusedSubmissionPrefix = "rs/";  // + raw SHA-256
 // Index of an organisation's keys, derived from the keys: "ok/" org \0 key id
 // -> "". Written with them; not part of Snapshot().
 inline constexpr absl::string_view kOrganisationKeyPrefix = "ok/";

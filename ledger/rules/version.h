@@ -43,6 +43,14 @@ inline bool RulesAtLeast(const State& state, uint32_t version) { return RulesVer
 // the record counts as backdated.
 inline constexpr int64_t kClockSkewNanos = 5LL * 60 * 1'000'000'000;
 
+// True if a signed client time (ms) is ahead of a ledger time (ns) by more
+// than kClockSkewNanos: the one comparison the sequencer and the auditor's
+// "time" check share. Compared in milliseconds, so no client time overflows
+// it; exact for ledger times from 1970 on.
+inline bool ClientTimeAhead(int64_t client_time_unix_ms, int64_t ledger_time_unix_ns) {
+  return client_time_unix_ms > ledger_time_unix_ns / 1'000'000 + kClockSkewNanos / 1'000'000;
+}
+
 // Rules version 2: the default identity-change notice (Genesis may set it).
 inline constexpr int64_t kDefaultIdentityNoticeSeconds = 14LL * 24 * 3600;
 

@@ -1,9 +1,12 @@
 #include "ledger/store/ledger.h"
 
+#include <algorithm>
 #include <chrono>
+#include <limits>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "glog/logging.h"
@@ -109,6 +112,7 @@ absl::Status Ledger::Start() {
 absl::Status Ledger::LoadFromStore() {
   state_ = rules::State();
   if (auto s = store_->LoadState(&state_); !s.ok()) return s;
+  if (auto s = store_->LoadDroppedRefusals(&dropped_refusals_); !s.ok()) return s;
   if (!state_.has_genesis()) return absl::DataLossError("the ledger has records but no Genesis state");
   if (state_.info().operator_public_key() != operator_key_.public_key().raw()) {
     return absl::FailedPreconditionError(
@@ -183,6 +187,27 @@ void Ledger::Shutdown() {
     sequencer_cv_.SignalAll();
   }
   if (sequencer_thread_.joinable()) sequencer_thread_.join();
+}
+
+absl::StatusOr<uint64_t> Ledger::AdoptRulesVersion(uint32_t version) {
+  v1::EventBody body;
+  body.set_ledger_id(info_.ledger_id());
+  body.set_author(info_.operator_id());
+  body.set_idempotency_key(absl::StrCat("rules-version/", version));
+  body.set_client_time_unix_ms(options_.clock() / 1'000'000);
+  body.mutable_rules_version_adopted()->set_version(version);
+  absl::Notification done;
+  absl::StatusOr<uint64_t> position;
+  Submit({SealEvent(body, operator_key_)}, [&](absl::StatusOr<std::vector<SubmitResult>> result) {
+    if (result.ok()) {
+      position = result->front().receipt.position();
+    } else {
+      position = result.status();
+    }
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return position;
 }
 
 void Ledger::Submit(std::vector<v1::SignedEvent> events, Done done) {
@@ -345,8 +370,33 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
   }
 
   store::CommitGroup commit;
+  // The operator's own count of refusals the allowance dropped, told in the
+  // author's next recorded refusal, before the operator signs it. Applied to
+  // dropped_refusals_ only once written.
+  absl::flat_hash_map<std::string, uint64_t> dropped_now;
+  auto dropped_count = [&](const std::string& author) -> uint64_t& {
+    auto [it, added] = dropped_now.try_emplace(author, 0);
+    if (added) {
+      if (auto stored = dropped_refusals_.find(author); stored != dropped_refusals_.end()) it->second = stored->second;
+    }
+    return it->second;
+  };
+  size_t dropped_told = 0;  // decision.dropped[..dropped_told] are counted
+  auto count_dropped_before = [&](size_t record) {
+    for (; dropped_told < decision.dropped.size() && decision.dropped[dropped_told].before_record <= record;
+         ++dropped_told) {
+      ++dropped_count(decision.dropped[dropped_told].author);
+    }
+  };
   commit.records.reserve(decision.records.size());
-  for (const rules::GroupRecord& decided_record : decision.records) {
+  for (rules::GroupRecord& decided_record : decision.records) {
+    count_dropped_before(commit.records.size());
+    if (decided_record.refused != nullptr) {
+      uint64_t& dropped = dropped_count(decided_record.refused->body.author());
+      decided_record.system.mutable_submission_refused()->set_dropped_before(
+          static_cast<uint32_t>(std::min<uint64_t>(dropped, std::numeric_limits<uint32_t>::max())));
+      dropped = 0;
+    }
     const uint64_t position = input.first_position + commit.records.size();
     // System events are the ledger's own: signed by the operator.
     std::optional<v1::SignedEvent> sealed;
@@ -365,6 +415,25 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
     pending.body_hash = sealed ? crypto::Sha256(sealed->body()) : decided_record.body_hash;
   }
   const uint64_t next = input.first_position + commit.records.size();
+  count_dropped_before(decision.records.size());
+  for (const auto& [author, count] : dropped_now) commit.dropped_refusals.emplace_back(author, count);
+  auto keep_dropped_counts = [&] {
+    for (const auto& [author, count] : dropped_now) {
+      if (count == 0) {
+        dropped_refusals_.erase(author);
+      } else {
+        dropped_refusals_[author] = count;
+      }
+    }
+  };
+  if (commit.records.empty() && !commit.dropped_refusals.empty()) {
+    // Nothing recorded, but a refusal dropped: only the count changes.
+    if (absl::Status written = store_->WriteDroppedRefusals(commit.dropped_refusals); written.ok()) {
+      keep_dropped_counts();
+    } else {
+      LOG(ERROR) << "storage error: dropped-refusal counts were not written: " << written;
+    }
+  }
 
   std::string note;
   if (!commit.records.empty()) {
@@ -400,6 +469,7 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
       return;
     }
     state_.CommitChanges();
+    keep_dropped_counts();
     last_time_ = now;
     groups_committed_++;
     records_committed_ += commit.records.size();

@@ -25,6 +25,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -81,12 +82,20 @@ class Ledger {
   // the refusal (see event/refusal.h; for a batch the message names the index).
   void Submit(std::vector<v1::SignedEvent> events, Done done);
 
+  // Writes the operator's RulesVersionAdopted{version} (DESIGN §4, "Logs
+  // outlive releases"): the log is decided under `version` from the next
+  // position on. Blocks until it is durable; its position, or the refusal
+  // (FAILED_PRECONDITION UNSUPPORTED_RULES_VERSION unless it is newer than the
+  // version in force and known to this release).
+  absl::StatusOr<uint64_t> AdoptRulesVersion(uint32_t version);
+
   // Stops accepting, finishes everything already accepted, and returns when
   // the last commit is durable. Idempotent.
   void Shutdown();
 
   uint64_t size() const { return store_->tree_size(); }
-  const v1::LedgerInfo& info() const { return info_; }  // fixed after Genesis
+  // Fixed after Genesis, but for rules_version (as at Open).
+  const v1::LedgerInfo& info() const { return info_; }
   const crypto::PublicKey& operator_public_key() const { return operator_key_.public_key(); }
 
   absl::StatusOr<v1::RecordEntry> Get(uint64_t position) const;
@@ -144,6 +153,10 @@ class Ledger {
   int64_t last_time_ = 0;
   bool storage_failed_ = false;
   int64_t retry_lapses_after_ = 0;  // ledger-clock ns
+  // Per author, refusals the daily allowance kept off the record since its
+  // last recorded one: the next one recorded carries the count
+  // (SubmissionRefused.dropped_before). As stored.
+  absl::flat_hash_map<std::string, uint64_t> dropped_refusals_;
 
   // Public keys for verification off the sequencer thread. Keys are never
   // removed (revocation is decided by the sequencer against state_).

@@ -1,6 +1,7 @@
 #include "ledger/store/queries.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -280,6 +281,7 @@ absl::StatusOr<v1::ListRefusalsResponse> Queries::Refusals(const v1::QueryFilter
     view.set_reason(refused.reason());
     view.set_message(refused.message());
     view.set_attempted_reversal(refused.reason() == v1::GATEWAY_LOCKED);
+    view.set_dropped_before(refused.dropped_before());
     if (!filter.org_id().empty() && view.org_id() != filter.org_id()) continue;
     if (!filter.proposal_id().empty() && view.proposal_id() != filter.proposal_id()) continue;
     if (!filter.collective_id().empty()) {
@@ -293,6 +295,12 @@ absl::StatusOr<v1::ListRefusalsResponse> Queries::Refusals(const v1::QueryFilter
     all.push_back(std::move(view));
   }
   v1::ListRefusalsResponse response;
+  if (!filter.org_id().empty()) {
+    auto dropped = store_->DroppedRefusals(filter.org_id());
+    if (!dropped.ok()) return dropped.status();
+    response.set_dropped_since_last_recorded(static_cast<uint32_t>(
+        std::min<uint64_t>(*dropped, std::numeric_limits<uint32_t>::max())));
+  }
   Paginate(std::move(all), *page, &response, response.mutable_refusals());
   return response;
 }

@@ -12,6 +12,7 @@ namespace ledger::store {
 namespace {
 
 constexpr char kTreeSizeKey[] = "tree_size";
+constexpr absl::string_view kDroppedRefusalsPrefix = "dropped_refusals/";
 // Room kept free for RocksDB's own flushes and compactions.
 constexpr uint64_t kDiskReserveBytes = 1 << 20;
 
@@ -48,6 +49,18 @@ std::string KindPrefix(int kind) {
   std::string key;
   AppendBE(&key, static_cast<uint64_t>(kind), 4);
   return key;
+}
+
+void PutDroppedRefusals(rocksdb::WriteBatch& batch, rocksdb::ColumnFamilyHandle* meta,
+                        const std::vector<std::pair<std::string, uint64_t>>& counts) {
+  for (const auto& [author, count] : counts) {
+    const std::string key = absl::StrCat(kDroppedRefusalsPrefix, absl::string_view(author));
+    if (count == 0) {
+      batch.Delete(meta, key);
+    } else {
+      batch.Put(meta, key, BE64(count));
+    }
+  }
 }
 
 // Projected-state values carry a check of their key and bytes, so an entry
@@ -179,6 +192,7 @@ absl::Status Store::Write(const CommitGroup& group) {
       batch.Delete(state_, key);
     }
   }
+  PutDroppedRefusals(batch, meta_, group.dropped_refusals);
   batch.Put(checkpoints_, BE64(group.new_tree_size), group.checkpoint_note);
   batch.Put(meta_, kTreeSizeKey, BE64(group.new_tree_size));
 
@@ -369,6 +383,36 @@ absl::Status Store::ScanState(const std::string& prefix, const StateVisitor& vis
     if (!visit(it->key().ToStringView(), *opened)) break;
   }
   return FromRocks(it->status(), "scanning projected state");
+}
+
+absl::Status Store::LoadDroppedRefusals(absl::flat_hash_map<std::string, uint64_t>* counts) const {
+  counts->clear();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_));
+  const rocksdb::Slice prefix(kDroppedRefusalsPrefix.data(), kDroppedRefusalsPrefix.size());
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (it->value().size() != 8) {
+      return absl::DataLossError(absl::StrCat("the dropped-refusal count \"", it->key().ToString(),
+                                              "\" is not 8 bytes"));
+    }
+    (*counts)[it->key().ToString().substr(prefix.size())] = ReadBE64(it->value().ToStringView());
+  }
+  return FromRocks(it->status(), "loading dropped-refusal counts");
+}
+
+absl::StatusOr<uint64_t> Store::DroppedRefusals(std::string_view author) const {
+  const std::string key = absl::StrCat(kDroppedRefusalsPrefix, absl::string_view(author.data(), author.size()));
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta_, key, &value);
+  if (s.IsNotFound()) return 0;
+  if (auto status = FromRocks(s, "reading a dropped-refusal count"); !status.ok()) return status;
+  if (value.size() != 8) return absl::DataLossError(absl::StrCat("the dropped-refusal count \"", key, "\" is not 8 bytes"));
+  return ReadBE64(value);
+}
+
+absl::Status Store::WriteDroppedRefusals(const std::vector<std::pair<std::string, uint64_t>>& counts) {
+  rocksdb::WriteBatch batch;
+  PutDroppedRefusals(batch, meta_, counts);
+  return FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "writing dropped-refusal counts");
 }
 
 absl::Status Store::LoadState(rules::State* state) const {

@@ -9,7 +9,10 @@
 //   by_author    author \0 BE64(position) -> ""
 //   by_kind      BE32(payload field number) BE64(position) -> ""
 //   state        projected state (see rules/state.h)
-//   default      metadata: "tree_size" -> BE64
+//   default      metadata: "tree_size" -> BE64;
+//                "dropped_refusals/" author -> BE64: the operator's count of
+//                that author's refusals not recorded since its last recorded
+//                one (absent: 0; not part of the rules' state)
 //
 // Thread contract: reads may run on any thread concurrently with Write();
 // Write() is called by one thread at a time (the sequencer). Positions count
@@ -26,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "ledger/crypto/sha256.h"
 #include "ledger/merkle/tree.h"
@@ -51,6 +55,8 @@ struct CommitGroup {
   std::vector<rules::State::Change> state_changes;
   uint64_t new_tree_size = 0;
   std::string checkpoint_note;  // signed note for new_tree_size
+  // New dropped-refusal counts by author (0: the entry is deleted).
+  std::vector<std::pair<std::string, uint64_t>> dropped_refusals;
 };
 
 struct IdempotencyEntry {
@@ -107,6 +113,15 @@ class Store : public merkle::NodeReader {
   // until it returns false.
   using StateVisitor = std::function<bool(std::string_view, std::string_view)>;
   absl::Status ScanState(const std::string& prefix, const StateVisitor& visit) const;
+
+  // Every author's dropped-refusal count (see the default column family).
+  absl::Status LoadDroppedRefusals(absl::flat_hash_map<std::string, uint64_t>* counts) const;
+  // One author's; 0 if none.
+  absl::StatusOr<uint64_t> DroppedRefusals(std::string_view author) const;
+  // For a commit group that writes no record but dropped a refusal. Not
+  // synced: the count is the operator's claim, not the log, and a flood of
+  // refusals must not cost a sync each.
+  absl::Status WriteDroppedRefusals(const std::vector<std::pair<std::string, uint64_t>>& counts);
 
   // Loads the projected state.
   absl::Status LoadState(rules::State* state) const;

@@ -5,7 +5,8 @@
 //   charter (1-4 gateways, their rules, callers, deadlines, required
 //   assurance, the amendment and revisit rules) is read from the first bytes.
 // The rest of the bytes are member actions (proposals of every kind, votes,
-// interests, impacts, calls, withdrawals, assurance, member withdrawal) and
+// interests, impacts, calls, withdrawals, assurance, member withdrawal,
+// mergers by the registrar) and
 // the passing of time, each decided by rules::DecideGroup (the write path's
 // and the auditor's own decision, through tests/support/rules_harness.h) at
 // increasing positions and ledger times: lapses when a deadline falls due,
@@ -22,7 +23,9 @@
 //   (c) a refusal changes State::Snapshot() only by keeping it on the record;
 //   (d) replaying the log (accepted envelopes, lapses at the same points,
 //       recorded refusals) into a fresh State yields the same system events
-//       and the same Snapshot().
+//       and the same Snapshot();
+//   (e) no open or lapsed gateway keeps a seat for an organisation merged
+//       away (rules version 2: the successor took it, or it was vacated).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -194,6 +197,9 @@ class World {
       *charter.mutable_revisit_rule() = Rule();
       if (shape & 0x80) charter.add_revisit_callers("o1");
     }
+    // Rules version 2: changes to the collective are called by these (no
+    // new input bytes, so the corpus keeps its meaning).
+    *charter.mutable_amendment_callers() = charter.gateways(0).callers();
     return charter;
   }
 
@@ -417,12 +423,20 @@ class World {
         a->set_opinion("o");
         break;
       }
-      default:
-        if (in_.Below(4) == 0) {
+      default: {
+        const int what = in_.Below(4);
+        if (what == 0) {
           body.mutable_member_withdrew()->set_collective_id("col");
+        } else if (what == 1) {  // a merger: open seats pass or are vacated
+          body.mutable_organisation_merged()->set_merged_org_id(author);
+          body.mutable_organisation_merged()->set_successor_org_id(kOrgs[in_.Below(4)]);
+          Submit("registrar", body);
+          return;
         } else {
           return;  // time passing only
         }
+        break;
+      }
     }
     Submit(author, body);
   }
@@ -470,6 +484,17 @@ class World {
         }
       }
       CHECK_INV(live <= 1, "(b) more than one live gateway");
+      // (e) rules version 2: no open or lapsed gateway keeps a seat for an
+      // organisation merged away.
+      if (p.current_gateway() >= 0 && p.status() == v1::PROPOSAL_OPEN) {
+        const v1::GatewayState& gs = p.gateway_states(p.current_gateway());
+        if (gs.status() == v1::GATEWAY_OPEN || gs.status() == v1::GATEWAY_LAPSED) {
+          for (const std::string& elector : gs.electorate()) {
+            const v1::OrganisationState* org = state_.FindOrganisation(elector);
+            CHECK_INV(org != nullptr && org->merged_into().empty(), "(e) a seat kept for a merged organisation");
+          }
+        }
+      }
       if (p.status() == v1::PROPOSAL_ADOPTED) {
         for (const auto& gs : p.gateway_states()) {
           CHECK_INV(gs.status() == v1::GATEWAY_PASSED, "(b) adopted with a gateway not passed");

@@ -92,7 +92,7 @@ class AuditServiceTest : public ::testing::Test {
 
 ::testing::AssertionResult AllPassed(const v1::VerifyReport& report) {
   if (!report.verified()) return ::testing::AssertionFailure() << report.DebugString();
-  if (report.checks_size() != 5) return ::testing::AssertionFailure() << report.DebugString();
+  if (report.checks_size() != 6) return ::testing::AssertionFailure() << report.DebugString();
   for (const v1::VerifyCheck& c : report.checks()) {
     if (!c.passed() || !c.completed()) return ::testing::AssertionFailure() << c.DebugString();
   }

@@ -173,6 +173,78 @@ TEST_F(CliTest, UsageErrorsExitTwoAndAppendNothing) {
   EXPECT_EQ(Size(), before);
 }
 
+// Export writes FILE.partial only if nothing is there: a link planted at that
+// name must not make it overwrite what the link points at.
+TEST_F(CliTest, ExportRefusesAPartialFileThatIsASymbolicLink) {
+  const std::string victim = Path("victim");
+  WriteFileBytes(victim, "precious");
+  const std::string out = Path("out.bundle");
+  ASSERT_EQ(symlink(victim.c_str(), (out + ".partial").c_str()), 0) << std::strerror(errno);
+  CtlResult r = Ctl({"export", "--out", out});
+  EXPECT_TRUE(Failed(r, 1, "is a symbolic link")) << r;
+  EXPECT_TRUE(absl::StrContains(r.err, out + ".partial")) << r;
+  EXPECT_EQ(ReadFileBytes(victim), "precious");
+  struct stat st;
+  EXPECT_NE(stat(out.c_str(), &st), 0) << "no bundle appears";
+  EXPECT_EQ(lstat((out + ".partial").c_str(), &st), 0) << "the link is left for the user to look at";
+
+  // A regular .partial (another export running, or one interrupted) is left alone too.
+  ASSERT_EQ(unlink((out + ".partial").c_str()), 0);
+  WriteFileBytes(out + ".partial", "another export's");
+  r = Ctl({"export", "--out", out});
+  EXPECT_TRUE(Failed(r, 1, "already exists")) << r;
+  EXPECT_EQ(ReadFileBytes(out + ".partial"), "another export's");
+  ASSERT_EQ(unlink((out + ".partial").c_str()), 0);
+  EXPECT_TRUE(Succeeded(Ctl({"export", "--out", out})));
+}
+
+// A private key file group or others may read is used, with one warning
+// naming the file, its mode and the fix.
+TEST_F(CliTest, PrivateKeyReadableByOthersIsUsedWithAWarning) {
+  const std::string key = Keygen("loose");
+  CtlResult quiet = Ctl({"register-org", "--as", "registrar", "--key", RegistrarKey(), "--org", "tight", "--name",
+                         "Tight", "--kind", "nhs-trust", "--org-key", Keygen("tight")});
+  EXPECT_TRUE(Succeeded(quiet));
+  EXPECT_FALSE(absl::StrContains(quiet.err, "chmod")) << quiet;
+  ASSERT_EQ(chmod(RegistrarKey().c_str(), 0644), 0);
+  CtlResult r = Ctl({"register-org", "--as", "registrar", "--key", RegistrarKey(), "--org", "loose", "--name",
+                     "Loose", "--kind", "nhs-trust", "--org-key", key});
+  EXPECT_TRUE(Succeeded(r));
+  const std::string warning = absl::StrCat("chmod 600 ", RegistrarKey());
+  EXPECT_TRUE(absl::StrContains(r.err, warning)) << r;
+  EXPECT_TRUE(absl::StrContains(r.err, "mode 0644")) << r;
+  EXPECT_EQ(r.err.find(warning), r.err.rfind(warning)) << "one warning\n" << r;
+  ASSERT_EQ(chmod(RegistrarKey().c_str(), 0600), 0);
+}
+
+// ledgerd warns about its own key files, and refuses to start when
+// operator.pub.pem (what auditors are given) is not its operator key.
+TEST_F(CliTest, LedgerdWarnsOfExposedKeysAndRefusesAMismatchedOperatorPublicKey) {
+  ASSERT_OK_AND_ASSIGN(int stopped, server_.Stop());
+  ASSERT_EQ(stopped, 0);
+  const std::string private_key = absl::StrCat(server_.data_dir(), "/operator.key.pem");
+  const std::string public_key = absl::StrCat(server_.data_dir(), "/operator.pub.pem");
+  ASSERT_EQ(chmod(private_key.c_str(), 0640), 0);
+  ASSERT_OK(server_.Start());
+  EXPECT_TRUE(absl::StrContains(server_.Stderr(), absl::StrCat("chmod 600 ", private_key))) << server_.Stderr();
+  ASSERT_OK_AND_ASSIGN(stopped, server_.Stop());
+  ASSERT_EQ(chmod(private_key.c_str(), 0600), 0);
+
+  const std::string original = ReadFileBytes(public_key);
+  ASSERT_EQ(unlink(public_key.c_str()), 0);
+  ASSERT_TRUE(Succeeded(RunCtl({"keygen", "--out", Path("other.pem"), "--public-out", public_key})));
+  absl::Status refused = server_.Start();
+  ASSERT_FALSE(refused.ok()) << "started with another operator public key";
+  EXPECT_TRUE(absl::StrContains(refused.message(), public_key)) << refused;
+  EXPECT_TRUE(absl::StrContains(refused.message(), private_key)) << refused;
+  EXPECT_TRUE(absl::StrContains(refused.message(), "is not the public half")) << refused;
+
+  ASSERT_EQ(unlink(public_key.c_str()), 0);
+  WriteFileBytes(public_key, original);
+  ASSERT_OK(server_.Start());
+  Connect();
+}
+
 TEST_F(CliTest, BadFilesExitOneNameTheFileAndAppendNothing) {
   const uint64_t before = Size();
 
@@ -427,7 +499,7 @@ TEST_F(CliTest, IdentityChangesAreListed) {
 
   r = Ctl({"organisation", "salford-royal"});
   ASSERT_TRUE(Succeeded(r));
-  EXPECT_TRUE(absl::StrContains(r.out, "cancelled before it took effect")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("not in effect (identity change ", changes[1], ")"))) << r.out;
 
   r = Ctl({"identity-changes", "--org", "stockport", "--json"});
   ASSERT_TRUE(Succeeded(r));

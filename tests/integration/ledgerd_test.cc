@@ -239,7 +239,7 @@ TEST_F(LedgerdTest, ConcurrentAppendsAreDenseDurableAndProvable) {
 TEST(LedgerdRegistrarKey, WrittenOutsideTheDataDirectoryOnRequest) {
   LedgerdProcess server;
   const std::string out = server.data_dir() + "-registrar.key.pem";
-  server.extra_args = {"--registrar-key-out", out};
+  server.set_extra_args({"--registrar-key-out", out});
   ASSERT_OK(server.Start());
   struct stat st {};
   ASSERT_EQ(::stat(out.c_str(), &st), 0) << out;

@@ -85,7 +85,7 @@ absl::Status LedgerdProcess::Start() {
   // Everything the child needs is prepared before fork: after it, only
   // async-signal-safe calls until exec.
   std::vector<std::string> args = {LEDGERD_PATH, "--data", data_dir_, "--listen", "127.0.0.1:0"};
-  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);

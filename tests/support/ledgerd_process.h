@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <vector>
 #include <thread>
 #include <vector>
 
@@ -35,9 +36,6 @@ class LedgerdProcess {
   LedgerdProcess(const LedgerdProcess&) = delete;
   LedgerdProcess& operator=(const LedgerdProcess&) = delete;
 
-  // More flags for ledgerd, appended by every Start().
-  std::vector<std::string> extra_args;
-
   // Starts ledgerd on data_dir() and waits (bounded) for it to listen.
   // The error says why, quoting ledgerd's stderr, if it exits or hangs.
   absl::Status Start();
@@ -48,6 +46,9 @@ class LedgerdProcess {
   absl::Status Kill();
   // Stop() (which must exit 0), then Start() on the same data directory.
   absl::Status Restart();
+
+  // Arguments added after `--data DIR --listen 127.0.0.1:0` at every start.
+  void set_extra_args(std::vector<std::string> args) { extra_args_ = std::move(args); }
 
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
@@ -71,6 +72,7 @@ class LedgerdProcess {
   TempDir root_;          // removed after the destructor has killed ledgerd
   std::string data_dir_;  // root_/data
   std::string stderr_path_;
+  std::vector<std::string> extra_args_;
   pid_t pid_ = -1;
   std::string address_;
   int stdout_fd_ = -1;

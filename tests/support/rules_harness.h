@@ -78,7 +78,8 @@ inline std::vector<v1::EventBody> DecideLapses(rules::State& state, const rules:
 }
 
 // A refused submission changes the state only by being kept on the record:
-// its author's refusal counter and, for an attempt on a proposal, one more
+// its author's refusal counter, (rules version 2) the index of refused bytes
+// naming the refusal's position and, for an attempt on a proposal, one more
 // entry (the refusal's position) in that proposal's history. Returns "" or a
 // description of every other change between the snapshots.
 inline std::string ChangesBeyondRefusal(const absl::btree_map<std::string, std::string>& before,
@@ -98,6 +99,10 @@ inline std::string ChangesBeyondRefusal(const absl::btree_map<std::string, std::
     if (was == now) continue;
     if (refusal_recorded) {
       if (key == absl::StrCat(rules::kRefusalCounterPrefix, author)) continue;
+      if (absl::StartsWith(key, rules::kRefusedSubmissionPrefix) && !was.has_value() && now.has_value()) {
+        v1::RefusedSubmission refused;
+        if (refused.ParseFromString(*now) && refused.position() == refusal_position) continue;
+      }
       if (absl::StartsWith(key, rules::kProposalPrefix) && was.has_value() && now.has_value()) {
         v1::ProposalState p_was, p_now;
         if (p_was.ParseFromString(*was) && p_now.ParseFromString(*now) &&

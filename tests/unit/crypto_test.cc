@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -466,6 +467,26 @@ TEST_F(KeyFileTest, PrivateKeyFileIs0600AndNotOverwritten) {
   absl::StatusOr<PrivateKey> back = ReadPrivateKeyFile(path);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->public_key().raw(), key.public_key().raw());  // not overwritten
+}
+
+// A private key file group or others may read is still read, with a warning
+// naming the file, its mode and the fix; a 0600 one without.
+TEST_F(KeyFileTest, PrivateKeyFileReadableByOthersIsReadWithAWarning) {
+  const std::string path = Path("exposed.pem");
+  ASSERT_TRUE(WritePrivateKeyFile(path, PrivateKey::Generate()).ok());
+  std::string exposed = "stale";
+  ASSERT_TRUE(ReadPrivateKeyFile(path, &exposed).ok());
+  EXPECT_EQ(exposed, "") << "0600: no warning";
+  for (mode_t mode : {0640, 0604, 0644}) {
+    ASSERT_EQ(chmod(path.c_str(), mode), 0);
+    absl::StatusOr<PrivateKey> key = ReadPrivateKeyFile(path, &exposed);
+    ASSERT_TRUE(key.ok()) << key.status();
+    EXPECT_NE(exposed.find(path), std::string::npos) << exposed;
+    char octal[16];
+    std::snprintf(octal, sizeof octal, "mode %04o", static_cast<unsigned>(mode));
+    EXPECT_NE(exposed.find(octal), std::string::npos) << exposed;
+    EXPECT_NE(exposed.find("chmod 600 " + path), std::string::npos) << exposed;
+  }
 }
 
 TEST_F(KeyFileTest, PublicKeyFileRoundTrip) {

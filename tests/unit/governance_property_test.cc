@@ -3,7 +3,8 @@
 // assurance, revisit rules) and random member actions — votes of random
 // positions on random (often locked) gateways, interests, calls by random
 // organisations, withdrawals, impacts, assurance, revisits, admissions,
-// removals, amendments, and lapses as the ledger time advances.
+// removals, amendments, mergers by the registrar (rules version 2: open
+// seats pass or are vacated), and lapses as the ledger time advances.
 //
 // Fixed seeds (std::mt19937), so every failure reproduces; the failing seed
 // and step are in the trace. Checked after every step:
@@ -24,7 +25,12 @@
 //       answers each as the rules did; offline replay (audit::Replayer)
 //       accepts its log and reaches the same state; and deciding the same
 //       submissions one group at a time with rules::DecideGroup, sealing the
-//       system events with the operator key, gives its records byte for byte.
+//       system events with the operator key, gives its records byte for byte;
+//   (g) an accepted call had a real deadlock (rules version 2: a lapse, or on
+//       a unanimity gateway another elector's objection once every elector
+//       but the caller has voted);
+//   (h) after a merger no open or lapsed gateway keeps a seat for the
+//       organisation merged away.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -305,6 +311,8 @@ class Scenario {
   int adopted() const { return adopted_; }
   int reopened() const { return reopened_; }
   int locked_refusals() const { return locked_refusals_; }
+  int merged() const { return merged_; }
+  int calls() const { return calls_; }
 
  private:
   // -------------------------------------------------------------- randomness
@@ -359,6 +367,7 @@ class Scenario {
       *charter.mutable_revisit_rule() = RandomRule();
       if (Chance(50)) charter.add_revisit_callers("n0");
     }
+    if (Chance(50)) charter.add_amendment_callers("n1");
     return charter;
   }
 
@@ -477,6 +486,19 @@ class Scenario {
   }
 
   std::optional<Op> RandomOp() {
+    // Now and then (twice a run at most) a member, or a caller, merges into
+    // another organisation: its open seats pass or are vacated.
+    if (mergers_ < 2 && Chance(1)) {
+      ++mergers_;
+      const std::vector<std::string> members = CurrentMembers();
+      const std::string merged =
+          Chance(80) && !members.empty() ? Pick(members) : Pick(std::vector<std::string>{"n1", "m0"});
+      const std::string successor = Pick(std::vector<std::string>(Everyone().begin() + 2, Everyone().end()));
+      v1::EventBody body;
+      body.mutable_organisation_merged()->set_merged_org_id(merged);
+      body.mutable_organisation_merged()->set_successor_org_id(successor);
+      return Submission("registrar", body);
+    }
     const int k = Uniform(0, 999);
     if (k < 80) {  // an ordinary proposal
       // One draw per statement: argument evaluation order is unspecified, and
@@ -587,6 +609,9 @@ class Scenario {
   bool TargetsLockedGateway(const Op& op) const {
     if (op.lapse) return false;
     const v1::EventBody& body = op.envelope.body;
+    // An organisation merged away signs nothing (ORGANISATION_MERGED first).
+    const v1::OrganisationState* author = primary_.FindOrganisation(body.author());
+    if (author != nullptr && !author->merged_into().empty()) return false;
     std::string pid, gateway;
     if (body.has_vote_cast()) {
       const v1::Position pos = body.vote_cast().position();
@@ -605,8 +630,34 @@ class Scenario {
     return idx >= 0 && p->gateway_states(idx).status() == v1::GATEWAY_PASSED;
   }
 
+  // Rules version 2's deadlock, from the state before a call: a lapse, or on
+  // a unanimity gateway an objection by an elector other than the caller
+  // once every elector other than the caller has voted.
+  bool Deadlocked(const Op& op) const {
+    if (op.lapse || !op.envelope.body.has_decision_called()) return false;
+    const auto& call = op.envelope.body.decision_called();
+    const v1::ProposalState* p = primary_.FindProposal(call.proposal_id());
+    if (p == nullptr) return false;
+    const int idx = GatewayIndex(*p, call.gateway_id());
+    if (idx < 0) return false;
+    const v1::GatewayState& gs = p->gateway_states(idx);
+    if (gs.status() == v1::GATEWAY_LAPSED) return true;
+    if (Normalised(p->gateways(idx).rule()).kind() != v1::UNANIMITY) return false;
+    std::map<std::string, v1::Position> latest;
+    for (const v1::VoteRecord& vote : gs.votes()) latest[vote.org_id()] = vote.position();
+    bool objection = false;
+    for (const std::string& elector : gs.electorate()) {
+      if (elector == op.envelope.body.author()) continue;
+      auto it = latest.find(elector);
+      if (it == latest.end()) return false;
+      objection |= it->second == v1::OBJECT;
+    }
+    return objection;
+  }
+
   void Step(const Op& op) {
     const bool expect_locked = TargetsLockedGateway(op);
+    const bool deadlocked = Deadlocked(op);
     const auto deadlines_before = Deadlines(primary_);
     // (c), and (e) for one step.
     const size_t mark = primary_.Mark();
@@ -620,6 +671,21 @@ class Scenario {
     }
     if (!out.accepted && !out.recorded) {
       EXPECT_EQ(Deadlines(primary_), deadlines_before) << "(c) refusal changed the deadline index";
+    }
+    if (!op.lapse && op.envelope.body.has_decision_called() && out.accepted) {
+      EXPECT_TRUE(deadlocked) << "(g) a call without a real deadlock was accepted";
+      calls_++;
+    }
+    if (!op.lapse && op.envelope.body.has_organisation_merged() && out.accepted) {
+      // (h) no open or lapsed gateway keeps a seat for an organisation merged away.
+      const std::string& merged = op.envelope.body.organisation_merged().merged_org_id();
+      for (const auto& [id, p] : primary_.proposals()) {
+        if (p.status() != v1::PROPOSAL_OPEN || p.current_gateway() < 0) continue;
+        const v1::GatewayState& gs = p.gateway_states(p.current_gateway());
+        if (gs.status() != v1::GATEWAY_OPEN && gs.status() != v1::GATEWAY_LAPSED) continue;
+        EXPECT_FALSE(Contains(gs.electorate(), merged)) << "(h) " << id << " keeps a seat for merged " << merged;
+      }
+      merged_++;
     }
     if (expect_locked) {
       EXPECT_FALSE(out.accepted) << "a vote or call on a locked gateway was accepted";
@@ -805,11 +871,12 @@ class Scenario {
   std::vector<std::pair<Op, Outcome>> segment_ops_;
 
   int accepted_ = 0, refused_ = 0, passes_total_ = 0, adopted_ = 0, reopened_ = 0, locked_refusals_ = 0;
+  int mergers_ = 0, merged_ = 0, calls_ = 0;
 };
 
 TEST(GovernanceProperty, RandomChartersAndActionsKeepTheInvariants) {
   const auto start = std::chrono::steady_clock::now();
-  int accepted = 0, refused = 0, passes = 0, adopted = 0, reopened = 0, locked = 0;
+  int accepted = 0, refused = 0, passes = 0, adopted = 0, reopened = 0, locked = 0, merged = 0, calls = 0;
   size_t mirrored = 0;
   for (int run = 0; run < kRuns; ++run) {
     Scenario r(static_cast<uint32_t>(20240 + run), /*mirror=*/run % kMirrorEvery == 0);
@@ -821,6 +888,8 @@ TEST(GovernanceProperty, RandomChartersAndActionsKeepTheInvariants) {
     adopted += r.adopted();
     reopened += r.reopened();
     locked += r.locked_refusals();
+    merged += r.merged();
+    calls += r.calls();
     if (HasFailure()) {
       ADD_FAILURE() << "first failing seed: " << 20240 + run;
       break;
@@ -828,13 +897,16 @@ TEST(GovernanceProperty, RandomChartersAndActionsKeepTheInvariants) {
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("%d runs: %d accepted, %d refused (%d on locked gateways), %d gateways passed, %d adopted, "
-              "%d reopened by revisits, %zu submissions also through the server's write path, %.1f s\n",
-              kRuns, accepted, refused, locked, passes, adopted, reopened, mirrored, seconds);
+              "%d reopened by revisits, %d calls, %d mergers, %zu submissions also through the server's write "
+              "path, %.1f s\n",
+              kRuns, accepted, refused, locked, passes, adopted, reopened, calls, merged, mirrored, seconds);
   // The generator must actually reach the interesting corners.
   EXPECT_GT(passes, kRuns * 5);
   EXPECT_GT(adopted, kRuns);
   EXPECT_GT(locked, kRuns * 4);
   EXPECT_GT(reopened, 0);
+  EXPECT_GT(calls, kRuns / 4);
+  EXPECT_GT(merged, kRuns / 2);
   EXPECT_GT(mirrored, static_cast<size_t>(kRuns / kMirrorEvery * kActions / 2));
 }
 

@@ -9,8 +9,10 @@
 // only by keeping the refusal on the record.
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -220,7 +222,7 @@ std::vector<std::string> Strings(const google::protobuf::RepeatedPtrField<std::s
 // time by one second per submission.
 class Ledger {
  public:
-  Ledger() {
+  explicit Ledger(uint32_t rules_version = kLatestRulesVersion) {
     NewKey("operator");
     NewKey("registrar");
     v1::EventBody body;
@@ -228,7 +230,7 @@ class Ledger {
     genesis->set_operator_id("operator");
     genesis->set_operator_public_key(std::string(keys_.at("operator").public_key().raw()));
     genesis->set_origin("decision-ledger/gov-test");
-    genesis->set_rules_version(kLatestRulesVersion);
+    genesis->set_rules_version(rules_version);
     auto* registrar = genesis->add_registrars();
     registrar->set_org_id("registrar");
     registrar->set_name("Registrar");
@@ -340,17 +342,19 @@ class Ledger {
     Ok("registrar", body);
   }
 
-  // The registrar's merger, confirmed by both organisations (rules v2: it
-  // takes effect at the second confirmation).
-  void Merge(const std::string& merged, const std::string& successor) {
+  // The one way tests merge organisations: `merged` into `successor` by the
+  // registrar, confirmed by both (rules v2: it takes effect at the second
+  // confirmation); returns the system events written where it takes effect.
+  std::vector<v1::EventBody> Merge(const std::string& merged, const std::string& successor) {
     v1::EventBody body;
     body.mutable_organisation_merged()->set_merged_org_id(merged);
     body.mutable_organisation_merged()->set_successor_org_id(successor);
+    if (!RulesAtLeast(state, kRulesV2)) return Ok("registrar", body);
     Ok("registrar", body);
     v1::EventBody confirm;
     confirm.mutable_identity_change_confirmed()->set_change_position(last_at);
     Ok(merged, confirm);
-    Ok(successor, confirm);
+    return Ok(successor, confirm);
   }
 
  private:
@@ -362,7 +366,7 @@ class Ledger {
 // body, caller of every standard gateway), senate (an assurance body).
 class Gov : public Ledger {
  public:
-  Gov() {
+  explicit Gov(uint32_t rules_version = kLatestRulesVersion) : Ledger(rules_version) {
     for (const char* org : {"a", "b", "c", "d", "e", "nhse", "senate"}) Register(org);
   }
 
@@ -696,6 +700,13 @@ std::vector<Case> Cases() {
       {"unknown caller", [](v1::Charter& c) { c.mutable_gateways(4)->add_callers("ghost"); }, v1::UNKNOWN_ORGANISATION},
       {"unknown assurance body", [](v1::Charter& c) { c.add_assurance_bodies("ghost"); }, v1::UNKNOWN_ORGANISATION},
       {"unknown revisit caller", [](v1::Charter& c) { c.add_revisit_callers("ghost"); }, v1::UNKNOWN_ORGANISATION},
+      {"unknown amendment caller", [](v1::Charter& c) { c.add_amendment_callers("ghost"); },
+       v1::UNKNOWN_ORGANISATION},
+      {"amendment caller twice",
+       [](v1::Charter& c) {
+         c.add_amendment_callers("nhse");
+         c.add_amendment_callers("nhse");
+       }},
   };
   for (const Fault& fault : faults) {
     v1::Charter charter = StandardCharter();
@@ -956,6 +967,7 @@ TEST(Governance, FailCallRejectsTheProposalAndOverrulesTheAssenters) {
   g.PassFirst("p1", 1);
   g.All("p1", "principles", v1::ASSENT, {"a", "c"});
   g.Ok("b", Vote("p1", "principles", v1::OBJECT));
+  g.Ok("d", Vote("p1", "principles", v1::ABSTAIN));  // deadlocked once everyone has voted
   auto events = g.Ok("nhse", Call("p1", "principles", v1::FAIL, "not affordable"));
   ASSERT_EQ(Kinds(events), std::vector<std::string>{"proposal_rejected"});
   const v1::ProposalRejected& rejected = events[0].proposal_rejected();
@@ -1114,8 +1126,10 @@ TEST(Governance, VoteOnLockedGatewayIsRefusedAndRecorded) {
   EXPECT_TRUE(g.state.Snapshot() == before) << "an unrecorded refusal changes nothing";
 }
 
-TEST(Governance, RecordedRefusalsAreCappedPerOrganisationPerDay) {
-  Gov g;
+// Rules version 1: every recorded refusal, an attempt on a locked gateway
+// included, counts against the allowance and is dropped beyond it.
+TEST(Governance, RecordedRefusalsAreCappedPerOrganisationPerDayUnderRulesV1) {
+  Gov g(kRulesV1);
   g.Form();
   g.Submitted();
   g.PassFirst("p1", 1);
@@ -1136,6 +1150,95 @@ TEST(Governance, RecordedRefusalsAreCappedPerOrganisationPerDay) {
   g.now = day_start + kDay;
   EXPECT_TRUE(attempt("b").has_value());
   EXPECT_EQ(g.state.FindRefusalCounter("b")->count(), 1u);
+}
+
+// Rules version 2: an attempt on a locked gateway is evidence of an attempted
+// reversal, so the allowance never drops it (it still counts); other broken
+// rules beyond the allowance are dropped, and DecideGroup says so.
+TEST(Governance, AttemptsOnALockedGatewayAreRecordedBeyondTheAllowance) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.PassFirst("p1", 1);
+  auto locked = [&] {
+    auto result = g.Submit("b", Vote("p1", "need", v1::OBJECT));
+    EXPECT_EQ(ReasonOf(result.status()), v1::GATEWAY_LOCKED);
+    return g.last_refusal.has_value();
+  };
+  for (uint32_t i = 0; i < kMaxRecordedRefusalsPerDay; ++i) ASSERT_TRUE(locked()) << i;
+  EXPECT_TRUE(locked()) << "beyond the allowance, still recorded";
+  EXPECT_TRUE(locked());
+  EXPECT_EQ(g.state.FindRefusalCounter("b")->count(), kMaxRecordedRefusalsPerDay + 2) << "they still count";
+
+  // Another broken rule by b is beyond the allowance: dropped, and reported.
+  auto envelope = g.Seal("b", Vote("nope", "need", v1::ASSENT));
+  ASSERT_TRUE(envelope.ok());
+  const auto before = g.state.Snapshot();
+  const char checked = 0;
+  rules::GroupInput input{g.position, g.now, {}, nullptr};
+  input.submissions.push_back(rules::SubmissionInput{absl::MakeConstSpan(&*envelope, 1), absl::MakeConstSpan(&checked, 1)});
+  rules::GroupDecision decision = rules::DecideGroup(g.state, input);
+  EXPECT_EQ(ReasonOf(decision.submissions[0].status), v1::UNKNOWN_PROPOSAL) << decision.submissions[0].status;
+  EXPECT_FALSE(decision.submissions[0].refusal_recorded);
+  EXPECT_TRUE(decision.submissions[0].refusal_dropped);
+  EXPECT_TRUE(decision.records.empty());
+  ASSERT_EQ(decision.dropped.size(), 1u);
+  EXPECT_EQ(decision.dropped[0].author, "b");
+  EXPECT_EQ(decision.dropped[0].before_record, 0u);
+  EXPECT_TRUE(g.state.Snapshot() == before) << "a dropped refusal changes nothing the rules keep";
+}
+
+// Rules version 2: the identical signed bytes of a recorded refusal are
+// answered with it (same code and reason, naming its position) and nothing
+// is recorded; a new signature of the same attempt is a new attempt.
+TEST(Governance, IdenticalRefusedBytesAreAnsweredWithTheOriginalRefusal) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.PassFirst("p1", 1);
+  g.Rule("b", Vote("p1", "need", v1::OBJECT), v1::GATEWAY_LOCKED);
+  ASSERT_TRUE(g.last_refusal.has_value());
+  const uint64_t refused_at = g.last_refusal_at;
+  const Envelope refused = g.last_envelope;
+  const uint32_t counted = g.state.FindRefusalCounter("b")->count();
+  const auto before = g.state.Snapshot();
+  for (bool checked : {false, true}) {
+    OneDecision again = DecideOne(g.state, refused, Context{g.position, g.now + kSecond}, checked);
+    EXPECT_EQ(again.status.code(), absl::StatusCode::kFailedPrecondition) << again.status;
+    EXPECT_EQ(ReasonOf(again.status), v1::GATEWAY_LOCKED);
+    EXPECT_TRUE(absl::StrContains(again.status.message(), absl::StrCat("refused at position ", refused_at)))
+        << again.status;
+    EXPECT_EQ(again.records, 0u);
+    EXPECT_TRUE(g.state.Snapshot() == before) << "nothing recorded, nothing counted";
+  }
+  EXPECT_EQ(g.state.FindRefusalCounter("b")->count(), counted);
+  // Inside a batch too: the whole submission is refused, nothing recorded.
+  auto fresh = g.Seal("b", Vote("p1", "principles", v1::ASSENT));
+  ASSERT_TRUE(fresh.ok());
+  const std::vector<Envelope> batch = {*fresh, refused};
+  rules::GroupInput input{g.position, g.now, {}, nullptr};
+  input.submissions.push_back(rules::SubmissionInput{batch, {}});
+  rules::GroupDecision decision = rules::DecideGroup(g.state, input);
+  EXPECT_EQ(ReasonOf(decision.submissions[0].status), v1::GATEWAY_LOCKED) << decision.submissions[0].status;
+  EXPECT_TRUE(decision.records.empty());
+  EXPECT_TRUE(g.state.Snapshot() == before);
+  // The same attempt signed again (new idempotency key) is recorded anew.
+  g.Rule("b", Vote("p1", "need", v1::OBJECT), v1::GATEWAY_LOCKED);
+  EXPECT_TRUE(g.last_refusal.has_value());
+}
+
+// Rules version 1: the same bytes are decided (and recorded) again.
+TEST(Governance, IdenticalRefusedBytesAreRecordedAgainUnderRulesV1) {
+  Gov g(kRulesV1);
+  g.Form();
+  g.Submitted();
+  g.PassFirst("p1", 1);
+  g.Rule("b", Vote("p1", "need", v1::OBJECT), v1::GATEWAY_LOCKED);
+  const Envelope refused = g.last_envelope;
+  OneDecision again = DecideOne(g.state, refused, Context{g.position, g.now + kSecond});
+  EXPECT_EQ(ReasonOf(again.status), v1::GATEWAY_LOCKED);
+  EXPECT_TRUE(again.refusal.has_value());
+  EXPECT_EQ(again.records, 1u);
 }
 
 TEST(Governance, DeadlineLapsesGatewayAndVetoesThenACallerMayDecideIt) {
@@ -1460,12 +1563,16 @@ TEST(Governance, RevisitReopensALockedGatewayOnlyByCollectiveAct) {
 
 TEST(Governance, RevisitCanBeCalledByARevisitCaller) {
   Gov g;
-  g.Form("fed", RevisitCharter());
+  v1::Charter charter = RevisitCharter();
+  charter.mutable_revisit_rule()->set_kind(v1::UNANIMITY);  // a majority one decides itself
+  g.Form("fed", charter);
   g.Submitted();
   g.PassFirst("p1", 1);
   g.Ok("d", Revisit("fed", "rv1", "p1", "need"));
   g.Ok("d", Vote("rv1", "revisit", v1::ASSENT));
   g.Ok("a", Vote("rv1", "revisit", v1::OBJECT));
+  g.Rule("nhse", Call("rv1", "revisit", v1::PASS), v1::NO_DEADLOCK);  // b and c have not voted
+  g.All("rv1", "revisit", v1::ASSENT, {"b", "c"});
   g.Rule("e", Call("rv1", "revisit", v1::PASS), v1::NOT_A_CALLER);
   auto events = g.Ok("nhse", Call("rv1", "revisit", v1::PASS, "reopen it"));
   ASSERT_EQ(Kinds(events), (std::vector<std::string>{"gateway_passed", "decision_adopted"}));
@@ -1505,6 +1612,7 @@ TEST(Governance, RevisitEndsVetoesOnTheGatewaysItClears) {
   ASSERT_EQ(g.G("p1", 0).status(), v1::GATEWAY_OPEN);
   ASSERT_EQ(g.G("p1", 1).status(), v1::GATEWAY_PENDING);
   g.Ok("d", Vote("p1", "need", v1::OBJECT));
+  g.All("p1", "need", v1::ASSENT, {"a", "b", "c"});
   g.Ok("nhse", Call("p1", "need", v1::FAIL));
   ASSERT_EQ(g.P().status(), v1::PROPOSAL_REJECTED);
   for (const auto& veto : g.P().vetoes()) {
@@ -1569,6 +1677,333 @@ TEST(Governance, MergerTransfersMembershipsToTheSuccessor) {
   g.Merge("c", "d");
   EXPECT_EQ(Strings(g.Collective().members()), (std::vector<std::string>{"a", "e", "d"}));
   EXPECT_EQ(Strings(g.Collective("fed2").members()), std::vector<std::string>{"d"});
+}
+
+// ------------------------------------------------------------------ mergers (rules version 2)
+// Every merger in these tests goes through Ledger::Merge: the one place that
+// makes a merger take effect.
+
+// The merged elector's seat passes to a successor outside the electorate,
+// which votes afresh: the gateway that waited for the merged organisation
+// becomes decidable, and its tally shows the seat that changed hands.
+// Where Gov::Merge makes a merger submitted now take effect: under rules v2
+// the second confirmation, two records after the registrar's.
+uint64_t MergerTakesEffectAt(const Gov& g) { return g.position + (RulesAtLeast(g.state, kRulesV2) ? 2 : 0); }
+
+TEST(Governance, MergedElectorsSeatPassesToTheSuccessorWhichVotesAfresh) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.All("p1", "need", v1::ASSENT, {"a", "b", "d"});
+  g.Ok("c", Vote("p1", "need", v1::OBJECT));
+  ASSERT_EQ(g.P().vetoes_size(), 1);
+  const uint64_t merger_at = MergerTakesEffectAt(g);
+  EXPECT_TRUE(g.Merge("c", "e").empty()) << "e has still to vote";
+  const v1::GatewayState& gs = g.G("p1", 0);
+  EXPECT_EQ(gs.status(), v1::GATEWAY_OPEN);
+  EXPECT_EQ(Strings(gs.electorate()), (std::vector<std::string>{"a", "b", "e", "d"}));
+  ASSERT_EQ(gs.seat_changes_size(), 1);
+  EXPECT_EQ(gs.seat_changes(0).from(), "c");
+  EXPECT_EQ(gs.seat_changes(0).to(), "e");
+  EXPECT_EQ(gs.seat_changes(0).at(), merger_at);
+  EXPECT_EQ(g.P().vetoes(0).outcome(), v1::VETO_MERGED);
+  EXPECT_EQ(g.P().vetoes(0).ended_at(), merger_at);
+  EXPECT_EQ(g.P().history(g.P().history_size() - 1), merger_at);
+  // c's objection no longer counts; e's vote decides.
+  auto events = g.Ok("e", Vote("p1", "need", v1::ASSENT));
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"gateway_passed"});
+  const v1::Tally& tally = events[0].gateway_passed().tally();
+  EXPECT_EQ(tally.electorate(), 4u);
+  EXPECT_EQ(tally.assent(), 4u);
+  EXPECT_EQ(tally.object(), 0u);
+  ASSERT_EQ(tally.seat_changes_size(), 1);
+  EXPECT_EQ(tally.seat_changes(0).to(), "e");
+  EXPECT_EQ(g.G("p1", 0).tally().seat_changes_size(), 1);
+  // The next gateway opens with the collective as the merger left it.
+  EXPECT_EQ(Strings(g.G("p1", 1).electorate()), (std::vector<std::string>{"a", "b", "e", "d"}));
+  EXPECT_EQ(g.G("p1", 1).seat_changes_size(), 0);
+}
+
+// A successor that already sits in the electorate keeps its one seat: the
+// merged seat is vacated, and a tally the merged organisation was holding up
+// completes at the merger.
+TEST(Governance, MergerIntoAnElectorVacatesTheSeatAndDecidesTheGateway) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.All("p1", "need", v1::ASSENT, {"a", "b", "d"});
+  const uint64_t merger_at = MergerTakesEffectAt(g);
+  auto events = g.Merge("c", "d");
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"gateway_passed"});
+  const v1::GatewayPassed& passed = events[0].gateway_passed();
+  EXPECT_EQ(passed.cause_position(), merger_at);
+  EXPECT_TRUE(passed.caller().empty());
+  EXPECT_EQ(passed.tally().electorate(), 3u);
+  EXPECT_EQ(passed.tally().assent(), 3u);
+  ASSERT_EQ(passed.tally().seat_changes_size(), 1);
+  EXPECT_EQ(passed.tally().seat_changes(0).from(), "c");
+  EXPECT_EQ(passed.tally().seat_changes(0).to(), "");
+  EXPECT_EQ(passed.tally().seat_changes(0).at(), merger_at);
+  EXPECT_EQ(g.G("p1", 0).status(), v1::GATEWAY_PASSED);
+  EXPECT_EQ(g.G("p1", 0).decided_at(), merger_at + 1);
+  EXPECT_EQ(Strings(g.G("p1", 1).electorate()), (std::vector<std::string>{"a", "b", "d"}));
+}
+
+// One organisation, one vote, whichever of the two voted: the successor's own
+// position stands, and the merged organisation's vote no longer counts.
+TEST(Governance, MergedVoteDoesNotCountWhenTheSuccessorHoldsASeat) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.Ok("c", Vote("p1", "need", v1::ASSENT));
+  g.Ok("d", Vote("p1", "need", v1::OBJECT));
+  g.All("p1", "need", v1::ASSENT, {"a", "b"});
+  EXPECT_TRUE(g.Merge("c", "d").empty()) << "d's veto stands";
+  EXPECT_EQ(Strings(g.G("p1", 0).electorate()), (std::vector<std::string>{"a", "b", "d"}));
+  ASSERT_EQ(g.P().vetoes_size(), 1);
+  EXPECT_EQ(g.P().vetoes(0).outcome(), v1::VETO_STANDING);
+  // The call's tally counts three seats, not c's assent.
+  auto events = g.Ok("nhse", Call("p1", "need", v1::PASS));
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"gateway_passed"});
+  EXPECT_EQ(events[0].gateway_passed().tally().electorate(), 3u);
+  EXPECT_EQ(events[0].gateway_passed().tally().assent(), 2u);
+  EXPECT_EQ(Strings(events[0].gateway_passed().overruled()), std::vector<std::string>{"d"});
+}
+
+// Recusals hold through a merger: a recused merged organisation stays out (no
+// seat to pass), and a recused successor does not take the merged seat.
+TEST(Governance, MergerRespectsRecusals) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.Ok("c", Interest("p1"));
+  g.Merge("c", "e");
+  EXPECT_EQ(Strings(g.G("p1", 0).electorate()), (std::vector<std::string>{"a", "b", "d"}));
+  EXPECT_EQ(g.G("p1", 0).seat_changes_size(), 0);
+
+  g.Submitted("p2", "a");
+  g.Ok("d", Interest("p2"));
+  EXPECT_EQ(Strings(g.G("p2", 0).electorate()), (std::vector<std::string>{"a", "b", "e"}));
+  g.All("p2", "need", v1::ASSENT, {"a", "e"});
+  // b into d: d sits in p1 (vacated) and is recused from p2 (vacated: p2 passes).
+  auto events = g.Merge("b", "d");
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"gateway_passed"});
+  EXPECT_EQ(events[0].gateway_passed().proposal_id(), "p2");
+  EXPECT_EQ(events[0].gateway_passed().tally().electorate(), 2u);
+  EXPECT_EQ(Strings(g.G("p1", 0).electorate()), (std::vector<std::string>{"a", "d"}));
+  ASSERT_EQ(g.G("p2", 0).seat_changes_size(), 1);
+  EXPECT_EQ(g.G("p2", 0).seat_changes(0).to(), "");
+  EXPECT_EQ(Strings(g.G("p2", 1).electorate()), (std::vector<std::string>{"a", "e"})) << "d stays recused";
+}
+
+// A lapsed gateway can still be called: the seat passes, and the call's tally
+// shows it.
+TEST(Governance, MergerPassesTheSeatOfALapsedGateway) {
+  Gov g;
+  v1::Charter charter = StandardCharter();
+  charter.mutable_gateways(0)->set_deadline_seconds(60);
+  g.Form("fed", charter);
+  g.Submitted();
+  g.Ok("b", Vote("p1", "need", v1::OBJECT));
+  g.now += 61 * kSecond;
+  ASSERT_EQ(g.Lapse().size(), 1u);
+  EXPECT_TRUE(g.Merge("b", "e").empty()) << "a lapsed gateway is decided only by a call";
+  EXPECT_EQ(Strings(g.G("p1", 0).electorate()), (std::vector<std::string>{"a", "e", "c", "d"}));
+  EXPECT_EQ(g.P().vetoes(0).outcome(), v1::VETO_LAPSED) << "the veto had already ended";
+  auto events = g.Ok("nhse", Call("p1", "need", v1::PASS, "time is up"));
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"gateway_passed"});
+  ASSERT_EQ(events[0].gateway_passed().tally().seat_changes_size(), 1);
+  EXPECT_EQ(events[0].gateway_passed().tally().seat_changes(0).to(), "e");
+  EXPECT_TRUE(events[0].gateway_passed().overruled().empty()) << "b's objection went with its seat";
+}
+
+// A collective not yet formed takes the successor's acceptance for the
+// merged founder's; the merged founder's own acceptance does not carry.
+TEST(Governance, SuccessorAcceptsForAFounderMergedBeforeFormation) {
+  Gov g;
+  g.Ok("a", ProposeCollective("fed", StandardCharter()));
+  for (auto m : {"a", "b", "c"}) g.Ok(m, Accept("fed", Digest()));
+  EXPECT_TRUE(g.Merge("c", "e").empty()) << "e has not accepted";
+  EXPECT_FALSE(g.Collective().formed());
+  EXPECT_EQ(Strings(g.Collective().founders()), (std::vector<std::string>{"a", "b", "e", "d"}));
+  g.Ok("d", Accept("fed", Digest()));
+  EXPECT_FALSE(g.Collective().formed()) << "c's acceptance does not stand for e's";
+  auto events = g.Ok("e", Accept("fed", Digest()));
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"collective_formed"});
+  EXPECT_EQ(Strings(events[0].collective_formed().members()), (std::vector<std::string>{"a", "b", "e", "d"}));
+  EXPECT_TRUE(g.Collective().formed());
+  EXPECT_EQ(Strings(g.Collective().members()), (std::vector<std::string>{"a", "b", "e", "d"}));
+  g.Ok("e", Proposal("fed", "p1"));
+}
+
+// A founder merged into another founder that has accepted: the successor's
+// acceptance already stands for both, so the collective forms at the merger
+// with the successor once.
+TEST(Governance, FounderMergedIntoAnAcceptedFounderFormsTheCollectiveAtTheMerger) {
+  Gov g;
+  g.Ok("a", ProposeCollective("fed", StandardCharter()));
+  for (auto m : {"a", "b", "d"}) g.Ok(m, Accept("fed", Digest()));
+  const uint64_t merger_at = MergerTakesEffectAt(g);
+  auto events = g.Merge("c", "d");
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"collective_formed"});
+  EXPECT_EQ(Strings(events[0].collective_formed().members()), (std::vector<std::string>{"a", "b", "d"}));
+  EXPECT_TRUE(g.Collective().formed());
+  EXPECT_EQ(g.Collective().formed_at(), merger_at + 1);
+  EXPECT_EQ(Strings(g.Collective().members()), (std::vector<std::string>{"a", "b", "d"}));
+}
+
+// Rules version 1 (logs written before version 2): a merger passes
+// memberships only; the open gateway keeps the merged seat.
+TEST(Governance, MergerUnderRulesV1LeavesOpenSeatsAlone) {
+  Gov g(kRulesV1);
+  g.Form();
+  g.Submitted();
+  g.Ok("a", ProposeCollective("fed2", StandardCharter()));
+  for (auto m : {"a", "b"}) g.Ok(m, Accept("fed2", Digest()));
+  g.All("p1", "need", v1::ASSENT, {"a", "b", "d"});
+  EXPECT_TRUE(g.Merge("c", "d").empty());
+  EXPECT_EQ(Strings(g.G("p1", 0).electorate()), Founders());
+  EXPECT_EQ(g.G("p1", 0).seat_changes_size(), 0);
+  g.Merge("b", "e");
+  EXPECT_TRUE(g.Collective("fed2").founders().empty());
+  g.Rule("e", Accept("fed2", Digest()), v1::NOT_A_FOUNDING_MEMBER);
+}
+
+// ------------------------------------------------------------------ calls (rules version 2)
+
+// A caller that sits in the electorate cannot make the deadlock by objecting
+// itself; another elector's objection, once everyone else has voted, is one.
+TEST(Governance, CallerObjectingItselfIsNoDeadlock) {
+  Gov g;
+  v1::Charter charter = StandardCharter();
+  charter.mutable_gateways(0)->clear_callers();
+  charter.mutable_gateways(0)->add_callers("a");
+  g.Form("fed", charter);
+  g.Submitted();
+  g.Ok("a", Vote("p1", "need", v1::OBJECT));
+  g.All("p1", "need", v1::ASSENT, {"b", "c", "d"});
+  g.Rule("a", Call("p1", "need", v1::FAIL), v1::NO_DEADLOCK);
+  g.Ok("b", Vote("p1", "need", v1::OBJECT));
+  auto events = g.Ok("a", Call("p1", "need", v1::FAIL, "b objects"));
+  ASSERT_EQ(Kinds(events), std::vector<std::string>{"proposal_rejected"});
+}
+
+// An objection is a deadlock only once every other elector has voted.
+TEST(Governance, UnanimityObjectionBeforeEveryoneVotedIsNoDeadlock) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.Ok("d", Vote("p1", "need", v1::OBJECT));
+  g.All("p1", "need", v1::ASSENT, {"a", "b"});
+  g.Rule("nhse", Call("p1", "need", v1::PASS), v1::NO_DEADLOCK);
+  g.Ok("c", Vote("p1", "need", v1::ABSTAIN));
+  ASSERT_EQ(Kinds(g.Ok("nhse", Call("p1", "need", v1::PASS))), std::vector<std::string>{"gateway_passed"});
+}
+
+// A majority gateway is never deadlocked by an objection: fully voted it
+// decides itself; only a lapse lets a caller decide it.
+TEST(Governance, MajorityGatewayCanBeCalledOnlyAfterItLapsed) {
+  Gov g;
+  v1::Charter charter = StandardCharter();
+  charter.mutable_gateways(4)->set_deadline_seconds(3600);
+  g.Form("fed", charter);
+  g.Submitted();
+  g.PassFirst("p1", 4);
+  g.All("p1", "final", v1::OBJECT, {"a", "b"});
+  g.Ok("c", Vote("p1", "final", v1::ASSENT));
+  g.Rule("nhse", Call("p1", "final", v1::PASS), v1::NO_DEADLOCK);
+  g.now += 3600 * kSecond;
+  ASSERT_EQ(g.Lapse().size(), 1u);
+  auto events = g.Ok("nhse", Call("p1", "final", v1::PASS, "national priority"));
+  ASSERT_EQ(Kinds(events), (std::vector<std::string>{"gateway_passed", "decision_adopted"}));
+  EXPECT_EQ(Strings(events[0].gateway_passed().overruled()), (std::vector<std::string>{"a", "b"}));
+}
+
+// Changes to the collective are called by the charter's amendment callers,
+// not by the final gateway's.
+TEST(Governance, AdmissionIsCalledByAmendmentCallersOnly) {
+  Gov g;
+  g.Register("dhsc");
+  v1::Charter charter = StandardCharter();
+  charter.mutable_amendment_rule()->set_kind(v1::UNANIMITY);
+  charter.add_amendment_callers("dhsc");
+  g.Form("fed", charter);
+  g.Ok("a", Admit("fed", "ad1", "e"));
+  EXPECT_EQ(Strings(g.P("ad1").gateways(0).callers()), std::vector<std::string>{"dhsc"});
+  g.Ok("d", Vote("ad1", "admission", v1::OBJECT));
+  g.All("ad1", "admission", v1::ASSENT, {"a", "b", "c"});
+  g.Rule("nhse", Call("ad1", "admission", v1::PASS), v1::NOT_A_CALLER);
+  auto events = g.Ok("dhsc", Call("ad1", "admission", v1::PASS, "the region needs it"));
+  ASSERT_EQ(Kinds(events), (std::vector<std::string>{"gateway_passed", "decision_adopted", "member_admitted"}));
+  // Without amendment callers nobody may call a change to the collective.
+  g.Form("fed2", StandardCharter());
+  g.Ok("a", Remove("fed2", "rm1", "d"));
+  g.Ok("a", Vote("rm1", "removal", v1::OBJECT));
+  g.All("rm1", "removal", v1::ASSENT, {"b", "c"});
+  g.Rule("nhse", Call("rm1", "removal", v1::PASS), v1::NOT_A_CALLER);
+}
+
+// Rules version 1 (logs written before version 2): any objection was a
+// deadlock, a caller could object itself, the final gateway's callers called
+// changes to the collective, categories matched exactly and impacts were
+// unbounded.
+TEST(Governance, RulesV1KeepsTheOldCallsCategoriesAndImpacts) {
+  Gov g(kRulesV1);
+  g.Form();
+  g.Submitted();
+  g.PassFirst("p1", 4);
+  g.Ok("a", Vote("p1", "final", v1::OBJECT));
+  ASSERT_EQ(Kinds(g.Ok("nhse", Call("p1", "final", v1::PASS))),
+            (std::vector<std::string>{"gateway_passed", "decision_adopted"}));
+
+  v1::Charter charter = StandardCharter();
+  charter.mutable_gateways(0)->add_callers("a");
+  charter.add_amendment_callers("ghost");  // not checked under version 1
+  g.Form("fed2", charter);
+  g.Ok("b", Proposal("fed2", "p2"));
+  g.Ok("a", Vote("p2", "need", v1::OBJECT));
+  ASSERT_EQ(Kinds(g.Ok("a", Call("p2", "need", v1::PASS))), std::vector<std::string>{"gateway_passed"});
+
+  g.Ok("a", Admit("fed", "ad1", "e"));
+  EXPECT_EQ(Strings(g.P("ad1").gateways(0).callers()), std::vector<std::string>{"nhse"});
+  g.Ok("a", Vote("ad1", "admission", v1::OBJECT));
+  ASSERT_EQ(Kinds(g.Ok("nhse", Call("ad1", "admission", v1::PASS))),
+            (std::vector<std::string>{"gateway_passed", "decision_adopted", "member_admitted"}));
+
+  g.Ok("a", Proposal("fed", "p3", "Clinical-Provision"));
+  g.Ok("d", Impact("p3", kMaxAnnualImpactPence + 1));
+}
+
+// ------------------------------------------------------------------ categories and impacts (rules version 2)
+
+TEST(Governance, ReservedCategoriesMatchWhateverTheCaseOrPunctuation) {
+  Gov g;
+  v1::Charter charter = StandardCharter();
+  charter.add_reserved_categories("Clinical location");
+  charter.add_reserved_categories("?!");  // nothing left to match
+  g.Form("fed", charter);
+  int n = 0;
+  for (const char* category : {"clinical-provision", "Clinical-provision", "CLINICAL_PROVISION",
+                               " clinical  provision. ", "clinical-location", "CLINICAL--Location"}) {
+    g.Rule("a", Proposal("fed", absl::StrCat("p", ++n), category), v1::RESERVED_CATEGORY);
+  }
+  g.Ok("a", Proposal("fed", "ok1", "clinical-provisions"));
+  g.Ok("a", Proposal("fed", "ok2", "clinicalprovision"));
+  g.Ok("a", Proposal("fed", "ok3", "--"));
+  g.Ok("a", Proposal("fed", "ok4", ""));
+}
+
+TEST(Governance, ImpactAboveTheBoundIsMalformed) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.Refused("d", Impact("p1", kMaxAnnualImpactPence + 1), absl::StatusCode::kInvalidArgument, v1::MALFORMED);
+  g.Refused("d", Impact("p1", std::numeric_limits<int64_t>::max()), absl::StatusCode::kInvalidArgument,
+            v1::MALFORMED);
+  g.Ok("d", Impact("p1", kMaxAnnualImpactPence));
+  g.PassFirst("p1", 5);
+  ASSERT_EQ(g.P().adoption().tapers_size(), 1);
+  EXPECT_EQ(g.P().adoption().tapers(0).support_by_year_pence(1), kMaxAnnualImpactPence / 100 * 66);
 }
 
 TEST(Governance, MarkAndRollbackRestoreTheStateExactly) {
@@ -1705,6 +2140,37 @@ TEST(CharterTaper, ScheduleFollowsThePolicy) {
   big.add_percent_by_year(100);
   big.add_percent_by_year(50);
   EXPECT_EQ(TaperSchedule(big, 4'000'000'000'000), (std::vector<int64_t>{4'000'000'000'000, 2'000'000'000'000}));
+}
+
+// A member chooses its impact: no int64 impact overflows the arithmetic, and
+// wherever impact * percent fitted in int64 the result is the same as that.
+TEST(CharterTaper, NoImpactOverflowsAndSmallOnesAreUnchanged) {
+  v1::TaperPolicy policy;
+  for (uint32_t p : {100u, 99u, 66u, 33u, 1u, 0u}) policy.add_percent_by_year(p);
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(TaperSchedule(policy, kMax),
+            (std::vector<int64_t>{kMax, 9131138316486228048, 6087425544324152032, 3043712772162076016,
+                                  92233720368547758, 0}));
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  EXPECT_EQ(TaperSchedule(policy, kMin)[0], kMin);
+  EXPECT_EQ(TaperSchedule(policy, kMin)[2], -6087425544324152033) << "rounds toward zero, as before";
+  std::mt19937_64 random(8);
+  for (int i = 0; i < 10'000; ++i) {
+    const int64_t impact = static_cast<int64_t>(random() % static_cast<uint64_t>(kMax / 100)) * (i % 2 ? 1 : -1);
+    std::vector<int64_t> before;
+    for (uint32_t p : policy.percent_by_year()) before.push_back(impact * p / 100);
+    ASSERT_EQ(TaperSchedule(policy, impact), before) << impact;
+  }
+}
+
+TEST(CharterCategory, NormalisedCategoryIgnoresCaseAndPunctuation) {
+  EXPECT_EQ(NormalisedCategory("Clinical-location"), "clinical-location");
+  EXPECT_EQ(NormalisedCategory("clinical location"), "clinical-location");
+  EXPECT_EQ(NormalisedCategory("CLINICAL_LOCATION"), "clinical-location");
+  EXPECT_EQ(NormalisedCategory("  --Clinical  /  Location 2--"), "clinical-location-2");
+  EXPECT_EQ(NormalisedCategory("é"), "") << "non-ASCII bytes are punctuation";
+  EXPECT_EQ(NormalisedCategory(""), "");
+  EXPECT_EQ(NormalisedCategory("_-_ "), "");
 }
 
 TEST(CharterDigestTest, DigestIsStableAndSensitive) {

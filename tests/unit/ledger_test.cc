@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "ledger/audit/bundle.h"
 #include "ledger/audit/replay.h"
 #include "ledger/audit/verifier.h"
 #include "ledger/crypto/ed25519.h"
@@ -35,6 +36,8 @@
 #include "ledger/rules/charter.h"
 #include "ledger/rules/rules.h"
 #include "ledger/rules/state.h"
+#include "ledger/rules/version.h"
+#include "ledger/store/queries.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/temp_dir.h"
 
@@ -95,11 +98,14 @@ v1::EventBody Body(const std::string& author, const std::string& idempotency_key
   return body;
 }
 
-// Entries of a state snapshot other than the refusal counters.
+// Entries of a state snapshot other than the refusal counters and (rules
+// version 2) the index of refused bytes.
 absl::btree_map<std::string, std::string> WithoutRefusalCounters(
     absl::btree_map<std::string, std::string> state) {
   for (auto it = state.begin(); it != state.end();) {
-    it = absl::StartsWith(it->first, "r/") ? state.erase(it) : std::next(it);
+    const bool refusal = absl::StartsWith(it->first, rules::kRefusalCounterPrefix) ||
+                         absl::StartsWith(it->first, rules::kRefusedSubmissionPrefix);
+    it = refusal ? state.erase(it) : std::next(it);
   }
   return state;
 }
@@ -118,6 +124,7 @@ class LedgerTest : public ::testing::Test {
       registrar.set_name("The Registrar");
       registrar.add_public_keys(Raw(registrar_key_));
       spec.registrars.push_back(registrar);
+      spec.rules_version = genesis_rules_version_;
       options.genesis = spec;
     }
     options.verify_threads = 2;
@@ -133,6 +140,8 @@ class LedgerTest : public ::testing::Test {
   void Close() { ledger_.reset(); }
 
   void SetUp() override { OpenLedger(); }
+
+  uint32_t genesis_rules_version_ = rules::kLatestRulesVersion;  // what a new ledger starts under
 
   absl::StatusOr<std::vector<SubmitResult>> Submit(std::vector<v1::SignedEvent> events) {
     Answer answer;
@@ -1345,6 +1354,353 @@ TEST_F(LedgerTest, ReplayComparesARejectionsCallerAndOverruledNotItsText) {
   EXPECT_EQ(nobody_overruled.code(), absl::StatusCode::kFailedPrecondition) << nobody_overruled;
   EXPECT_TRUE(absl::StrContains(nobody_overruled.message(), absl::StrCat("position ", rejected_at)))
       << nobody_overruled;
+}
+
+// DESIGN §4 "Logs outlive releases": a ledger started under rules version 1
+// keeps deciding under it (what its log was written with) until the operator
+// adopts a newer version, on the record; replay switches at that position.
+class RulesVersionLedgerTest : public LedgerTest {
+ protected:
+  void SetUp() override {
+    genesis_rules_version_ = rules::kRulesV1;
+    OpenLedger();
+  }
+};
+
+TEST_F(RulesVersionLedgerTest, AnOldLedgerDecidesUnderItsVersionUntilTheOperatorAdoptsANewer) {
+  const PrivateKey a1 = PrivateKey::Generate(), b1 = PrivateKey::Generate();
+  SubmitOne(Register("org-a", {Raw(a1)}));
+  SubmitOne(Register("org-b", {Raw(b1)}));
+  // Version 1: a registrar revokes an organisation's only key at once.
+  SubmitOne(RevokeKey("org-a", a1.public_key().key_id(), "registrar", registrar_key_));
+  ExpectRefusal(Submit({AddKey("org-a", Raw(PrivateKey::Generate()), "org-a", a1)}),
+                absl::StatusCode::kUnauthenticated, v1::REVOKED_KEY);
+
+  auto adopted = ledger_->AdoptRulesVersion(rules::kRulesV2);
+  ASSERT_TRUE(adopted.ok()) << adopted.status();
+  auto again = ledger_->AdoptRulesVersion(rules::kRulesV2);
+  EXPECT_EQ(ReasonOf(again.status()), v1::UNSUPPORTED_RULES_VERSION) << again.status();
+
+  // Version 2: the same revocation waits for org-b (or its notice).
+  SubmitOne(RevokeKey("org-b", b1.public_key().key_id(), "registrar", registrar_key_));
+  SubmitOne(AddKey("org-b", Raw(PrivateKey::Generate()), "org-b", b1));
+
+  const std::vector<v1::Record> log = LogRecords(*ledger_);
+  EXPECT_TRUE(ReplayAll(log).ok()) << ReplayAll(log);
+  Close();
+  OpenLedger(/*with_genesis=*/false);
+  EXPECT_EQ(ledger_->info().rules_version(), rules::kRulesV2);
+  EXPECT_EQ(ledger_->info().rules_version_since(), *adopted);
+}
+
+// ------------------------------------------------------------ refusals as evidence (rules version 2)
+
+// The SubmissionRefused record at `position`.
+v1::SubmissionRefused RefusalAt(const Ledger& ledger, uint64_t position) {
+  auto entry = ledger.Get(position);
+  EXPECT_TRUE(entry.ok()) << entry.status();
+  if (!entry.ok()) return {};
+  auto record = DecodeRecord(entry->record(), position);
+  EXPECT_TRUE(record.ok()) << record.status();
+  auto envelope = DecodeStoredEvent(*record);
+  EXPECT_TRUE(envelope.ok()) << envelope.status();
+  EXPECT_TRUE(envelope->body.has_submission_refused()) << EventKind(envelope->body);
+  return envelope->body.submission_refused();
+}
+
+TEST_F(LedgerTest, IdenticalRefusedBytesAreAnsweredWithTheOriginalRefusalAndNothingIsWritten) {
+  SubmitOne(Register("org-a", {RawKeyFor("a1")}));
+  const v1::SignedEvent again = Register("org-a", {RawKeyFor("a2")}, "register/org-a-again");
+  ExpectRefusal(Submit({again}), absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+  const uint64_t refused_at = ledger_->size() - 1;
+  ASSERT_EQ(RefusalAt(*ledger_, refused_at).reason(), v1::ORGANISATION_EXISTS);
+  const uint64_t size = ledger_->size();
+  const auto state = StoredState();
+  auto answered = [&] {
+    auto result = Submit({again});
+    ExpectRefusal(result, absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+    EXPECT_TRUE(absl::StrContains(result.status().message(), absl::StrCat("refused at position ", refused_at)))
+        << result.status();
+    EXPECT_EQ(ledger_->size(), size) << "nothing written";
+    EXPECT_EQ(StoredState(), state) << "nothing counted";
+  };
+  answered();
+  answered();
+  // In a batch with a good event: all of it refused, nothing written.
+  auto batch = Submit({Register("org-b", {RawKeyFor("b1")}), again});
+  ExpectRefusal(batch, absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+  EXPECT_EQ(BatchIndex(batch.status()), "1");
+  EXPECT_EQ(ledger_->size(), size);
+  // The index is part of the stored state: it survives a restart.
+  Close();
+  OpenLedger();
+  answered();
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+
+// A log written under rules version 1 may hold the same refused bytes twice:
+// it still replays (DecideGroup applies the index only from version 2).
+TEST_F(RulesVersionLedgerTest, UnderRulesV1IdenticalRefusedBytesAreRecordedAgainAndReplay) {
+  SubmitOne(Register("org-a", {RawKeyFor("a1")}));
+  const v1::SignedEvent again = Register("org-a", {RawKeyFor("a2")}, "register/org-a-again");
+  ExpectRefusal(Submit({again}), absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+  ExpectRefusal(Submit({again}), absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+  ASSERT_EQ(ledger_->size(), 4u);
+  EXPECT_EQ(RefusalAt(*ledger_, 2).signed_event(), RefusalAt(*ledger_, 3).signed_event());
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+
+// Refusals beyond the daily allowance are not recorded; the operator counts
+// them, tells the count in the author's next recorded refusal
+// (dropped_before) and shows the running count to regulators. The count is
+// the operator's claim, not the rules': the log replays with it.
+TEST_F(LedgerTest, DroppedRefusalsAreCountedIntoTheNextRecordedOne) {
+  RegisterMembers({"trust-a"});
+  v1::EventBody vote;
+  vote.mutable_vote_cast()->set_proposal_id("no-such-proposal");
+  vote.mutable_vote_cast()->set_gateway_id("need");
+  vote.mutable_vote_cast()->set_position(v1::ASSENT);
+  for (uint32_t i = 0; i < rules::kMaxRecordedRefusalsPerDay; ++i) {
+    ExpectRefusal(Act("trust-a", vote), absl::StatusCode::kFailedPrecondition, v1::UNKNOWN_PROPOSAL);
+  }
+  EXPECT_EQ(RefusalAt(*ledger_, ledger_->size() - 1).dropped_before(), 0u);
+  const uint64_t size = ledger_->size();
+  for (int i = 0; i < 3; ++i) {
+    ExpectRefusal(Act("trust-a", vote), absl::StatusCode::kFailedPrecondition, v1::UNKNOWN_PROPOSAL);
+  }
+  EXPECT_EQ(ledger_->size(), size) << "beyond the allowance: not recorded";
+  Queries queries(&ledger_->store());
+  v1::QueryFilter filter;
+  filter.set_org_id("trust-a");
+  filter.set_limit(1000);
+  ASSERT_OK_AND_ASSIGN(v1::ListRefusalsResponse listed, queries.Refusals(filter));
+  EXPECT_EQ(listed.dropped_since_last_recorded(), 3u);
+  EXPECT_EQ(listed.refusals_size(), static_cast<int>(rules::kMaxRecordedRefusalsPerDay));
+
+  // Kept across a restart; the next day the next refusal is recorded with it.
+  Close();
+  OpenLedger();
+  now_->fetch_add(25LL * 3600 * 1'000'000'000);
+  ExpectRefusal(Act("trust-a", vote), absl::StatusCode::kFailedPrecondition, v1::UNKNOWN_PROPOSAL);
+  ASSERT_EQ(ledger_->size(), size + 1);
+  EXPECT_EQ(RefusalAt(*ledger_, size).dropped_before(), 3u);
+  Queries after(&ledger_->store());
+  ASSERT_OK_AND_ASSIGN(listed, after.Refusals(filter));
+  EXPECT_EQ(listed.dropped_since_last_recorded(), 0u);
+  ASSERT_GT(listed.refusals_size(), 0);
+  EXPECT_EQ(listed.refusals(listed.refusals_size() - 1).dropped_before(), 3u);
+  ExpectRefusal(Act("trust-a", vote), absl::StatusCode::kFailedPrecondition, v1::UNKNOWN_PROPOSAL);
+  EXPECT_EQ(RefusalAt(*ledger_, size + 1).dropped_before(), 0u);
+
+  // The replayer (and so every verifier) ignores the count; it decides the
+  // rest of the refusal.
+  EXPECT_EQ(ReplayedState(), StoredState());
+  const std::vector<v1::Record> log = LogRecords(*ledger_);
+  EXPECT_OK(ReplayAll(Resigned(log, size, operator_key_, [](v1::EventBody& body) {
+    body.mutable_submission_refused()->set_dropped_before(1000);
+  })));
+}
+
+// ------------------------------------------------------------ verify: density and time
+
+std::vector<std::string> Serialized(const std::vector<v1::Record>& log) {
+  std::vector<std::string> out;
+  for (const v1::Record& record : log) out.push_back(record.SerializeAsString());
+  return out;
+}
+
+// Runs the verifier over `records` (no checkpoints: these tests rewrite the
+// log as an operator would, who would sign new ones).
+v1::VerifyReport VerifyRecords(const std::vector<std::string>& records, audit::LogVerifierOptions options) {
+  options.threads = 2;
+  audit::LogVerifier verifier(std::move(options));
+  for (const std::string& record : records) {
+    if (!verifier.AddRecord(record)) break;
+  }
+  if (verifier.Flush()) {
+    if (absl::Status s = verifier.FinishReplay(); !s.ok()) verifier.Fail(audit::CheckId::kReplay, std::nullopt, std::string(s.message()));
+  }
+  return verifier.Report();
+}
+
+const v1::VerifyCheck& Check(const v1::VerifyReport& report, audit::CheckId id) {
+  return report.checks(static_cast<int>(id));
+}
+
+TEST_F(LedgerTest, DensityComparesWholePairsSoCollidingFingerprintsPassAndARealDuplicateFails) {
+  PrivateKey trust = PrivateKey::Generate();
+  SubmitOne(Register("trust", {Raw(trust)}));
+  for (int batch = 0; batch < 6; ++batch) {
+    std::vector<v1::SignedEvent> events;
+    for (int i = 0; i < 100; ++i) events.push_back(AddKey("trust", Raw(PrivateKey::Generate()), "trust", trust));
+    ASSERT_TRUE(Submit(std::move(events)).ok());
+  }
+  ExpectRefusal(Submit({Register("trust", {RawKeyFor("t2")}, "register/trust-again")}),
+                absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+  const uint64_t refusal = ledger_->size() - 1;
+  const std::vector<v1::Record> log = LogRecords(*ledger_);
+  ASSERT_GT(log.size(), 600u);
+  // A hostile operator gives its refusal record Genesis's (author, key).
+  const std::vector<v1::Record> duplicated = Resigned(log, refusal, operator_key_, [](v1::EventBody& body) {
+    body.set_idempotency_key("genesis");
+  });
+  // Replay does not compare a system event's idempotency key: density must.
+  ASSERT_OK(ReplayAll(duplicated));
+
+  auto options = [&](int bits, const std::vector<v1::Record>* reread) {
+    audit::LogVerifierOptions o{.operator_key = operator_key_.public_key(), .origin = ledger_->info().origin()};
+    o.fingerprint_bits = bits;
+    if (reread != nullptr) {
+      o.read_record = [reread](uint64_t position) -> absl::StatusOr<std::string> {
+        return reread->at(position).SerializeAsString();
+      };
+    }
+    return o;
+  };
+  for (int bits : {64, 4, 1}) {
+    for (bool exact_pairs : {false, true}) {
+      SCOPED_TRACE(absl::StrCat(bits, "-bit fingerprints", exact_pairs ? ", exact pairs kept" : ", read back"));
+      const v1::VerifyReport honest = VerifyRecords(Serialized(log), options(bits, exact_pairs ? nullptr : &log));
+      EXPECT_TRUE(honest.verified()) << audit::FormatReportText(honest, "log");
+      const v1::VerifyReport bad =
+          VerifyRecords(Serialized(duplicated), options(bits, exact_pairs ? nullptr : &duplicated));
+      EXPECT_FALSE(Check(bad, audit::CheckId::kDensity).passed()) << audit::FormatReportText(bad, "log");
+      EXPECT_EQ(Check(bad, audit::CheckId::kDensity).first_failing_position(), refusal);
+      EXPECT_TRUE(absl::StrContains(Check(bad, audit::CheckId::kDensity).detail(), "first at position 0"))
+          << Check(bad, audit::CheckId::kDensity).detail();
+    }
+  }
+  {
+    SCOPED_TRACE("a record that reads back different from the one verified");
+    // Read back, each record after Genesis is its successor.
+    std::vector<v1::Record> shifted = log;
+    for (size_t p = 1; p + 1 < shifted.size(); ++p) shifted[p] = log[p + 1];
+    const v1::VerifyReport report = VerifyRecords(Serialized(log), options(4, &shifted));
+    EXPECT_FALSE(report.verified());
+    EXPECT_FALSE(Check(report, audit::CheckId::kIntegrity).passed()) << audit::FormatReportText(report, "log");
+  }
+
+  // The bundle verifier reads earlier records back through its sparse index.
+  auto write_bundle = [&](const std::string& path, const std::vector<v1::Record>& records) {
+    ASSERT_OK_AND_ASSIGN(auto writer, audit::BundleWriter::Create(path));
+    v1::BundleFrame header;
+    header.mutable_header()->set_format_version(audit::kBundleFormatVersion);
+    header.mutable_header()->set_ledger_id(kLedgerId);
+    header.mutable_header()->set_origin(ledger_->info().origin());
+    header.mutable_header()->set_operator_public_key(Raw(operator_key_));
+    header.mutable_header()->set_tree_size(records.size());
+    ASSERT_OK(writer->Write(header));
+    // Every signed checkpoint after the record completing its tree, as an
+    // export has them (the re-reader skips them).
+    std::map<uint64_t, std::string> notes;
+    ASSERT_OK(ledger_->store().ScanCheckpoints(1, [&](uint64_t tree_size, std::string_view note) {
+      notes.emplace(tree_size, std::string(note));
+      return true;
+    }));
+    for (size_t p = 0; p < records.size(); ++p) {
+      v1::BundleFrame frame;
+      frame.set_record(records[p].SerializeAsString());
+      ASSERT_OK(writer->Write(frame));
+      if (auto note = notes.find(p + 1); note != notes.end()) {
+        v1::BundleFrame checkpoint;
+        checkpoint.mutable_checkpoint()->set_tree_size(note->first);
+        checkpoint.mutable_checkpoint()->set_note(note->second);
+        ASSERT_OK(writer->Write(checkpoint));
+      }
+    }
+    ASSERT_OK(writer->Finish());
+  };
+  const std::string good = absl::StrCat(dir_.path(), "/good.bundle");
+  const std::string bad = absl::StrCat(dir_.path(), "/duplicate.bundle");
+  write_bundle(good, log);
+  write_bundle(bad, duplicated);
+  for (int bits : {64, 8}) {
+    SCOPED_TRACE(absl::StrCat("bundle, ", bits, "-bit fingerprints"));
+    audit::VerifyOptions options;
+    options.operator_key = operator_key_.public_key();
+    options.threads = 2;
+    options.fingerprint_bits = bits;
+    const v1::VerifyReport honest = audit::VerifyBundle(good, options);
+    EXPECT_TRUE(honest.verified()) << audit::FormatReportText(honest, "bundle");
+    const v1::VerifyReport report = audit::VerifyBundle(bad, options);
+    EXPECT_FALSE(Check(report, audit::CheckId::kDensity).passed()) << audit::FormatReportText(report, "bundle");
+    EXPECT_EQ(Check(report, audit::CheckId::kDensity).first_failing_position(), refusal);
+  }
+}
+
+// A member event carrying its signed client time (ms).
+v1::SignedEvent RegisterSignedAt(const std::string& org_id, int64_t client_time_unix_ms, const PrivateKey& registrar) {
+  v1::EventBody body = Body("registrar", "register/" + org_id);
+  body.set_client_time_unix_ms(client_time_unix_ms);
+  body.mutable_organisation_registered()->set_org_id(org_id);
+  body.mutable_organisation_registered()->set_name(org_id);
+  body.mutable_organisation_registered()->set_kind("nhs-trust");
+  body.mutable_organisation_registered()->add_public_keys(RawKeyFor(org_id));
+  return SealEvent(body, registrar);
+}
+
+// `log` as an operator who backdates it would write it: every ledger time
+// `by` earlier (still in order; checkpoints re-signed, so only the "time"
+// check can tell).
+std::vector<v1::Record> Backdated(std::vector<v1::Record> log, int64_t by) {
+  for (v1::Record& record : log) record.set_ledger_time_unix_ns(record.ledger_time_unix_ns() - by);
+  return log;
+}
+
+TEST_F(LedgerTest, ClientTimeAheadIsRefusedAndABackdatedRecordFailsTime) {
+  const int64_t skew = rules::kClockSkewNanos;
+  // Ahead of the ledger clock by more than the skew: refused, not recorded.
+  const uint64_t size = ledger_->size();
+  ExpectRefusal(Submit({RegisterSignedAt("org-late", (now_->load() + 2 * skew) / 1'000'000, registrar_key_)}),
+                absl::StatusCode::kInvalidArgument, v1::CLIENT_TIME_AHEAD);
+  EXPECT_EQ(ledger_->size(), size);
+  SubmitOne(RegisterSignedAt("org-a", now_->load() / 1'000'000, registrar_key_));
+  const uint64_t signed_at = ledger_->size() - 1;
+  SubmitOne(Register("org-b", {RawKeyFor("b1")}));  // no client time: nothing to compare
+  const std::vector<v1::Record> log = LogRecords(*ledger_);
+  audit::LogVerifierOptions options{.operator_key = operator_key_.public_key(), .origin = ledger_->info().origin()};
+  const v1::VerifyReport honest = VerifyRecords(Serialized(log), options);
+  EXPECT_TRUE(honest.verified()) << audit::FormatReportText(honest, "log");
+  EXPECT_EQ(Check(honest, audit::CheckId::kTime).name(), "time");
+
+  const v1::VerifyReport within = VerifyRecords(Serialized(Backdated(log, skew / 2)), options);
+  EXPECT_TRUE(within.verified()) << "within the clock skew\n" << audit::FormatReportText(within, "log");
+  const v1::VerifyReport backdated = VerifyRecords(Serialized(Backdated(log, 3600LL * 1'000'000'000)), options);
+  EXPECT_FALSE(backdated.verified());
+  const v1::VerifyCheck& time = Check(backdated, audit::CheckId::kTime);
+  EXPECT_FALSE(time.passed()) << audit::FormatReportText(backdated, "log");
+  EXPECT_EQ(time.first_failing_position(), signed_at);
+  EXPECT_TRUE(absl::StrContains(time.detail(), "backdated")) << time.detail();
+  const std::string text = audit::FormatReportText(backdated, "log");
+  EXPECT_TRUE(absl::StrContains(text, "FAIL  time")) << text;
+}
+
+// A recorded refusal is held to its attempt's signed time: the operator
+// cannot backdate the record of an attempt either.
+TEST_F(LedgerTest, ABackdatedRefusalFailsTime) {
+  SubmitOne(Register("org-a", {RawKeyFor("a1")}));
+  v1::EventBody body = Body("registrar", "register/org-a-again");
+  body.set_client_time_unix_ms(now_->load() / 1'000'000);
+  body.mutable_organisation_registered()->set_org_id("org-a");
+  body.mutable_organisation_registered()->add_public_keys(RawKeyFor("a2"));
+  ExpectRefusal(Submit({SealEvent(body, registrar_key_)}), absl::StatusCode::kFailedPrecondition,
+                v1::ORGANISATION_EXISTS);
+  const uint64_t refusal = ledger_->size() - 1;
+  const std::vector<v1::Record> log = LogRecords(*ledger_);
+  audit::LogVerifierOptions options{.operator_key = operator_key_.public_key(), .origin = ledger_->info().origin()};
+  EXPECT_TRUE(VerifyRecords(Serialized(log), options).verified());
+  const v1::VerifyReport backdated = VerifyRecords(Serialized(Backdated(log, 3600LL * 1'000'000'000)), options);
+  EXPECT_FALSE(Check(backdated, audit::CheckId::kTime).passed()) << audit::FormatReportText(backdated, "log");
+  EXPECT_EQ(Check(backdated, audit::CheckId::kTime).first_failing_position(), refusal);
+}
+
+// Rules version 1 has no clock rule: its logs pass "time" whatever their times.
+TEST_F(RulesVersionLedgerTest, UnderRulesV1TimeIsNotChecked) {
+  SubmitOne(RegisterSignedAt("org-a", (now_->load() + 2 * rules::kClockSkewNanos) / 1'000'000, registrar_key_));
+  const std::vector<v1::Record> log = LogRecords(*ledger_);
+  audit::LogVerifierOptions options{.operator_key = operator_key_.public_key(), .origin = ledger_->info().origin()};
+  const v1::VerifyReport report = VerifyRecords(Serialized(Backdated(log, 3600LL * 1'000'000'000)), options);
+  EXPECT_TRUE(report.verified()) << audit::FormatReportText(report, "log");
 }
 
 }  // namespace

@@ -7,11 +7,13 @@
 #include "ledger/rules/rules.h"
 
 #include <functional>
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
@@ -466,7 +468,9 @@ std::vector<Case> IdentityCases() {
   add("ConfirmAfterCancel", WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar()), CancelChange(3, "org-a", A1())}),
       ConfirmChange(3, "org-a", A2()), kPrecondition, v1::UNKNOWN_IDENTITY_CHANGE);
   add("CancelledKeySignsNothing", WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar()), CancelChange(3, "org-a", A1())}),
-      AddKey("org-a", Raw(C1()), "org-a", A3()), kUnauthenticated, v1::REVOKED_KEY);
+      AddKey("org-a", Raw(C1()), "org-a", A3()), kUnauthenticated, v1::KEY_PENDING);
+  add("CancelledKeyIdStaysTaken", WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar()), CancelChange(3, "org-a", A1())}),
+      AddKey("org-a", Raw(A3()), "org-a", A1()), kPrecondition, v1::KEY_EXISTS);
   add("KeyRevokedByARegistrarStaysActiveWhilePending", WorldAnd({RevokeKey("org-a", Id(A2()), "registrar", Registrar())}),
       AddKey("org-a", Raw(C1()), "org-a", A2()), kOk);
   add("PendingRevocationCanBeCancelledByTheKeyItRevokes",
@@ -970,6 +974,67 @@ TEST(IdentityNotice, SmallOrderPointsAreNotUsableKeys) {
   EXPECT_FALSE(crypto::IsUsablePublicKey(std::string(32, '\0')));  // a small-order point too
   EXPECT_TRUE(crypto::IsUsablePublicKey(Raw(A1())));
   EXPECT_FALSE(crypto::IsUsablePublicKey(Raw(A1()).substr(1)));
+}
+
+// ------------------------------------------------------------ client time
+
+// Rules version 2: a member event's signed client time may run ahead of the
+// ledger time (kTime + position in Submit) by at most kClockSkewNanos;
+// beyond it, INVALID_ARGUMENT CLIENT_TIME_AHEAD, not recorded. Genesis, and
+// every event under rules version 1, are exempt.
+v1::SignedEvent RegisterAt(const std::string& org_id, int64_t client_time_unix_ms) {
+  v1::EventBody body = Body("registrar", "register/" + org_id);
+  body.set_client_time_unix_ms(client_time_unix_ms);
+  auto* event = body.mutable_organisation_registered();
+  event->set_org_id(org_id);
+  event->set_name(org_id + " name");
+  event->set_kind("nhs-trust");
+  event->add_public_keys(Raw(C1()));
+  return SealEvent(body, Registrar());
+}
+
+TEST(ClientTime, AheadOfLedgerTimeByMoreThanTheSkewIsRefusedAndNotRecorded) {
+  const int64_t ledger_ms = (kTime + 1) / 1'000'000;  // position 1
+  const int64_t skew_ms = kClockSkewNanos / 1'000'000;
+  {
+    State state = Build({Genesis()});
+    state.CommitChanges();
+    const auto before = state.Snapshot();
+    bool recorded = true;
+    absl::Status status = Submit(state, RegisterAt("org-c", ledger_ms + skew_ms + 1), 1, &recorded);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_EQ(ReasonOf(status), v1::CLIENT_TIME_AHEAD) << status;
+    EXPECT_TRUE(absl::StrContains(status.message(), "clock skew")) << status;
+    EXPECT_FALSE(recorded);
+    EXPECT_EQ(state.Snapshot(), before);
+  }
+  {
+    State state = Build({Genesis()});
+    EXPECT_TRUE(Submit(state, RegisterAt("org-c", ledger_ms + skew_ms), 1).ok()) << "at the skew: accepted";
+  }
+  {
+    State state = Build({Genesis()});
+    EXPECT_TRUE(Submit(state, RegisterAt("org-c", ledger_ms - 86'400'000), 1).ok()) << "behind: accepted";
+  }
+  {
+    v1::EventBody old = GenesisBody({MakeRegistrar("registrar", {Raw(Registrar())})});
+    old.mutable_genesis()->clear_rules_version();
+    State state = Build({SealEvent(old, Operator())});
+    EXPECT_TRUE(Submit(state, RegisterAt("org-c", ledger_ms + skew_ms + 1), 1).ok()) << "rules version 1";
+  }
+  {
+    v1::EventBody genesis = GenesisBody({MakeRegistrar("registrar", {Raw(Registrar())})});
+    genesis.set_client_time_unix_ms(ledger_ms + 365LL * 86'400'000);
+    State state;
+    EXPECT_TRUE(Submit(state, SealEvent(genesis, Operator()), 0).ok()) << "Genesis is exempt";
+  }
+}
+
+TEST(ClientTime, ComparesInMillisecondsWithoutOverflow) {
+  EXPECT_FALSE(ClientTimeAhead(kTime / 1'000'000 + kClockSkewNanos / 1'000'000, kTime));
+  EXPECT_TRUE(ClientTimeAhead(kTime / 1'000'000 + kClockSkewNanos / 1'000'000 + 1, kTime));
+  EXPECT_TRUE(ClientTimeAhead(std::numeric_limits<int64_t>::max(), kTime));
+  EXPECT_FALSE(ClientTimeAhead(std::numeric_limits<int64_t>::min(), kTime));
 }
 
 }  // namespace

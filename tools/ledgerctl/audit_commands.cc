@@ -165,10 +165,11 @@ std::vector<Command> AuditCommands() {
        &RunExport},
       {{.name = "verify",
         .args = {"FILE"},
-        .summary = "Verify an evidence bundle offline: the five checks of DESIGN §4.",
+        .summary = "Verify an evidence bundle offline: the six checks of DESIGN §4.",
         .description = "Needs no server. Checks signatures (under the keys active at each position),\n"
                        "integrity (Merkle roots against every signed checkpoint), replay (the rules\n"
-                       "reproduce exactly the recorded system events), no reversal, and density. Exit\n"
+                       "reproduce exactly the recorded system events), no reversal, density and time\n"
+                       "(no record backdated against its signed client time). Exit\n"
                        "0 only if every check passes; on failure names the first failing position.",
         .flags = {{"operator-key", "PEM", "the operator public key you trust (else the bundle's own)"},
                   {"trusted-checkpoint", "FILE", "a checkpoint note you obtained independently"},

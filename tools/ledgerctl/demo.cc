@@ -29,6 +29,7 @@
 #include "ledger/event/refusal.h"
 #include "tools/ledgerctl/client.h"
 #include "tools/ledgerctl/commands.h"
+#include "tools/ledgerctl/keys.h"
 #include "tools/ledgerctl/output.h"
 
 namespace ledger::ctl {
@@ -367,7 +368,7 @@ class Demo {
 };
 
 absl::Status RunDemo(const Invocation& in) {
-  auto key = crypto::ReadPrivateKeyFile(in.flags.Get("registrar-key"));
+  auto key = ReadPrivateKey(in.flags.Get("registrar-key"));
   if (!key.ok()) return key.status();
   Demo demo(in, *std::move(key));
   return demo.Run();

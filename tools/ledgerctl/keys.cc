@@ -12,10 +12,17 @@
 
 namespace ledger::ctl {
 
+absl::StatusOr<crypto::PrivateKey> ReadPrivateKey(const std::string& path) {
+  std::string exposed;
+  absl::StatusOr<crypto::PrivateKey> key = crypto::ReadPrivateKeyFile(path, &exposed);
+  if (key.ok() && !exposed.empty()) std::fprintf(stderr, "ledgerctl: %s\n", exposed.c_str());
+  return key;
+}
+
 absl::StatusOr<crypto::PublicKey> ReadPublicKeyFromEither(const std::string& path) {
   absl::StatusOr<crypto::PublicKey> as_public = crypto::ReadPublicKeyFile(path);
   if (as_public.ok() || absl::IsNotFound(as_public.status())) return as_public;
-  absl::StatusOr<crypto::PrivateKey> as_private = crypto::ReadPrivateKeyFile(path);
+  absl::StatusOr<crypto::PrivateKey> as_private = ReadPrivateKey(path);
   if (as_private.ok()) return as_private->public_key();
   return absl::InvalidArgumentError(absl::StrCat(
       "key file ", path, ": neither a PEM Ed25519 public key nor a PEM private key (",

@@ -13,6 +13,10 @@ namespace ledger::ctl {
 // private key (whose public half is taken). Errors name the path.
 absl::StatusOr<crypto::PublicKey> ReadPublicKeyFromEither(const std::string& path);
 
+// The private key in `path` (errors name it). If group or others may read
+// the file, prints one warning naming it, its mode and the chmod to stderr.
+absl::StatusOr<crypto::PrivateKey> ReadPrivateKey(const std::string& path);
+
 }  // namespace ledger::ctl
 
 #endif  // TOOLS_LEDGERCTL_KEYS_H_

@@ -103,7 +103,7 @@ absl::Status AppendAsMember(const Invocation& in, v1::EventBody body) {
   }
 
   // Read the key before any network call: a wrong path is the common mistake.
-  absl::StatusOr<crypto::PrivateKey> key = crypto::ReadPrivateKeyFile(in.flags.Get("key"));
+  absl::StatusOr<crypto::PrivateKey> key = ReadPrivateKey(in.flags.Get("key"));
   if (!key.ok()) return key.status();
 
   LedgerClient client(in.server);

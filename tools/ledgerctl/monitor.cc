@@ -1,4 +1,4 @@
-// Verifying a running server: `verify-server` (AuditService.Verify: the five
+// Verifying a running server: `verify-server` (AuditService.Verify: the six
 // checks run by the server over its own log), `verify-proposal` (the
 // no-reversal evidence of one proposal), and `audit`, a transparency-log
 // monitor that trusts only what it verified itself.
@@ -370,7 +370,21 @@ absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_
                                .trusted = old,
                                .pool = pool,
                                .report_from = from,
-                               .on_batch = [&] { progress.Update(verifier.records(), total); }});
+                               .on_batch = [&] { progress.Update(verifier.records(), total); },
+                               // An earlier record, read again from the server (only when
+                               // two idempotency fingerprints meet).
+                               .read_record = [&client](uint64_t position) -> absl::StatusOr<std::string> {
+                                 v1::ReadRequest request;
+                                 request.set_from_position(position);
+                                 request.set_limit(1);
+                                 auto page = client.Read(request);
+                                 if (!page.ok()) return page.status();
+                                 if (page->entries_size() != 1 || page->entries(0).position() != position) {
+                                   return absl::DataLossError(
+                                       absl::StrCat("asked for record ", position, ", the server sent another"));
+                                 }
+                                 return std::move(*page->mutable_entries(0)->mutable_record());
+                               }});
   std::deque<v1::CheckpointNote> checkpoints;
   uint64_t next_page = from + 1;
   auto refill = [&]() -> absl::Status {
@@ -438,7 +452,7 @@ absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_
                          old.has_value() ? absl::StrCat("consistent with size ", old->size, "; ")
                                          : "trusted on first use after verifying every record; ",
                          now.size - from, " new records (positions ", from, "..", now.size - 1,
-                         "): signatures, rules, no reversal, density and integrity pass"));
+                         "): signatures, rules, no reversal, density, time and integrity pass"));
   return absl::OkStatus();
 }
 
@@ -479,10 +493,10 @@ absl::Status RunAudit(const Invocation& in) {
 std::vector<Command> MonitorCommands() {
   return {
       {{.name = "verify-server",
-        .summary = "Ask the server to run the five checks of DESIGN §4 over its own log.",
+        .summary = "Ask the server to run the six checks of DESIGN §4 over its own log.",
         .description = "Calls AuditService.Verify: the server replays its log with the same code as\n"
                        "`ledgerctl verify` and reports each check. A range (--from/--to) is still\n"
-                       "replayed from 0, but signatures, density and no reversal are checked only\n"
+                       "replayed from 0, but signatures, density, time and no reversal are checked only\n"
                        "inside it. Shows progress on a terminal. Exit 0 only if every check passes.\n"
                        "This trusts the server to run the checks honestly; `audit` does not.",
         .flags = {{"from", "N", "first position of the range (default 0)"},

@@ -188,10 +188,10 @@ absl::Status RunOrganisation(const Invocation& in) {
   Table keys({"key id", "added at", "revoked at", "note"});
   for (const v1::KeyState& k : view->keys()) {
     // Rules v2: a key a registrar added alone signs nothing until it takes effect.
-    std::string note = k.pending_change() != 0 && !k.revoked() ? "pending: signs nothing yet"
-                       : k.pending_change() != 0               ? "cancelled before it took effect"
-                       : k.by_notice()                         ? "took effect by notice"
-                                                               : "-";
+    std::string note = k.pending_change() != 0 ? absl::StrCat("not in effect (identity change ", k.pending_change(),
+                                                              "): signs nothing")
+                       : k.by_notice()         ? "took effect by notice"
+                                               : "-";
     keys.Add({k.key_id(), absl::StrCat(k.added_at()), k.revoked() ? absl::StrCat(k.revoked_at()) : "-", note});
   }
   absl::StrAppend(&out, "\n", keys.Render());
@@ -233,14 +233,20 @@ absl::Status RunRefusals(const Invocation& in) {
   LedgerClient client(in.server);
   auto response = client.ListRefusals(*filter);
   if (!response.ok()) return response.status();
-  Table table({"position", "time", "member", "key", "attempted", "proposal", "gateway", "reason", "reversal"});
+  Table table({"position", "time", "member", "key", "attempted", "proposal", "gateway", "reason", "reversal",
+               "dropped before"});
   for (const auto& r : response->refusals()) {
     table.Add({absl::StrCat(r.position()), FormatLedgerTime(r.ledger_time_unix_ns()), r.org_id(),
                r.key_id().substr(0, 12), r.attempted_kind(), r.proposal_id().empty() ? "-" : r.proposal_id(),
                r.gateway_id().empty() ? "-" : r.gateway_id(), v1::Reason_Name(r.reason()),
-               r.attempted_reversal() ? "YES" : "no"});
+               r.attempted_reversal() ? "YES" : "no", absl::StrCat(r.dropped_before())});
   }
-  return PrintJsonOr(in, *response, table.Render() + NextPage(response->next_page_token()));
+  std::string dropped;
+  if (!filter->org_id().empty() && response->dropped_since_last_recorded() > 0) {
+    dropped = absl::StrCat(response->dropped_since_last_recorded(), " refusals of ", filter->org_id(),
+                           " not recorded since its last recorded one (the operator's count)\n");
+  }
+  return PrintJsonOr(in, *response, table.Render() + dropped + NextPage(response->next_page_token()));
 }
 
 absl::Status RunIdentityChanges(const Invocation& in) {
