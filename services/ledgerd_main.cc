@@ -41,6 +41,8 @@ ABSL_FLAG(std::string, registrar_id, "registrar",
           "organisation id of the first registrar of a new ledger");
 ABSL_FLAG(std::string, registrar_key_out, "",
           "a new ledger writes its registrar private key here (0600), not into the data directory");
+ABSL_FLAG(int64_t, identity_notice_seconds, 0,
+          "rules v2: how long a registrar's identity change waits for the organisation (new ledgers; 0: 14 days)");
 ABSL_FLAG(std::string, tls_cert, "", "serve TLS with this certificate chain (needs --tls-key)");
 ABSL_FLAG(std::string, tls_key, "", "the certificate's private key");
 ABSL_FLAG(std::string, tls_client_ca, "",
@@ -59,6 +61,9 @@ constexpr char kUsage[] =
     "                      a new ledger writes its registrar private key to PATH (0600)\n"
     "                      instead of DIR/registrar.key.pem: the operator should not\n"
     "                      hold a registrar's key\n"
+    "  --identity-notice-seconds N\n"
+    "                      a new ledger's notice for identity changes a registrar makes\n"
+    "                      without the organisation (default 0: 14 days)\n"
     "  --tls-cert PEM      serve TLS with this certificate chain (needs --tls-key)\n"
     "  --tls-key PEM       the certificate's private key\n"
     "  --tls-client-ca PEM require client certificates signed by this CA (mutual TLS)\n";
@@ -68,6 +73,7 @@ struct Flags {
   std::string listen = "127.0.0.1:7400";
   std::string registrar_id = "registrar";
   std::string registrar_key_out;
+  int64_t identity_notice_seconds = 0;
   std::string tls_cert, tls_key, tls_client_ca;
 };
 
@@ -111,6 +117,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       {&absl::GetFlagReflectionHandle(FLAGS_data), &absl::GetFlagReflectionHandle(FLAGS_listen),
        &absl::GetFlagReflectionHandle(FLAGS_registrar_id),
        &absl::GetFlagReflectionHandle(FLAGS_registrar_key_out),
+       &absl::GetFlagReflectionHandle(FLAGS_identity_notice_seconds),
        &absl::GetFlagReflectionHandle(FLAGS_tls_cert),
        &absl::GetFlagReflectionHandle(FLAGS_tls_key),
        &absl::GetFlagReflectionHandle(FLAGS_tls_client_ca)},
@@ -127,6 +134,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   flags->listen = absl::GetFlag(FLAGS_listen);
   flags->registrar_id = absl::GetFlag(FLAGS_registrar_id);
   flags->registrar_key_out = absl::GetFlag(FLAGS_registrar_key_out);
+  flags->identity_notice_seconds = absl::GetFlag(FLAGS_identity_notice_seconds);
   flags->tls_cert = absl::GetFlag(FLAGS_tls_cert);
   flags->tls_key = absl::GetFlag(FLAGS_tls_key);
   flags->tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
@@ -165,6 +173,8 @@ int main(int argc, char** argv) {
   auto options = ledger::services::PrepareDataDir(flags.data, flags.registrar_id, flags.registrar_key_out,
                                                   &registrar_key_written);
   if (!options.ok()) return Refuse(std::string(options.status().message()), 1);
+  if (flags.identity_notice_seconds < 0) return Refuse("--identity-notice-seconds must not be negative", 2);
+  if (options->genesis.has_value()) options->genesis->identity_notice_seconds = flags.identity_notice_seconds;
   if (!registrar_key_written.empty() && flags.registrar_key_out.empty()) {
     // Kept for the scripts and tests that read it there; but whoever holds a
     // registrar's key can start identity changes (public and on notice under

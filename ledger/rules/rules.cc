@@ -321,16 +321,8 @@ absl::Status ApplyIdentityChangeCancelled(State& state, const Envelope& envelope
   change->set_cancelled_at(context.position);
   change->set_cancelled_by(envelope.body.author());
   change->set_cancel_reason(event.reason());
-  // A key added pending never signs: it is revoked at the cancellation.
-  if (change->kind() == "key_added") {
-    if (const v1::KeyState* found = state.FindKey(change->key_id());
-        found != nullptr && found->pending_change() == change->position() && !found->revoked()) {
-      v1::KeyState key = *found;
-      key.set_revoked(true);
-      key.set_revoked_at(context.position);
-      state.PutKey(std::move(key));
-    }
-  }
+  // A key added pending stays registered (its id stays taken) and, its change
+  // never taking effect, signs nothing: KEY_PENDING for good.
   state.PutIdentityChange(*std::move(change));
   return absl::OkStatus();
 }
@@ -369,7 +361,7 @@ absl::Status ApplyKeyRevoked(State& state, const Envelope& envelope, const Conte
     return RuleBroken(v1::REVOKED_KEY, absl::StrCat("key ", event.key_id(), " is already revoked"));
   }
   if (key->pending_change() != 0) {
-    return RuleBroken(v1::KEY_PENDING, absl::StrCat("key ", event.key_id(), " is pending (the KeyAdded at position ",
+    return RuleBroken(v1::KEY_PENDING, absl::StrCat("key ", event.key_id(), " never took effect (the KeyAdded at position ",
                                                     key->pending_change(), "): cancel that change instead"));
   }
   if (ActsAlone(state, envelope, event.org_id())) {
@@ -465,10 +457,15 @@ absl::Status AuthoriseKey(const State& state, const Envelope& envelope) {
                                                          " was revoked at position ", key->revoked_at()));
   }
   if (key->pending_change() != 0) {
+    const v1::IdentityChangeState* change = state.FindIdentityChange(key->pending_change());
+    const bool cancelled = change != nullptr && change->status() == v1::IDENTITY_CHANGE_CANCELLED;
     return Unauthenticated(v1::KEY_PENDING,
                            absl::StrCat("key ", key->key_id(), " of ", author, " was added by a registrar at position ",
-                                        key->pending_change(), " and signs nothing until ", author,
-                                        " confirms it or its notice ends"));
+                                        key->pending_change(),
+                                        cancelled ? absl::StrCat(", cancelled at position ", change->cancelled_at(),
+                                                                 ": it never signs")
+                                                  : absl::StrCat(", and signs nothing until ", author,
+                                                                 " confirms it or its notice ends")));
   }
   if (!org->merged_into().empty()) {
     return RuleBroken(v1::ORGANISATION_MERGED,

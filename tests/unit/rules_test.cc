@@ -466,7 +466,9 @@ std::vector<Case> IdentityCases() {
   add("ConfirmAfterCancel", WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar()), CancelChange(3, "org-a", A1())}),
       ConfirmChange(3, "org-a", A2()), kPrecondition, v1::UNKNOWN_IDENTITY_CHANGE);
   add("CancelledKeySignsNothing", WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar()), CancelChange(3, "org-a", A1())}),
-      AddKey("org-a", Raw(C1()), "org-a", A3()), kUnauthenticated, v1::REVOKED_KEY);
+      AddKey("org-a", Raw(C1()), "org-a", A3()), kUnauthenticated, v1::KEY_PENDING);
+  add("CancelledKeyIdStaysTaken", WorldAnd({AddKey("org-a", Raw(A3()), "registrar", Registrar()), CancelChange(3, "org-a", A1())}),
+      AddKey("org-a", Raw(A3()), "org-a", A1()), kPrecondition, v1::KEY_EXISTS);
   add("KeyRevokedByARegistrarStaysActiveWhilePending", WorldAnd({RevokeKey("org-a", Id(A2()), "registrar", Registrar())}),
       AddKey("org-a", Raw(C1()), "org-a", A2()), kOk);
   add("PendingRevocationCanBeCancelledByTheKeyItRevokes",

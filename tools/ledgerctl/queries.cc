@@ -188,10 +188,10 @@ absl::Status RunOrganisation(const Invocation& in) {
   Table keys({"key id", "added at", "revoked at", "note"});
   for (const v1::KeyState& k : view->keys()) {
     // Rules v2: a key a registrar added alone signs nothing until it takes effect.
-    std::string note = k.pending_change() != 0 && !k.revoked() ? "pending: signs nothing yet"
-                       : k.pending_change() != 0               ? "cancelled before it took effect"
-                       : k.by_notice()                         ? "took effect by notice"
-                                                               : "-";
+    std::string note = k.pending_change() != 0 ? absl::StrCat("not in effect (identity change ", k.pending_change(),
+                                                              "): signs nothing")
+                       : k.by_notice()         ? "took effect by notice"
+                                               : "-";
     keys.Add({k.key_id(), absl::StrCat(k.added_at()), k.revoked() ? absl::StrCat(k.revoked_at()) : "-", note});
   }
   absl::StrAppend(&out, "\n", keys.Render());
