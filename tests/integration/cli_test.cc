@@ -499,7 +499,7 @@ TEST_F(CliTest, IdentityChangesAreListed) {
 
   r = Ctl({"organisation", "salford-royal"});
   ASSERT_TRUE(Succeeded(r));
-  EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("not in effect (identity change ", changes[1], ")"))) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "not in effect (identity change")) << r.out;
 
   r = Ctl({"identity-changes", "--org", "stockport", "--json"});
   ASSERT_TRUE(Succeeded(r));
