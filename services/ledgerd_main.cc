@@ -1,6 +1,7 @@
 // ledgerd: the Decision Ledger server.
 //
 //   ledgerd [--data DIR] [--listen HOST:PORT] [--registrar-id ID] [--registrar-key-out PATH]
+//           [--identity-notice-seconds N] [--upgrade-rules]
 //           [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
 //
 // Prints "ledgerd listening on HOST:PORT" once it serves. SIGTERM/SIGINT stop
@@ -14,6 +15,7 @@
 // TLS files.
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -28,6 +30,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "ledger/common/thread_pool.h"
 #include "ledger/event/envelope.h"
+#include "ledger/rules/version.h"
 #include "services/audit_service.h"
 #include "services/command_line.h"
 #include "services/data_dir.h"
@@ -41,6 +44,8 @@ ABSL_FLAG(std::string, registrar_id, "registrar",
           "organisation id of the first registrar of a new ledger");
 ABSL_FLAG(std::string, registrar_key_out, "",
           "a new ledger writes its registrar private key here (0600), not into the data directory");
+ABSL_FLAG(bool, upgrade_rules, false,
+          "an existing ledger under older rules adopts this release's rules version, on the record");
 ABSL_FLAG(int64_t, identity_notice_seconds, 0,
           "rules v2: how long a registrar's identity change waits for the organisation (new ledgers; 0: 14 days)");
 ABSL_FLAG(std::string, tls_cert, "", "serve TLS with this certificate chain (needs --tls-key)");
@@ -64,6 +69,9 @@ constexpr char kUsage[] =
     "  --identity-notice-seconds N\n"
     "                      a new ledger's notice for identity changes a registrar makes\n"
     "                      without the organisation (default 0: 14 days)\n"
+    "  --upgrade-rules     a ledger written under older rules adopts this release's\n"
+    "                      (an operator-signed RulesVersionAdopted record); without it\n"
+    "                      an old ledger keeps deciding under the rules it was written with\n"
     "  --tls-cert PEM      serve TLS with this certificate chain (needs --tls-key)\n"
     "  --tls-key PEM       the certificate's private key\n"
     "  --tls-client-ca PEM require client certificates signed by this CA (mutual TLS)\n";
@@ -74,6 +82,7 @@ struct Flags {
   std::string registrar_id = "registrar";
   std::string registrar_key_out;
   int64_t identity_notice_seconds = 0;
+  bool upgrade_rules = false;
   std::string tls_cert, tls_key, tls_client_ca;
 };
 
@@ -118,6 +127,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
        &absl::GetFlagReflectionHandle(FLAGS_registrar_id),
        &absl::GetFlagReflectionHandle(FLAGS_registrar_key_out),
        &absl::GetFlagReflectionHandle(FLAGS_identity_notice_seconds),
+       &absl::GetFlagReflectionHandle(FLAGS_upgrade_rules),
        &absl::GetFlagReflectionHandle(FLAGS_tls_cert),
        &absl::GetFlagReflectionHandle(FLAGS_tls_key),
        &absl::GetFlagReflectionHandle(FLAGS_tls_client_ca)},
@@ -135,6 +145,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   flags->registrar_id = absl::GetFlag(FLAGS_registrar_id);
   flags->registrar_key_out = absl::GetFlag(FLAGS_registrar_key_out);
   flags->identity_notice_seconds = absl::GetFlag(FLAGS_identity_notice_seconds);
+  flags->upgrade_rules = absl::GetFlag(FLAGS_upgrade_rules);
   flags->tls_cert = absl::GetFlag(FLAGS_tls_cert);
   flags->tls_key = absl::GetFlag(FLAGS_tls_key);
   flags->tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
@@ -175,7 +186,11 @@ int main(int argc, char** argv) {
                                                   &registrar_key_written);
   for (const std::string& warning : warnings) LOG(WARNING) << warning;
   if (!options.ok()) return Refuse(std::string(options.status().message()), 1);
-  if (flags.identity_notice_seconds < 0) return Refuse("--identity-notice-seconds must not be negative", 2);
+  if (flags.identity_notice_seconds < 0 || flags.identity_notice_seconds > ledger::rules::kMaxIdentityNoticeSeconds) {
+    return Refuse(absl::StrCat("--identity-notice-seconds must be 0..", ledger::rules::kMaxIdentityNoticeSeconds,
+                               " (ten years)"),
+                  2);
+  }
   if (options->genesis.has_value()) options->genesis->identity_notice_seconds = flags.identity_notice_seconds;
   if (!registrar_key_written.empty() && flags.registrar_key_out.empty()) {
     // Kept for the scripts and tests that read it there; but whoever holds a
@@ -194,6 +209,27 @@ int main(int argc, char** argv) {
     return Refuse(absl::StrCat("cannot open the ledger in ", flags.data, ": ",
                                ledger.status().message()),
                   1);
+  }
+
+  // DESIGN §4 "Logs outlive releases": an old ledger keeps its rules unless
+  // its operator adopts this release's, as a record every auditor replays.
+  uint32_t rules_version = std::max<uint32_t>(1, (*ledger)->info().rules_version());
+  if (rules_version < ledger::rules::kLatestRulesVersion) {
+    if (flags.upgrade_rules) {
+      auto adopted = (*ledger)->AdoptRulesVersion(ledger::rules::kLatestRulesVersion);
+      if (!adopted.ok()) {
+        return Refuse(absl::StrCat("cannot adopt rules version ", ledger::rules::kLatestRulesVersion, ": ",
+                                   adopted.status().message()),
+                      1);
+      }
+      std::cout << "ledgerd: rules version " << ledger::rules::kLatestRulesVersion << " adopted at position "
+                << *adopted << " (was " << rules_version << ")\n";
+      LOG(INFO) << "rules version " << ledger::rules::kLatestRulesVersion << " adopted at position " << *adopted;
+      rules_version = ledger::rules::kLatestRulesVersion;
+    } else {
+      LOG(WARNING) << "this ledger decides under rules version " << rules_version << "; this release knows "
+                   << ledger::rules::kLatestRulesVersion << " (ledgerd --upgrade-rules adopts it)";
+    }
   }
 
   // Services hold the ledger: they are destroyed (inner scope) before it is.
@@ -220,7 +256,7 @@ int main(int argc, char** argv) {
   std::string address = host + ":" + std::to_string(port);
   std::cout << "ledgerd listening on " << address << "\n"
             << "  ledger " << (*ledger)->info().ledger_id() << ", " << (*ledger)->size()
-            << " records, data in " << flags.data << "\n"
+            << " records, rules version " << rules_version << ", data in " << flags.data << "\n"
             << "  operator public key: " << flags.data << "/operator.pub.pem\n"
             << "  registrar key (new ledgers): "
             << (flags.registrar_key_out.empty() ? flags.data + "/registrar.key.pem" : flags.registrar_key_out) << "\n"

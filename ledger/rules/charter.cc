@@ -128,9 +128,15 @@ Verdict Evaluate(const v1::DecisionRule& raw_rule, const Count& count) {
   return pass && quorum ? Verdict::kPass : Verdict::kCannotPass;
 }
 
-std::vector<int64_t> TaperSchedule(const v1::TaperPolicy& policy, int64_t annual_impact_pence) {
+std::vector<int64_t> TaperSchedule(const v1::TaperPolicy& policy, int64_t annual_impact_pence,
+                                   uint32_t rules_version) {
   std::vector<int64_t> schedule;
   for (uint32_t percent : policy.percent_by_year()) {
+    if (rules_version < kRulesV2) {
+      const uint64_t wrapped = static_cast<uint64_t>(annual_impact_pence) * percent;
+      schedule.push_back(static_cast<int64_t>(wrapped) / 100);
+      continue;
+    }
     // A member chooses the impact: multiply in 128 bits so no int64 impact
     // can overflow (the quotient fits whenever percent <= 100, which
     // ValidateCharter ensures), rounding as the int64 formula always did.
@@ -142,16 +148,9 @@ std::vector<int64_t> TaperSchedule(const v1::TaperPolicy& policy, int64_t annual
 
 std::string NormalisedCategory(std::string_view category) {
   std::string out;
-  bool gap = false;
   for (char c : category) {
-    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    if (!alnum) {
-      gap = true;
-      continue;
-    }
-    if (gap && !out.empty()) out.push_back('-');
-    gap = false;
-    out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) out.push_back(c);
+    if (c >= 'A' && c <= 'Z') out.push_back(static_cast<char>(c - 'A' + 'a'));
   }
   return out;
 }

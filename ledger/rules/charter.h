@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "ledger/rules/state.h"
+#include "ledger/rules/version.h"
 #include "ledger/v1/events.pb.h"
 
 namespace ledger::rules {
@@ -52,18 +53,22 @@ Verdict Evaluate(const v1::DecisionRule& rule, const Count& count);
 
 // The taper schedule for an annual impact under `policy`, in pence per year:
 // impact * percent / 100 (rounded toward zero) for each year, computed
-// without overflow for any int64 impact.
-std::vector<int64_t> TaperSchedule(const v1::TaperPolicy& policy, int64_t annual_impact_pence);
+// without overflow for any int64 impact. Under rules version 1 the product
+// was an int64 that wrapped beyond its range, and logs recorded the wrapped
+// figure: `rules_version` 1 reproduces it (without undefined behaviour).
+std::vector<int64_t> TaperSchedule(const v1::TaperPolicy& policy, int64_t annual_impact_pence,
+                                   uint32_t rules_version = kLatestRulesVersion);
 
 // Rules version 2: the largest annual impact a member may declare, in pence
 // (10^15 pence, ten trillion pounds: far beyond any NHS budget, far inside
 // what every sum over a proposal's impacts can hold).
 inline constexpr int64_t kMaxAnnualImpactPence = 1'000'000'000'000'000;
 
-// A category as reserved categories are matched from rules version 2: ASCII
-// lowercase, every run of other characters than letters and digits one '-',
-// none at either end ("Clinical location", "CLINICAL_LOCATION" and
-// "clinical-location" are one category). Empty when nothing is left.
+// A category as reserved categories are matched from rules version 2: its
+// ASCII letters (lowercased) and digits alone ("Clinical location",
+// "CLINICAL_LOCATION", "ClinicalLocation" and "clinical-location" are one
+// category). Empty when nothing is left. (Non-ASCII categories are refused
+// under version 2, so a look-alike letter cannot slip one through.)
 std::string NormalisedCategory(std::string_view category);
 
 }  // namespace ledger::rules

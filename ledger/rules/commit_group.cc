@@ -134,13 +134,9 @@ class GroupDecider {
     if (alone.code() != absl::StatusCode::kFailedPrecondition) return;
     if (std::optional<v1::EventBody> kept =
             RecordRefusal(state_, *refused, alone, context(), &result.refusal_dropped)) {
-      if (RulesAtLeast(state_, kRulesV2)) {
-        v1::RefusedSubmission index;
-        index.set_signed_event_sha256(std::string(crypto::AsBytes(crypto::Sha256(refused->signed_bytes))));
-        index.set_position(next_position());
-        index.set_reason(kept->submission_refused().reason());
-        state_.PutRefusedSubmission(std::move(index));
-      }
+      // Indexed under every version (state only; the first one kept), so a
+      // ledger that adopts version 2 later knows the refusals before it.
+      IndexRefusedSubmission(state_, refused->signed_bytes, next_position(), kept->submission_refused().reason());
       EmitSystem(*std::move(kept));
       decision_.records.back().refused = refused;
       result.refusal_recorded = true;
@@ -158,6 +154,16 @@ class GroupDecider {
 };
 
 }  // namespace
+
+void IndexRefusedSubmission(State& state, absl::string_view signed_event, uint64_t position, v1::Reason reason) {
+  std::string signed_hash(crypto::AsBytes(crypto::Sha256(signed_event)));
+  if (state.FindRefusedSubmission(signed_hash) != nullptr) return;
+  v1::RefusedSubmission index;
+  index.set_signed_event_sha256(std::move(signed_hash));
+  index.set_position(position);
+  index.set_reason(reason);
+  state.PutRefusedSubmission(std::move(index));
+}
 
 std::string IdempotencyId(absl::string_view author, absl::string_view idempotency_key) {
   return absl::StrCat(author, absl::string_view("\0", 1), idempotency_key);

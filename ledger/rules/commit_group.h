@@ -115,6 +115,12 @@ struct GroupDecision {
   std::vector<DroppedRefusal> dropped;        // in decision order
 };
 
+// Notes that the signed event `signed_event` was recorded refused at
+// `position` (the refused-bytes index; the first record of them is kept).
+// DecideGroup does it for every refusal it records; a store written by a
+// release before the index calls it for the refusals it already holds.
+void IndexRefusedSubmission(State& state, absl::string_view signed_event, uint64_t position, v1::Reason reason);
+
 // Decides `input` against `state`, leaving the group's changes applied and
 // journaled in `state` (a caller whose write then fails rolls back to a
 // Mark() taken before the call).

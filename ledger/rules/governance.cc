@@ -278,7 +278,7 @@ void Adopt(Decision& d, v1::ProposalState& proposal) {
     v1::TaperSchedule* taper = adopted->add_tapers();
     taper->set_org_id(impact.org_id());
     taper->set_annual_impact_pence(impact.annual_impact_pence());
-    for (int64_t pence : TaperSchedule(proposal.charter().taper(), impact.annual_impact_pence())) {
+    for (int64_t pence : TaperSchedule(proposal.charter().taper(), impact.annual_impact_pence(), RulesVersion(d.state))) {
       taper->add_support_by_year_pence(pence);
     }
   }
@@ -424,6 +424,10 @@ absl::Status ProposalSubmitted(Decision& d) {
   if (!collective.ok()) return collective.status();
   if (auto s = RequireMember(*collective, d.author()); !s.ok()) return s;
   const v1::Charter& charter = collective->charter();
+  if (RulesAtLeast(d.state, kRulesV2) &&
+      std::any_of(event.category().begin(), event.category().end(), [](char c) { return (c & 0x80) != 0; })) {
+    return Malformed("a proposal's category is ASCII (a look-alike letter could hide a reserved one)");
+  }
   if (IsReserved(d.state, charter, event.category())) {
     return RuleBroken(v1::RESERVED_CATEGORY,
                       absl::StrCat("category \"", event.category(), "\" is reserved: collective ",

@@ -1,6 +1,7 @@
 #include "ledger/rules/rules.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -95,7 +96,10 @@ absl::Status ApplyGenesis(State& state, const Envelope& envelope, const Context&
                       absl::StrCat("Genesis names rules version ", rules_version, "; this release knows up to ",
                                    kLatestRulesVersion));
   }
-  if (genesis.identity_notice_seconds() < 0) return Malformed("Genesis identity_notice_seconds is negative");
+  if (genesis.identity_notice_seconds() < 0 || genesis.identity_notice_seconds() > kMaxIdentityNoticeSeconds) {
+    return Malformed(absl::StrCat("Genesis identity_notice_seconds ", genesis.identity_notice_seconds(),
+                                  " is outside 0..", kMaxIdentityNoticeSeconds, " (ten years)"));
+  }
   auto operator_key = CheckNewKey(state, genesis.operator_public_key(), rules_version);
   if (!operator_key.ok()) return operator_key.status();
 
@@ -221,8 +225,11 @@ void StartChange(State& state, const Envelope& envelope, const Context& context,
   change.set_key_id(key_id);
   change.set_author(envelope.body.author());
   change.set_status(v1::IDENTITY_CHANGE_PENDING);
-  change.set_notice_ends_unix_ns(context.ledger_time_unix_ns +
-                                 state.info().identity_notice_seconds() * kNanosPerSecond);
+  // Genesis bounds the notice; a ledger time near the end of int64 saturates.
+  const int64_t notice_ns = state.info().identity_notice_seconds() * kNanosPerSecond;
+  change.set_notice_ends_unix_ns(context.ledger_time_unix_ns > std::numeric_limits<int64_t>::max() - notice_ns
+                                     ? std::numeric_limits<int64_t>::max()
+                                     : context.ledger_time_unix_ns + notice_ns);
   state.PutIdentityChange(std::move(change));
 }
 
@@ -302,6 +309,16 @@ absl::Status ApplyIdentityChangeConfirmed(State& state, const Envelope& envelope
       return RuleBroken(v1::UNKNOWN_IDENTITY_CHANGE,
                         absl::StrCat(author, " already confirmed the ", change->kind(), " at position ",
                                      change->position(), "; it waits for the other organisation"));
+    }
+  }
+  // Confirming a registrar's revocation of its own last key would lock the
+  // organisation out, which it may not do itself either.
+  if (change->kind() == "key_revoked") {
+    const v1::KeyState* key = state.FindKey(change->key_id());
+    const v1::OrganisationState* org = state.FindOrganisation(change->org_id());
+    if (key != nullptr && !key->revoked() && org != nullptr && org->active_keys() <= 1) {
+      return RuleBroken(v1::LAST_KEY, absl::StrCat("key ", change->key_id(), " is the last active key of ",
+                                                   change->org_id(), "; add another before confirming its revocation"));
     }
   }
   change->add_confirmed_by(author);

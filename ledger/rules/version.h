@@ -53,6 +53,9 @@ inline bool ClientTimeAhead(int64_t client_time_unix_ms, int64_t ledger_time_uni
 
 // Rules version 2: the default identity-change notice (Genesis may set it).
 inline constexpr int64_t kDefaultIdentityNoticeSeconds = 14LL * 24 * 3600;
+// The longest notice Genesis may name (ten years): beyond it the notice's end
+// in ledger nanoseconds could overflow, and an absurd notice is a misprint.
+inline constexpr int64_t kMaxIdentityNoticeSeconds = 10LL * 366 * 24 * 3600;
 
 }  // namespace ledger::rules
 

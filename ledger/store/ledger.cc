@@ -114,6 +114,24 @@ absl::Status Ledger::LoadFromStore() {
   if (auto s = store_->LoadState(&state_); !s.ok()) return s;
   if (auto s = store_->LoadDroppedRefusals(&dropped_refusals_); !s.ok()) return s;
   if (!state_.has_genesis()) return absl::DataLossError("the ledger has records but no Genesis state");
+  // Refusals recorded by a release before the refused-bytes index (rules
+  // version 2 answers them from it): indexed now, written with the next
+  // commit group (they are pending changes of the state).
+  absl::Status indexing_failed;
+  absl::Status scanned = store_->ScanKind(v1::EventBody::kSubmissionRefused, 0, [&](uint64_t position) {
+    absl::StatusOr<v1::RecordEntry> entry = Get(position);
+    absl::StatusOr<v1::Record> record = entry.ok() ? DecodeRecord(entry->record(), position) : entry.status();
+    absl::StatusOr<Envelope> event = record.ok() ? DecodeStoredEvent(*record) : record.status();
+    if (!event.ok()) {
+      indexing_failed = event.status();
+      return false;
+    }
+    const v1::SubmissionRefused& refused = event->body.submission_refused();
+    rules::IndexRefusedSubmission(state_, refused.signed_event(), position, refused.reason());
+    return true;
+  });
+  if (!scanned.ok()) return scanned;
+  if (!indexing_failed.ok()) return indexing_failed;
   if (state_.info().operator_public_key() != operator_key_.public_key().raw()) {
     return absl::FailedPreconditionError(
         absl::StrCat("the operator key ", operator_key_.public_key().key_id(),

@@ -30,6 +30,8 @@
 #include "ledger/event/envelope.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
+#include "ledger/rules/version.h"
+#include "ledger/store/ledger.h"
 #include "services/grpc_status.h"
 #include "tests/support/ledger_client.h"
 #include "tests/support/ledgerd_process.h"
@@ -260,6 +262,51 @@ TEST(LedgerdRegistrarKey, WrittenOutsideTheDataDirectoryOnRequest) {
   ASSERT_OK(by_default.Start());
   EXPECT_EQ(::stat((by_default.data_dir() + "/registrar.key.pem").c_str(), &st), 0);
   EXPECT_NE(by_default.Stderr().find("operator holds a registrar's key"), std::string::npos) << by_default.Stderr();
+}
+
+// DESIGN §4 "Logs outlive releases": a ledger written under rules version 1
+// keeps them under this release until its operator runs --upgrade-rules,
+// which adopts the newest version as an operator-signed record.
+TEST(LedgerdRulesVersion, AnOldLedgerAdoptsTheNewRulesOnlyWhenAsked) {
+  LedgerdProcess server;
+  const std::string dir = server.data_dir();
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0) << dir;
+  const crypto::PrivateKey operator_key = crypto::PrivateKey::Generate();
+  ASSERT_OK(crypto::WritePrivateKeyFile(dir + "/operator.key.pem", operator_key));
+  ASSERT_OK(crypto::WritePublicKeyFile(dir + "/operator.pub.pem", operator_key.public_key()));
+  {
+    store::GenesisSpec genesis;
+    genesis.ledger_id = "ledger-written-by-release-1";
+    genesis.rules_version = rules::kRulesV1;
+    v1::Registrar registrar;
+    registrar.set_org_id("registrar");
+    registrar.add_public_keys(std::string(crypto::PrivateKey::Generate().public_key().raw()));
+    genesis.registrars.push_back(registrar);
+    auto old = store::Ledger::Open({.data_dir = dir + "/db", .operator_key = operator_key, .genesis = genesis});
+    ASSERT_TRUE(old.ok()) << old.status();
+  }
+  ASSERT_OK(server.Start());
+  EXPECT_NE(server.Stdout().find("rules version 1"), std::string::npos) << server.Stdout();
+  EXPECT_NE(server.Stderr().find("--upgrade-rules adopts it"), std::string::npos) << server.Stderr();
+  ASSERT_OK(server.Stop().status());
+
+  server.set_extra_args({"--upgrade-rules"});
+  ASSERT_OK(server.Start());
+  EXPECT_NE(server.Stdout().find("rules version 2 adopted at position 1"), std::string::npos) << server.Stdout();
+  LedgerClient client(server.address());
+  ASSERT_OK(client.Init());
+  ASSERT_OK_AND_ASSIGN(v1::RecordEntry entry, client.Get(1));
+  auto record = DecodeRecord(entry.record(), 1);
+  ASSERT_TRUE(record.ok()) << record.status();
+  auto event = DecodeStoredEvent(*record);
+  ASSERT_TRUE(event.ok()) << event.status();
+  EXPECT_EQ(event->body.rules_version_adopted().version(), rules::kRulesV2);
+  // Asked again, nothing more is written.
+  ASSERT_OK(server.Stop().status());
+  ASSERT_OK(server.Start());
+  LedgerClient after(server.address());
+  ASSERT_OK(after.Init());
+  EXPECT_EQ(*after.TreeSize(), 2u);
 }
 
 TEST_F(LedgerdTest, RestartKeepsEverything) {

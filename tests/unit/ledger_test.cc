@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
 #include "ledger/audit/bundle.h"
 #include "ledger/audit/replay.h"
 #include "ledger/audit/verifier.h"
@@ -1378,8 +1379,13 @@ TEST_F(RulesVersionLedgerTest, AnOldLedgerDecidesUnderItsVersionUntilTheOperator
 
   auto adopted = ledger_->AdoptRulesVersion(rules::kRulesV2);
   ASSERT_TRUE(adopted.ok()) << adopted.status();
+  // Asking again is a retry of the same adoption (its idempotency key names
+  // the version); a version this release does not know is refused.
   auto again = ledger_->AdoptRulesVersion(rules::kRulesV2);
-  EXPECT_EQ(ReasonOf(again.status()), v1::UNSUPPORTED_RULES_VERSION) << again.status();
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, *adopted);
+  auto unknown = ledger_->AdoptRulesVersion(rules::kLatestRulesVersion + 1);
+  EXPECT_EQ(ReasonOf(unknown.status()), v1::UNSUPPORTED_RULES_VERSION) << unknown.status();
 
   // Version 2: the same revocation waits for org-b (or its notice).
   SubmitOne(RevokeKey("org-b", b1.public_key().key_id(), "registrar", registrar_key_));
@@ -1701,6 +1707,54 @@ TEST_F(RulesVersionLedgerTest, UnderRulesV1TimeIsNotChecked) {
   audit::LogVerifierOptions options{.operator_key = operator_key_.public_key(), .origin = ledger_->info().origin()};
   const v1::VerifyReport report = VerifyRecords(Serialized(Backdated(log, 3600LL * 1'000'000'000)), options);
   EXPECT_TRUE(report.verified()) << audit::FormatReportText(report, "log");
+}
+
+// A store written by a release before the refused-bytes index holds no "rs/"
+// entries: removes them, as that release would have left the state.
+void RemoveRefusedSubmissionIndex(const std::string& path) {
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  for (const std::string& name : names) families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), path, families, &handles, &raw).ok());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  int removed = 0;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] != "state") continue;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), handles[i]));
+    for (it->Seek(std::string(rules::kRefusedSubmissionPrefix));
+         it->Valid() && it->key().starts_with(std::string(rules::kRefusedSubmissionPrefix)); it->Next()) {
+      ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), handles[i], it->key()).ok());
+      ++removed;
+    }
+  }
+  EXPECT_GT(removed, 0) << "no refused-bytes index to remove";
+  for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle);
+}
+
+// Rules version 2 answers the identical bytes of a recorded refusal with the
+// original refusal, refusals recorded before the ledger adopted it included —
+// even those a release before the index wrote (indexed again at start-up).
+TEST_F(RulesVersionLedgerTest, RefusalsFromBeforeTheUpgradeAreNotRecordedAgainAfterIt) {
+  SubmitOne(Register("org-a", {Raw(PrivateKey::Generate())}));
+  const v1::SignedEvent again = Register("org-a", {Raw(PrivateKey::Generate())}, "register/org-a-again");
+  ExpectRefusal(Submit({again}), absl::StatusCode::kFailedPrecondition, v1::ORGANISATION_EXISTS);
+  const uint64_t refused_at = ledger_->size() - 1;
+  Close();
+  RemoveRefusedSubmissionIndex(dir_.path());
+  OpenLedger(/*with_genesis=*/false);
+  ASSERT_TRUE(ledger_->AdoptRulesVersion(rules::kRulesV2).ok());
+  const uint64_t size = ledger_->size();
+  auto result = Submit({again});
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(ReasonOf(result.status()), v1::ORGANISATION_EXISTS) << result.status();
+  EXPECT_TRUE(absl::StrContains(result.status().message(), absl::StrCat("refused at position ", refused_at)))
+      << result.status();
+  EXPECT_EQ(ledger_->size(), size) << "the identical bytes were recorded again";
+  const std::vector<v1::Record> log = LogRecords(*ledger_);
+  EXPECT_TRUE(ReplayAll(log).ok()) << ReplayAll(log);
 }
 
 }  // namespace

@@ -227,6 +227,10 @@ std::vector<Case> IdentityCases() {
       kUnauthenticated, v1::UNKNOWN_KEY);
   add("GenesisWithoutRegistrar", {}, SealEvent(GenesisBody({}), Operator()), kInvalid,
       v1::MISSING_FIELD);
+  add("GenesisWithANoticeBeyondTenYears", {},
+      SealEvent([&] { auto b = GenesisBody({reg()}); b.mutable_genesis()->set_identity_notice_seconds(kMaxIdentityNoticeSeconds + 1); return b; }(),
+                Operator()),
+      kInvalid, v1::MALFORMED);
   add("GenesisWithAFutureRulesVersion", {},
       SealEvent([&] { auto b = GenesisBody({reg()}); b.mutable_genesis()->set_rules_version(kLatestRulesVersion + 1); return b; }(),
                 Operator()),
@@ -479,6 +483,8 @@ std::vector<Case> IdentityCases() {
       WorldAnd({RevokeKey("org-a", Id(A2()), "registrar", Registrar()), ConfirmChange(3, "org-a", A1())}),
       AddKey("org-a", Raw(C1()), "org-a", A2()), kUnauthenticated, v1::REVOKED_KEY);
   add("RegistrarRevokesTheLastKeyPending", World(), RevokeKey("org-b", Id(B1()), "registrar", Registrar()), kOk);
+  add("ConfirmingTheRevocationOfTheLastKeyIsRefused", WorldAnd({RevokeKey("org-b", Id(B1()), "registrar", Registrar())}),
+      ConfirmChange(3, "org-b", B1()), kPrecondition, v1::LAST_KEY);
   add("RegistrarRevokesItsOwnKeyAtOnce",
       WorldAnd({AddKey("registrar", Raw(C1()), "registrar", Registrar()),
                 RevokeKey("registrar", Id(Registrar()), "registrar", C1())}),
