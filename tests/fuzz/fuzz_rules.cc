@@ -6,7 +6,7 @@
 //   assurance, the amendment and revisit rules) is read from the first bytes.
 // The rest of the bytes are member actions (proposals of every kind, votes,
 // interests, impacts, calls, withdrawals, assurance, member withdrawal,
-// mergers by the registrar) and
+// mergers by the registrar, which both organisations then confirm) and
 // the passing of time, each decided by rules::DecideGroup (the write path's
 // and the auditor's own decision, through tests/support/rules_harness.h) at
 // increasing positions and ledger times: lapses when a deadline falls due,
@@ -275,16 +275,22 @@ class World {
     return true;
   }
 
+  // What fell due: a gateway deadline, or (rules version 2) the end of a
+  // pending identity change's notice.
+  bool Due() const {
+    return (!state_.deadlines().empty() && state_.deadlines().begin()->first <= now_) ||
+           (!state_.notices().empty() && state_.notices().begin()->first <= now_);
+  }
+
   void Lapse() {
-    if (state_.deadlines().empty() || state_.deadlines().begin()->first > now_) return;
+    if (!Due()) return;
     LogOp op;
     op.kind = LogOp::kLapse;
     op.context = Context{position_, now_};
     std::vector<v1::EventBody> lapses = ledger::harness::DecideLapses(state_, op.context);
     Trace(position_, "lapse", absl::OkStatus(), lapses);
     CHECK_INV(!lapses.empty(), "a due deadline lapsed nothing");
-    CHECK_INV(state_.deadlines().empty() || state_.deadlines().begin()->first > now_,
-              "a lapse left a due deadline");
+    CHECK_INV(!Due(), "a lapse left a due deadline or notice");
     CheckStep(before_proposals_, lapses);
     op.events = Serialize(lapses);
     position_ += lapses.size();
@@ -428,9 +434,23 @@ class World {
         if (what == 0) {
           body.mutable_member_withdrew()->set_collective_id("col");
         } else if (what == 1) {  // a merger: open seats pass or are vacated
+          // Rules version 2: the registrar's merger waits, pending at its own
+          // position, until both organisations confirm it; it takes effect
+          // at the second confirmation.
+          const std::string successor = kOrgs[in_.Below(4)];
           body.mutable_organisation_merged()->set_merged_org_id(author);
-          body.mutable_organisation_merged()->set_successor_org_id(kOrgs[in_.Below(4)]);
-          Submit("registrar", body);
+          body.mutable_organisation_merged()->set_successor_org_id(successor);
+          const uint64_t change_position = position_;  // nothing was due (Submit checks)
+          if (!Submit("registrar", body)) return;
+          CHECK_INV(state_.FindOrganisation(author)->merged_into().empty(),
+                    "a registrar's merger took effect before it was confirmed");
+          for (const std::string& org : {author, successor}) {
+            v1::EventBody confirm;
+            confirm.mutable_identity_change_confirmed()->set_change_position(change_position);
+            CHECK_INV(Submit(org, confirm), "a merging organisation's confirmation was refused");
+          }
+          CHECK_INV(state_.FindOrganisation(author)->merged_into() == successor,
+                    "a merger did not take effect at the second confirmation");
           return;
         } else {
           return;  // time passing only

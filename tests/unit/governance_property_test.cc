@@ -29,8 +29,10 @@
 //   (g) an accepted call had a real deadlock (rules version 2: a lapse, or on
 //       a unanimity gateway another elector's objection once every elector
 //       but the caller has voted);
-//   (h) after a merger no open or lapsed gateway keeps a seat for the
-//       organisation merged away.
+//   (h) once a merger takes effect (rules version 2: at the second of the
+//       two organisations' IdentityChangeConfirmed, or when its notice
+//       ends) no open or lapsed gateway keeps a seat for the organisation
+//       merged away.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -486,8 +488,19 @@ class Scenario {
   }
 
   std::optional<Op> RandomOp() {
+    // A registrar's merger accepted at the last step is confirmed by both
+    // organisations, one per step, in a random order: under rules version 2
+    // it takes effect at the second confirmation.
+    if (!confirmations_.empty()) {
+      const auto [org, change_position] = confirmations_.front();
+      confirmations_.erase(confirmations_.begin());
+      v1::EventBody body;
+      body.mutable_identity_change_confirmed()->set_change_position(change_position);
+      return Submission(org, body);
+    }
     // Now and then (twice a run at most) a member, or a caller, merges into
-    // another organisation: its open seats pass or are vacated.
+    // another organisation: its open seats pass or are vacated once both
+    // organisations have confirmed.
     if (mergers_ < 2 && Chance(1)) {
       ++mergers_;
       const std::vector<std::string> members = CurrentMembers();
@@ -677,13 +690,37 @@ class Scenario {
       calls_++;
     }
     if (!op.lapse && op.envelope.body.has_organisation_merged() && out.accepted) {
-      // (h) no open or lapsed gateway keeps a seat for an organisation merged away.
-      const std::string& merged = op.envelope.body.organisation_merged().merged_org_id();
+      // Rules version 2: a registrar's merger waits, pending at its own
+      // position (after any lapses written first), for both organisations.
+      const auto& merger = op.envelope.body.organisation_merged();
+      const uint64_t change_position = position_ + out.width - 1;
+      const v1::IdentityChangeState* change = primary_.FindIdentityChange(change_position);
+      EXPECT_TRUE(change != nullptr && change->status() == v1::IDENTITY_CHANGE_PENDING &&
+                  change->org_id() == merger.merged_org_id() &&
+                  change->successor_org_id() == merger.successor_org_id())
+          << "the merger is not pending at " << change_position;
+      const v1::OrganisationState* merged = primary_.FindOrganisation(merger.merged_org_id());
+      EXPECT_TRUE(merged != nullptr && merged->merged_into().empty()) << "a merger took effect unconfirmed";
+      confirmations_ = {{merger.merged_org_id(), change_position}, {merger.successor_org_id(), change_position}};
+      if (Chance(50)) std::swap(confirmations_[0], confirmations_[1]);
+    }
+    if (!op.lapse && op.envelope.body.has_identity_change_confirmed()) {
+      EXPECT_TRUE(out.accepted) << "(h) a merging organisation's confirmation was refused: "
+                                << v1::Reason_Name(out.reason);
+    }
+    // (h) once a merger takes effect (here: at the second confirmation), no
+    // open or lapsed gateway keeps a seat for the organisation merged away.
+    for (const std::string& org : Everyone()) {
+      const v1::OrganisationState* state = primary_.FindOrganisation(org);
+      if (state == nullptr || state->merged_into().empty() || merged_away_.count(org) > 0) continue;
+      merged_away_.insert(org);
+      EXPECT_TRUE(!op.lapse && op.envelope.body.has_identity_change_confirmed() && confirmations_.empty())
+          << "(h) " << org << " was merged by something other than the second confirmation";
       for (const auto& [id, p] : primary_.proposals()) {
         if (p.status() != v1::PROPOSAL_OPEN || p.current_gateway() < 0) continue;
         const v1::GatewayState& gs = p.gateway_states(p.current_gateway());
         if (gs.status() != v1::GATEWAY_OPEN && gs.status() != v1::GATEWAY_LAPSED) continue;
-        EXPECT_FALSE(Contains(gs.electorate(), merged)) << "(h) " << id << " keeps a seat for merged " << merged;
+        EXPECT_FALSE(Contains(gs.electorate(), org)) << "(h) " << id << " keeps a seat for merged " << org;
       }
       merged_++;
     }
@@ -858,6 +895,9 @@ class Scenario {
   int counter_ = 0;
   std::vector<std::string> founders_;
   std::vector<std::string> proposals_;
+  // Confirmations of the merger accepted last, still to submit: (org, change position).
+  std::vector<std::pair<std::string, uint64_t>> confirmations_;
+  std::set<std::string> merged_away_;  // organisations seen merged, for (h)
   std::vector<Op> log_;
   std::vector<Outcome> logged_outcomes_;
   std::vector<Outcome> outcomes_;

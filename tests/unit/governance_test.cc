@@ -1683,12 +1683,13 @@ TEST(Governance, MergerTransfersMembershipsToTheSuccessor) {
 // Every merger in these tests goes through Ledger::Merge: the one place that
 // makes a merger take effect.
 
-// The merged elector's seat passes to a successor outside the electorate,
-// which votes afresh: the gateway that waited for the merged organisation
-// becomes decidable, and its tally shows the seat that changed hands.
 // Where Gov::Merge makes a merger submitted now take effect: under rules v2
 // the second confirmation, two records after the registrar's.
 uint64_t MergerTakesEffectAt(const Gov& g) { return g.position + (RulesAtLeast(g.state, kRulesV2) ? 2 : 0); }
+
+// The merged elector's seat passes to a successor outside the electorate,
+// which votes afresh: the gateway that waited for the merged organisation
+// becomes decidable, and its tally shows the seat that changed hands.
 
 TEST(Governance, MergedElectorsSeatPassesToTheSuccessorWhichVotesAfresh) {
   Gov g;
