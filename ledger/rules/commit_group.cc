@@ -156,7 +156,7 @@ class GroupDecider {
 }  // namespace
 
 void IndexRefusedSubmission(State& state, absl::string_view signed_event, uint64_t position, v1::Reason reason) {
-  std::string signed_hash(crypto::AsBytes(crypto::Sha256(signed_event)));
+  std::string signed_hash(crypto::AsBytes(crypto::Sha256(std::string_view(signed_event.data(), signed_event.size()))));
   if (state.FindRefusedSubmission(signed_hash) != nullptr) return;
   v1::RefusedSubmission index;
   index.set_signed_event_sha256(std::move(signed_hash));

@@ -1989,7 +1989,9 @@ TEST(Governance, ReservedCategoriesMatchWhateverTheCaseOrPunctuation) {
     g.Rule("a", Proposal("fed", absl::StrCat("p", ++n), category), v1::RESERVED_CATEGORY);
   }
   g.Ok("a", Proposal("fed", "ok1", "clinical-provisions"));
-  g.Ok("a", Proposal("fed", "ok2", "clinicalprovision"));
+  g.Rule("a", Proposal("fed", "p-joined", "ClinicalProvision"), v1::RESERVED_CATEGORY);  // only letters count
+  g.Refused("a", Proposal("fed", "p-lookalike", "\xD0\xA1linical provision"), absl::StatusCode::kInvalidArgument,
+            v1::MALFORMED);  // a Cyrillic С
   g.Ok("a", Proposal("fed", "ok3", "--"));
   g.Ok("a", Proposal("fed", "ok4", ""));
 }
