@@ -123,21 +123,9 @@ absl::StatusOr<std::optional<v1::BundleFrame>> BundleReader::Next() {
     return absl::DataLossError(absl::StrCat("bundle ", path_, " at byte ", offset_, ": ", what));
   };
   const uint64_t frame_start = offset_;
-  uint64_t length = 0;
-  std::string length_bytes;
-  for (int shift = 0;; shift += 7) {
-    char c;
-    if (!in_.get(c)) return corrupt("truncated: the bundle ends before its footer");
-    length_bytes.push_back(c);
-    if (shift > 28) return corrupt("frame length is malformed");
-    length |= static_cast<uint64_t>(static_cast<uint8_t>(c) & 0x7f) << shift;
-    if ((static_cast<uint8_t>(c) & 0x80) == 0) break;
-  }
-  if (length > kMaxFrameBytes) return corrupt(absl::StrCat("frame of ", length, " bytes is over the limit"));
-  std::string body(length, '\0');
-  in_.read(body.data(), length);
-  if (static_cast<uint64_t>(in_.gcount()) != length) return corrupt("truncated frame");
-  offset_ += length_bytes.size() + length;
+  std::string length_bytes, body;
+  if (absl::Status read = ReadFrameBytes(&length_bytes, &body); !read.ok()) return corrupt(read.message());
+  offset_ += length_bytes.size() + body.size();
   v1::BundleFrame frame;
   if (!frame.ParseFromString(body) || frame.frame_case() == v1::BundleFrame::FRAME_NOT_SET) {
     offset_ = frame_start;
@@ -165,29 +153,34 @@ absl::StatusOr<std::optional<v1::BundleFrame>> BundleReader::Next() {
   return frame;
 }
 
+absl::Status BundleReader::ReadFrameBytes(std::string* length_bytes, std::string* body) {
+  uint64_t length = 0;
+  for (int shift = 0;; shift += 7) {
+    char c;
+    if (!in_.get(c)) return absl::DataLossError("truncated: the bundle ends before its footer");
+    length_bytes->push_back(c);
+    if (shift > 28) return absl::DataLossError("frame length is malformed");
+    length |= static_cast<uint64_t>(static_cast<uint8_t>(c) & 0x7f) << shift;
+    if ((static_cast<uint8_t>(c) & 0x80) == 0) break;
+  }
+  if (length > kMaxFrameBytes) return absl::DataLossError(absl::StrCat("frame of ", length, " bytes is over the limit"));
+  body->assign(length, '\0');
+  in_.read(body->data(), static_cast<std::streamsize>(length));
+  if (static_cast<uint64_t>(in_.gcount()) != length) return absl::DataLossError("truncated frame");
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::BundleFrame> BundleReader::FrameAt(uint64_t offset, uint64_t* next) {
   auto corrupt = [&](absl::string_view what) {
     return absl::DataLossError(absl::StrCat("bundle ", path_, " at byte ", offset, ": ", what));
   };
   in_.clear();
   in_.seekg(static_cast<std::streamoff>(offset));
-  uint64_t length = 0;
-  int length_bytes = 0;
-  for (int shift = 0;; shift += 7) {
-    char c;
-    if (!in_.get(c)) return corrupt("truncated frame");
-    ++length_bytes;
-    if (shift > 28) return corrupt("frame length is malformed");
-    length |= static_cast<uint64_t>(static_cast<uint8_t>(c) & 0x7f) << shift;
-    if ((static_cast<uint8_t>(c) & 0x80) == 0) break;
-  }
-  if (length > kMaxFrameBytes) return corrupt(absl::StrCat("frame of ", length, " bytes is over the limit"));
-  std::string body(length, '\0');
-  in_.read(body.data(), length);
-  if (static_cast<uint64_t>(in_.gcount()) != length) return corrupt("truncated frame");
+  std::string length_bytes, body;
+  if (absl::Status read = ReadFrameBytes(&length_bytes, &body); !read.ok()) return corrupt(read.message());
   v1::BundleFrame frame;
   if (!frame.ParseFromString(body)) return corrupt("frame does not decode");
-  *next = offset + length_bytes + length;
+  *next = offset + length_bytes.size() + body.size();
   return frame;
 }
 

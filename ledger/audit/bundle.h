@@ -68,6 +68,9 @@ class BundleReader {
 
  private:
   BundleReader() = default;
+  // Reads one frame at the stream's position: its length prefix (varint) and
+  // its bytes. An error names what was wrong, without where.
+  absl::Status ReadFrameBytes(std::string* length_bytes, std::string* body);
   std::string path_;
   std::ifstream in_;
   crypto::Sha256Stream digest_;
