@@ -43,8 +43,9 @@ class State {
   const v1::CollectiveState* FindCollective(const std::string& collective_id) const;
   const v1::ProposalState* FindProposal(const std::string& proposal_id) const;
   const v1::RefusalCounter* FindRefusalCounter(const std::string& org_id) const;
-  // Rules version 2: the recorded refusal of these SignedEvent bytes (keyed
-  // by their raw 32-byte SHA-256), or nullptr.
+  // The recorded refusal of these SignedEvent bytes (keyed by their raw
+  // 32-byte SHA-256), or nullptr: indexed under every rules version,
+  // consulted from version 2 (commit_group.h).
   const v1::RefusedSubmission* FindRefusedSubmission(const std::string& signed_event_sha256) const;
   const absl::flat_hash_map<std::string, v1::CollectiveState>& collectives() const { return collectives_; }
   const absl::flat_hash_map<std::string, v1::ProposalState>& proposals() const { return proposals_; }
