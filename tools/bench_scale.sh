@@ -43,6 +43,13 @@ start_server() {
   start_seconds=$(printf '%d.%03d' $(((end - begin) / 1000000000)) $(((end - begin) / 1000000 % 1000)))
 }
 
+# ledgerd's resident memory now and at its peak (VmRSS, VmHWM), in MiB.
+print_memory() {
+  awk -v what="$1" '/^VmRSS/ {rss=$2} /^VmHWM/ {hwm=$2}
+    END {printf "ledgerd memory %s: RSS %.0f MiB, peak %.0f MiB\n", what, rss/1024, hwm/1024}' \
+    "/proc/$server_pid/status"
+}
+
 stop_server() {
   kill -TERM "$server_pid"
   wait "$server_pid" || true
@@ -63,6 +70,7 @@ fi
 
 echo "== reads on the running server"
 "$bin/tools/ledger_readbench" --server "$address"
+print_memory "after $records records"
 
 stop_server
 echo "== restart"
@@ -77,3 +85,4 @@ done
 
 echo "== reads after the restart"
 "$bin/tools/ledger_readbench" --server "$address"
+print_memory "after a restart and reads"

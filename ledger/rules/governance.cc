@@ -7,6 +7,7 @@
 #include "ledger/event/refusal.h"
 #include "ledger/rules/charter.h"
 #include "ledger/rules/gateway_touch.h"
+#include "ledger/rules/limits.h"
 #include "ledger/rules/version.h"
 
 namespace ledger::rules::internal {
@@ -576,6 +577,15 @@ absl::Status VoteCast(Decision& d) {
     return RuleBroken(v1::NOT_ELIGIBLE, absl::StrCat(d.author(), " was not in the electorate of gateway ",
                                                      event.gateway_id(), " when it opened"));
   }
+  if (RulesAtLeast(d.state, kRulesV3)) {
+    const int votes = static_cast<int>(std::count_if(target.votes().begin(), target.votes().end(),
+                                                     [&](const v1::VoteRecord& v) { return v.org_id() == d.author(); }));
+    if (votes > kMaxPositionChanges) {
+      return RuleBroken(v1::POSITION_CHANGES_EXHAUSTED,
+                        absl::StrCat(d.author(), " has changed its position on gateway ", event.gateway_id(), " of ",
+                                     event.proposal_id(), " ", kMaxPositionChanges, " times, the most a member may"));
+    }
+  }
   v1::GatewayState& gs = *proposal->mutable_gateway_states(index);
   v1::VoteRecord* vote = gs.add_votes();
   vote->set_org_id(d.author());
@@ -794,9 +804,9 @@ absl::Status MemberWithdrew(Decision& d) {
 // not carry), and if it has already accepted the collective forms now.
 void PassFoundingSeats(Decision& d, const std::string& merged, const std::string& successor) {
   std::vector<std::string> ids;
-  for (const auto& [id, collective] : d.state.collectives()) {
-    if (!collective.formed() && Contains(Founders(collective), merged)) ids.push_back(id);
-  }
+  d.state.ForEachCollective([&](const v1::CollectiveState& collective) {
+    if (!collective.formed() && Contains(Founders(collective), merged)) ids.push_back(collective.collective_id());
+  });
   std::sort(ids.begin(), ids.end());  // the auditor replays the same order
   for (const std::string& id : ids) {
     v1::CollectiveState collective = *d.state.FindCollective(id);
@@ -825,9 +835,9 @@ void PassOpenSeats(Decision& d, const std::string& merged, const std::string& su
            Contains(gs.electorate(), merged);
   };
   std::vector<std::string> ids;
-  for (const auto& [id, proposal] : d.state.proposals()) {
-    if (holds_seat(proposal)) ids.push_back(id);
-  }
+  d.state.ForEachProposal([&](const v1::ProposalState& proposal) {
+    if (holds_seat(proposal)) ids.push_back(proposal.proposal_id());
+  });
   std::sort(ids.begin(), ids.end());  // the auditor replays the same order
   for (const std::string& id : ids) {
     // Read afresh: deciding an earlier one may have changed it (a revisit).
@@ -900,9 +910,9 @@ absl::Status ApplyGovernance(State& state, const Envelope& envelope, const Conte
 void TransferMemberships(State& state, const std::string& merged, const std::string& successor,
                          const Context& context, Effects* effects) {
   std::vector<std::string> ids;
-  for (const auto& [id, collective] : state.collectives()) {
-    if (Contains(collective.members(), merged)) ids.push_back(id);
-  }
+  state.ForEachCollective([&](const v1::CollectiveState& collective) {
+    if (Contains(collective.members(), merged)) ids.push_back(collective.collective_id());
+  });
   std::sort(ids.begin(), ids.end());  // deterministic order of journal entries
   for (const std::string& id : ids) {
     v1::CollectiveState collective = *state.FindCollective(id);

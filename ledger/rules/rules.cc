@@ -5,9 +5,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/event/refusal.h"
 #include "ledger/rules/governance.h"
+#include "ledger/rules/limits.h"
 #include "ledger/rules/version.h"
 
 namespace ledger::rules {
@@ -531,6 +534,38 @@ absl::Status CheckClientTime(const State& state, const v1::EventBody& body, cons
                              " ms by more than the clock skew of ", kClockSkewNanos / 1'000'000'000, " s"));
 }
 
+// The first text field of `message` (at any depth) longer than
+// kMaxTextBytes, as a dotted path; empty if none.
+std::string OversizeText(const google::protobuf::Message& message) {
+  const google::protobuf::Reflection* reflection = message.GetReflection();
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  reflection->ListFields(message, &fields);
+  for (const google::protobuf::FieldDescriptor* field : fields) {
+    const int count = field->is_repeated() ? reflection->FieldSize(message, field) : 1;
+    for (int i = 0; i < count; ++i) {
+      if (field->type() == google::protobuf::FieldDescriptor::TYPE_STRING) {
+        std::string scratch;
+        const std::string& text = field->is_repeated() ? reflection->GetRepeatedStringReference(message, field, i, &scratch)
+                                                       : reflection->GetStringReference(message, field, &scratch);
+        if (text.size() > kMaxTextBytes) return field->name();
+      } else if (field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
+        const google::protobuf::Message& inner = field->is_repeated() ? reflection->GetRepeatedMessage(message, field, i)
+                                                                      : reflection->GetMessage(message, field);
+        if (std::string path = OversizeText(inner); !path.empty()) return absl::StrCat(field->name(), ".", path);
+      }
+    }
+  }
+  return "";
+}
+
+absl::Status CheckTextLimits(const State& state, const v1::EventBody& body) {
+  if (!RulesAtLeast(state, kRulesV3)) return absl::OkStatus();
+  const std::string field = OversizeText(body);
+  if (field.empty()) return absl::OkStatus();
+  return Refuse(absl::StatusCode::kInvalidArgument, v1::OVERSIZE,
+                absl::StrCat("the text field ", field, " is longer than ", kMaxTextBytes, " bytes"));
+}
+
 std::vector<v1::EventBody> EndNotice(State& state, uint64_t change_position, const Context& context) {
   std::vector<v1::EventBody> events(1);
   events[0].mutable_identity_change_effective()->set_change_position(change_position);
@@ -554,6 +589,7 @@ absl::StatusOr<Effects> Apply(State& state, const Envelope& envelope, const Cont
   bool signed_by_notice_key = false;
   if (state.has_genesis()) {
     if (auto s = CheckClientTime(state, body, context); !s.ok()) return s;
+    if (auto s = CheckTextLimits(state, body); !s.ok()) return s;
     if (auto s = AuthoriseKey(state, envelope); !s.ok()) return s;
     signed_by_notice_key = state.FindKey(envelope.signed_event.key_id())->by_notice();
   }

@@ -1,24 +1,42 @@
 #include "ledger/rules/state.h"
 
+#include <type_traits>
+
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace ledger::rules {
 namespace {
 
-template <typename Map>
-const typename Map::mapped_type* FindIn(const Map& map, const std::string& id) {
-  auto it = map.find(id);
-  return it == map.end() ? nullptr : &it->second;
+// The id an entry of each kind is stored under (after its key prefix).
+const std::string& EntryId(const v1::OrganisationState& m) { return m.org_id(); }
+const std::string& EntryId(const v1::KeyState& m) { return m.key_id(); }
+const std::string& EntryId(const v1::CollectiveState& m) { return m.collective_id(); }
+const std::string& EntryId(const v1::ProposalState& m) { return m.proposal_id(); }
+const std::string& EntryId(const v1::RefusalCounter& m) { return m.org_id(); }
+const std::string& EntryId(const v1::RefusedSubmission& m) { return m.signed_event_sha256(); }
+std::string EntryId(const v1::IdentityChangeState& m) { return IdentityChangeId(m.position()); }
+std::string EntryId(const v1::NoticeKeyRecord& m) { return NoticeKeyRecordId(m.key_id(), m.position()); }
+
+absl::string_view AbslView(std::string_view view) { return absl::string_view(view.data(), view.size()); }
+
+// Decodes `value` into a message whose id must equal `id`.
+template <typename Message>
+bool DecodeEntry(absl::string_view value, absl::string_view id, Message* out) {
+  return out->ParseFromArray(value.data(), static_cast<int>(value.size())) && EntryId(*out) == id;
 }
 
-// Decodes `value` into a message whose id field must equal `id`.
-template <typename Message>
-bool DecodeEntry(absl::string_view value, absl::string_view id, Message* out,
-                 const std::string& (Message::*id_field)() const) {
-  return out->ParseFromArray(value.data(), static_cast<int>(value.size())) &&
-         (out->*id_field)() == std::string(id);
+absl::Status Corrupt(absl::string_view key) {
+  return absl::DataLossError(absl::StrCat("projected state entry \"", key, "\" does not decode"));
+}
+
+// The time of a derived index key (after its prefix), or nullopt.
+std::optional<int64_t> IndexTime(absl::string_view rest) {
+  uint64_t time = 0;
+  if (rest.size() < 16 || !absl::SimpleHexAtoi(rest.substr(0, 16), &time)) return std::nullopt;
+  return static_cast<int64_t>(time);
 }
 
 }  // namespace
@@ -39,6 +57,13 @@ std::string NoticeKeyRecordId(absl::string_view key_id, uint64_t position) {
   return id;
 }
 
+std::string DeadlineIndexKey(int64_t deadline, absl::string_view proposal_id) {
+  return absl::StrCat(kDeadlineIndexPrefix, absl::Hex(deadline, absl::kZeroPad16), proposal_id);
+}
+std::string NoticeIndexKey(int64_t notice_end, uint64_t position) {
+  return absl::StrCat(kNoticeIndexPrefix, absl::Hex(notice_end, absl::kZeroPad16), IdentityChangeId(position));
+}
+
 int64_t OpenDeadline(const v1::ProposalState& proposal) {
   if (proposal.status() != v1::PROPOSAL_OPEN || proposal.current_gateway() < 0 ||
       proposal.current_gateway() >= proposal.gateway_states_size()) {
@@ -48,21 +73,129 @@ int64_t OpenDeadline(const v1::ProposalState& proposal) {
   return gateway.status() == v1::GATEWAY_OPEN ? gateway.deadline_unix_ns() : 0;
 }
 
-const v1::OrganisationState* State::FindOrganisation(const std::string& org_id) const {
-  return FindIn(organisations_, org_id);
+void State::FailSource(absl::Status status) const {
+  if (source_status_.ok()) source_status_ = std::move(status);
 }
-const v1::KeyState* State::FindKey(const std::string& key_id) const { return FindIn(keys_, key_id); }
+
+template <typename Message>
+const Message* State::Lookup(Cache<Message>& cache, absl::string_view key_prefix, const std::string& id) const {
+  auto it = cache.find(id);
+  if (it != cache.end()) return &it->second;
+  if (source_ == nullptr) return nullptr;
+  const std::string key = absl::StrCat(key_prefix, id);
+  absl::StatusOr<std::optional<std::string>> value = source_->Get(key);
+  if (!value.ok()) {
+    FailSource(value.status());
+    return nullptr;
+  }
+  if (!value->has_value()) return nullptr;
+  Message entry;
+  if (!DecodeEntry(**value, id, &entry)) {
+    FailSource(Corrupt(key));
+    return nullptr;
+  }
+  return &cache.emplace(id, std::move(entry)).first->second;
+}
+
+template <typename Message>
+void State::ForEach(const Cache<Message>& cache, absl::string_view key_prefix,
+                    const std::function<void(const Message&)>& visit) const {
+  absl::flat_hash_set<std::string> visited;  // held entries the source also has
+  if (source_ != nullptr) {
+    absl::Status scanned = source_->Scan(std::string(key_prefix), [&](std::string_view key, std::string_view value) {
+      const absl::string_view id = AbslView(key).substr(key_prefix.size());
+      if (auto it = cache.find(id); it != cache.end()) {
+        visited.insert(it->first);
+        visit(it->second);  // as changed since the commit
+        return true;
+      }
+      Message entry;
+      if (!DecodeEntry(AbslView(value), id, &entry)) {
+        FailSource(Corrupt(AbslView(key)));
+        return false;
+      }
+      visit(entry);
+      return true;
+    });
+    if (!scanned.ok()) FailSource(std::move(scanned));
+  }
+  for (const auto& [id, entry] : cache) {
+    if (!visited.contains(id)) visit(entry);
+  }
+}
+
+const v1::OrganisationState* State::FindOrganisation(const std::string& org_id) const {
+  return Lookup(organisations_, kOrganisationPrefix, org_id);
+}
+const v1::KeyState* State::FindKey(const std::string& key_id) const { return Lookup(keys_, kKeyPrefix, key_id); }
 const v1::CollectiveState* State::FindCollective(const std::string& id) const {
-  return FindIn(collectives_, id);
+  return Lookup(collectives_, kCollectivePrefix, id);
 }
 const v1::ProposalState* State::FindProposal(const std::string& id) const {
-  return FindIn(proposals_, id);
+  return Lookup(proposals_, kProposalPrefix, id);
 }
 const v1::RefusalCounter* State::FindRefusalCounter(const std::string& org_id) const {
-  return FindIn(refusal_counters_, org_id);
+  return Lookup(refusal_counters_, kRefusalCounterPrefix, org_id);
 }
 const v1::IdentityChangeState* State::FindIdentityChange(uint64_t position) const {
-  return FindIn(identity_changes_, IdentityChangeId(position));
+  return Lookup(identity_changes_, kIdentityChangePrefix, IdentityChangeId(position));
+}
+void State::ForEachCollective(const std::function<void(const v1::CollectiveState&)>& visit) const {
+  ForEach(collectives_, kCollectivePrefix, visit);
+}
+void State::ForEachProposal(const std::function<void(const v1::ProposalState&)>& visit) const {
+  ForEach(proposals_, kProposalPrefix, visit);
+}
+
+absl::Status State::Open(const StateSource* source, size_t cache_entries, bool* rebuilt) {
+  source_ = source;
+  cache_entries_ = cache_entries;
+  *rebuilt = false;
+  absl::StatusOr<std::optional<std::string>> info = source_->Get(std::string(kInfoKey));
+  if (!info.ok()) return info.status();
+  if (!info->has_value()) {  // a new ledger: its indexes start now
+    write_index_marker_ = true;
+    return absl::OkStatus();
+  }
+  if (!info_.ParseFromString(**info)) return Corrupt(kInfoKey);
+  has_genesis_ = true;
+  absl::StatusOr<std::optional<std::string>> marker = source_->Get(std::string(kDerivedIndexesKey));
+  if (!marker.ok()) return marker.status();
+  if (!marker->has_value()) {
+    // An earlier release's data directory: derive the indexes once.
+    *rebuilt = true;
+    ForEachProposal([&](const v1::ProposalState& proposal) { IndexDeadline(nullptr, &proposal); });
+    ForEach<v1::IdentityChangeState>(identity_changes_, kIdentityChangePrefix,
+                                     [&](const v1::IdentityChangeState& change) { IndexNotice(nullptr, &change); });
+    write_index_marker_ = true;
+    return source_status_;
+  }
+  absl::Status bad;
+  auto load = [&](absl::string_view prefix, auto insert) {
+    absl::Status scanned = source_->Scan(std::string(prefix), [&](std::string_view key, std::string_view) {
+      const absl::string_view rest = AbslView(key).substr(prefix.size());
+      const std::optional<int64_t> time = IndexTime(rest);
+      if (!time.has_value() || !insert(*time, rest.substr(16))) {
+        bad = Corrupt(AbslView(key));
+        return false;
+      }
+      return true;
+    });
+    return scanned.ok() ? bad : scanned;
+  };
+  if (auto s = load(kDeadlineIndexPrefix, [&](int64_t deadline, absl::string_view id) {
+        deadlines_.insert({deadline, std::string(id)});
+        return !id.empty();
+      });
+      !s.ok()) {
+    return s;
+  }
+  return load(kNoticeIndexPrefix, [&](int64_t notice_end, absl::string_view id) {
+    uint64_t position = 0;
+    if (!absl::SimpleAtoi(id, &position) || IdentityChangeId(position) != id) return false;
+    notices_.insert({notice_end, position});
+    return true;
+  });
 }
 
 std::optional<int64_t> State::NextDue() const {
@@ -73,7 +206,7 @@ std::optional<int64_t> State::NextDue() const {
 }
 
 const v1::RefusedSubmission* State::FindRefusedSubmission(const std::string& signed_event_sha256) const {
-  return FindIn(refused_submissions_, signed_event_sha256);
+  return Lookup(refused_submissions_, kRefusedSubmissionPrefix, signed_event_sha256);
 }
 
 void State::SetInfo(v1::LedgerInfo info) {
@@ -86,16 +219,16 @@ void State::SetInfo(v1::LedgerInfo info) {
   dirty_.insert(std::string(kInfoKey));
 }
 
-template <typename Map>
-void State::Put(Map& map, absl::string_view key_prefix, const std::string& id,
-                typename Map::mapped_type value) {
-  auto it = map.find(id);
-  if (it == map.end()) {
-    undo_.push_back([&map, id] { map.erase(id); });
-    map.emplace(id, std::move(value));
+template <typename Message>
+void State::Put(Cache<Message>& cache, absl::string_view key_prefix, const std::string& id, Message value) {
+  if (Lookup(cache, key_prefix, id) == nullptr) {
+    undo_.push_back([&cache, id] { cache.erase(id); });
+    cache.emplace(id, std::move(value));
   } else {
-    undo_.push_back([&map, id, old = it->second] { map[id] = old; });
-    it->second = std::move(value);
+    // The old value moves into the journal: a change never copies an entry.
+    Message& held = cache.find(id)->second;
+    undo_.push_back([&cache, id, old = std::move(held)]() mutable { cache[id] = std::move(old); });
+    held = std::move(value);
   }
   dirty_.insert(absl::StrCat(key_prefix, id));
 }
@@ -128,18 +261,22 @@ void State::PutRefusedSubmission(v1::RefusedSubmission refused) {
 void State::IndexDeadline(const v1::ProposalState* before, const v1::ProposalState* after) {
   if (before != nullptr && OpenDeadline(*before) != 0) {
     deadlines_.erase({OpenDeadline(*before), before->proposal_id()});
+    dirty_indexes_.insert(DeadlineIndexKey(OpenDeadline(*before), before->proposal_id()));
   }
   if (after != nullptr && OpenDeadline(*after) != 0) {
     deadlines_.insert({OpenDeadline(*after), after->proposal_id()});
+    dirty_indexes_.insert(DeadlineIndexKey(OpenDeadline(*after), after->proposal_id()));
   }
 }
 
 void State::IndexNotice(const v1::IdentityChangeState* before, const v1::IdentityChangeState* after) {
   if (before != nullptr && before->status() == v1::IDENTITY_CHANGE_PENDING) {
     notices_.erase({before->notice_ends_unix_ns(), before->position()});
+    dirty_indexes_.insert(NoticeIndexKey(before->notice_ends_unix_ns(), before->position()));
   }
   if (after != nullptr && after->status() == v1::IDENTITY_CHANGE_PENDING) {
     notices_.insert({after->notice_ends_unix_ns(), after->position()});
+    dirty_indexes_.insert(NoticeIndexKey(after->notice_ends_unix_ns(), after->position()));
   }
 }
 
@@ -204,74 +341,83 @@ std::vector<State::Change> State::PendingChanges() const {
     } else if (absl::StartsWith(key, kRefusalCounterPrefix)) {
       if (auto* v = FindRefusalCounter(id(kRefusalCounterPrefix))) value = v->SerializeAsString();
     } else if (absl::StartsWith(key, kIdentityChangePrefix)) {
-      if (auto* v = FindIn(identity_changes_, id(kIdentityChangePrefix))) value = v->SerializeAsString();
+      if (auto* v = Lookup(identity_changes_, kIdentityChangePrefix, id(kIdentityChangePrefix))) value = v->SerializeAsString();
     } else if (absl::StartsWith(key, kNoticeKeyRecordPrefix)) {
-      if (auto* v = FindIn(notice_key_records_, id(kNoticeKeyRecordPrefix))) value = v->SerializeAsString();
+      if (auto* v = Lookup(notice_key_records_, kNoticeKeyRecordPrefix, id(kNoticeKeyRecordPrefix))) value = v->SerializeAsString();
     } else if (absl::StartsWith(key, kRefusedSubmissionPrefix)) {
       if (auto* v = FindRefusedSubmission(id(kRefusedSubmissionPrefix))) value = v->SerializeAsString();
     }
     changes.emplace_back(key, std::move(value));
   }
+  for (const std::string& key : dirty_indexes_) {
+    bool present = false;
+    if (absl::StartsWith(key, kDeadlineIndexPrefix)) {
+      const absl::string_view rest = absl::string_view(key).substr(kDeadlineIndexPrefix.size());
+      present = deadlines_.contains({*IndexTime(rest), std::string(rest.substr(16))});
+    } else {
+      const absl::string_view rest = absl::string_view(key).substr(kNoticeIndexPrefix.size());
+      uint64_t position = 0;
+      present = absl::SimpleAtoi(rest.substr(16), &position) && notices_.contains({*IndexTime(rest), position});
+    }
+    changes.emplace_back(key, present ? std::optional<std::string>("") : std::nullopt);
+  }
+  if (write_index_marker_) changes.emplace_back(std::string(kDerivedIndexesKey), "1");
   return changes;
 }
 
 void State::CommitChanges() {
   dirty_.clear();
+  dirty_indexes_.clear();
+  write_index_marker_ = false;
   undo_.clear();
+  if (source_ == nullptr) return;
+  // Everything held is now in the source too: a kind over its share is
+  // dropped whole (the working set of the next groups is read back).
+  auto trim = [&](auto& cache) {
+    if (cache.size() > cache_entries_) cache.clear();
+  };
+  trim(organisations_);
+  trim(keys_);
+  trim(collectives_);
+  trim(proposals_);
+  trim(refusal_counters_);
+  trim(refused_submissions_);
+  trim(identity_changes_);
+  trim(notice_key_records_);
 }
 
 absl::Status State::LoadEntry(absl::string_view key, absl::string_view value) {
-  auto corrupt = [&] {
-    return absl::DataLossError(absl::StrCat("projected state entry \"", key, "\" does not decode"));
+  auto load = [&](auto& cache, absl::string_view prefix) -> absl::Status {
+    typename std::remove_reference_t<decltype(cache)>::mapped_type entry;
+    if (!DecodeEntry(value, key.substr(prefix.size()), &entry)) return Corrupt(key);
+    std::string id = EntryId(entry);
+    cache.insert_or_assign(std::move(id), std::move(entry));
+    return absl::OkStatus();
   };
-  auto id = [&](absl::string_view prefix) { return key.substr(prefix.size()); };
   if (key == kInfoKey) {
-    if (!info_.ParseFromArray(value.data(), static_cast<int>(value.size()))) return corrupt();
+    if (!info_.ParseFromArray(value.data(), static_cast<int>(value.size()))) return Corrupt(key);
     has_genesis_ = true;
+  } else if (absl::StartsWith(key, kOrganisationKeyPrefix) || absl::StartsWith(key, kDeadlineIndexPrefix) ||
+             absl::StartsWith(key, kNoticeIndexPrefix) || key == kDerivedIndexesKey) {
+    // Derived; rebuilt below from what they derive from.
   } else if (absl::StartsWith(key, kOrganisationPrefix)) {
-    v1::OrganisationState v;
-    if (!DecodeEntry(value, id(kOrganisationPrefix), &v, &v1::OrganisationState::org_id)) return corrupt();
-    organisations_[v.org_id()] = std::move(v);
+    return load(organisations_, kOrganisationPrefix);
   } else if (absl::StartsWith(key, kKeyPrefix)) {
-    v1::KeyState v;
-    if (!DecodeEntry(value, id(kKeyPrefix), &v, &v1::KeyState::key_id)) return corrupt();
-    keys_[v.key_id()] = std::move(v);
+    return load(keys_, kKeyPrefix);
   } else if (absl::StartsWith(key, kCollectivePrefix)) {
-    v1::CollectiveState v;
-    if (!DecodeEntry(value, id(kCollectivePrefix), &v, &v1::CollectiveState::collective_id)) return corrupt();
-    collectives_[v.collective_id()] = std::move(v);
+    return load(collectives_, kCollectivePrefix);
   } else if (absl::StartsWith(key, kProposalPrefix)) {
-    v1::ProposalState v;
-    if (!DecodeEntry(value, id(kProposalPrefix), &v, &v1::ProposalState::proposal_id)) return corrupt();
-    IndexDeadline(nullptr, &v);
-    proposals_[v.proposal_id()] = std::move(v);
-  } else if (absl::StartsWith(key, kOrganisationKeyPrefix)) {
-    // Derived from the keys; nothing to load.
+    if (auto s = load(proposals_, kProposalPrefix); !s.ok()) return s;
+    IndexDeadline(nullptr, &proposals_.find(key.substr(kProposalPrefix.size()))->second);
   } else if (absl::StartsWith(key, kRefusalCounterPrefix)) {
-    v1::RefusalCounter v;
-    if (!DecodeEntry(value, id(kRefusalCounterPrefix), &v, &v1::RefusalCounter::org_id)) return corrupt();
-    refusal_counters_[v.org_id()] = std::move(v);
+    return load(refusal_counters_, kRefusalCounterPrefix);
   } else if (absl::StartsWith(key, kIdentityChangePrefix)) {
-    v1::IdentityChangeState v;
-    if (!v.ParseFromArray(value.data(), static_cast<int>(value.size())) ||
-        IdentityChangeId(v.position()) != id(kIdentityChangePrefix)) {
-      return corrupt();
-    }
-    IndexNotice(nullptr, &v);
-    identity_changes_[IdentityChangeId(v.position())] = std::move(v);
+    if (auto s = load(identity_changes_, kIdentityChangePrefix); !s.ok()) return s;
+    IndexNotice(nullptr, &identity_changes_.find(key.substr(kIdentityChangePrefix.size()))->second);
   } else if (absl::StartsWith(key, kNoticeKeyRecordPrefix)) {
-    v1::NoticeKeyRecord v;
-    if (!v.ParseFromArray(value.data(), static_cast<int>(value.size())) ||
-        NoticeKeyRecordId(v.key_id(), v.position()) != id(kNoticeKeyRecordPrefix)) {
-      return corrupt();
-    }
-    notice_key_records_[NoticeKeyRecordId(v.key_id(), v.position())] = std::move(v);
+    return load(notice_key_records_, kNoticeKeyRecordPrefix);
   } else if (absl::StartsWith(key, kRefusedSubmissionPrefix)) {
-    v1::RefusedSubmission v;
-    if (!DecodeEntry(value, id(kRefusedSubmissionPrefix), &v, &v1::RefusedSubmission::signed_event_sha256)) {
-      return corrupt();
-    }
-    refused_submissions_[v.signed_event_sha256()] = std::move(v);
+    return load(refused_submissions_, kRefusedSubmissionPrefix);
   } else {
     return absl::DataLossError(absl::StrCat("unknown projected state entry \"", key, "\""));
   }

@@ -16,6 +16,9 @@
 //      not run ahead of ledger time by more than kClockSkew; reserved
 //      categories match case- and punctuation-insensitively; declared impacts
 //      are bounded.
+//   3  bounded cost (issue 9): text fields of member events are at most
+//      kMaxTextBytes, and a member changes its position on one gateway at
+//      most kMaxPositionChanges times (rules/limits.h).
 #ifndef LEDGER_RULES_VERSION_H_
 #define LEDGER_RULES_VERSION_H_
 
@@ -27,8 +30,9 @@ namespace ledger::rules {
 
 inline constexpr uint32_t kRulesV1 = 1;
 inline constexpr uint32_t kRulesV2 = 2;
+inline constexpr uint32_t kRulesV3 = 3;
 // What this release writes into a new Genesis, and the highest it can replay.
-inline constexpr uint32_t kLatestRulesVersion = kRulesV2;
+inline constexpr uint32_t kLatestRulesVersion = kRulesV3;
 
 // The version in force for the next event decided against `state`.
 inline uint32_t RulesVersion(const State& state) {

@@ -93,13 +93,6 @@ absl::Status Ledger::Start() {
   // (LoadFromStore has checked that the operator key is this ledger's; a new
   // ledger's Genesis names it.)
   info_ = state_.info();
-  {
-    absl::MutexLock lock(&keys_mu_);
-    keys_.reserve(state_.keys().size());
-    for (const auto& [id, key] : state_.keys()) {
-      if (absl::Status cached = CacheKey(key); !cached.ok()) return cached;
-    }
-  }
   verify_pool_ = options_.verify_pool;
   if (verify_pool_ == nullptr) {
     own_verify_pool_ = std::make_unique<ThreadPool>(options_.verify_threads);
@@ -110,28 +103,22 @@ absl::Status Ledger::Start() {
 }
 
 absl::Status Ledger::LoadFromStore() {
+  // Nothing of the projected state is loaded whole: it is read on demand.
   state_ = rules::State();
-  if (auto s = store_->LoadState(&state_); !s.ok()) return s;
+  bool rebuilt_indexes = false;
+  if (auto s = state_.Open(store_.get(), options_.state_cache_entries, &rebuilt_indexes); !s.ok()) return s;
   if (auto s = store_->LoadDroppedRefusals(&dropped_refusals_); !s.ok()) return s;
   if (!state_.has_genesis()) return absl::DataLossError("the ledger has records but no Genesis state");
+  if (rebuilt_indexes) {
+    LOG(WARNING) << "the ledger in " << options_.data_dir << " was written by an earlier release: its derived "
+                 << "state indexes are rebuilt (once; they are written with the next commit group)";
+  }
   // Refusals recorded by a release before the refused-bytes index (rules
-  // version 2 answers them from it): indexed now, written with the next
-  // commit group (they are pending changes of the state).
-  absl::Status indexing_failed;
-  absl::Status scanned = store_->ScanKind(v1::EventBody::kSubmissionRefused, 0, [&](uint64_t position) {
-    absl::StatusOr<v1::RecordEntry> entry = Get(position);
-    absl::StatusOr<v1::Record> record = entry.ok() ? DecodeRecord(entry->record(), position) : entry.status();
-    absl::StatusOr<Envelope> event = record.ok() ? DecodeStoredEvent(*record) : record.status();
-    if (!event.ok()) {
-      indexing_failed = event.status();
-      return false;
-    }
-    const v1::SubmissionRefused& refused = event->body.submission_refused();
-    rules::IndexRefusedSubmission(state_, refused.signed_event(), position, refused.reason());
-    return true;
-  });
-  if (!scanned.ok()) return scanned;
-  if (!indexing_failed.ok()) return indexing_failed;
+  // version 2 answers them from it): indexed with the derived indexes, and
+  // written with them (they are pending changes of the state).
+  if (rebuilt_indexes) {
+    if (auto s = IndexEarlierRefusals(); !s.ok()) return s;
+  }
   if (state_.info().operator_public_key() != operator_key_.public_key().raw()) {
     return absl::FailedPreconditionError(
         absl::StrCat("the operator key ", operator_key_.public_key().key_id(),
@@ -161,17 +148,30 @@ absl::Status Ledger::LoadFromStore() {
   return absl::OkStatus();
 }
 
+absl::Status Ledger::IndexEarlierRefusals() {
+  absl::Status indexing_failed;
+  absl::Status scanned = store_->ScanKind(v1::EventBody::kSubmissionRefused, 0, [&](uint64_t position) {
+    absl::StatusOr<v1::RecordEntry> entry = Get(position);
+    absl::StatusOr<v1::Record> record = entry.ok() ? DecodeRecord(entry->record(), position) : entry.status();
+    absl::StatusOr<Envelope> event = record.ok() ? DecodeStoredEvent(*record) : record.status();
+    if (!event.ok()) {
+      indexing_failed = event.status();
+      return false;
+    }
+    const v1::SubmissionRefused& refused = event->body.submission_refused();
+    rules::IndexRefusedSubmission(state_, refused.signed_event(), position, refused.reason());
+    return true;
+  });
+  if (!scanned.ok()) return scanned;
+  if (!indexing_failed.ok()) return indexing_failed;
+  return state_.source_status();
+}
+
 absl::Status Ledger::RecoverFromStorageFailure() {
   const uint64_t size_before = store_->tree_size();
   if (auto s = store_->Recover(); !s.ok()) return s;
   if (auto s = LoadFromStore(); !s.ok()) return s;
   storage_failed_ = false;
-  {
-    absl::MutexLock lock(&keys_mu_);
-    for (const auto& [id, key] : state_.keys()) {
-      if (absl::Status cached = CacheKey(key); !cached.ok()) return cached;
-    }
-  }
   // The failed commit may have reached the disk after all: tell subscribers.
   if (store_->tree_size() != size_before) {
     absl::MutexLock lock(&listeners_mu_);
@@ -183,8 +183,29 @@ absl::Status Ledger::RecoverFromStorageFailure() {
 absl::Status Ledger::CacheKey(const v1::KeyState& key) {
   auto public_key = crypto::PublicKey::FromRaw(key.public_key());
   if (!public_key.ok()) return absl::DataLossError(absl::StrCat("stored key ", key.key_id(), " is corrupt"));
+  // Bounded: over the bound the cache starts again (a key's bytes never
+  // change, so any key is read back from the store when next needed).
+  if (keys_.size() >= options_.state_cache_entries) keys_.clear();
   keys_.insert_or_assign(key.key_id(), *public_key);
   return absl::OkStatus();
+}
+
+std::optional<crypto::PublicKey> Ledger::VerificationKey(const std::string& key_id) {
+  {
+    absl::ReaderMutexLock lock(&keys_mu_);
+    auto it = keys_.find(key_id);
+    if (it != keys_.end()) return it->second;
+  }
+  // Not held: the committed key, if any. A key not found (or not committed
+  // yet) leaves the signature to the sequencer's own check.
+  absl::StatusOr<std::optional<std::string>> stored = store_->GetState(absl::StrCat(rules::kKeyPrefix, key_id));
+  v1::KeyState key;
+  if (!stored.ok() || !stored->has_value() || !key.ParseFromString(**stored) || key.key_id() != key_id) {
+    return std::nullopt;
+  }
+  absl::MutexLock lock(&keys_mu_);
+  if (!CacheKey(key).ok()) return std::nullopt;
+  return keys_.find(key_id)->second;
 }
 
 Ledger::~Ledger() { Shutdown(); }
@@ -266,12 +287,7 @@ void Ledger::Submit(std::vector<v1::SignedEvent> events, Done done) {
 
 void Ledger::VerifyEvent(const std::shared_ptr<Submission>& submission, size_t index) {
   const Envelope& envelope = submission->envelopes[index];
-  std::optional<crypto::PublicKey> key;
-  {
-    absl::ReaderMutexLock lock(&keys_mu_);
-    auto it = keys_.find(envelope.signed_event.key_id());
-    if (it != keys_.end()) key = it->second;
-  }
+  const std::optional<crypto::PublicKey> key = VerificationKey(envelope.signed_event.key_id());
   if (key.has_value()) {
     if (crypto::VerifyEvent(*key, envelope.signed_event.body(), envelope.signed_event.signature())) {
       submission->verified[index] = 1;
@@ -381,6 +397,19 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
     decided.push_back(s);
   }
   rules::GroupDecision decision = rules::DecideGroup(state_, input);
+  if (!state_.source_status().ok()) {
+    // A state entry could not be read: the decisions may rest on the
+    // misreading, so none is kept, and the state is reloaded before the next.
+    LOG(ERROR) << "storage error: a commit group of " << group.size()
+               << " submissions is refused UNAVAILABLE: " << state_.source_status();
+    absl::Status failure = Refuse(absl::StatusCode::kUnavailable, v1::STORAGE,
+                                  absl::StrCat("the ledger could not read its state: ", state_.source_status().message()));
+    state_.RollbackTo(group_mark);
+    storage_failed_ = true;
+    retry_lapses_after_ = options_.clock() + kStorageRetryNanos;
+    for (auto& submission : group) submission->done(failure);
+    return;
+  }
   std::vector<const rules::SubmissionResult*> results(group.size(), nullptr);
   for (size_t i = 0; i < decided.size(); ++i) {
     results[decided[i]] = &decision.submissions[i];

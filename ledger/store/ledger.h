@@ -62,6 +62,9 @@ struct LedgerOptions {
   // Ledger time source (Unix ns). Times never go backwards whatever it says.
   std::function<int64_t()> clock{};
   size_t max_group_events = 20000;
+  // About how many projected-state entries of each kind, and public keys,
+  // are held in memory; the rest are read from RocksDB when needed.
+  size_t state_cache_entries = 100000;
 };
 
 struct SubmitResult {
@@ -133,6 +136,11 @@ class Ledger {
   // Makes `key` available to the verify pool; DataLoss if its stored bytes
   // are not a public key.
   absl::Status CacheKey(const v1::KeyState& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(keys_mu_);
+  // The public key `key_id` names, from the cache or the store (any thread).
+  std::optional<crypto::PublicKey> VerificationKey(const std::string& key_id) ABSL_LOCKS_EXCLUDED(keys_mu_);
+  // Puts the refusals of a data directory older than the refused-bytes
+  // index into it (pending changes of the state).
+  absl::Status IndexEarlierRefusals();
   // Loads state_, frontier_ and the latest checkpoint from the store.
   absl::Status LoadFromStore();
   // The root of the signed checkpoint of exactly `tree_size`: NotFound if
@@ -158,8 +166,8 @@ class Ledger {
   // (SubmissionRefused.dropped_before). As stored.
   absl::flat_hash_map<std::string, uint64_t> dropped_refusals_;
 
-  // Public keys for verification off the sequencer thread. Keys are never
-  // removed (revocation is decided by the sequencer against state_).
+  // Public keys for verification off the sequencer thread, a bounded cache
+  // (revocation is decided by the sequencer against state_).
   mutable absl::Mutex keys_mu_;
   absl::flat_hash_map<std::string, crypto::PublicKey> keys_ ABSL_GUARDED_BY(keys_mu_);
 

@@ -5,6 +5,7 @@
 
 #include "ledger/event/refusal.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/cache.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 
@@ -100,6 +101,9 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   return absl::InternalError(message);
 }
 
+constexpr size_t kWriteBufferBytes = 64 << 20;
+constexpr size_t kBlockCacheBytes = 64 << 20;
+
 const std::vector<std::string>& FamilyNames() {
   static const auto* names = new std::vector<std::string>{
       rocksdb::kDefaultColumnFamilyName, "records", "tree", "checkpoints",
@@ -116,15 +120,29 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   options.paranoid_checks = true;
   options.IncreaseParallelism(2);
   options.max_open_files = 512;
-
+  // Memory is bounded whatever the ledger's size: every memtable together
+  // within kWriteBufferBytes, and every block read — data, index and filter
+  // blocks alike — in one shared cache of kBlockCacheBytes (index and filter
+  // blocks held outside it would grow with every table file).
+  options.db_write_buffer_size = kWriteBufferBytes;
   rocksdb::BlockBasedTableOptions table;
-  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-  rocksdb::ColumnFamilyOptions with_bloom(options);
-  with_bloom.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  table.block_cache = rocksdb::NewLRUCache(kBlockCacheBytes);
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  rocksdb::BlockBasedTableOptions with_bloom = table;
+  // Point reads that usually miss, or must be cheap when they do: the
+  // idempotency index on every append, the projected state (unknown ids),
+  // and tree nodes.
+  with_bloom.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  rocksdb::ColumnFamilyOptions plain_family(options);
+  plain_family.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  rocksdb::ColumnFamilyOptions bloom_family(options);
+  bloom_family.table_factory.reset(rocksdb::NewBlockBasedTableFactory(with_bloom));
 
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
   for (const std::string& name : FamilyNames()) {
-    families.emplace_back(name, name == "idempotency" ? with_bloom : rocksdb::ColumnFamilyOptions(options));
+    const bool point_reads = name == "idempotency" || name == "state" || name == "tree";
+    families.emplace_back(name, point_reads ? bloom_family : plain_family);
   }
   auto store = std::unique_ptr<Store>(new Store());
   store->dir_ = dir;

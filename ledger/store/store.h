@@ -64,7 +64,7 @@ struct IdempotencyEntry {
   crypto::Digest body_hash{};
 };
 
-class Store : public merkle::NodeReader {
+class Store : public merkle::NodeReader, public rules::StateSource {
  public:
   // Opens (creating if missing) the database in `dir`.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir);
@@ -123,7 +123,14 @@ class Store : public merkle::NodeReader {
   // refusals must not cost a sync each.
   absl::Status WriteDroppedRefusals(const std::vector<std::pair<std::string, uint64_t>>& counts);
 
-  // Loads the projected state.
+  // rules::StateSource: the committed projected state, for a backed State.
+  absl::StatusOr<std::optional<std::string>> Get(const std::string& key) const override { return GetState(key); }
+  absl::Status Scan(const std::string& prefix, const Visitor& visit) const override {
+    return ScanState(prefix, visit);
+  }
+
+  // Loads the whole projected state into an in-memory State (tests and
+  // tools; the ledger reads it on demand).
   absl::Status LoadState(rules::State* state) const;
 
  private:

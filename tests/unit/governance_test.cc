@@ -25,6 +25,7 @@
 #include "ledger/event/refusal.h"
 #include "ledger/rules/charter.h"
 #include "ledger/rules/commit_group.h"
+#include "ledger/rules/limits.h"
 #include "ledger/rules/rules.h"
 #include "ledger/rules/state.h"
 #include "ledger/rules/version.h"
@@ -465,6 +466,14 @@ std::vector<Case> Cases() {
       {"ProposalSubmitted accepted", Formed, "b", Fixed(Proposal("fed", "p1"))},
       {"InterestDeclared accepted", WithP1, "c", Fixed(Interest("p1"))},
       {"VoteCast accepted", WithP1, "b", Fixed(Vote("p1", "need", v1::ASSENT))},
+      {"VoteCast: a change of position beyond the cap (rules v3)",
+       [](Gov& g) {
+         WithP1(g);
+         for (int i = 0; i <= kMaxPositionChanges; ++i) g.Ok("d", Vote("p1", "need", i % 2 ? v1::OBJECT : v1::ABSTAIN));
+       },
+       "d", Fixed(Vote("p1", "need", v1::ASSENT)), kPre, v1::POSITION_CHANGES_EXHAUSTED},
+      {"VoteCast: rationale beyond the text limit (rules v3)", WithP1, "b",
+       Fixed(Vote("p1", "need", v1::ASSENT, std::string(kMaxTextBytes + 1, 'r'))), kArg, v1::OVERSIZE},
       {"VoteCast by the last elector passes the gateway",
        [](Gov& g) { WithP1(g); g.All("p1", "need", v1::ASSENT, {"a", "b", "c"}); },
        "d", Fixed(Vote("p1", "need", v1::ASSENT)), kOk, {}, {"gateway_passed"}},
@@ -758,7 +767,8 @@ TEST(GovernanceCases, CoverEveryEventTypeAndReason) {
         v1::UNKNOWN_GATEWAY, v1::GATEWAY_LOCKED, v1::GATEWAY_NOT_OPEN, v1::RECUSED, v1::ALREADY_VOTED,
         v1::NOT_ELIGIBLE, v1::INVALID_POSITION, v1::NOT_A_CALLER, v1::NO_DEADLOCK, v1::RATIONALE_REQUIRED,
         v1::NOT_PROPOSER, v1::WITHDRAWAL_TOO_LATE, v1::NOT_AN_ASSURANCE_BODY, v1::FINAL_GATEWAY_LOCKED,
-        v1::REVISIT_NOT_ALLOWED, v1::ALREADY_MEMBER, v1::MISSING_FIELD, v1::MALFORMED, v1::ORGANISATION_MERGED}) {
+        v1::REVISIT_NOT_ALLOWED, v1::ALREADY_MEMBER, v1::MISSING_FIELD, v1::MALFORMED, v1::ORGANISATION_MERGED,
+        v1::POSITION_CHANGES_EXHAUSTED, v1::OVERSIZE}) {
     EXPECT_TRUE(reasons.count(r)) << v1::Reason_Name(r);
   }
 }
@@ -2007,6 +2017,53 @@ TEST(Governance, ImpactAboveTheBoundIsMalformed) {
   g.PassFirst("p1", 5);
   ASSERT_EQ(g.P().adoption().tapers_size(), 1);
   EXPECT_EQ(g.P().adoption().tapers(0).support_by_year_pence(1), kMaxAnnualImpactPence / 100 * 66);
+}
+
+TEST(Governance, EveryTextFieldIsBoundedUnderRulesV3) {
+  const std::string at_limit(kMaxTextBytes, 'x');
+  const std::string beyond(kMaxTextBytes + 1, 'x');
+  Gov g;
+  g.Form();
+  g.Submitted();
+  g.Ok("b", Vote("p1", "need", v1::ABSTAIN, at_limit));
+  g.Refused("b", Vote("p1", "need", v1::ABSTAIN, beyond), absl::StatusCode::kInvalidArgument, v1::OVERSIZE);
+  // Nested fields too: a gateway's name inside a proposed charter.
+  v1::Charter charter = StandardCharter();
+  charter.mutable_gateways(1)->set_name(beyond);
+  auto refused = g.Submit("a", ProposeCollective("fed2", charter));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(ReasonOf(refused.status()), v1::OVERSIZE);
+  EXPECT_NE(refused.status().message().find("collective_proposed.charter.gateways.name"), absl::string_view::npos)
+      << refused.status();
+  EXPECT_EQ(g.state.FindCollective("fed2"), nullptr);
+
+  Gov v2(kRulesV2);  // logs written before the limit keep replaying
+  v2.Form();
+  v2.Submitted();
+  v2.Ok("b", Vote("p1", "need", v1::ABSTAIN, beyond));
+}
+
+TEST(Governance, PositionChangesOnOneGatewayAreCappedUnderRulesV3) {
+  Gov g;
+  g.Form();
+  g.Submitted();
+  // A first vote and kMaxPositionChanges changes; the next is refused, and
+  // recorded, and changes nothing.
+  for (int i = 0; i <= kMaxPositionChanges; ++i) g.Ok("d", Vote("p1", "need", i % 2 ? v1::OBJECT : v1::ABSTAIN));
+  const int votes = g.G("p1", 0).votes_size();
+  g.Refused("d", Vote("p1", "need", v1::ASSENT), absl::StatusCode::kFailedPrecondition,
+            v1::POSITION_CHANGES_EXHAUSTED);
+  EXPECT_EQ(g.G("p1", 0).votes_size(), votes);
+  // Other members, and other gateways, are not affected (d's standing
+  // position is its last accepted one, an abstention).
+  g.All("p1", "need", v1::ASSENT, {"a", "b", "c"});
+  EXPECT_EQ(g.G("p1", 0).status(), v1::GATEWAY_PASSED);
+  g.Ok("d", Vote("p1", "principles", v1::ABSTAIN));
+
+  Gov v2(kRulesV2);
+  v2.Form();
+  v2.Submitted();
+  for (int i = 0; i <= kMaxPositionChanges + 1; ++i) v2.Ok("d", Vote("p1", "need", i % 2 ? v1::OBJECT : v1::ABSTAIN));
 }
 
 TEST(Governance, MarkAndRollbackRestoreTheStateExactly) {

@@ -129,6 +129,7 @@ class LedgerTest : public ::testing::Test {
       options.genesis = spec;
     }
     options.verify_threads = 2;
+    options.state_cache_entries = state_cache_entries_;
     options.clock = [now = now_] { return now->fetch_add(1000); };
     return options;
   }
@@ -143,6 +144,11 @@ class LedgerTest : public ::testing::Test {
   void SetUp() override { OpenLedger(); }
 
   uint32_t genesis_rules_version_ = rules::kLatestRulesVersion;  // what a new ledger starts under
+  size_t state_cache_entries_ = LedgerOptions().state_cache_entries;
+
+  // Stories shared with TinyStateCacheLedgerTest.
+  void ReopenedStateEqualsReplayFromGenesis();
+  void GovernanceProjectionAfterRestartEqualsReplay();
 
   absl::StatusOr<std::vector<SubmitResult>> Submit(std::vector<v1::SignedEvent> events) {
     Answer answer;
@@ -328,6 +334,11 @@ class LedgerTest : public ::testing::Test {
   std::unique_ptr<Ledger> ledger_;
   std::map<std::string, PrivateKey> member_keys_;
   int acts_ = 0;
+};
+
+class TinyStateCacheLedgerTest : public LedgerTest {
+ protected:
+  TinyStateCacheLedgerTest() { state_cache_entries_ = 1; }
 };
 
 void ExpectRefusal(const absl::StatusOr<std::vector<SubmitResult>>& result, absl::StatusCode code,
@@ -881,7 +892,7 @@ TEST_F(LedgerTest, MalformedAndOversizeSubmissions) {
 
 // ------------------------------------------------------------ replay
 
-TEST_F(LedgerTest, ReopenedStateEqualsReplayFromGenesis) {
+void LedgerTest::ReopenedStateEqualsReplayFromGenesis() {
   const PrivateKey a1 = PrivateKey::Generate();
   const PrivateKey a2 = PrivateKey::Generate();
   const PrivateKey b1 = PrivateKey::Generate();
@@ -924,6 +935,87 @@ TEST_F(LedgerTest, ReopenedStateEqualsReplayFromGenesis) {
   ExpectRefusal(Submit({AddKey("org-a", RawKeyFor("a5"), "org-a", a1)}),
                 absl::StatusCode::kUnauthenticated, v1::REVOKED_KEY);
   SubmitOne(AddKey("org-a", RawKeyFor("a5"), "org-a", a2));
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+TEST_F(LedgerTest, ReopenedStateEqualsReplayFromGenesis) { ReopenedStateEqualsReplayFromGenesis(); }
+// Every read misses a state cache of one entry per kind: the ledger decides
+// from RocksDB alone, and must decide exactly as with everything cached.
+TEST_F(TinyStateCacheLedgerTest, ReopenedStateEqualsReplayFromGenesis) { ReopenedStateEqualsReplayFromGenesis(); }
+
+// A data directory written before the derived-index entries existed (and
+// before the refused-bytes index): the first open rebuilds them from what
+// they derive from, and the next commit group writes them.
+TEST_F(LedgerTest, AnEarlierReleasesDataDirectoryGetsItsDerivedIndexes) {
+  RegisterMembers({"trust-a", "trust-b", "trust-c", "national"});
+  v1::Charter charter;
+  for (const char* org : {"trust-a", "trust-b", "trust-c"}) charter.add_founding_members(org);
+  v1::Gateway* gateway = charter.add_gateways();
+  gateway->set_id("need");
+  gateway->mutable_rule()->set_kind(v1::UNANIMITY);
+  gateway->set_deadline_seconds(10);
+  FormAndPropose(charter);
+  SubmitOne(AddKey("trust-a", RawKeyFor("a2"), "registrar", registrar_key_));  // pending: a notice
+  ASSERT_TRUE(Vote("trust-a", "need", v1::ASSENT).ok());
+  const auto locked = Vote("trust-b", "nowhere", v1::ASSENT);  // a recorded refusal
+  ExpectRefusal(locked, absl::StatusCode::kFailedPrecondition, v1::UNKNOWN_GATEWAY);
+
+  auto derived = [&] {
+    std::map<std::string, std::string> entries;
+    for (absl::string_view prefix : {rules::kDeadlineIndexPrefix, rules::kNoticeIndexPrefix,
+                                     rules::kRefusedSubmissionPrefix, rules::kDerivedIndexesKey}) {
+      EXPECT_TRUE(ledger_->store()
+                      .ScanState(std::string(prefix),
+                                 [&](std::string_view key, std::string_view value) {
+                                   entries.emplace(key, value);
+                                   return true;
+                                 })
+                      .ok());
+    }
+    return entries;
+  };
+  const auto before = derived();
+  ASSERT_EQ(std::count_if(before.begin(), before.end(),
+                          [](const auto& e) { return absl::StartsWith(e.first, rules::kDeadlineIndexPrefix); }),
+            1);
+  ASSERT_EQ(std::count_if(before.begin(), before.end(),
+                          [](const auto& e) { return absl::StartsWith(e.first, rules::kNoticeIndexPrefix); }),
+            1);
+  ASSERT_EQ(std::count_if(before.begin(), before.end(),
+                          [](const auto& e) { return absl::StartsWith(e.first, rules::kRefusedSubmissionPrefix); }),
+            1);
+  const uint64_t size = ledger_->size();
+  Close();
+  {
+    auto store = store::Store::Open(dir_.path());
+    ASSERT_TRUE(store.ok()) << store.status();
+    store::CommitGroup erase;
+    for (const auto& [key, value] : before) erase.state_changes.emplace_back(key, std::nullopt);
+    erase.new_tree_size = size;
+    auto note = (*store)->GetCheckpoint(size);
+    ASSERT_TRUE(note.ok());
+    erase.checkpoint_note = *note;
+    ASSERT_TRUE((*store)->Write(erase).ok());
+  }
+  OpenLedger(/*with_genesis=*/false);
+  EXPECT_TRUE(derived().empty());
+  // The rebuilt indexes decide: the deadline lapses the gateway in the next
+  // group, and the next commit writes them back.
+  now_->fetch_add(20'000'000'000);
+  RegisterMembers({"trust-d"});
+  const v1::ProposalState* proposal = nullptr;
+  rules::State stored;
+  ASSERT_TRUE(ledger_->store().LoadState(&stored).ok());
+  proposal = stored.FindProposal("p1");
+  ASSERT_NE(proposal, nullptr);
+  EXPECT_EQ(proposal->gateway_states(0).status(), v1::GATEWAY_LAPSED);
+  auto after = derived();
+  for (const auto& [key, value] : before) {
+    if (absl::StartsWith(key, rules::kDeadlineIndexPrefix)) {
+      EXPECT_FALSE(after.contains(key)) << "the lapsed gateway's deadline stays indexed";
+    } else {
+      EXPECT_TRUE(after.contains(key)) << key;
+    }
+  }
   EXPECT_EQ(ReplayedState(), StoredState());
 }
 
@@ -991,7 +1083,7 @@ namespace {
 // lapse written when due, a call overruling the objector, adoption with a
 // taper, and an attempted reversal kept on the record. The projection after a
 // restart equals the state an auditor rebuilds by replaying the log.
-TEST_F(LedgerTest, GovernanceProjectionAfterRestartEqualsReplay) {
+void LedgerTest::GovernanceProjectionAfterRestartEqualsReplay() {
   RegisterMembers({"trust-a", "trust-b", "trust-c", "national"});
   v1::Charter charter;
   for (const char* org : {"trust-a", "trust-b", "trust-c"}) charter.add_founding_members(org);
@@ -1057,6 +1149,10 @@ TEST_F(LedgerTest, GovernanceProjectionAfterRestartEqualsReplay) {
   EXPECT_EQ(StoredState(), live.Snapshot());
   EXPECT_EQ(ReplayedState(), StoredState());
 }
+TEST_F(LedgerTest, GovernanceProjectionAfterRestartEqualsReplay) { GovernanceProjectionAfterRestartEqualsReplay(); }
+// Every read misses a state cache of one entry per kind: the ledger decides
+// from RocksDB alone, and must decide exactly as with everything cached.
+TEST_F(TinyStateCacheLedgerTest, GovernanceProjectionAfterRestartEqualsReplay) { GovernanceProjectionAfterRestartEqualsReplay(); }
 
 }  // namespace
 }  // namespace ledger::store
