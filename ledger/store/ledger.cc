@@ -60,6 +60,8 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(LedgerOptions options) {
 
 absl::Status Ledger::Start() {
   if (store_->tree_size() == 0) {
+    bool rebuilt = false;  // nothing to rebuild: the state is empty
+    if (auto s = state_.Open(store_.get(), options_.state_cache_entries, &rebuilt); !s.ok()) return s;
     if (!options_.genesis.has_value()) {
       return absl::FailedPreconditionError(
           absl::StrCat("the ledger in ", options_.data_dir, " is empty and no Genesis was given"));

@@ -50,6 +50,8 @@ struct GenesisSpec {
   int64_t identity_notice_seconds = 0;                  // 0: the rules' default
 };
 
+inline constexpr size_t kDefaultStateCacheEntries = 100000;
+
 struct LedgerOptions {
   std::string data_dir;  // the RocksDB directory
   crypto::PrivateKey operator_key;
@@ -64,7 +66,7 @@ struct LedgerOptions {
   size_t max_group_events = 20000;
   // About how many projected-state entries of each kind, and public keys,
   // are held in memory; the rest are read from RocksDB when needed.
-  size_t state_cache_entries = 100000;
+  size_t state_cache_entries = kDefaultStateCacheEntries;
 };
 
 struct SubmitResult {

@@ -144,7 +144,7 @@ class LedgerTest : public ::testing::Test {
   void SetUp() override { OpenLedger(); }
 
   uint32_t genesis_rules_version_ = rules::kLatestRulesVersion;  // what a new ledger starts under
-  size_t state_cache_entries_ = LedgerOptions().state_cache_entries;
+  size_t state_cache_entries_ = store::kDefaultStateCacheEntries;
 
   // Stories shared with TinyStateCacheLedgerTest.
   void ReopenedStateEqualsReplayFromGenesis();
@@ -1829,6 +1829,8 @@ void RemoveRefusedSubmissionIndex(const std::string& path) {
       ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), handles[i], it->key()).ok());
       ++removed;
     }
+    // That release wrote no derived-index marker either.
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), handles[i], std::string(rules::kDerivedIndexesKey)).ok());
   }
   EXPECT_GT(removed, 0) << "no refused-bytes index to remove";
   for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle);
