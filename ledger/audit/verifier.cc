@@ -1,6 +1,7 @@
 #include "ledger/audit/verifier.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -361,27 +362,38 @@ struct LogVerifier::Impl {
     return jobs;
   }
 
-  // Checks `jobs` on the pool, one task per pool thread. The tasks outlive
-  // this call: until `verifying_group` is waited for, `jobs`, the Pending
-  // elements it points at (the vector holding them may be moved, not
-  // cleared) and `options` must stay alive; nothing else touches those
-  // Pending elements meanwhile.
+  // Checks `jobs` on the pool, one task per pool thread, each taking the
+  // next chunk of jobs until none is left (so a thread the scheduler holds
+  // back leaves its share to the others), and the replaying thread joins in
+  // once it has replayed (JoinVerifying). The tasks outlive this call: until
+  // `verifying_group` is waited for, `jobs`, the Pending elements it points
+  // at (the vector holding them may be moved, not cleared) and `options` must
+  // stay alive; nothing else touches those Pending elements meanwhile.
   void StartTasks(Jobs& jobs) {
-    const size_t n = std::min(static_cast<size_t>(pool->size()), std::max<size_t>(1, jobs.size()));
+    next_job.store(0, std::memory_order_relaxed);
+    const size_t chunks = (jobs.size() + kJobsPerChunk - 1) / kJobsPerChunk;
+    const size_t n = std::min(static_cast<size_t>(pool->size()), chunks);
     for (size_t t = 0; t < n; ++t) {
-      verifying_group.Run([this, &jobs, t, n] {
-        for (size_t i = t; i < jobs.size(); i += n) {
-          Pending& p = *jobs[i].first;
-          if (p.is_checkpoint) {
-            p.opened = merkle::OpenCheckpoint(p.bytes, options.origin, options.operator_key);
-            continue;
-          }
-          const bool good = crypto::VerifyEvent(*jobs[i].second, p.envelope->signed_event.body(),
-                                                p.envelope->signed_event.signature());
-          p.signature_verified = good;
-          p.signature_bad = !good;
+      verifying_group.Run([this, &jobs] { TakeJobs(jobs); });
+    }
+  }
+  static constexpr size_t kJobsPerChunk = 16;
+  void TakeJobs(Jobs& jobs) {
+    while (true) {
+      const size_t begin = next_job.fetch_add(kJobsPerChunk, std::memory_order_relaxed);
+      if (begin >= jobs.size()) return;
+      const size_t end = std::min(begin + kJobsPerChunk, jobs.size());
+      for (size_t i = begin; i < end; ++i) {
+        Pending& p = *jobs[i].first;
+        if (p.is_checkpoint) {
+          p.opened = merkle::OpenCheckpoint(p.bytes, options.origin, options.operator_key);
+          continue;
         }
-      });
+        const bool good = crypto::VerifyEvent(*jobs[i].second, p.envelope->signed_event.body(),
+                                              p.envelope->signed_event.signature());
+        p.signature_verified = good;
+        p.signature_bad = !good;
+      }
     }
   }
 
@@ -543,6 +555,7 @@ struct LogVerifier::Impl {
     StartTasks(verifying_jobs);
   }
   void JoinVerifying() {
+    TakeJobs(verifying_jobs);  // rather than wait idle
     verifying_group.Wait();
     verifying_jobs.clear();
   }
@@ -569,6 +582,7 @@ struct LogVerifier::Impl {
   std::vector<Pending> batch;      // being read and decoded
   std::vector<Pending> verifying;  // signatures being checked on the pool
   Jobs verifying_jobs;
+  std::atomic<size_t> next_job{0};  // the next of verifying_jobs to take
   TaskGroup verifying_group;  // the tasks checking `verifying`
   uint64_t pending_records = 0;  // records in `verifying` and `batch`
 };
