@@ -664,7 +664,7 @@ absl::Status LogVerifier::Resume(std::string_view saved) {
   if (v.records != 0 || v.pending_records != 0 || v.replayer.records() != 0) {
     return absl::FailedPreconditionError("a verifier can only resume before its first record");
   }
-  auto corrupt = [](std::string_view what) {
+  auto corrupt = [](absl::string_view what) {
     return absl::DataLossError(absl::StrCat("the saved verifier state is corrupt: ", what));
   };
   if (saved.size() < kResumeMagic.size() + 32 || saved.substr(0, kResumeMagic.size()) != kResumeMagic) {
