@@ -4,10 +4,14 @@
 #define TOOLS_BENCH_UTIL_H_
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "nlohmann/json.hpp"
@@ -47,6 +51,53 @@ inline double Round(double x, int digits) {
 // could hold some) becomes U+FFFD instead of an exception.
 inline std::string DumpJson(const nlohmann::ordered_json& json) {
   return json.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+// ------------------------------------------------------------------ verify rate
+// The one measurement of a verify rate (ledger_loadgen's one-core and
+// all-core Ed25519 rates, `ledgerctl verify --bench`'s all-core rate).
+
+struct VerifyResult {
+  unsigned threads = 0;
+  uint64_t verifies = 0;
+  uint64_t failed = 0;  // verify(i) returned false: the sample is wrong
+  double seconds = 0;
+  double rate() const { return seconds > 0 ? verifies / seconds : 0; }
+};
+
+// `verify(i)` checks sample event i; it runs on `threads` threads for
+// `seconds`, each thread walking the sample from its own offset.
+inline VerifyResult MeasureVerify(const std::function<bool(size_t)>& verify, size_t sample_size,
+                                  unsigned threads, double seconds) {
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> total{0};
+  std::atomic<uint64_t> bad{0};
+  std::vector<std::thread> pool;
+  Clock::time_point start = Clock::now();
+  for (unsigned t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      uint64_t n = 0, wrong = 0;
+      size_t i = (t * 7919) % sample_size;
+      while (!stop.load(std::memory_order_relaxed)) {
+        for (int k = 0; k < 16; ++k) {  // check the stop flag every 16 verifies
+          if (!verify(i)) wrong++;
+          if (++i == sample_size) i = 0;
+          n++;
+        }
+      }
+      total.fetch_add(n);
+      bad.fetch_add(wrong);
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop.store(true);
+  for (auto& th : pool) th.join();
+  VerifyResult result;
+  result.seconds = Seconds(Clock::now() - start);
+  result.threads = threads;
+  result.verifies = total.load();
+  result.failed = bad.load();
+  return result;
 }
 
 }  // namespace ledger::bench

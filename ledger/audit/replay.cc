@@ -155,4 +155,21 @@ absl::Status Replayer::Finish() const {
                                                     " the rules imply"));
 }
 
+absl::Status Replayer::Resume(const absl::btree_map<std::string, std::string>& entries, uint64_t records,
+                              int64_t last_time) {
+  if (next_position_ != 0 || state_.has_genesis() || !owed_.empty()) {
+    return absl::FailedPreconditionError("a replay can only be resumed before its first record");
+  }
+  for (const auto& [key, value] : entries) {
+    if (auto s = state_.LoadEntry(key, value); !s.ok()) return s;
+  }
+  if (records > 0 && !state_.has_genesis()) {
+    return absl::DataLossError(absl::StrCat("the saved rules state of ", records, " records has no Genesis"));
+  }
+  state_.CommitChanges();
+  next_position_ = records;
+  last_time_ = last_time;
+  return absl::OkStatus();
+}
+
 }  // namespace ledger::audit

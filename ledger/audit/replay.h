@@ -14,6 +14,7 @@
 #include <deque>
 #include <string>
 
+#include "absl/container/btree_map.h"
 #include "absl/status/status.h"
 #include "ledger/event/envelope.h"
 #include "ledger/rules/state.h"
@@ -42,6 +43,17 @@ class Replayer {
 
   const rules::State& state() const { return state_; }
   uint64_t records() const { return next_position_; }
+  // The ledger time of the last record (0 before any).
+  int64_t last_time() const { return last_time_; }
+  // True while system events the rules implied are still to be found.
+  bool owes() const { return !owed_.empty(); }
+
+  // Continues a log replayed earlier (a saved resume point, see
+  // LogVerifier::SaveResumePoint): the state's entries (rules::State::
+  // Snapshot()), how many records were applied and the last one's ledger
+  // time. Only before the first Next(). DataLoss if an entry does not decode.
+  absl::Status Resume(const absl::btree_map<std::string, std::string>& entries, uint64_t records,
+                      int64_t last_time);
 
  private:
   // A record the rules imply, still to be found in the log.

@@ -1,6 +1,7 @@
 #include "ledger/audit/verifier.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <thread>
 
@@ -10,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "ledger/audit/bundle.h"
 #include "ledger/audit/replay.h"
+#include "ledger/crypto/sha256.h"
 #include "ledger/event/envelope.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
@@ -21,6 +23,57 @@ namespace ledger::audit {
 namespace {
 
 constexpr size_t kBatch = 1024;  // small enough that filling and draining the pipeline is quick
+
+// A resume point's bytes (LogVerifier::SaveResumePoint): this line, then
+// little-endian integers and length-prefixed strings, then the SHA-256 of
+// everything before it.
+constexpr std::string_view kResumeMagic = "DLEDGER-VERIFIER-RESUME1\n";
+
+class SaveWriter {
+ public:
+  void U64(uint64_t v) {
+    for (int i = 0; i < 8; ++i) out_.push_back(static_cast<char>(v >> (8 * i)));
+  }
+  void Bytes(std::string_view b) {
+    U64(b.size());
+    out_.append(b);
+  }
+  std::string& out() { return out_; }
+
+ private:
+  std::string out_;
+};
+
+class SaveReader {
+ public:
+  explicit SaveReader(std::string_view in) : in_(in) {}
+  bool U64(uint64_t* v) {
+    if (in_.size() < 8) return false;
+    *v = 0;
+    for (int i = 7; i >= 0; --i) *v = *v << 8 | static_cast<uint8_t>(in_[i]);
+    in_.remove_prefix(8);
+    return true;
+  }
+  bool Bytes(std::string* b) {
+    uint64_t n = 0;
+    if (!U64(&n) || n > in_.size()) return false;
+    b->assign(in_.substr(0, n));
+    in_.remove_prefix(n);
+    return true;
+  }
+  bool Raw(size_t n, std::string* b) {
+    if (in_.size() < n) return false;
+    b->assign(in_.substr(0, n));
+    in_.remove_prefix(n);
+    return true;
+  }
+  // A count of items of at least `min_bytes` each (bounded by what is left).
+  bool Count(uint64_t* n, uint64_t min_bytes) { return U64(n) && *n <= in_.size() / min_bytes; }
+  bool done() const { return in_.empty(); }
+
+ private:
+  std::string_view in_;
+};
 
 // Watches gateways lock from the log itself, independently of the rules'
 // own refusals: a second line of defence for check 4.
@@ -74,6 +127,28 @@ class ReversalMonitor {
     return std::nullopt;
   }
 
+  void Save(SaveWriter& w) const {
+    std::vector<std::pair<std::pair<std::string, std::string>, uint64_t>> sorted(locked_.begin(), locked_.end());
+    std::sort(sorted.begin(), sorted.end());
+    w.U64(sorted.size());
+    for (const auto& [key, position] : sorted) {
+      w.Bytes(key.first);
+      w.Bytes(key.second);
+      w.U64(position);
+    }
+  }
+  bool Load(SaveReader& r) {
+    uint64_t n = 0;
+    if (!r.Count(&n, 24)) return false;
+    for (uint64_t i = 0; i < n; ++i) {
+      std::pair<std::string, std::string> key;
+      uint64_t position = 0;
+      if (!r.Bytes(&key.first) || !r.Bytes(&key.second) || !r.U64(&position)) return false;
+      locked_[std::move(key)] = position;
+    }
+    return true;
+  }
+
  private:
   absl::flat_hash_map<std::pair<std::string, std::string>, uint64_t> locked_;
 };
@@ -110,6 +185,69 @@ class IdempotencyIndex {
     return std::nullopt;
   }
 
+ void Save(SaveWriter& w) const {
+    w.U64(read_record_ ? bits_ : 0);  // 0: the exact pairs
+    if (!read_record_) {
+      w.U64(exact_.size());
+      for (const auto& [pair, position] : exact_) {
+        w.Bytes(pair);
+        w.U64(position);
+      }
+      return;
+    }
+    w.U64(first_.size());
+    for (const auto& [fingerprint, position] : first_) {
+      w.U64(fingerprint);
+      w.U64(position);
+    }
+    w.U64(others_.size());
+    for (const auto& [fingerprint, positions] : others_) {
+      w.U64(fingerprint);
+      w.U64(positions.size());
+      for (uint64_t p : positions) w.U64(p);
+    }
+  }
+  // Empty on success, else what does not fit.
+  std::string Load(SaveReader& r) {
+    uint64_t mode = 0;
+    if (!r.U64(&mode)) return "truncated";
+    const uint64_t expected = read_record_ ? bits_ : 0;
+    if (mode != expected) {
+      return absl::StrCat("it was saved with an idempotency index of ", mode, " fingerprint bits; this verifier keeps ",
+                          expected, " (0: whole pairs)");
+    }
+    uint64_t n = 0;
+    if (!read_record_) {
+      if (!r.Count(&n, 16)) return "truncated";
+      for (uint64_t i = 0; i < n; ++i) {
+        std::string pair;
+        uint64_t position = 0;
+        if (!r.Bytes(&pair) || !r.U64(&position)) return "truncated";
+        exact_[std::move(pair)] = position;
+      }
+      return "";
+    }
+    if (!r.Count(&n, 16)) return "truncated";
+    first_.reserve(n);
+    for (uint64_t i = 0; i < n; ++i) {
+      uint64_t fingerprint = 0, position = 0;
+      if (!r.U64(&fingerprint) || !r.U64(&position)) return "truncated";
+      first_[fingerprint] = position;
+    }
+    if (!r.Count(&n, 16)) return "truncated";
+    for (uint64_t i = 0; i < n; ++i) {
+      uint64_t fingerprint = 0, count = 0;
+      if (!r.U64(&fingerprint) || !r.Count(&count, 8)) return "truncated";
+      std::vector<uint64_t>& positions = others_[fingerprint];
+      for (uint64_t k = 0; k < count; ++k) {
+        uint64_t p = 0;
+        if (!r.U64(&p)) return "truncated";
+        positions.push_back(p);
+      }
+    }
+    return "";
+  }
+
  private:
   uint64_t Fingerprint(const std::string& author, const std::string& key) const {
     const crypto::Digest digest = crypto::Sha256(rules::IdempotencyId(author, key));
@@ -133,8 +271,8 @@ class IdempotencyIndex {
     return std::make_pair(envelope->body.author(), envelope->body.idempotency_key());
   }
 
-  const int bits_;
-  const std::function<absl::StatusOr<std::string>(uint64_t)> read_record_;
+  int bits_;  // not const: a resumed index is moved in
+  std::function<absl::StatusOr<std::string>(uint64_t)> read_record_;
   absl::flat_hash_map<uint64_t, uint64_t> first_;                 // fingerprint -> first position
   absl::flat_hash_map<uint64_t, std::vector<uint64_t>> others_;   // later distinct pairs sharing it
   absl::flat_hash_map<std::string, uint64_t> exact_;              // without read_record_: pair -> position
@@ -224,27 +362,38 @@ struct LogVerifier::Impl {
     return jobs;
   }
 
-  // Checks `jobs` on the pool, one task per pool thread. The tasks outlive
-  // this call: until `verifying_group` is waited for, `jobs`, the Pending
-  // elements it points at (the vector holding them may be moved, not
-  // cleared) and `options` must stay alive; nothing else touches those
-  // Pending elements meanwhile.
+  // Checks `jobs` on the pool, one task per pool thread, each taking the
+  // next chunk of jobs until none is left (so a thread the scheduler holds
+  // back leaves its share to the others), and the replaying thread joins in
+  // once it has replayed (JoinVerifying). The tasks outlive this call: until
+  // `verifying_group` is waited for, `jobs`, the Pending elements it points
+  // at (the vector holding them may be moved, not cleared) and `options` must
+  // stay alive; nothing else touches those Pending elements meanwhile.
   void StartTasks(Jobs& jobs) {
-    const size_t n = std::min(static_cast<size_t>(pool->size()), std::max<size_t>(1, jobs.size()));
+    next_job.store(0, std::memory_order_relaxed);
+    const size_t chunks = (jobs.size() + kJobsPerChunk - 1) / kJobsPerChunk;
+    const size_t n = std::min(static_cast<size_t>(pool->size()), chunks);
     for (size_t t = 0; t < n; ++t) {
-      verifying_group.Run([this, &jobs, t, n] {
-        for (size_t i = t; i < jobs.size(); i += n) {
-          Pending& p = *jobs[i].first;
-          if (p.is_checkpoint) {
-            p.opened = merkle::OpenCheckpoint(p.bytes, options.origin, options.operator_key);
-            continue;
-          }
-          const bool good = crypto::VerifyEvent(*jobs[i].second, p.envelope->signed_event.body(),
-                                                p.envelope->signed_event.signature());
-          p.signature_verified = good;
-          p.signature_bad = !good;
+      verifying_group.Run([this, &jobs] { TakeJobs(jobs); });
+    }
+  }
+  static constexpr size_t kJobsPerChunk = 16;
+  void TakeJobs(Jobs& jobs) {
+    while (true) {
+      const size_t begin = next_job.fetch_add(kJobsPerChunk, std::memory_order_relaxed);
+      if (begin >= jobs.size()) return;
+      const size_t end = std::min(begin + kJobsPerChunk, jobs.size());
+      for (size_t i = begin; i < end; ++i) {
+        Pending& p = *jobs[i].first;
+        if (p.is_checkpoint) {
+          p.opened = merkle::OpenCheckpoint(p.bytes, options.origin, options.operator_key);
+          continue;
         }
-      });
+        const bool good = crypto::VerifyEvent(*jobs[i].second, p.envelope->signed_event.body(),
+                                              p.envelope->signed_event.signature());
+        p.signature_verified = good;
+        p.signature_bad = !good;
+      }
     }
   }
 
@@ -406,6 +555,7 @@ struct LogVerifier::Impl {
     StartTasks(verifying_jobs);
   }
   void JoinVerifying() {
+    TakeJobs(verifying_jobs);  // rather than wait idle
     verifying_group.Wait();
     verifying_jobs.clear();
   }
@@ -432,6 +582,7 @@ struct LogVerifier::Impl {
   std::vector<Pending> batch;      // being read and decoded
   std::vector<Pending> verifying;  // signatures being checked on the pool
   Jobs verifying_jobs;
+  std::atomic<size_t> next_job{0};  // the next of verifying_jobs to take
   TaskGroup verifying_group;  // the tasks checking `verifying`
   uint64_t pending_records = 0;  // records in `verifying` and `batch`
 };
@@ -474,6 +625,129 @@ uint64_t LogVerifier::last_checkpoint_size() const { return impl_->last_checkpoi
 bool LogVerifier::trusted_seen() const { return impl_->trusted_seen; }
 absl::Status LogVerifier::FinishReplay() const { return impl_->replayer.Finish(); }
 const rules::State& LogVerifier::state() const { return impl_->replayer.state(); }
+
+absl::StatusOr<std::string> LogVerifier::SaveResumePoint() const {
+  const Impl& v = *impl_;
+  if (v.failed()) return absl::FailedPreconditionError("a failed verification has no resume point");
+  if (v.pending_records != 0 || !v.batch.empty() || !v.verifying.empty()) {
+    return absl::FailedPreconditionError("records are still buffered: Flush() first");
+  }
+  if (v.replayer.owes()) {
+    return absl::FailedPreconditionError("the rules still owe system events: not a point to resume from");
+  }
+  SaveWriter w;
+  w.out().append(kResumeMagic);
+  w.U64(v.records);
+  w.U64(static_cast<uint64_t>(v.replayer.last_time()));
+  w.U64(v.last_checkpoint_size);
+  w.U64(v.frontier.edge().size());
+  for (const merkle::Node& node : v.frontier.edge()) {
+    w.U64(static_cast<uint64_t>(node.level));
+    w.U64(node.index);
+    w.out().append(merkle::AsBytes(node.hash));
+  }
+  const absl::btree_map<std::string, std::string> entries = v.replayer.state().Snapshot();
+  w.U64(entries.size());
+  for (const auto& [key, value] : entries) {
+    w.Bytes(key);
+    w.Bytes(value);
+  }
+  v.monitor.Save(w);
+  v.idempotency.Save(w);
+  const crypto::Digest digest = crypto::Sha256(w.out());
+  w.out().append(crypto::AsBytes(digest));
+  return std::move(w.out());
+}
+
+absl::Status LogVerifier::Resume(std::string_view saved) {
+  Impl& v = *impl_;
+  if (v.records != 0 || v.pending_records != 0 || v.replayer.records() != 0) {
+    return absl::FailedPreconditionError("a verifier can only resume before its first record");
+  }
+  auto corrupt = [](absl::string_view what) {
+    return absl::DataLossError(absl::StrCat("the saved verifier state is corrupt: ", what));
+  };
+  if (saved.size() < kResumeMagic.size() + 32 || saved.substr(0, kResumeMagic.size()) != kResumeMagic) {
+    return corrupt("it does not start with the format line \"DLEDGER-VERIFIER-RESUME1\"");
+  }
+  const std::string_view body = saved.substr(0, saved.size() - 32);
+  const crypto::Digest digest = crypto::Sha256(body);
+  if (saved.substr(body.size()) != crypto::AsBytes(digest)) {
+    return corrupt("its SHA-256 does not match its contents (changed or truncated)");
+  }
+  SaveReader r(body.substr(kResumeMagic.size()));
+  uint64_t records = 0, last_time = 0, last_checkpoint = 0, edges = 0;
+  if (!r.U64(&records) || !r.U64(&last_time) || !r.U64(&last_checkpoint) || !r.Count(&edges, 48)) {
+    return corrupt("truncated header");
+  }
+  absl::flat_hash_map<std::pair<int, uint64_t>, merkle::Hash> nodes;
+  for (uint64_t i = 0; i < edges; ++i) {
+    uint64_t level = 0, index = 0;
+    std::string raw;
+    if (!r.U64(&level) || !r.U64(&index) || level > 63 || !r.Raw(32, &raw)) return corrupt("a Merkle frontier node");
+    auto hash = merkle::HashFromBytes(raw);
+    if (!hash.ok()) return corrupt("a Merkle frontier node");
+    nodes[{static_cast<int>(level), index}] = *hash;
+  }
+  class SavedNodes : public merkle::NodeReader {
+   public:
+    explicit SavedNodes(const absl::flat_hash_map<std::pair<int, uint64_t>, merkle::Hash>& nodes) : nodes_(nodes) {}
+    absl::StatusOr<merkle::Hash> ReadNode(int level, uint64_t index) const override {
+      auto it = nodes_.find({level, index});
+      if (it == nodes_.end()) return absl::DataLossError("the Merkle frontier does not match the position");
+      return it->second;
+    }
+
+   private:
+    const absl::flat_hash_map<std::pair<int, uint64_t>, merkle::Hash>& nodes_;
+  };
+  auto frontier = merkle::Frontier::Load(SavedNodes(nodes), records);
+  if (!frontier.ok() || frontier->edge().size() != edges) return corrupt("the Merkle frontier does not match the position");
+  uint64_t entries_count = 0;
+  if (!r.Count(&entries_count, 16)) return corrupt("truncated rules state");
+  absl::btree_map<std::string, std::string> entries;
+  for (uint64_t i = 0; i < entries_count; ++i) {
+    std::string key, value;
+    if (!r.Bytes(&key) || !r.Bytes(&value)) return corrupt("truncated rules state");
+    entries.emplace(std::move(key), std::move(value));
+  }
+  ReversalMonitor monitor;
+  if (!monitor.Load(r)) return corrupt("truncated locked gateways");
+  IdempotencyIndex idempotency{v.options.fingerprint_bits, v.options.read_record};
+  if (std::string why = idempotency.Load(r); !why.empty()) {
+    if (why == "truncated") return corrupt("truncated idempotency index");
+    return absl::FailedPreconditionError(absl::StrCat("the saved verifier state does not fit: ", why));
+  }
+  if (!r.done()) return corrupt("bytes after the idempotency index");
+  if (last_checkpoint > records) return corrupt("its last checkpoint is beyond its position");
+  if (v.options.trusted.has_value() && v.options.trusted->size == records &&
+      frontier->Root() != v.options.trusted->root) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the saved verifier state (", records, " records, root ", crypto::ToHex(merkle::AsBytes(frontier->Root())),
+                     ") does not give the trusted checkpoint's root ", crypto::ToHex(merkle::AsBytes(v.options.trusted->root))));
+  }
+  if (v.options.trusted.has_value() && v.options.trusted->size < records) {
+    return absl::FailedPreconditionError(absl::StrCat("the saved verifier state is at ", records,
+                                                      " records, past the trusted checkpoint of size ",
+                                                      v.options.trusted->size));
+  }
+  // Last, as it cannot be undone: the rules state.
+  if (auto s = v.replayer.Resume(entries, records, static_cast<int64_t>(last_time)); !s.ok()) {
+    v.Fail(CheckId::kReplay, std::nullopt, absl::StrCat("resuming: ", s.message()));
+    return corrupt(s.message());
+  }
+  if (records > 0 && v.replayer.state().info().operator_public_key() != v.options.operator_key.raw()) {
+    v.Fail(CheckId::kSignatures, std::nullopt, "resuming: the saved Genesis names a different operator key");
+    return absl::FailedPreconditionError("the saved verifier state's Genesis names a different operator key");
+  }
+  v.monitor = std::move(monitor);
+  v.idempotency = std::move(idempotency);
+  v.frontier = *std::move(frontier);
+  v.records = records;
+  v.last_checkpoint_size = last_checkpoint;
+  v.trusted_seen = v.options.trusted.has_value() && v.options.trusted->size == records;
+  return absl::OkStatus();
+}
 
 v1::VerifyReport LogVerifier::Report() const {
   v1::VerifyReport report = impl_->report;

@@ -108,6 +108,22 @@ class LogVerifier {
   absl::Status FinishReplay() const;
   const rules::State& state() const;
 
+  // A resume point: everything the checks remember after the records applied
+  // so far (position, Merkle frontier, rules state, locked gateways, the
+  // idempotency index, the last checkpoint's size), serialized with a SHA-256
+  // of itself, so that a later LogVerifier over the same log continues from
+  // here instead of replaying from 0 (`ledgerctl audit --state`). Only after
+  // Flush() with nothing failed and nothing owed (FinishReplay() is OK).
+  absl::StatusOr<std::string> SaveResumePoint() const;
+  // Continues from a resume point saved by SaveResumePoint of a verifier with
+  // the same read_record presence and fingerprint_bits; only before the first
+  // record is fed. The next record fed is at position records(). DataLoss if
+  // the bytes are corrupt; FailedPrecondition if they do not fit these
+  // options (an options.trusted checkpoint of the saved size with another
+  // root included). On error the verifier is failed() or unchanged: start a
+  // new one.
+  absl::Status Resume(std::string_view saved);
+
   // The report so far, with the counts, range (from_position = report_from,
   // to_position = the records applied, records = those of them in the range),
   // root and threads filled in; ledger_id and seconds are the caller's.

@@ -89,6 +89,9 @@ class Frontier {
   std::vector<Node> Append(const Hash& leaf_hash);
   uint64_t size() const { return size_; }
   Hash Root() const;
+  // The perfect subtrees' roots (largest first): with Load, a frontier saved
+  // and rebuilt without the tree.
+  const std::vector<Node>& edge() const { return edge_; }
 
  private:
   uint64_t size_ = 0;

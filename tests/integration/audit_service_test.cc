@@ -256,11 +256,13 @@ TEST_F(AuditServiceTest, MonitorFollowsGrowthAndCatchesARewrite) {
   ASSERT_TRUE(first.ok()) << first.status() << "\n" << first_note;
   EXPECT_TRUE(fs::exists(state + "/operator.pub"));
 
-  // Growth: the second run proves consistency and advances.
+  // Growth: the second run proves consistency and advances, resuming the
+  // rules state saved by the first rather than replaying from 0.
   RegisterOrgs("second", 4);
   r = Ctl({"audit", "--state", state, "--operator-key", operator_pub});
   ASSERT_TRUE(Succeeded(r));
   EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("consistent with size ", first->size))) << r;
+  EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("resumed at position ", first->size))) << r;
   auto second = client_->OpenCheckpoint(ReadFileBytes(state + "/checkpoint.note"));
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_GT(second->size, first->size);
@@ -346,6 +348,104 @@ TEST_F(AuditServiceTest, MonitorFollowsGrowthAndCatchesARewrite) {
     EXPECT_EQ(r.exit_code, 2) << r;
     EXPECT_TRUE(absl::StrContains(r.out, "HISTORY REWRITTEN")) << r;
   }
+}
+
+// The monitor saves what its checks remember (DIR/verifier.state) and
+// resumes from it; a corrupt or mismatching file is an error that changes
+// nothing, and --rebuild replays from 0. After resuming, the checks still run
+// on the new records: a server whose log no longer extends the verified one
+// is still caught.
+TEST_F(AuditServiceTest, MonitorResumesFromItsSavedStateAndRefusesABadOne) {
+  const std::string state = absl::StrCat(server_.data_dir(), "/../monitor-resume");
+  const std::string operator_pub = absl::StrCat(server_.data_dir(), "/operator.pub.pem");
+  const std::string saved = state + "/verifier.state";
+  RegisterOrgs("a", 3);
+  CtlResult r = Ctl({"audit", "--state", state, "--operator-key", operator_pub});
+  ASSERT_TRUE(Succeeded(r));
+  EXPECT_TRUE(absl::StrContains(r.out, "replayed from position 0")) << r;
+  ASSERT_TRUE(fs::exists(saved)) << r;
+  auto first = client_->OpenCheckpoint(ReadFileBytes(state + "/checkpoint.note"));
+  ASSERT_TRUE(first.ok()) << first.status();
+
+  // Resumed: the new records are verified from where the last run stopped.
+  RegisterOrgs("b", 3);
+  r = Ctl({"audit", "--state", state, "--operator-key", operator_pub});
+  ASSERT_TRUE(Succeeded(r));
+  EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("resumed at position ", first->size))) << r;
+  EXPECT_FALSE(absl::StrContains(r.out, "replayed from position 0")) << r;
+  auto second = client_->OpenCheckpoint(ReadFileBytes(state + "/checkpoint.note"));
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_GT(second->size, first->size);
+  const std::string state_at_second = ReadFileBytes(saved);
+
+  // A corrupt state file: a clear error naming it; nothing is saved.
+  RegisterOrgs("c", 2);
+  {
+    std::string corrupt = state_at_second;
+    corrupt[corrupt.size() / 2] ^= 0x20;
+    std::ofstream(saved, std::ios::binary | std::ios::trunc) << corrupt;
+  }
+  const std::string note_before = ReadFileBytes(state + "/checkpoint.note");
+  r = Ctl({"audit", "--state", state, "--operator-key", operator_pub});
+  EXPECT_EQ(r.exit_code, 1) << r;
+  EXPECT_TRUE(absl::StrContains(r.err, "verifier.state")) << r;
+  EXPECT_TRUE(absl::StrContains(r.err, "corrupt")) << r;
+  EXPECT_TRUE(absl::StrContains(r.err, "--rebuild")) << r;
+  EXPECT_EQ(ReadFileBytes(state + "/checkpoint.note"), note_before);
+
+  // --rebuild replays from 0 and saves a good state again.
+  r = Ctl({"audit", "--state", state, "--operator-key", operator_pub, "--rebuild"});
+  ASSERT_TRUE(Succeeded(r));
+  EXPECT_TRUE(absl::StrContains(r.out, "replayed from position 0 (--rebuild)")) << r;
+  auto third = client_->OpenCheckpoint(ReadFileBytes(state + "/checkpoint.note"));
+  ASSERT_TRUE(third.ok()) << third.status();
+  ASSERT_GT(third->size, second->size);
+
+  // A good state file of another position (an older run's): it does not fit
+  // the remembered checkpoint.
+  std::ofstream(saved, std::ios::binary | std::ios::trunc) << state_at_second;
+  RegisterOrgs("d", 2);
+  const std::string note_at_third = ReadFileBytes(state + "/checkpoint.note");
+  r = Ctl({"audit", "--state", state, "--operator-key", operator_pub});
+  EXPECT_EQ(r.exit_code, 1) << r;
+  EXPECT_TRUE(absl::StrContains(r.err, absl::StrCat("at position ", second->size, "; the remembered checkpoint is of size ",
+                                                    third->size)))
+      << r;
+  EXPECT_EQ(ReadFileBytes(state + "/checkpoint.note"), note_at_third);
+  EXPECT_EQ(ReadFileBytes(saved), state_at_second);
+  r = Ctl({"audit", "--state", state, "--operator-key", operator_pub, "--rebuild"});
+  ASSERT_TRUE(Succeeded(r));
+
+  // Resumed again, over more records; then a server whose log is another
+  // one under the same operator key: caught after the resume as before.
+  RegisterOrgs("e", 2);
+  r = Ctl({"audit", "--state", state, "--operator-key", operator_pub});
+  ASSERT_TRUE(Succeeded(r));
+  EXPECT_TRUE(absl::StrContains(r.out, "resumed at position ")) << r;
+  const std::string remembered = ReadFileBytes(state + "/checkpoint.note");
+  const std::string remembered_state = ReadFileBytes(saved);
+  auto stopped = server_.Stop();
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  LedgerdProcess rewritten;
+  fs::create_directories(rewritten.data_dir());
+  fs::copy_file(absl::StrCat(server_.data_dir(), "/operator.key.pem"),
+                absl::StrCat(rewritten.data_dir(), "/operator.key.pem"));
+  ASSERT_OK(rewritten.Start());
+  {
+    LedgerClient other(rewritten.address());
+    ASSERT_OK(other.Init());
+    auto other_registrar = LoadRegistrar(rewritten.data_dir());
+    ASSERT_TRUE(other_registrar.ok()) << other_registrar.status();
+    for (int i = 0; i < 20; ++i) {
+      auto org = other.RegisterOrg(*other_registrar, absl::StrCat("other-", i));
+      ASSERT_TRUE(org.ok()) << org.status();
+    }
+  }
+  r = RunCtl({"--server", rewritten.address(), "audit", "--state", state, "--operator-key", operator_pub});
+  EXPECT_EQ(r.exit_code, 2) << r;
+  EXPECT_TRUE(absl::StrContains(r.out, "HISTORY REWRITTEN")) << r;
+  EXPECT_EQ(ReadFileBytes(state + "/checkpoint.note"), remembered);
+  EXPECT_EQ(ReadFileBytes(saved), remembered_state);
 }
 
 }  // namespace

@@ -7,23 +7,32 @@
 //   operator.pub       the operator key (PEM), pinned on first use unless
 //                      --operator-key is given; it must never change
 //   checkpoint.note    the last checkpoint it verified (signed note)
+//   verifier.state     what the checks remember at that checkpoint: its
+//                      position, Merkle frontier, the projected rules state,
+//                      locked gateways and idempotency fingerprints
+//                      (audit::LogVerifier::SaveResumePoint), so the next run
+//                      resumes there instead of replaying from 0
 //   evidence-<time>/   written when the server's history no longer extends
 //                      the remembered checkpoint
 // Each run fetches the latest checkpoint, checks its signature, proves it
 // consistent with the remembered one (RFC 9162), then verifies every record
 // up to it: signatures and rules, with the same code as `ledgerctl verify`
-// (audit::LogVerifier). The rules need the state before the new records: for
-// now the monitor rebuilds it by re-reading and replaying the log from 0 on
-// every run (records before the remembered size are only replayed: their
-// signatures were verified by an earlier run, and the Merkle root they give
-// must equal the remembered root). Persisting rules::State into DIR would
-// avoid the re-read; not done yet.
+// (audit::LogVerifier). The rules need the state before the new records: it
+// is loaded from verifier.state, which must sit exactly at the remembered
+// checkpoint (same size, same root); a corrupt or mismatching file is an
+// error, never ignored. Without the file (a first run, a directory of an
+// earlier release) or with --rebuild the log is re-read and replayed from 0
+// (records before the remembered size are only replayed: their signatures
+// were verified by an earlier run, and the Merkle root they give must equal
+// the remembered root).
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -192,18 +201,38 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return text.str();
 }
 
-// Writes `path` via a temporary file and a rename (never half-written).
+// Writes `path` via a temporary file, fsync and a rename, then fsyncs the
+// directory: after a crash the file is the old one or the new one, whole.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
   const std::string partial = path + ".partial";
-  {
-    std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-    out << contents;
-    out.flush();
-    if (!out) return absl::UnavailableError(absl::StrCat(partial, ": cannot write"));
+  auto failed = [&](const std::string& what) {
+    return absl::UnavailableError(absl::StrCat(what, ": ", std::strerror(errno)));
+  };
+  const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return failed(absl::StrCat(partial, ": cannot create"));
+  for (size_t done = 0; done < contents.size();) {
+    const ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      absl::Status s = failed(absl::StrCat(partial, ": cannot write"));
+      ::close(fd);
+      return s;
+    }
+    done += static_cast<size_t>(n);
   }
-  std::error_code error;
-  fs::rename(partial, path, error);
-  if (error) return absl::UnavailableError(absl::StrCat("rename to ", path, ": ", error.message()));
+  if (::fsync(fd) != 0) {
+    absl::Status s = failed(absl::StrCat(partial, ": fsync"));
+    ::close(fd);
+    return s;
+  }
+  ::close(fd);
+  if (::rename(partial.c_str(), path.c_str()) != 0) return failed(absl::StrCat("rename to ", path));
+  const std::string dir = fs::path(path).parent_path().string();
+  const int dir_fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) return failed(absl::StrCat(dir, ": cannot open to fsync"));
+  const int synced = ::fsync(dir_fd);
+  ::close(dir_fd);
+  if (synced != 0) return failed(absl::StrCat(dir, ": fsync"));
   return absl::OkStatus();
 }
 
@@ -286,7 +315,8 @@ absl::StatusOr<crypto::PublicKey> OperatorKey(const Invocation& in, const std::s
 // One monitoring round. OK with a line saying what was verified; exits 2 on a
 // rewrite; an error if the records do not verify or the server cannot be
 // asked. Signatures are checked on `pool` (one for every round of --follow).
-absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_if_unchanged, ThreadPool* pool) {
+absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_if_unchanged, bool rebuild,
+                       ThreadPool* pool) {
   LedgerClient client(in.server);
   auto info = client.GetLedgerInfo();
   if (!info.ok()) return info.status();
@@ -363,6 +393,18 @@ absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_
 
   // Every record up to the new checkpoint; the new ones are verified.
   const uint64_t from = old.has_value() ? old->size : 0;
+  const std::string resume_path = dir + "/verifier.state";
+  std::optional<std::string> saved;
+  if (!rebuild && fs::exists(resume_path)) {
+    if (!old.has_value()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          resume_path, " exists but ", state_path, " does not: the state directory is inconsistent (run with "
+          "--rebuild to replay the log from position 0 and rewrite both)"));
+    }
+    auto bytes = ReadFile(resume_path);
+    if (!bytes.ok()) return bytes.status();
+    saved = *std::move(bytes);
+  }
   TerminalProgress progress("auditing");
   uint64_t total = now.size;
   audit::LogVerifier verifier({.operator_key = *key,
@@ -395,8 +437,25 @@ absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_
     next_page = page->next_from_size();
     return absl::OkStatus();
   };
+  if (saved.has_value()) {
+    auto resumed = verifier.Resume(*saved);
+    if (resumed.ok() && verifier.records() != from) {
+      resumed = absl::FailedPreconditionError(absl::StrCat("it is at position ", verifier.records(),
+                                                           "; the remembered checkpoint is of size ", from));
+    }
+    if (!resumed.ok()) {
+      return absl::Status(resumed.code(), absl::StrCat(resume_path, ": ", resumed.message(),
+                                                       " (nothing was changed; run with --rebuild to replay the log "
+                                                       "from position 0 and rewrite it)"));
+    }
+  }
   if (auto s = refill(); !s.ok()) return s;
-  uint64_t position = 0;
+  uint64_t position = verifier.records();
+  const std::string start = saved.has_value()
+                                ? absl::StrCat("resumed at position ", position, " from ", resume_path)
+                                : absl::StrCat("replayed from position 0",
+                                               rebuild ? " (--rebuild)"
+                                                       : old.has_value() ? " (no saved verifier state)" : "");
   bool going = true;
   while (going && position < now.size) {
     v1::ReadRequest request;
@@ -447,7 +506,14 @@ absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_
     return absl::DataLossError(absl::StrCat("the new records up to size ", now.size,
                                             " do not verify (see the report); the checkpoint was not saved"));
   }
+  // The verifier's state first: a crash between the two leaves it ahead of
+  // checkpoint.note, which the next run reports (--rebuild recovers).
+  auto resume_point = verifier.SaveResumePoint();
+  if (!resume_point.ok()) return resume_point.status();
+  if (auto s = WriteFileAtomically(resume_path, *resume_point); !s.ok()) return s;
   if (auto s = WriteFileAtomically(state_path, note); !s.ok()) return s;
+  PrintLine(absl::StrCat(start, "; saved the verifier state at position ", now.size, " (", resume_point->size(),
+                         " bytes)"));
   PrintLine(absl::StrCat("OK: checkpoint of size ", now.size, " root ", Hex(now.root), " verified: ",
                          old.has_value() ? absl::StrCat("consistent with size ", old->size, "; ")
                                          : "trusted on first use after verifying every record; ",
@@ -465,7 +531,7 @@ absl::Status RunAudit(const Invocation& in) {
   fs::create_directories(dir, error);
   if (error) return absl::UnavailableError(absl::StrCat("cannot create the state directory ", dir, ": ", error.message()));
   ThreadPool pool(0);  // one thread per core, started once
-  if (!in.flags.Has("follow")) return AuditOnce(in, dir, false, &pool);
+  if (!in.flags.Has("follow")) return AuditOnce(in, dir, false, in.flags.Has("rebuild"), &pool);
 
   struct sigaction action {};
   action.sa_handler = OnSignal;
@@ -474,7 +540,7 @@ absl::Status RunAudit(const Invocation& in) {
   sigaction(SIGTERM, &action, nullptr);
   bool first = true;
   while (!g_stop) {
-    absl::Status s = AuditOnce(in, dir, !first, &pool);
+    absl::Status s = AuditOnce(in, dir, !first, first && in.flags.Has("rebuild"), &pool);
     first = false;
     if (!s.ok()) {
       if (!absl::IsUnavailable(s) && !absl::IsDeadlineExceeded(s)) return s;
@@ -513,10 +579,10 @@ std::vector<Command> MonitorCommands() {
        &RunVerifyProposal},
       {{.name = "audit",
         .summary = "Monitor the log: verify each new checkpoint extends the last one you verified.",
-        .description = "Keeps its state in DIR (operator.pub, checkpoint.note). Each run checks the\n"
-                       "latest checkpoint's signature, proves it consistent with the remembered one,\n"
-                       "verifies every new record (signatures and rules; the log is replayed from 0\n"
-                       "each run to rebuild the rules' state) and saves it. The first run trusts the\n"
+        .description = "Keeps its state in DIR (operator.pub, checkpoint.note, verifier.state). Each run\n"
+                       "checks the latest checkpoint's signature, proves it consistent with the\n"
+                       "remembered one, verifies every new record (signatures and rules, resuming from\n"
+                       "the saved verifier state; --rebuild replays from 0) and saves both. The first run trusts the\n"
                        "current checkpoint after verifying everything. If the server's history no\n"
                        "longer extends what was verified it prints HISTORY REWRITTEN, writes both\n"
                        "checkpoints to DIR/evidence-<time>/ and exits 2. --follow repeats every\n"
@@ -524,6 +590,7 @@ std::vector<Command> MonitorCommands() {
         .flags = {{"state", "DIR", "the monitor's state directory", true},
                   {"follow", "", "keep monitoring"},
                   {"interval", "SECONDS", "seconds between runs with --follow (default 2)"},
+                  {"rebuild", "", "ignore DIR/verifier.state: replay the log from position 0 and rewrite it"},
                   {"operator-key", "PEM", "the operator key you trust (else pinned on first use)"}}},
        &RunAudit},
   };
