@@ -85,6 +85,12 @@ inline constexpr std::chrono::seconds kInteractiveConnectWait(3);
 // by then.
 bool WaitForConnection(grpc::Channel& channel, std::chrono::milliseconds timeout);
 
+// Trailing metadata key under which ledgerd's GovernanceService reports how
+// long the call took at the server: decimal nanoseconds from the handler's
+// entry to its Finish (worker-queue wait included; network and gRPC framing
+// excluded). ledger_readbench prints it beside the client-side latency.
+inline constexpr char kServerTimingMetadata[] = "server-timing-ns";
+
 enum class CallPolicy { kWaitForReady, kFailFast };
 
 // Sets the call's deadline (now + `timeout`) and its policy (above).
