@@ -47,15 +47,6 @@ struct TlsOptions {
 absl::StatusOr<TlsOptions> LoadTls(const std::string& ca_file, const std::string& cert_file,
                                    const std::string& key_file);
 
-// The help text of the three flags, for the clients' usage messages.
-inline constexpr char kTlsFlagsHelp[] =
-    "  --tls-ca FILE          speak TLS; the server's certificate must chain to this CA (PEM)
-"
-    "  --tls-cert FILE        client certificate (PEM) for mutual TLS (needs --tls-key)
-"
-    "  --tls-key FILE         the client certificate's private key (PEM)
-";
-
 struct ChannelOptions {
   // Largest message accepted / sent, in bytes; 0 keeps gRPC's default.
   int max_receive_message_bytes = 0;

@@ -9,10 +9,10 @@
 
 namespace ledger::services {
 
-absl::StatusOr<CostlyRpcPolicy> CostlyRpcPolicy::Parse(std::string_view list) {
+absl::StatusOr<CostlyRpcPolicy> CostlyRpcPolicy::Parse(absl::string_view list) {
   CostlyRpcPolicy policy;
   if (absl::StripAsciiWhitespace(list).empty()) return policy;
-  for (std::string_view entry : absl::StrSplit(list, ',')) {
+  for (absl::string_view entry : absl::StrSplit(list, ',')) {
     std::string identity(absl::StripAsciiWhitespace(entry));
     if (identity.empty()) {
       return absl::InvalidArgumentError(
@@ -27,7 +27,7 @@ absl::StatusOr<CostlyRpcPolicy> CostlyRpcPolicy::Parse(std::string_view list) {
   return policy;
 }
 
-absl::Status CostlyRpcPolicy::Check(const grpc::ServerContextBase& context, std::string_view rpc) const {
+absl::Status CostlyRpcPolicy::Check(const grpc::ServerContextBase& context, absl::string_view rpc) const {
   if (!restricts()) return absl::OkStatus();
   std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
   std::vector<std::string> identities;

@@ -16,7 +16,7 @@
 #define SERVICES_COSTLY_RPCS_H_
 
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -34,7 +34,7 @@ class CostlyRpcPolicy {
   // "CN1,CN2,...": identities separated by commas (spaces around each are
   // dropped). An empty list means no restriction; an empty entry or more
   // than kMaxIdentities is InvalidArgument, naming what was wrong.
-  static absl::StatusOr<CostlyRpcPolicy> Parse(std::string_view list);
+  static absl::StatusOr<CostlyRpcPolicy> Parse(absl::string_view list);
 
   bool restricts() const { return !allowed_.empty(); }
   const std::vector<std::string>& allowed() const { return listed_; }
@@ -43,7 +43,7 @@ class CostlyRpcPolicy {
   // restricted); else PERMISSION_DENIED: "<rpc> is restricted to listed
   // client certificates (ledgerd --costly-rpc-clients); caller <identity> is
   // not listed".
-  absl::Status Check(const grpc::ServerContextBase& context, std::string_view rpc) const;
+  absl::Status Check(const grpc::ServerContextBase& context, absl::string_view rpc) const;
 
   static constexpr size_t kMaxIdentities = 1000;
 

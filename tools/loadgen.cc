@@ -717,6 +717,7 @@ std::string Mib(int64_t bytes) {
 
 // One phase of the unrelated member's appends.
 struct Probe {
+  explicit Probe(std::string name) : phase(std::move(name)) {}
   std::string phase;
   std::vector<double> ms;  // sorted after the phase
   int64_t failed = 0;
@@ -850,7 +851,7 @@ int RunHostile(const Flags& flags, int64_t pid, const std::string& ledger_id, co
 
   const int64_t hwm_before = ProcStatusBytes(pid, "VmHWM:");
   const int64_t rss_before = ProcStatusBytes(pid, "VmRSS:");
-  Probe quiet{"quiet"};
+  Probe quiet("quiet");
   log(absl::StrFormat("quiet: %d appends by unrelated members", flags.probe_events));
   for (int64_t i = 0; i < flags.probe_events; ++i) probe_once(quiet);
   finish(quiet);
@@ -877,7 +878,7 @@ int RunHostile(const Flags& flags, int64_t pid, const std::string& ledger_id, co
     }
     attack_done.store(true);
   });
-  Probe during{"during"};
+  Probe during("during");
   do {
     probe_once(during);
   } while (!attack_done.load());
@@ -886,7 +887,7 @@ int RunHostile(const Flags& flags, int64_t pid, const std::string& ledger_id, co
   finish(during);
   const int64_t hwm_attack = ProcStatusBytes(pid, "VmHWM:");
 
-  Probe after{"after"};
+  Probe after("after");
   log(absl::StrFormat("after: %d appends by unrelated members", flags.probe_events));
   for (int64_t i = 0; i < flags.probe_events; ++i) probe_once(after);
   finish(after);
