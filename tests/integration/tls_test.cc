@@ -8,15 +8,22 @@
 // client not listed gets PERMISSION_DENIED naming the RPC and its identity on
 // Verify, ListCheckpoints (export) and a filtered Read, but still reads a
 // page; the monitor refuses to trust a key on first use unless told; ledgerd
-// refuses the list without mutual TLS; bad TLS flags are clear errors.
+// refuses the list without mutual TLS; bad TLS flags are clear errors; the
+// client library's TLS channel carries GovernanceService answers with their
+// server-side timing (trailing metadata client::kServerTimingMetadata).
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "client/channel.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "ledger/v1/governance_service.grpc.pb.h"
 #include "tests/support/ctl_runner.h"
 #include "tests/support/ledgerd_process.h"
 #include "tests/support/temp_dir.h"
@@ -194,6 +201,50 @@ TEST_F(TlsTest, BadTlsFlagsAreClearErrors) {
   EXPECT_TRUE(Failed(r, 1, "--tls-ca: cannot read")) << r;
   r = RunCtl({"--server", server_.address(), "--tls-ca", Pki("server.ext"), "read"});
   EXPECT_TRUE(Failed(r, 1, "holds no PEM block")) << r;
+}
+
+// The value of the server-timing trailer of a finished call ("" if absent).
+std::string ServerTiming(const grpc::ClientContext& context) {
+  const auto& trailers = context.GetServerTrailingMetadata();
+  auto it = trailers.find(client::kServerTimingMetadata);
+  return it == trailers.end() ? "" : std::string(it->second.data(), it->second.size());
+}
+
+TEST_F(TlsTest, GovernanceAnswersCarryTheirServerTimingOverTheLibrarysTlsChannel) {
+  absl::StatusOr<client::TlsOptions> tls = client::LoadTls(Pki("ca.pem"), Pki("member-b.pem"), Pki("member-b.key"));
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  auto channel = client::NewChannel(server_.address(), {.tls = *tls});
+  auto governance = v1::GovernanceService::NewStub(channel);
+  uint64_t ns = 0;
+  {
+    grpc::ClientContext context;
+    client::PrepareCall(context, std::chrono::seconds(30), client::CallPolicy::kWaitForReady);
+    v1::GetOrganisationRequest request;
+    request.set_org_id("registrar");
+    v1::OrganisationView view;
+    grpc::Status status = governance->GetOrganisation(&context, request, &view);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_TRUE(absl::SimpleAtoi(ServerTiming(context), &ns)) << "\"" << ServerTiming(context) << "\"";
+  }
+  {  // a list query, answered from a worker
+    grpc::ClientContext context;
+    client::PrepareCall(context, std::chrono::seconds(30), client::CallPolicy::kWaitForReady);
+    v1::QueryFilter filter;
+    v1::ListVetoesResponse vetoes;
+    grpc::Status status = governance->ListVetoes(&context, filter, &vetoes);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_TRUE(absl::SimpleAtoi(ServerTiming(context), &ns)) << "\"" << ServerTiming(context) << "\"";
+  }
+  {  // a refused query is timed too
+    grpc::ClientContext context;
+    client::PrepareCall(context, std::chrono::seconds(30), client::CallPolicy::kWaitForReady);
+    v1::GetProposalRequest request;
+    request.set_proposal_id("no-such-proposal");
+    v1::ProposalState proposal;
+    grpc::Status status = governance->GetProposal(&context, request, &proposal);
+    EXPECT_FALSE(status.ok());
+    EXPECT_TRUE(absl::SimpleAtoi(ServerTiming(context), &ns)) << "\"" << ServerTiming(context) << "\"";
+  }
 }
 
 TEST(TlsStartTest, CostlyRpcListWithoutMutualTlsIsAUsageError) {
