@@ -32,11 +32,13 @@
 // votes each on that gateway, alternating assent and objection, each with a
 // rationale of kHostileRationaleBytes, the largest the server accepts.
 // Refused batches (a position-change cap, a size limit) are counted, not
-// failures. An unrelated member appends single KeyAdded events, one at a
-// time, --probe-events before the attack (quiet), during it, and
-// --probe-events after it; its p50/p99 in each phase and the ratio to the
-// quiet p99 are printed with ledgerd's peak RSS (VmHWM of /proc/PID/status:
-// --server-pid PID, else the one process named ledgerd on this machine).
+// failures. Unrelated members (the other --orgs, in turn, on one client and
+// connection of their own) append single KeyAdded events, one at a time,
+// --probe-events before the attack (quiet), throughout it, and --probe-events
+// after it; their p50/p99 in each phase and the ratio to the quiet p99 are
+// printed with ledgerd's peak RSS (VmHWM of /proc/PID/status: --server-pid
+// PID, else the one process named ledgerd on this machine). --clients,
+// --events and --batch-size do not apply.
 //
 // Exit status: 0 when every call succeeded, 1 on failures or a setup error,
 // 2 on bad flags.
