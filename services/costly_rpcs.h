@@ -1,8 +1,7 @@
 // Who may call the costly RPCs: AuditService.Verify (a full-log
 // verification), AuditService.ListCheckpoints (what export and the audit
-// monitor walk) and a
-// filtered LedgerService.Read (kinds or author: its cost is the records it
-// scans to fill the page, not the page). With ledgerd --costly-rpc-clients
+// monitor walk) and a filtered LedgerService.Read (kinds or author: its cost
+// is the records it scans to fill the page, not the page). With ledgerd --costly-rpc-clients
 // (mutual TLS only) they are served only to the listed client certificate
 // identities; everyone else gets PERMISSION_DENIED naming the RPC and the
 // caller's identity. Everything else (a Read page by position, proofs,
