@@ -1,8 +1,10 @@
 // Channels from a client to ledgerd, and the policy of each call on them.
 //
-// Transport: plaintext (InsecureChannelCredentials). ledgerd serves TLS when
-// given a certificate; the clients have no TLS options yet, so this is the
-// one place where they would go.
+// Transport: plaintext (InsecureChannelCredentials) unless ChannelOptions::tls
+// is set (LoadTls): then TLS, the server checked against the given CA, and,
+// with a client certificate and key, mutual TLS. Every client (ledgerctl, the
+// benchmarks) builds its channels here and takes the same three flags:
+// --tls-ca FILE, --tls-cert FILE, --tls-key FILE.
 //
 // Two ways to treat the connection, both used on purpose:
 // - wait for it (kWaitForReady): a call waits, within its deadline, until a
@@ -24,10 +26,26 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 
 namespace ledger::client {
+
+// TLS for a client: PEM text, read once by LoadTls.
+struct TlsOptions {
+  bool enabled = false;
+  std::string ca_pem;    // roots the server's certificate must chain to ("": gRPC's default roots)
+  std::string cert_pem;  // client certificate chain for mutual TLS ("": none)
+  std::string key_pem;   // its private key
+};
+
+// Reads the files behind --tls-ca, --tls-cert and --tls-key (each may be "").
+// All empty: TLS off. --tls-cert and --tls-key go together. Errors name the
+// flag and the file: InvalidArgument for a usage mistake (cert without key),
+// NotFound for a file that cannot be read or holds no PEM block.
+absl::StatusOr<TlsOptions> LoadTls(const std::string& ca_file, const std::string& cert_file,
+                                   const std::string& key_file);
 
 struct ChannelOptions {
   // Largest message accepted / sent, in bytes; 0 keeps gRPC's default.
@@ -39,6 +57,7 @@ struct ChannelOptions {
   // channels apart.
   bool own_connection = false;
   int connection_index = 0;
+  TlsOptions tls;
 };
 
 // A channel to `server` (HOST:PORT). Connects lazily, on the first call or
@@ -56,6 +75,12 @@ inline constexpr std::chrono::seconds kInteractiveConnectWait(3);
 // Connects `channel`, waiting up to `timeout`; false if it is not connected
 // by then.
 bool WaitForConnection(grpc::Channel& channel, std::chrono::milliseconds timeout);
+
+// Trailing metadata key under which ledgerd's GovernanceService reports how
+// long the call took at the server: decimal nanoseconds from the handler's
+// entry to its Finish (worker-queue wait included; network and gRPC framing
+// excluded). ledger_readbench prints it beside the client-side latency.
+inline constexpr char kServerTimingMetadata[] = "server-timing-ns";
 
 enum class CallPolicy { kWaitForReady, kFailFast };
 

@@ -270,6 +270,11 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetConsistencyProof(
 grpc::ServerUnaryReactor* AuditServiceImpl::ListCheckpoints(grpc::CallbackServerContext* context,
                                                             const v1::ListCheckpointsRequest* request,
                                                             v1::ListCheckpointsResponse* response) {
+  if (costly_ != nullptr) {
+    if (absl::Status allowed = costly_->Check(*context, "ListCheckpoints"); !allowed.ok()) {
+      return FinishNow(context, allowed);
+    }
+  }
   const uint32_t limit = request->limit() == 0 ? 1000 : request->limit();
   if (limit > 10000) {
     return FinishNow(context, absl::InvalidArgumentError(absl::StrCat("limit ", limit, " is over 10000")));
@@ -291,6 +296,11 @@ grpc::ServerUnaryReactor* AuditServiceImpl::ListCheckpoints(grpc::CallbackServer
 
 grpc::ServerWriteReactor<v1::VerifyProgress>* AuditServiceImpl::Verify(grpc::CallbackServerContext* context,
                                                                        const v1::VerifyRequest* request) {
+  if (costly_ != nullptr) {
+    if (absl::Status allowed = costly_->Check(*context, "Verify"); !allowed.ok()) {
+      return new FinishedWriter(ToGrpc(allowed));
+    }
+  }
   const uint64_t size = ledger_->size();
   const uint64_t to = request->to_position() == 0 ? size : request->to_position();
   if (to > size) {

@@ -10,6 +10,7 @@
 #include "ledger/common/thread_pool.h"
 #include "ledger/store/ledger.h"
 #include "ledger/v1/ledger_service.grpc.pb.h"
+#include "services/costly_rpcs.h"
 
 namespace ledger::services {
 
@@ -20,6 +21,11 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   // ListCheckpoints and VerifyProposal. Both outlive the service.
   AuditServiceImpl(const store::Ledger* ledger, ThreadPool* verify_pool, ThreadPool* workers)
       : ledger_(ledger), verify_pool_(verify_pool), workers_(workers) {}
+
+  // Verify and ListCheckpoints are served only to callers `policy` admits
+  // (services/costly_rpcs.h). Call before the server starts; `policy`
+  // outlives the service. Default: everyone.
+  void RestrictCostlyRpcs(const CostlyRpcPolicy* policy) { costly_ = policy; }
 
   grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* context,
                                           const v1::GetCheckpointRequest* request,
@@ -49,6 +55,7 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   ThreadPool* const verify_pool_;
   ThreadPool* const workers_;
   std::atomic<int> verifications_{0};
+  const CostlyRpcPolicy* costly_ = nullptr;
 };
 
 }  // namespace ledger::services

@@ -1,17 +1,32 @@
 #include "services/governance_service.h"
 
+#include <chrono>
+#include <string>
+
+#include "client/channel.h"
 #include "services/grpc_status.h"
 #include "services/worker.h"
 
 namespace ledger::services {
 namespace {
 
+using ServerClock = std::chrono::steady_clock;
+
+// Reports the handler's elapsed time as trailing metadata
+// (client::kServerTimingMetadata); call just before Finish.
+void AddServerTiming(grpc::CallbackServerContext* context, ServerClock::time_point start) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(ServerClock::now() - start).count();
+  context->AddTrailingMetadata(client::kServerTimingMetadata, std::to_string(ns));
+}
+
 // A point read of committed state: answered inline.
-template <typename Response>
-grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, absl::StatusOr<Response> answer,
-                                 Response* response) {
+template <typename Response, typename Query>
+grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, Response* response, Query query) {
+  const ServerClock::time_point start = ServerClock::now();
+  absl::StatusOr<Response> answer = query();
   if (answer.ok()) *response = *std::move(answer);
   auto* reactor = context->DefaultReactor();
+  AddServerTiming(context, start);
   reactor->Finish(ToGrpc(answer.status()));
   return reactor;
 }
@@ -20,9 +35,11 @@ grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, absl::Sta
 template <typename Response, typename Query>
 grpc::ServerUnaryReactor* AnswerOnWorker(grpc::CallbackServerContext* context, ThreadPool* workers,
                                          Response* response, Query query) {
-  return FinishOnWorker(context, workers, [response, query = std::move(query)]() mutable {
+  const ServerClock::time_point start = ServerClock::now();
+  return FinishOnWorker(context, workers, [context, start, response, query = std::move(query)]() mutable {
     absl::StatusOr<Response> answer = query();
     if (answer.ok()) *response = *std::move(answer);
+    AddServerTiming(context, start);
     return answer.status();
   });
 }
@@ -32,7 +49,7 @@ grpc::ServerUnaryReactor* AnswerOnWorker(grpc::CallbackServerContext* context, T
 grpc::ServerUnaryReactor* GovernanceServiceImpl::GetProposal(grpc::CallbackServerContext* context,
                                                              const v1::GetProposalRequest* request,
                                                              v1::ProposalState* response) {
-  return Answer(context, queries_.Proposal(request->proposal_id()), response);
+  return Answer(context, response, [this, request] { return queries_.Proposal(request->proposal_id()); });
 }
 grpc::ServerUnaryReactor* GovernanceServiceImpl::ListProposals(grpc::CallbackServerContext* context,
                                                                const v1::ListProposalsRequest* request,
@@ -42,12 +59,12 @@ grpc::ServerUnaryReactor* GovernanceServiceImpl::ListProposals(grpc::CallbackSer
 grpc::ServerUnaryReactor* GovernanceServiceImpl::GetCollective(grpc::CallbackServerContext* context,
                                                                const v1::GetCollectiveRequest* request,
                                                                v1::CollectiveState* response) {
-  return Answer(context, queries_.Collective(request->collective_id()), response);
+  return Answer(context, response, [this, request] { return queries_.Collective(request->collective_id()); });
 }
 grpc::ServerUnaryReactor* GovernanceServiceImpl::GetOrganisation(grpc::CallbackServerContext* context,
                                                                  const v1::GetOrganisationRequest* request,
                                                                  v1::OrganisationView* response) {
-  return Answer(context, queries_.Organisation(request->org_id()), response);
+  return Answer(context, response, [this, request] { return queries_.Organisation(request->org_id()); });
 }
 grpc::ServerUnaryReactor* GovernanceServiceImpl::ListVetoes(grpc::CallbackServerContext* context,
                                                             const v1::QueryFilter* request,

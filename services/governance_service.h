@@ -1,6 +1,8 @@
 // GovernanceService over gRPC: translates store::Queries answers. Point reads
 // (one proposal, collective, organisation) are answered inline; list queries
-// scan, so they run on `workers`, off the gRPC reaction threads.
+// scan, so they run on `workers`, off the gRPC reaction threads. Every answer
+// carries trailing metadata client::kServerTimingMetadata ("server-timing-ns"):
+// the handler's elapsed time, queue wait included.
 #ifndef SERVICES_GOVERNANCE_SERVICE_H_
 #define SERVICES_GOVERNANCE_SERVICE_H_
 

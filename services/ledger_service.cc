@@ -306,6 +306,11 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::Get(grpc::CallbackServerContext* co
 grpc::ServerUnaryReactor* LedgerServiceImpl::Read(grpc::CallbackServerContext* context,
                                                   const v1::ReadRequest* request,
                                                   v1::ReadResponse* response) {
+  if (costly_ != nullptr && (request->kinds_size() > 0 || !request->author().empty())) {
+    if (absl::Status allowed = costly_->Check(*context, "Read with filters (kinds or author)"); !allowed.ok()) {
+      return FinishNow(context, allowed);
+    }
+  }
   return FinishOnWorker(context, workers_, [this, request, response] {
     auto page = store::Queries(&ledger_->store()).Read(*request);
     if (!page.ok()) return page.status();

@@ -16,6 +16,7 @@
 #include "ledger/common/thread_pool.h"
 #include "ledger/store/ledger.h"
 #include "ledger/v1/ledger_service.grpc.pb.h"
+#include "services/costly_rpcs.h"
 
 namespace ledger::services {
 
@@ -26,6 +27,11 @@ class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
   // `workers` runs Read; it outlives the service.
   LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers);
   ~LedgerServiceImpl() override;
+
+  // A filtered Read (kinds or author) is served only to callers `policy`
+  // admits (services/costly_rpcs.h); a Read by position is open to all. Call
+  // before the server starts; `policy` outlives the service. Default: everyone.
+  void RestrictCostlyRpcs(const CostlyRpcPolicy* policy) { costly_ = policy; }
 
   // Ends every open Subscribe stream (OK) and refuses new ones; call before
   // shutting the server down.
@@ -55,6 +61,7 @@ class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
 
   store::Ledger* ledger_;
   ThreadPool* const workers_;
+  const CostlyRpcPolicy* costly_ = nullptr;
   int listener_id_;
 
   // Lock order: mu_, then a stream's own mutex, then pump_mu_.

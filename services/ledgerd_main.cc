@@ -2,7 +2,7 @@
 //
 //   ledgerd [--data DIR] [--listen HOST:PORT] [--registrar-id ID] [--registrar-key-out PATH]
 //           [--identity-notice-seconds N] [--upgrade-rules]
-//           [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
+//           [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM [--costly-rpc-clients ID,...]]]
 //
 // Prints "ledgerd listening on HOST:PORT" once it serves. SIGTERM/SIGINT stop
 // it: no new calls, in-flight commits finish, RocksDB closes cleanly.
@@ -24,6 +24,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "glog/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -33,6 +34,7 @@
 #include "ledger/rules/version.h"
 #include "services/audit_service.h"
 #include "services/command_line.h"
+#include "services/costly_rpcs.h"
 #include "services/data_dir.h"
 #include "services/governance_service.h"
 #include "services/ledger_service.h"
@@ -52,6 +54,9 @@ ABSL_FLAG(std::string, tls_cert, "", "serve TLS with this certificate chain (nee
 ABSL_FLAG(std::string, tls_key, "", "the certificate's private key");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "require client certificates signed by this CA (mutual TLS)");
+ABSL_FLAG(std::string, costly_rpc_clients, "",
+          "mutual TLS: only these client certificate identities (CN or SAN) may call Verify, "
+          "ListCheckpoints and a filtered Read");
 
 namespace {
 
@@ -74,7 +79,11 @@ constexpr char kUsage[] =
     "                      an old ledger keeps deciding under the rules it was written with\n"
     "  --tls-cert PEM      serve TLS with this certificate chain (needs --tls-key)\n"
     "  --tls-key PEM       the certificate's private key\n"
-    "  --tls-client-ca PEM require client certificates signed by this CA (mutual TLS)\n";
+    "  --tls-client-ca PEM require client certificates signed by this CA (mutual TLS)\n"
+    "  --costly-rpc-clients ID,ID,...\n"
+    "                      with --tls-client-ca: only clients whose certificate CN or a SAN\n"
+    "                      is listed may call Verify, ListCheckpoints and a filtered Read\n"
+    "                      (kinds or author); others get PERMISSION_DENIED\n";
 
 struct Flags {
   std::string data = "./var/ledger";
@@ -84,6 +93,7 @@ struct Flags {
   int64_t identity_notice_seconds = 0;
   bool upgrade_rules = false;
   std::string tls_cert, tls_key, tls_client_ca;
+  std::string costly_rpc_clients;
 };
 
 bool ReadFile(const std::string& path, std::string* out) {
@@ -130,7 +140,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
        &absl::GetFlagReflectionHandle(FLAGS_upgrade_rules),
        &absl::GetFlagReflectionHandle(FLAGS_tls_cert),
        &absl::GetFlagReflectionHandle(FLAGS_tls_key),
-       &absl::GetFlagReflectionHandle(FLAGS_tls_client_ca)},
+       &absl::GetFlagReflectionHandle(FLAGS_tls_client_ca),
+       &absl::GetFlagReflectionHandle(FLAGS_costly_rpc_clients)},
       kUsage);
   if (!error.ok()) {
     if (error.kind == ledger::cli::CommandLineError::kMissingValue) {
@@ -149,6 +160,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   flags->tls_cert = absl::GetFlag(FLAGS_tls_cert);
   flags->tls_key = absl::GetFlag(FLAGS_tls_key);
   flags->tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  flags->costly_rpc_clients = absl::GetFlag(FLAGS_costly_rpc_clients);
   return true;
 }
 
@@ -180,6 +192,13 @@ int main(int argc, char** argv) {
 
   auto credentials = ServerCredentials(flags);
   if (!credentials.ok()) return Refuse(std::string(credentials.status().message()), 2);
+  // Identities are only known under mutual TLS: a list without it would
+  // admit nobody (or, read loosely, everybody).
+  auto costly_rpcs = ledger::services::CostlyRpcPolicy::Parse(flags.costly_rpc_clients);
+  if (!costly_rpcs.ok()) return Refuse(std::string(costly_rpcs.status().message()), 2);
+  if (costly_rpcs->restricts() && flags.tls_client_ca.empty()) {
+    return Refuse("--costly-rpc-clients needs mutual TLS (--tls-cert, --tls-key and --tls-client-ca)", 2);
+  }
   std::vector<std::string> warnings;
   std::string registrar_key_written;
   auto options = ledger::services::PrepareDataDir(flags.data, flags.registrar_id, &warnings, flags.registrar_key_out,
@@ -240,6 +259,10 @@ int main(int argc, char** argv) {
   ledger::services::LedgerServiceImpl ledger_service(ledger->get(), &scan_workers);
   ledger::services::AuditServiceImpl audit_service(ledger->get(), &verify_pool, &scan_workers);
   ledger::services::GovernanceServiceImpl governance_service(&(*ledger)->store(), &scan_workers);
+  if (costly_rpcs->restricts()) {
+    ledger_service.RestrictCostlyRpcs(&*costly_rpcs);
+    audit_service.RestrictCostlyRpcs(&*costly_rpcs);
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -265,7 +288,10 @@ int main(int argc, char** argv) {
   LOG(INFO) << "ledgerd started: listening on " << address << ", data " << flags.data
             << ", ledger " << (*ledger)->info().ledger_id() << ", " << (*ledger)->size()
             << " records" << (flags.tls_cert.empty() ? "" : ", TLS")
-            << (flags.tls_client_ca.empty() ? "" : " with client certificates");
+            << (flags.tls_client_ca.empty() ? "" : " with client certificates")
+            << (costly_rpcs->restricts()
+                    ? absl::StrCat(", costly RPCs for ", absl::StrJoin(costly_rpcs->allowed(), ","))
+                    : "");
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);

@@ -2,8 +2,11 @@
 // against the write-path bars of DESIGN.md §8. A benchmark, not a test.
 //
 //   ledger_loadgen --server HOST:PORT --registrar-key FILE [--registrar-id ID]
-//                  [--clients N] [--events N] [--orgs N] [--mode unary|batch|both]
+//                  [--clients N] [--events N] [--orgs N] [--mode unary|batch|both|hostile]
 //                  [--batch-size N] [--verify-seconds S] [--json]
+//                  [--rate R | --half-peak] [--report-every N]
+//                  [--hostile-batches N] [--hostile-votes N] [--probe-events N] [--server-pid PID]
+//                  [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
 //
 // 1. Reads the ledger id, registers --orgs fresh organisations (signed by the
 //    registrar, AppendBatch of up to 100).
@@ -14,7 +17,28 @@
 //    on all cores, and OpenSSL's EVP verify of the same events on one core.
 // 4. Unary mode: --clients threads calling Append one event at a time.
 //    Batch mode: the same with AppendBatch of --batch-size events.
+//    --rate R: unary mode is open loop instead: event i is due at start + i/R
+//    and its latency is measured from when it was due (so a server that falls
+//    behind shows in the latency, not as a lower send rate). --half-peak: a
+//    closed-loop unary run measures the peak rate, then an open-loop run at
+//    half of it prints the p50/p99 there. --report-every N: the rate of every
+//    N acknowledged events of each run, and the last window's rate over the
+//    first's (a log that grows slower shows it).
 // 5. Prints a report (or one JSON object with --json).
+//
+// --mode hostile (issue 9, item 1) instead: one member of a collective of
+// three proposes, so one unanimity gateway stays open (the other two never
+// vote), and sends --hostile-batches AppendBatch calls of --hostile-votes
+// votes each on that gateway, alternating assent and objection, each with a
+// rationale of kHostileRationaleBytes, the largest the server accepts.
+// Refused batches (a position-change cap, a size limit) are counted, not
+// failures. Unrelated members (the other --orgs, in turn, on one client and
+// connection of their own) append single KeyAdded events, one at a time,
+// --probe-events before the attack (quiet), throughout it, and --probe-events
+// after it; their p50/p99 in each phase and the ratio to the quiet p99 are
+// printed with ledgerd's peak RSS (VmHWM of /proc/PID/status: --server-pid
+// PID, else the one process named ledgerd on this machine). --clients,
+// --events and --batch-size do not apply.
 //
 // Exit status: 0 when every call succeeded, 1 on failures or a setup error,
 // 2 on bad flags.
@@ -25,6 +49,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -45,7 +71,9 @@
 #include "grpcpp/grpcpp.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/event/envelope.h"
+#include "ledger/rules/limits.h"
 #include "ledger/v1/events.pb.h"
+#include "ledger/v1/governance_service.grpc.pb.h"
 #include "ledger/v1/ledger_service.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "openssl/evp.h"
@@ -63,6 +91,16 @@ ABSL_FLAG(std::string, mode, "both", "unary, batch or both");
 ABSL_FLAG(int, batch_size, 100, "events per AppendBatch, 1..1000");
 ABSL_FLAG(double, verify_seconds, 2, "seconds per Ed25519 verify measurement");
 ABSL_FLAG(bool, json, false, "print the report as one JSON object");
+ABSL_FLAG(double, rate, 0, "unary mode open loop at R events/s (0: closed loop)");
+ABSL_FLAG(bool, half_peak, false, "unary mode: measure the peak, then run open loop at half of it");
+ABSL_FLAG(int64_t, report_every, 0, "print the rate of every N acknowledged events of a run");
+ABSL_FLAG(int, hostile_batches, 5, "hostile mode: AppendBatch calls of votes on the one gateway");
+ABSL_FLAG(int, hostile_votes, 1000, "hostile mode: votes per batch");
+ABSL_FLAG(int64_t, probe_events, 1000, "hostile mode: the unrelated member's appends before and after");
+ABSL_FLAG(int64_t, server_pid, 0, "hostile mode: ledgerd's process id, for its peak RSS");
+ABSL_FLAG(std::string, tls_ca, "", "speak TLS; the server's certificate must chain to this CA");
+ABSL_FLAG(std::string, tls_cert, "", "client certificate for mutual TLS");
+ABSL_FLAG(std::string, tls_key, "", "the client certificate's private key");
 
 namespace ledger {
 namespace {
@@ -81,6 +119,11 @@ constexpr double kBatchTargetRatio = 0.5;    // DESIGN §8: ≥ half the all-cor
 constexpr double kUnaryTargetPerSecond = 6000;  // with 64 clients
 constexpr int kUnaryTargetClients = 64;
 constexpr auto kCallTimeout = std::chrono::seconds(60);
+// The largest rationale the server accepts (rules version 3).
+constexpr size_t kHostileRationaleBytes = ledger::rules::kMaxTextBytes;
+constexpr double kHostileRssLimitBytes = 1024.0 * 1024 * 1024;  // issue 9: under 1 GiB
+constexpr double kHostileP99Ratio = 2;                          // within 2x of the quiet run
+constexpr double kOpenLoopP99TargetMs = 10;  // issue 9: unary p99 at half the peak rate
 
 // ------------------------------------------------------------------ flags
 
@@ -94,9 +137,18 @@ struct Flags {
   bool unary = true;
   bool batch = true;
   std::string mode;
+  bool hostile = false;
   int batch_size = 0;
   double verify_seconds = 0;
   bool json = false;
+  double rate = 0;
+  bool half_peak = false;
+  int64_t report_every = 0;
+  int hostile_batches = 0;
+  int hostile_votes = 0;
+  int64_t probe_events = 0;
+  int64_t server_pid = 0;
+  client::TlsOptions tls;
 };
 
 constexpr char kUsage[] =
@@ -107,10 +159,20 @@ constexpr char kUsage[] =
     "  --clients N            concurrent client threads (default 64)\n"
     "  --events N             events per mode (default 20000)\n"
     "  --orgs N               organisations to register and sign as (default 100)\n"
-    "  --mode M               unary, batch or both (default both)\n"
+    "  --mode M               unary, batch, both or hostile (default both)\n"
     "  --batch-size N         events per AppendBatch, 1..1000 (default 100)\n"
     "  --verify-seconds S     seconds per Ed25519 verify measurement (default 2)\n"
-    "  --json                 print the report as one JSON object\n";
+    "  --json                 print the report as one JSON object\n"
+    "  --rate R               unary: open loop, R events/s, latency from each event's due time\n"
+    "  --half-peak            unary: closed loop for the peak rate, then open loop at half of it\n"
+    "  --report-every N       print the rate of every N acknowledged events of a run\n"
+    "  --hostile-batches N    hostile: AppendBatch calls of votes on one open gateway (default 5)\n"
+    "  --hostile-votes N      hostile: votes per batch, 1..1000 (default 1000)\n"
+    "  --probe-events N       hostile: the unrelated member's appends before and after (default 1000)\n"
+    "  --server-pid PID       hostile: ledgerd's pid, for its peak RSS (default: the one ledgerd)\n"
+    "  --tls-ca FILE          speak TLS; the server's certificate must chain to this CA (PEM)\n"
+    "  --tls-cert FILE        client certificate (PEM) for mutual TLS (needs --tls-key)\n"
+    "  --tls-key FILE         the client certificate's private key (PEM)\n";
 
 [[noreturn]] void Usage(const std::string& error) {
   std::cerr << "ledger_loadgen: " << error << "\n" << kUsage;
@@ -126,11 +188,19 @@ struct Range {
 const Range kRanges[] = {{"--clients", 1, 10000},
                          {"--events", 1, 100000000},
                          {"--orgs", 1, 1000000},
-                         {"--batch-size", 1, static_cast<int64_t>(kMaxBatchEvents)}};
+                         {"--batch-size", 1, static_cast<int64_t>(kMaxBatchEvents)},
+                         {"--report-every", 0, 100000000},
+                         {"--hostile-batches", 1, 100000},
+                         {"--hostile-votes", 1, static_cast<int64_t>(kMaxBatchEvents)},
+                         {"--probe-events", 1, 10000000},
+                         {"--server-pid", 0, 4194304}};
 
 std::string RangeError(const std::string& flag, const std::string& value) {
   if (flag == "--verify-seconds") {
     return absl::StrCat("--verify-seconds wants a number in (0, 3600], got '", value, "'");
+  }
+  if (flag == "--rate") {
+    return absl::StrCat("--rate wants events per second in (0, 10000000], got '", value, "'");
   }
   for (const Range& r : kRanges) {
     if (flag == r.flag) {
@@ -160,7 +230,12 @@ Flags ParseFlags(int argc, char** argv) {
        &absl::GetFlagReflectionHandle(FLAGS_orgs), &absl::GetFlagReflectionHandle(FLAGS_mode),
        &absl::GetFlagReflectionHandle(FLAGS_batch_size),
        &absl::GetFlagReflectionHandle(FLAGS_verify_seconds),
-       &absl::GetFlagReflectionHandle(FLAGS_json)},
+       &absl::GetFlagReflectionHandle(FLAGS_json), &absl::GetFlagReflectionHandle(FLAGS_rate),
+       &absl::GetFlagReflectionHandle(FLAGS_half_peak), &absl::GetFlagReflectionHandle(FLAGS_report_every),
+       &absl::GetFlagReflectionHandle(FLAGS_hostile_batches), &absl::GetFlagReflectionHandle(FLAGS_hostile_votes),
+       &absl::GetFlagReflectionHandle(FLAGS_probe_events), &absl::GetFlagReflectionHandle(FLAGS_server_pid),
+       &absl::GetFlagReflectionHandle(FLAGS_tls_ca), &absl::GetFlagReflectionHandle(FLAGS_tls_cert),
+       &absl::GetFlagReflectionHandle(FLAGS_tls_key)},
       kUsage);
   if (error.kind == cli::CommandLineError::kBadValue) Usage(RangeError(error.flag, error.value));
   if (!error.ok()) Usage(error.Message());
@@ -178,9 +253,34 @@ Flags ParseFlags(int argc, char** argv) {
     flags.batch = false;
   } else if (flags.mode == "batch") {
     flags.unary = false;
+  } else if (flags.mode == "hostile") {
+    flags.unary = flags.batch = false;
+    flags.hostile = true;
   } else if (flags.mode != "both") {
-    Usage(absl::StrCat("--mode wants unary, batch or both, got '", flags.mode, "'"));
+    Usage(absl::StrCat("--mode wants unary, batch, both or hostile, got '", flags.mode, "'"));
   }
+  flags.rate = absl::GetFlag(FLAGS_rate);
+  if (flags.rate != 0 && (!(flags.rate > 0) || flags.rate > 10'000'000)) {
+    Usage(RangeError("--rate", absl::StrCat(flags.rate)));
+  }
+  flags.half_peak = absl::GetFlag(FLAGS_half_peak);
+  if ((flags.rate > 0 || flags.half_peak) && flags.mode != "unary") {
+    Usage("--rate and --half-peak go with --mode unary");
+  }
+  if (flags.rate > 0 && flags.half_peak) Usage("--rate and --half-peak exclude each other");
+  flags.report_every = InRange("--report-every", absl::GetFlag(FLAGS_report_every));
+  flags.hostile_batches = InRange("--hostile-batches", absl::GetFlag(FLAGS_hostile_batches));
+  flags.hostile_votes = InRange("--hostile-votes", absl::GetFlag(FLAGS_hostile_votes));
+  flags.probe_events = InRange("--probe-events", absl::GetFlag(FLAGS_probe_events));
+  flags.server_pid = InRange("--server-pid", absl::GetFlag(FLAGS_server_pid));
+  if (flags.hostile && flags.orgs < 4) {
+    Usage(absl::StrCat("--mode hostile needs --orgs of at least 4 (three founders and an unrelated member), got ",
+                       flags.orgs));
+  }
+  absl::StatusOr<client::TlsOptions> tls =
+      client::LoadTls(absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key));
+  if (!tls.ok()) Usage(std::string(tls.status().message()));
+  flags.tls = *std::move(tls);
   flags.verify_seconds = absl::GetFlag(FLAGS_verify_seconds);
   if (!(flags.verify_seconds > 0) || flags.verify_seconds > 3600) {
     Usage(RangeError("--verify-seconds", absl::StrCat(flags.verify_seconds)));
@@ -239,11 +339,12 @@ void ParallelFor(size_t n, unsigned threads, Fn fn) {
 }
 
 // Separate channels get separate TCP connections.
-std::shared_ptr<grpc::Channel> NewChannel(const std::string& target, int index) {
-  return client::NewChannel(target, {.max_receive_message_bytes = 64 << 20,
-                                     .max_send_message_bytes = 64 << 20,
-                                     .own_connection = true,
-                                     .connection_index = index});
+std::shared_ptr<grpc::Channel> NewChannel(const Flags& flags, int index) {
+  return client::NewChannel(flags.server, {.max_receive_message_bytes = 64 << 20,
+                                           .max_send_message_bytes = 64 << 20,
+                                           .own_connection = true,
+                                           .connection_index = index,
+                                           .tls = flags.tls});
 }
 
 // ------------------------------------------------------------------ setup
@@ -373,12 +474,35 @@ struct ModeResult {
   double seconds = 0;
   double client_cpu_seconds = 0;  // this process, during the timed phase
   double p50_ms = 0, p99_ms = 0, max_ms = 0, mean_ms = 0;
+  double rate = 0;  // open loop: the scheduled events/s (latency from each event's due time); 0: closed loop
+  // --report-every N: acknowledged events/s of each successive N events.
+  std::vector<double> window_rates;
   double appends_per_second() const { return seconds > 0 ? acknowledged / seconds : 0; }
 };
 
+// The rate of each successive `window` events, from the calls' completion
+// times (seconds since the start) and event counts.
+std::vector<double> WindowRates(std::vector<std::pair<double, int64_t>> completions, int64_t window) {
+  std::vector<double> rates;
+  if (window <= 0) return rates;
+  std::sort(completions.begin(), completions.end());
+  int64_t done = 0, next_edge = window;
+  double window_start = 0;
+  for (const auto& [at, events] : completions) {
+    done += events;
+    while (done >= next_edge) {  // a batch may close several windows: they end together
+      rates.push_back(at > window_start ? window / (at - window_start) : 0);
+      window_start = at;
+      next_edge += window;
+    }
+  }
+  return rates;
+}
+
+// `rate` > 0: open loop (unary only), call i due at start + i / rate.
 ModeResult RunLoad(const std::string& mode, const Flags& flags,
                    const std::vector<std::shared_ptr<grpc::Channel>>& channels,
-                   const std::vector<v1::SignedEvent>& events, int batch_size) {
+                   const std::vector<v1::SignedEvent>& events, int batch_size, double rate = 0) {
   // Requests are built before timing; each call takes the next one.
   std::vector<v1::AppendRequest> unary;
   std::vector<v1::AppendBatchRequest> batches;
@@ -402,8 +526,10 @@ ModeResult RunLoad(const std::string& mode, const Flags& flags,
   std::mutex mu;
   std::string first_error;
   std::vector<std::vector<double>> latencies(flags.clients);
+  std::vector<std::vector<std::pair<double, int64_t>>> completions(flags.clients);
   std::atomic<int> ready{0};
   std::atomic<bool> go{false};
+  Clock::time_point start;  // written before `go`
   std::vector<std::thread> pool;
   for (int c = 0; c < flags.clients; ++c) {
     pool.emplace_back([&, c] {
@@ -413,11 +539,19 @@ ModeResult RunLoad(const std::string& mode, const Flags& flags,
       ready.fetch_add(1);
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
       for (size_t i; (i = next.fetch_add(1)) < calls;) {
+        Clock::time_point t0 = Clock::now();
+        if (rate > 0) {
+          // Open loop: wait for the call's due time and measure from it, so
+          // a late send (every client busy) counts as latency.
+          const Clock::time_point due =
+              start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(i / rate));
+          std::this_thread::sleep_until(due);
+          t0 = due;
+        }
         grpc::ClientContext context;
         PrepareCall(context, kCallTimeout, CallPolicy::kFailFast);
         grpc::Status status;
         int64_t want = 1, got = 0;
-        Clock::time_point t0 = Clock::now();
         if (batch_size == 0) {
           v1::AppendResponse response;
           status = stub.Append(&context, unary[i], &response);
@@ -428,10 +562,12 @@ ModeResult RunLoad(const std::string& mode, const Flags& flags,
           status = stub.AppendBatch(&context, batches[i], &response);
           if (status.ok()) got = response.receipts_size();
         }
-        double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        const Clock::time_point t1 = Clock::now();
+        double ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
         if (status.ok() && got == want) {
           lat.push_back(ms);  // latency of successful calls only
           acknowledged.fetch_add(got);
+          if (flags.report_every > 0) completions[c].emplace_back(Seconds(t1 - start), got);
           continue;
         }
         failed_calls.fetch_add(1);
@@ -448,7 +584,7 @@ ModeResult RunLoad(const std::string& mode, const Flags& flags,
   }
   while (ready.load() < flags.clients) std::this_thread::yield();
   double cpu_start = ProcessCpuSeconds();
-  Clock::time_point start = Clock::now();
+  start = Clock::now();
   go.store(true, std::memory_order_release);
   for (auto& th : pool) th.join();
   double seconds = Seconds(Clock::now() - start);
@@ -476,6 +612,10 @@ ModeResult RunLoad(const std::string& mode, const Flags& flags,
   double sum = 0;
   for (double v : all) sum += v;
   r.mean_ms = all.empty() ? 0 : sum / all.size();
+  r.rate = rate;
+  std::vector<std::pair<double, int64_t>> merged;
+  for (auto& v : completions) merged.insert(merged.end(), v.begin(), v.end());
+  r.window_rates = WindowRates(std::move(merged), flags.report_every);
   return r;
 }
 
@@ -491,6 +631,339 @@ struct Target {
   std::string note;
 };
 
+// ------------------------------------------------------------------ hostile mode
+
+// Bytes of a /proc/PID/status field given in kB ("VmHWM:", "VmRSS:"); -1 if
+// it cannot be read.
+int64_t ProcStatusBytes(int64_t pid, const std::string& field) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(field, 0) != 0) continue;
+    return std::strtoll(line.c_str() + field.size(), nullptr, 10) * 1024;
+  }
+  return -1;
+}
+
+// --server-pid, checked to be readable; else the one process named ledgerd.
+int64_t ServerPid(const Flags& flags) {
+  if (flags.server_pid > 0) {
+    if (ProcStatusBytes(flags.server_pid, "VmHWM:") < 0) {
+      Fail(absl::StrCat("--server-pid ", flags.server_pid, ": cannot read VmHWM from /proc/", flags.server_pid,
+                        "/status (no such process, or not on this machine)"));
+    }
+    return flags.server_pid;
+  }
+  std::vector<int64_t> found;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      continue;
+    }
+    std::ifstream comm(entry.path() / "comm");
+    std::string command;
+    if (std::getline(comm, command) && command == "ledgerd") found.push_back(std::stoll(name));
+  }
+  if (found.size() == 1) return found.front();
+  if (found.empty()) {
+    Fail("--mode hostile prints ledgerd's peak RSS: no process named ledgerd here; pass --server-pid PID");
+  }
+  std::string pids;
+  for (int64_t pid : found) absl::StrAppend(&pids, pids.empty() ? "" : ", ", pid);
+  Fail(absl::StrCat("--mode hostile prints ledgerd's peak RSS: ", found.size(), " processes named ledgerd (", pids,
+                    "); pass --server-pid PID"));
+}
+
+std::string Mib(int64_t bytes) {
+  return bytes < 0 ? "unknown" : absl::StrFormat("%.1f MiB", bytes / (1024.0 * 1024.0));
+}
+
+// One phase of the unrelated member's appends.
+struct Probe {
+  explicit Probe(std::string name) : phase(std::move(name)) {}
+  std::string phase;
+  std::vector<double> ms;  // sorted after the phase
+  int64_t failed = 0;
+  std::string first_error;
+  double p50() const { return Percentile(ms, 0.50); }
+  double p99() const { return Percentile(ms, 0.99); }
+};
+
+int RunHostile(const Flags& flags, int64_t pid, const std::string& ledger_id, const std::string& run_id,
+               const std::vector<Org>& orgs) {
+  auto log = [](const std::string& line) { std::cerr << "ledger_loadgen: " << line << std::endl; };
+  // The attacker and the unrelated member come in on their own connections.
+  auto attacker_channel = NewChannel(flags, 1 << 20);
+  auto member_channel = NewChannel(flags, (1 << 20) + 1);
+  auto attacker = v1::LedgerService::NewStub(attacker_channel);
+  auto member = v1::LedgerService::NewStub(member_channel);
+  auto governance = v1::GovernanceService::NewStub(member_channel);
+
+  int64_t sequence = 0;
+  auto seal = [&](v1::EventBody body, const Org& org) {
+    body.set_ledger_id(ledger_id);
+    body.set_author(org.id);
+    body.set_idempotency_key(absl::StrCat("loadgen-", run_id, "-hostile-", sequence++));
+    body.set_client_time_unix_ms(NowUnixMs());
+    return SealEvent(body, org.key);
+  };
+  auto append = [&](v1::LedgerService::Stub& stub, const v1::SignedEvent& event, CallPolicy policy) {
+    v1::AppendRequest request;
+    *request.mutable_event() = event;
+    v1::AppendResponse response;
+    grpc::ClientContext context;
+    PrepareCall(context, kCallTimeout, policy);
+    return stub.Append(&context, request, &response);
+  };
+  auto must = [&](const std::string& what, const grpc::Status& status) {
+    if (!status.ok()) Fail(absl::StrCat("hostile set-up: ", what, ": ", client::Describe(status)));
+  };
+
+  // 1. A collective of three (the attacker and two members who never vote),
+  //    one unanimity gateway, one proposal: that gateway stays open.
+  const Org& hostile = orgs[0];
+  const std::string collective_id = absl::StrCat("hostile-", run_id);
+  const std::string proposal_id = absl::StrCat("hostile-", run_id, "-proposal");
+  const std::string gateway_id = "decision";
+  {
+    v1::EventBody body;
+    auto* proposed = body.mutable_collective_proposed();
+    proposed->set_collective_id(collective_id);
+    v1::Charter* charter = proposed->mutable_charter();
+    charter->set_name("loadgen hostile-member collective");
+    for (int i = 0; i < 3; ++i) charter->add_founding_members(orgs[i].id);
+    v1::Gateway* gateway = charter->add_gateways();
+    gateway->set_id(gateway_id);
+    gateway->mutable_rule()->set_kind(v1::UNANIMITY);
+    must("CollectiveProposed", append(*member, seal(body, hostile), CallPolicy::kWaitForReady));
+  }
+  v1::CollectiveState collective;
+  {
+    v1::GetCollectiveRequest request;
+    request.set_collective_id(collective_id);
+    grpc::ClientContext context;
+    PrepareCall(context, kCallTimeout, CallPolicy::kWaitForReady);
+    must("GetCollective", governance->GetCollective(&context, request, &collective));
+  }
+  for (int i = 0; i < 3; ++i) {
+    v1::EventBody body;
+    body.mutable_charter_accepted()->set_collective_id(collective_id);
+    body.mutable_charter_accepted()->set_charter_digest(collective.charter_digest());
+    must("CharterAccepted", append(*member, seal(body, orgs[i]), CallPolicy::kWaitForReady));
+  }
+  {
+    v1::EventBody body;
+    auto* proposal = body.mutable_proposal_submitted();
+    proposal->set_collective_id(collective_id);
+    proposal->set_proposal_id(proposal_id);
+    proposal->set_title("a proposal one member floods with votes");
+    proposal->set_category("loadgen");
+    must("ProposalSubmitted", append(*member, seal(body, hostile), CallPolicy::kWaitForReady));
+  }
+
+  // 2. The hostile batches, signed before anything is timed: votes
+  //    alternating assent and objection, each with a maximal rationale.
+  std::string rationale;
+  while (rationale.size() < kHostileRationaleBytes) rationale += "a maximal rationale, repeated to the limit. ";
+  rationale.resize(kHostileRationaleBytes);
+  const int64_t votes = static_cast<int64_t>(flags.hostile_batches) * flags.hostile_votes;
+  std::vector<v1::SignedEvent> signed_votes(votes);
+  const int64_t first_vote_sequence = sequence;
+  sequence += votes;
+  const int64_t now = NowUnixMs();
+  ParallelFor(votes, std::max(1u, std::thread::hardware_concurrency()), [&](size_t i) {
+    v1::EventBody body;
+    body.set_ledger_id(ledger_id);
+    body.set_author(hostile.id);
+    body.set_idempotency_key(absl::StrCat("loadgen-", run_id, "-hostile-", first_vote_sequence + i));
+    body.set_client_time_unix_ms(now);
+    auto* vote = body.mutable_vote_cast();
+    vote->set_proposal_id(proposal_id);
+    vote->set_gateway_id(gateway_id);
+    vote->set_position(i % 2 == 0 ? v1::ASSENT : v1::OBJECT);
+    vote->set_rationale(rationale);
+    signed_votes[i] = SealEvent(body, hostile.key);
+  });
+  std::vector<v1::AppendBatchRequest> batches(flags.hostile_batches);
+  for (int64_t i = 0; i < votes; ++i) *batches[i / flags.hostile_votes].add_events() = std::move(signed_votes[i]);
+  signed_votes.clear();
+  log(absl::StrFormat("hostile: collective %s, proposal %s, gateway %s open; %d batches of %d votes signed "
+                      "(rationale %d bytes)",
+                      collective_id, proposal_id, gateway_id, flags.hostile_batches, flags.hostile_votes,
+                      kHostileRationaleBytes));
+
+  // 3. The unrelated members (orgs 3.., in turn) append KeyAdded one at a
+  //    time, signed before each call's clock starts.
+  size_t next_member = 0;
+  auto probe_once = [&](Probe& probe) {
+    const Org& org = orgs[3 + next_member++ % (orgs.size() - 3)];
+    v1::EventBody body;
+    body.mutable_key_added()->set_org_id(org.id);
+    body.mutable_key_added()->set_public_key(std::string(crypto::PrivateKey::Generate().public_key().raw()));
+    const v1::SignedEvent event = seal(body, org);
+    const Clock::time_point t0 = Clock::now();
+    const grpc::Status status = append(*member, event, CallPolicy::kFailFast);
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (status.ok()) {
+      probe.ms.push_back(ms);
+    } else if (probe.failed++ == 0) {
+      probe.first_error = client::Describe(status);
+    }
+  };
+  auto finish = [](Probe& probe) { std::sort(probe.ms.begin(), probe.ms.end()); };
+
+  const int64_t hwm_before = ProcStatusBytes(pid, "VmHWM:");
+  const int64_t rss_before = ProcStatusBytes(pid, "VmRSS:");
+  Probe quiet("quiet");
+  log(absl::StrFormat("quiet: %d appends by unrelated members", flags.probe_events));
+  for (int64_t i = 0; i < flags.probe_events; ++i) probe_once(quiet);
+  finish(quiet);
+
+  // 4. The attack, with the unrelated members appending throughout.
+  struct BatchOutcome {
+    grpc::Status status;
+    int receipts = 0;
+    double seconds = 0;
+  };
+  std::vector<BatchOutcome> outcomes(batches.size());
+  std::atomic<bool> attack_done{false};
+  log(absl::StrFormat("attack: %d batches of %d votes on one gateway", flags.hostile_batches, flags.hostile_votes));
+  const Clock::time_point attack_start = Clock::now();
+  std::thread attack([&] {
+    for (size_t b = 0; b < batches.size(); ++b) {
+      v1::AppendBatchResponse response;
+      grpc::ClientContext context;
+      PrepareCall(context, std::chrono::minutes(10), CallPolicy::kFailFast);
+      const Clock::time_point t0 = Clock::now();
+      outcomes[b].status = attacker->AppendBatch(&context, batches[b], &response);
+      outcomes[b].seconds = Seconds(Clock::now() - t0);
+      outcomes[b].receipts = response.receipts_size();
+    }
+    attack_done.store(true);
+  });
+  Probe during("during");
+  do {
+    probe_once(during);
+  } while (!attack_done.load());
+  attack.join();
+  const double attack_seconds = Seconds(Clock::now() - attack_start);
+  finish(during);
+  const int64_t hwm_attack = ProcStatusBytes(pid, "VmHWM:");
+
+  Probe after("after");
+  log(absl::StrFormat("after: %d appends by unrelated members", flags.probe_events));
+  for (int64_t i = 0; i < flags.probe_events; ++i) probe_once(after);
+  finish(after);
+  const int64_t hwm_end = ProcStatusBytes(pid, "VmHWM:");
+  const int64_t rss_end = ProcStatusBytes(pid, "VmRSS:");
+
+  // Refusals (a rule, a cap, a limit: the server answered) are expected;
+  // a call that did not get an answer is a failure.
+  int64_t accepted_votes = 0, refused_batches = 0, failed_batches = 0;
+  std::string first_refusal, first_failure;
+  for (const BatchOutcome& o : outcomes) {
+    if (o.status.ok()) {
+      accepted_votes += o.receipts;
+      continue;
+    }
+    const grpc::StatusCode code = o.status.error_code();
+    const bool answered = code == grpc::StatusCode::INVALID_ARGUMENT || code == grpc::StatusCode::FAILED_PRECONDITION ||
+                          code == grpc::StatusCode::RESOURCE_EXHAUSTED || code == grpc::StatusCode::ALREADY_EXISTS ||
+                          code == grpc::StatusCode::PERMISSION_DENIED || code == grpc::StatusCode::UNAUTHENTICATED ||
+                          code == grpc::StatusCode::OUT_OF_RANGE;
+    if (answered) {
+      if (refused_batches++ == 0) first_refusal = client::Describe(o.status);
+    } else if (failed_batches++ == 0) {
+      first_failure = client::Describe(o.status);
+    }
+  }
+  const int64_t peak = std::max(hwm_attack, hwm_end);
+  const double during_ratio = quiet.p99() > 0 ? during.p99() / quiet.p99() : 0;
+  const double after_ratio = quiet.p99() > 0 ? after.p99() / quiet.p99() : 0;
+  const bool rss_pass = peak >= 0 && peak < kHostileRssLimitBytes;
+  const bool during_pass = !during.ms.empty() && during_ratio <= kHostileP99Ratio;
+  const bool after_pass = !after.ms.empty() && after_ratio <= kHostileP99Ratio;
+  const bool any_failure = failed_batches + quiet.failed + during.failed + after.failed > 0;
+
+  if (flags.json) {
+    using Json = nlohmann::ordered_json;
+    auto probe_json = [](const Probe& p) {
+      return Json{{"appends", p.ms.size()},
+                  {"failed", p.failed},
+                  {"p50_ms", Round(p.p50(), 3)},
+                  {"p99_ms", Round(p.p99(), 3)},
+                  {"max_ms", Round(p.ms.empty() ? 0 : p.ms.back(), 3)},
+                  {"first_error", p.first_error.empty() ? Json(nullptr) : Json(p.first_error)}};
+    };
+    Json batch_seconds = Json::array();
+    for (const BatchOutcome& o : outcomes) batch_seconds.push_back(Round(o.seconds, 3));
+    Json out = {
+        {"mode", "hostile"},
+        {"server", flags.server},
+        {"server_pid", pid},
+        {"ledger_id", ledger_id},
+        {"run_id", run_id},
+        {"collective_id", collective_id},
+        {"proposal_id", proposal_id},
+        {"batches", flags.hostile_batches},
+        {"votes_per_batch", flags.hostile_votes},
+        {"rationale_bytes", kHostileRationaleBytes},
+        {"accepted_votes", accepted_votes},
+        {"refused_batches", refused_batches},
+        {"first_refusal", first_refusal.empty() ? Json(nullptr) : Json(first_refusal)},
+        {"failed_batches", failed_batches},
+        {"first_failure", first_failure.empty() ? Json(nullptr) : Json(first_failure)},
+        {"batch_seconds", batch_seconds},
+        {"attack_seconds", Round(attack_seconds, 3)},
+        {"server_memory_bytes",
+         {{"vm_hwm_before", hwm_before},
+          {"vm_rss_before", rss_before},
+          {"vm_hwm_after_attack", hwm_attack},
+          {"vm_hwm_end", hwm_end},
+          {"vm_rss_end", rss_end}}},
+        {"unrelated_appends", {{"quiet", probe_json(quiet)}, {"during", probe_json(during)}, {"after", probe_json(after)}}},
+        {"p99_ratio_to_quiet", {{"during", Round(during_ratio, 3)}, {"after", Round(after_ratio, 3)}}},
+        {"targets",
+         {{"peak_rss_under_1_gib", rss_pass ? "PASS" : "MISS"},
+          {"p99_during_within_2x_quiet", during_pass ? "PASS" : "MISS"},
+          {"p99_after_within_2x_quiet", after_pass ? "PASS" : "MISS"}}},
+        {"all_calls_answered", !any_failure}};
+    std::cout << bench::DumpJson(out) << std::endl;
+  } else {
+    std::cout << absl::StrFormat(
+        "ledger_loadgen --mode hostile: %s (ledgerd pid %d), ledger %s, run %s\n"
+        "  collective %s, proposal %s: gateway %s held open (two founders never vote)\n"
+        "  attack: %d AppendBatch calls of %d votes (rationale %d bytes) in %.2f s: %d votes accepted, "
+        "%d batches refused, %d failed\n",
+        flags.server, pid, ledger_id, run_id, collective_id, proposal_id, gateway_id, flags.hostile_batches,
+        flags.hostile_votes, kHostileRationaleBytes, attack_seconds, accepted_votes, refused_batches,
+        failed_batches);
+    if (!first_refusal.empty()) std::cout << "  first refusal (expected): " << first_refusal << "\n";
+    if (!first_failure.empty()) std::cout << "  first failure: " << first_failure << "\n";
+    std::cout << absl::StrFormat("  ledgerd memory: VmHWM %s before, %s after the attack, %s at the end; "
+                                 "VmRSS %s before, %s at the end\n\n",
+                                 Mib(hwm_before), Mib(hwm_attack), Mib(hwm_end), Mib(rss_before), Mib(rss_end));
+    std::cout << absl::StrFormat("%-8s %8s %9s %9s %9s %9s %14s\n", "phase", "appends", "p50 ms", "p99 ms",
+                                 "max ms", "failures", "p99 / quiet");
+    for (const Probe* p : {&quiet, &during, &after}) {
+      std::cout << absl::StrFormat("%-8s %8d %9.2f %9.2f %9.2f %9d %14.2f\n", p->phase, p->ms.size(), p->p50(),
+                                   p->p99(), p->ms.empty() ? 0 : p->ms.back(), p->failed,
+                                   quiet.p99() > 0 ? p->p99() / quiet.p99() : 0);
+    }
+    for (const Probe* p : {&quiet, &during, &after}) {
+      if (p->failed) std::cout << "  " << p->phase << ": first failure: " << p->first_error << "\n";
+    }
+    std::cout << "\ntargets (issue 9, item 1):\n"
+              << absl::StrFormat("  %s  ledgerd peak RSS (VmHWM) < 1 GiB               %s\n",
+                                 rss_pass ? "PASS" : "MISS", Mib(peak))
+              << absl::StrFormat("  %s  unrelated p99 during the attack <= 2x quiet    %.2f x\n",
+                                 during_pass ? "PASS" : "MISS", during_ratio)
+              << absl::StrFormat("  %s  unrelated p99 after the attack <= 2x quiet     %.2f x\n",
+                                 after_pass ? "PASS" : "MISS", after_ratio);
+  }
+  return any_failure ? 1 : 0;
+}
+
 int Main(int argc, char** argv) {
   Flags flags = ParseFlags(argc, argv);
   auto log = [&](const std::string& line) {
@@ -499,10 +972,12 @@ int Main(int argc, char** argv) {
 
   auto registrar = crypto::ReadPrivateKeyFile(flags.registrar_key);
   if (!registrar.ok()) Fail(std::string(registrar.status().message()));
+  std::optional<int64_t> server_pid;
+  if (flags.hostile) server_pid = ServerPid(flags);  // before any work: its peak RSS is the point
 
   int channel_count = (flags.clients + kClientsPerChannel - 1) / kClientsPerChannel;
   std::vector<std::shared_ptr<grpc::Channel>> channels;
-  for (int i = 0; i < channel_count; ++i) channels.push_back(NewChannel(flags.server, i));
+  for (int i = 0; i < channel_count; ++i) channels.push_back(NewChannel(flags, i));
   for (auto& ch : channels) {
     if (!client::WaitForConnection(*ch, std::chrono::seconds(10))) {
       Fail(absl::StrCat("cannot connect to ", flags.server, " within 10 s"));
@@ -526,18 +1001,22 @@ int Main(int argc, char** argv) {
       RegisterOrganisations(*setup_stub, flags, info.ledger_id(), *registrar, run_id);
   log(absl::StrFormat("registered %d organisations in %.2f s", flags.orgs,
                       Seconds(Clock::now() - t0)));
+  if (flags.hostile) return RunHostile(flags, *server_pid, info.ledger_id(), run_id, orgs);
 
   // 2. Pre-sign everything.
   t0 = Clock::now();
-  Presigned unary_events, batch_events;
+  Presigned unary_events, batch_events, open_events;
   if (flags.unary) {
     unary_events = PresignKeyAdded(orgs, info.ledger_id(), run_id, "unary", flags.events);
+  }
+  if (flags.half_peak) {
+    open_events = PresignKeyAdded(orgs, info.ledger_id(), run_id, "open", flags.events);
   }
   if (flags.batch) {
     batch_events = PresignKeyAdded(orgs, info.ledger_id(), run_id, "batch", flags.events);
   }
   log(absl::StrFormat("pre-signed %d events in %.2f s",
-                      unary_events.events.size() + batch_events.events.size(),
+                      unary_events.events.size() + batch_events.events.size() + open_events.events.size(),
                       Seconds(Clock::now() - t0)));
 
   // 3. Verify rate, while the server is idle.
@@ -566,10 +1045,20 @@ int Main(int argc, char** argv) {
 
   // 4. Load.
   std::vector<ModeResult> results;
-  if (flags.unary) {
+  if (flags.unary && flags.rate > 0) {
+    log(absl::StrFormat("unary, open loop at %.1f events/s: %d events, %d clients, %d channels", flags.rate,
+                        flags.events, flags.clients, channel_count));
+    results.push_back(RunLoad("unary-open", flags, channels, unary_events.events, 0, flags.rate));
+  } else if (flags.unary) {
     log(absl::StrFormat("unary: %d events, %d clients, %d channels", flags.events, flags.clients,
                         channel_count));
     results.push_back(RunLoad("unary", flags, channels, unary_events.events, 0));
+    if (flags.half_peak) {
+      const double half = results.back().appends_per_second() / 2;
+      if (!(half > 0)) Fail("the peak unary run acknowledged nothing: no half-peak rate to run at");
+      log(absl::StrFormat("unary, open loop at half the peak, %.1f events/s: %d events", half, flags.events));
+      results.push_back(RunLoad("unary-open", flags, channels, open_events.events, 0, half));
+    }
   }
   if (flags.batch) {
     log(absl::StrFormat("batch: %d events, %d clients, %d channels, %d per batch", flags.events,
@@ -582,7 +1071,18 @@ int Main(int argc, char** argv) {
   // 5. Targets.
   std::vector<Target> targets;
   for (const ModeResult& r : results) {
-    if (r.mode == "batch") {
+    if (r.mode == "unary-open") {
+      Target t;
+      t.name = flags.half_peak ? "unary p99 at half the peak rate < 10 ms" : "unary p99 at --rate < 10 ms";
+      t.mode = r.mode;
+      t.measured = r.p99_ms;
+      t.required = kOpenLoopP99TargetMs;
+      t.unit = "ms";
+      t.pass = r.failed_calls == 0 && r.acknowledged > 0 && t.measured < t.required;
+      t.note = absl::StrFormat("at %.1f events/s", r.rate);
+      if (r.failed_calls != 0) t.note += "; calls failed";
+      targets.push_back(t);
+    } else if (r.mode == "batch") {
       Target t;
       t.name = "batched appends/s >= 0.5 x all-core verify rate";
       t.mode = "batch";
@@ -645,6 +1145,15 @@ int Main(int argc, char** argv) {
           {"failed_events", r.failed_events},
           {"first_error", r.first_error.empty() ? Json(nullptr) : Json(r.first_error)},
           {"ratio_to_all_core_verify", Round(ratio, 4)}};
+      if (r.rate > 0) modes[r.mode]["open_loop_rate_per_second"] = Round(r.rate, 1);
+      if (!r.window_rates.empty()) {
+        Json windows = Json::array();
+        for (double w : r.window_rates) windows.push_back(Round(w, 1));
+        modes[r.mode]["report_every"] = flags.report_every;
+        modes[r.mode]["window_rates_per_second"] = windows;
+        modes[r.mode]["last_over_first_window"] =
+            Round(r.window_rates.front() > 0 ? r.window_rates.back() / r.window_rates.front() : 0, 4);
+      }
     }
     auto verify_json = [](const VerifyResult& v) {
       return Json{{"threads", v.threads},
@@ -676,12 +1185,12 @@ int Main(int argc, char** argv) {
         flags.server, info.ledger_id(), run_id, flags.clients, channel_count, flags.orgs,
         flags.events, cores, load_before, load_after,
         load_before > 0.5 * cores ? "  (other work on this machine skews the figures)" : "");
-    std::cout << absl::StrFormat("%-6s %8s %6s %8s %9s %12s %9s %9s %9s %9s %15s\n", "mode",
+    std::cout << absl::StrFormat("%-10s %8s %6s %8s %9s %12s %9s %9s %9s %9s %15s\n", "mode",
                                  "acked", "ev/call", "calls", "seconds", "appends/s", "p50 ms",
                                  "p99 ms", "max ms", "failures", "/all-core verify");
     for (const ModeResult& r : results) {
       double ratio = verifyN.rate() > 0 ? r.appends_per_second() / verifyN.rate() : 0;
-      std::cout << absl::StrFormat("%-6s %8d %6d %8d %9.3f %12.1f %9.2f %9.2f %9.2f %9d %15.3f\n",
+      std::cout << absl::StrFormat("%-10s %8d %6d %8d %9.3f %12.1f %9.2f %9.2f %9.2f %9d %15.3f\n",
                                    r.mode, r.acknowledged, r.batch_size, r.calls, r.seconds,
                                    r.appends_per_second(), r.p50_ms, r.p99_ms, r.max_ms,
                                    r.failed_calls, ratio);
@@ -690,6 +1199,20 @@ int Main(int argc, char** argv) {
       std::cout << absl::StrFormat("  %s: this client used %.2f CPU s (%.0f%% of one core) while timed\n",
                                    r.mode, r.client_cpu_seconds,
                                    r.seconds > 0 ? 100 * r.client_cpu_seconds / r.seconds : 0);
+    }
+    for (const ModeResult& r : results) {
+      if (r.rate > 0) {
+        std::cout << absl::StrFormat("  %s: open loop at %.1f events/s, latency from each event's due time\n",
+                                     r.mode, r.rate);
+      }
+      if (r.window_rates.empty()) continue;
+      std::string series;
+      for (double w : r.window_rates) absl::StrAppend(&series, series.empty() ? "" : " ", absl::StrFormat("%.0f", w));
+      std::cout << absl::StrFormat("  %s: appends/s of each %d events: %s\n", r.mode, flags.report_every, series);
+      std::cout << absl::StrFormat(
+          "  %s: first %d events %.1f/s, last %d events %.1f/s: last/first %.3f\n", r.mode, flags.report_every,
+          r.window_rates.front(), flags.report_every, r.window_rates.back(),
+          r.window_rates.front() > 0 ? r.window_rates.back() / r.window_rates.front() : 0);
     }
     for (const ModeResult& r : results) {
       if (r.failed_calls != 0) {
@@ -706,9 +1229,9 @@ int Main(int argc, char** argv) {
         openssl1.rate() > 0 ? verify1.rate() / openssl1.rate() : 0);
     std::cout << "targets (DESIGN.md §8):\n";
     for (const Target& t : targets) {
-      std::string measured = t.unit == "ratio"
-                                 ? absl::StrFormat("%.3f (need %.2f)", t.measured, t.required)
-                                 : absl::StrFormat("%.1f/s (need %.0f/s)", t.measured, t.required);
+      std::string measured = t.unit == "ratio" ? absl::StrFormat("%.3f (need %.2f)", t.measured, t.required)
+                             : t.unit == "ms"  ? absl::StrFormat("%.2f ms (need < %.0f ms)", t.measured, t.required)
+                                               : absl::StrFormat("%.1f/s (need %.0f/s)", t.measured, t.required);
       std::cout << absl::StrFormat("  %-4s  %-48s %s%s\n", t.pass ? "PASS" : "MISS", t.name,
                                    measured, t.note.empty() ? "" : "  [" + t.note + "]");
     }

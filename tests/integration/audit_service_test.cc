@@ -247,8 +247,16 @@ TEST_F(AuditServiceTest, MonitorFollowsGrowthAndCatchesARewrite) {
   const std::string operator_pub = absl::StrCat(server_.data_dir(), "/operator.pub.pem");
   RegisterOrgs("first", 3);
 
-  // First run: trust on first use after verifying everything.
+  // No operator key and no --trust-on-first-use: refused, nothing pinned.
   CtlResult r = Ctl({"audit", "--state", state});
+  EXPECT_EQ(r.exit_code, 1) << r;
+  EXPECT_TRUE(absl::StrContains(r.err, "no operator key to trust")) << r;
+  EXPECT_TRUE(absl::StrContains(r.err, "--trust-on-first-use")) << r;
+  EXPECT_FALSE(fs::exists(state + "/operator.pub"));
+  EXPECT_FALSE(fs::exists(state + "/checkpoint.note"));
+
+  // First run, said explicitly: trust on first use after verifying everything.
+  r = Ctl({"audit", "--state", state, "--trust-on-first-use"});
   ASSERT_TRUE(Succeeded(r));
   EXPECT_TRUE(absl::StrContains(r.out, "trusted on first use")) << r;
   const std::string first_note = ReadFileBytes(state + "/checkpoint.note");

@@ -50,7 +50,7 @@ class Progress {
 absl::Status RunExport(const Invocation& in) {
   const std::string& out = in.flags.Get("out");
   if (out.empty()) return UsageError("--out must name the bundle file to write");
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   auto info = client.GetLedgerInfo();
   if (!info.ok()) return info.status();
   auto latest = client.GetCheckpoint(0);

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "client/channel.h"
 #include "client/error_detail.h"
@@ -13,23 +14,35 @@ namespace {
 
 constexpr std::chrono::seconds kUnaryDeadline(30);
 
+// client::ToStatus, and for a plaintext client that cannot reach the
+// server, the likely cause: a server that serves TLS only.
+absl::Status Failed(const char* rpc, const std::string& server, bool tls, const grpc::Status& status) {
+  absl::Status failed = client::ToStatus(rpc, server, status);
+  if (tls || failed.code() != absl::StatusCode::kUnavailable) return failed;
+  absl::Status hinted(failed.code(), absl::StrCat(failed.message(),
+                                                  " (if ledgerd serves TLS, give --tls-ca FILE)"));
+  failed.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) { hinted.SetPayload(url, payload); });
+  return hinted;
+}
+
 // Runs one unary call with the standard deadline. Fail-fast (gRPC's default):
 // the constructor has already waited for the connection.
 template <typename Response, typename Call>
-absl::StatusOr<Response> Unary(const char* rpc, const std::string& server, Call call) {
+absl::StatusOr<Response> Unary(const char* rpc, const std::string& server, bool tls, Call call) {
   grpc::ClientContext context;
   client::PrepareCall(context, kUnaryDeadline, client::CallPolicy::kFailFast);
   Response response;
   grpc::Status status = call(&context, &response);
-  if (!status.ok()) return client::ToStatus(rpc, server, status);
+  if (!status.ok()) return Failed(rpc, server, tls, status);
   return response;
 }
 
 }  // namespace
 
-LedgerClient::LedgerClient(std::string server)
+LedgerClient::LedgerClient(std::string server, client::TlsOptions tls)
     : server_(std::move(server)),
-      channel_(client::NewChannel(server_)),
+      tls_(std::move(tls)),
+      channel_(client::NewChannel(server_, {.tls = tls_})),
       ledger_(v1::LedgerService::NewStub(channel_)),
       audit_(v1::AuditService::NewStub(channel_)),
       governance_(v1::GovernanceService::NewStub(channel_)) {
@@ -42,7 +55,7 @@ absl::StatusOr<v1::ListCheckpointsResponse> LedgerClient::ListCheckpoints(uint64
   request.set_from_size(from_size);
   request.set_to_size(to_size);
   return Unary<v1::ListCheckpointsResponse>(
-      "ListCheckpoints", server_, [&](grpc::ClientContext* c, v1::ListCheckpointsResponse* r) {
+      "ListCheckpoints", server_, tls_.enabled, [&](grpc::ClientContext* c, v1::ListCheckpointsResponse* r) {
         return audit_->ListCheckpoints(c, request, r);
       });
 }
@@ -54,7 +67,7 @@ absl::Status LedgerClient::Verify(const v1::VerifyRequest& request,
   v1::VerifyProgress message;
   while (reader->Read(&message)) on_message(message);
   grpc::Status status = reader->Finish();
-  if (!status.ok()) return client::ToStatus("Verify", server_, status);
+  if (!status.ok()) return Failed("Verify", server_, tls_.enabled, status);
   return absl::OkStatus();
 }
 
@@ -62,7 +75,7 @@ absl::StatusOr<v1::VerifyProposalResponse> LedgerClient::VerifyProposal(const st
   v1::VerifyProposalRequest request;
   request.set_proposal_id(proposal_id);
   return Unary<v1::VerifyProposalResponse>(
-      "VerifyProposal", server_, [&](grpc::ClientContext* c, v1::VerifyProposalResponse* r) {
+      "VerifyProposal", server_, tls_.enabled, [&](grpc::ClientContext* c, v1::VerifyProposalResponse* r) {
         return audit_->VerifyProposal(c, request, r);
       });
 }
@@ -72,7 +85,7 @@ absl::StatusOr<v1::VerifyProposalResponse> LedgerClient::VerifyProposal(const st
   absl::StatusOr<Response> LedgerClient::Method(Arg) {                                     \
     Request request;                                                                       \
     Fill;                                                                                  \
-    return Unary<Response>(#Method, server_, [&](grpc::ClientContext* c, Response* r) {    \
+    return Unary<Response>(#Method, server_, tls_.enabled, [&](grpc::ClientContext* c, Response* r) {    \
       return governance_->Method(c, request, r);                                           \
     });                                                                                    \
   }
@@ -99,7 +112,7 @@ LEDGERCTL_GOVERNANCE_CALL(ListIdentityChanges, v1::QueryFilter, v1::ListIdentity
 absl::StatusOr<v1::GetLedgerInfoResponse> LedgerClient::GetLedgerInfo() {
   v1::GetLedgerInfoRequest request;
   return Unary<v1::GetLedgerInfoResponse>(
-      "GetLedgerInfo", server_, [&](grpc::ClientContext* c, v1::GetLedgerInfoResponse* r) {
+      "GetLedgerInfo", server_, tls_.enabled, [&](grpc::ClientContext* c, v1::GetLedgerInfoResponse* r) {
         return ledger_->GetLedgerInfo(c, request, r);
       });
 }
@@ -108,7 +121,7 @@ absl::StatusOr<v1::AppendResponse> LedgerClient::Append(const v1::SignedEvent& e
   v1::AppendRequest request;
   *request.mutable_event() = event;
   return Unary<v1::AppendResponse>(
-      "Append", server_, [&](grpc::ClientContext* c, v1::AppendResponse* r) {
+      "Append", server_, tls_.enabled, [&](grpc::ClientContext* c, v1::AppendResponse* r) {
         return ledger_->Append(c, request, r);
       });
 }
@@ -117,7 +130,7 @@ absl::StatusOr<v1::RecordEntry> LedgerClient::Get(uint64_t position) {
   v1::GetRequest request;
   request.set_position(position);
   absl::StatusOr<v1::GetResponse> response = Unary<v1::GetResponse>(
-      "Get", server_, [&](grpc::ClientContext* c, v1::GetResponse* r) {
+      "Get", server_, tls_.enabled, [&](grpc::ClientContext* c, v1::GetResponse* r) {
         return ledger_->Get(c, request, r);
       });
   if (!response.ok()) return response.status();
@@ -131,7 +144,7 @@ absl::StatusOr<v1::RecordEntry> LedgerClient::Get(uint64_t position) {
 
 absl::StatusOr<v1::ReadResponse> LedgerClient::Read(const v1::ReadRequest& request) {
   return Unary<v1::ReadResponse>(
-      "Read", server_, [&](grpc::ClientContext* c, v1::ReadResponse* r) {
+      "Read", server_, tls_.enabled, [&](grpc::ClientContext* c, v1::ReadResponse* r) {
         return ledger_->Read(c, request, r);
       });
 }
@@ -140,7 +153,7 @@ absl::StatusOr<v1::GetCheckpointResponse> LedgerClient::GetCheckpoint(uint64_t t
   v1::GetCheckpointRequest request;
   request.set_tree_size(tree_size);
   return Unary<v1::GetCheckpointResponse>(
-      "GetCheckpoint", server_, [&](grpc::ClientContext* c, v1::GetCheckpointResponse* r) {
+      "GetCheckpoint", server_, tls_.enabled, [&](grpc::ClientContext* c, v1::GetCheckpointResponse* r) {
         return audit_->GetCheckpoint(c, request, r);
       });
 }
@@ -151,7 +164,7 @@ absl::StatusOr<v1::InclusionProofResponse> LedgerClient::GetInclusionProof(
   request.set_position(position);
   request.set_tree_size(tree_size);
   return Unary<v1::InclusionProofResponse>(
-      "GetInclusionProof", server_,
+      "GetInclusionProof", server_, tls_.enabled,
       [&](grpc::ClientContext* c, v1::InclusionProofResponse* r) {
         return audit_->GetInclusionProof(c, request, r);
       });
@@ -163,7 +176,7 @@ absl::StatusOr<v1::ConsistencyProofResponse> LedgerClient::GetConsistencyProof(
   request.set_from_size(from_size);
   request.set_to_size(to_size);
   return Unary<v1::ConsistencyProofResponse>(
-      "GetConsistencyProof", server_,
+      "GetConsistencyProof", server_, tls_.enabled,
       [&](grpc::ClientContext* c, v1::ConsistencyProofResponse* r) {
         return audit_->GetConsistencyProof(c, request, r);
       });
@@ -198,7 +211,7 @@ absl::Status LedgerClient::Subscribe(
     return stop;
   }
   grpc::Status status = reader->Finish();
-  if (!status.ok()) return client::ToStatus("Subscribe", server_, status);
+  if (!status.ok()) return Failed("Subscribe", server_, tls_.enabled, status);
   return absl::OkStatus();
 }
 

@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "client/channel.h"
 #include "grpcpp/channel.h"
 #include "ledger/v1/governance_service.grpc.pb.h"
 #include "ledger/v1/ledger_service.grpc.pb.h"
@@ -29,9 +30,10 @@ namespace ledger::ctl {
 
 class LedgerClient {
  public:
-  // Plaintext channel (client/channel.h); waits up to
-  // client::kInteractiveConnectWait for the first connection.
-  explicit LedgerClient(std::string server);
+  // A channel (client/channel.h), TLS if `tls` is enabled; waits up to
+  // client::kInteractiveConnectWait for the first connection. A plaintext
+  // client's UNAVAILABLE errors add "(if ledgerd serves TLS, give --tls-ca FILE)".
+  explicit LedgerClient(std::string server, client::TlsOptions tls = {});
 
   const std::string& server() const { return server_; }
 
@@ -78,6 +80,7 @@ class LedgerClient {
 
  private:
   std::string server_;
+  client::TlsOptions tls_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::LedgerService::Stub> ledger_;
   std::unique_ptr<v1::AuditService::Stub> audit_;

@@ -10,14 +10,17 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "client/channel.h"
 #include "tools/ledgerctl/flags.h"
 
 namespace ledger::ctl {
 
-// What every command gets: its parsed flags and the server to talk to.
+// What every command gets: its parsed flags, the server to talk to and how
+// (TLS from --tls-ca/--tls-cert/--tls-key; off when none is given).
 struct Invocation {
   const ParsedFlags& flags;
   std::string server;
+  client::TlsOptions tls = {};
 };
 
 struct Command {

@@ -75,7 +75,7 @@ std::vector<Org> Commissioners() {
 class Demo {
  public:
   Demo(const Invocation& in, crypto::PrivateKey registrar_key)
-      : in_(in), client_(in.server), registrar_key_(std::move(registrar_key)) {
+      : in_(in), client_(in.server, in.tls), registrar_key_(std::move(registrar_key)) {
     std::random_device device;
     run_ = absl::StrFormat("%04x", device() & 0xffff);
   }

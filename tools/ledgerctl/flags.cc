@@ -13,17 +13,23 @@ namespace {
 
 constexpr char kUsagePayloadUrl[] = "type.googleapis.com/ledgerctl.UsageError";
 
-// Flags every command accepts besides its own.
-const FlagSpec& ServerFlag() {
-  static const FlagSpec* const kServer = new FlagSpec{
-      "server", "HOST:PORT",
-      absl::StrCat("ledgerd to talk to (default ", kDefaultServer,
-                   "); may also be given before the command")};
-  return *kServer;
+// Flags every command accepts besides its own: the connection's.
+const std::vector<FlagSpec>& ConnectionFlags() {
+  static const std::vector<FlagSpec>* const kFlags = new std::vector<FlagSpec>{
+      {"server", "HOST:PORT",
+       absl::StrCat("ledgerd to talk to (default ", kDefaultServer,
+                    "); may also be given before the command")},
+      {"tls-ca", "FILE", "speak TLS; the server's certificate must chain to this CA (PEM)"},
+      {"tls-cert", "FILE", "client certificate (PEM) for mutual TLS (needs --tls-key)"},
+      {"tls-key", "FILE", "the client certificate's private key (PEM)"},
+  };
+  return *kFlags;
 }
 
 const FlagSpec* FindFlag(const CommandSpec& spec, absl::string_view name) {
-  if (name == ServerFlag().name) return &ServerFlag();
+  for (const FlagSpec& flag : ConnectionFlags()) {
+    if (flag.name == name) return &flag;
+  }
   for (const FlagSpec& flag : spec.flags) {
     if (flag.name == name) return &flag;
   }
@@ -163,7 +169,7 @@ std::string CommandHelp(const CommandSpec& spec) {
 
   std::vector<const FlagSpec*> all;
   for (const FlagSpec& flag : spec.flags) all.push_back(&flag);
-  all.push_back(&ServerFlag());
+  for (const FlagSpec& flag : ConnectionFlags()) all.push_back(&flag);
   std::vector<std::string> heads;
   size_t width = 0;
   for (const FlagSpec* flag : all) {

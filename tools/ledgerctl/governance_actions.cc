@@ -71,7 +71,7 @@ absl::Status RunAcceptCharter(const Invocation& in) {
       return UsageError("--digest must be 64 hex characters (a SHA-256)");
     }
   } else {
-    LedgerClient client(in.server);
+    LedgerClient client(in.server, in.tls);
     auto collective = client.GetCollective(in.flags.Get("collective"));
     if (!collective.ok()) return collective.status();
     digest = collective->charter_digest();

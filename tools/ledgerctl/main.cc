@@ -1,12 +1,14 @@
 // ledgerctl: the Decision Ledger command-line client.
 //
-//   ledgerctl [--server HOST:PORT] COMMAND [flags]
+//   ledgerctl [--server HOST:PORT] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
+//             COMMAND [flags]
 //
 // Exit status: 0 success, 1 failure (the server refused, a proof did not
 // verify, a file was bad), 2 usage error. Errors go to stderr, prefixed
 // with "ledgerctl COMMAND:".
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -49,9 +51,12 @@ const std::vector<Command>& Commands() {
 
 std::string MainHelp() {
   std::string out = absl::StrCat(
-      "Usage: ledgerctl [--server HOST:PORT] COMMAND [flags]\n\n"
+      "Usage: ledgerctl [--server HOST:PORT] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n"
+      "                 COMMAND [flags]\n\n"
       "The Decision Ledger client. --server defaults to ",
-      kDefaultServer, " (it may also follow the command).\n\nCommands:\n");
+      kDefaultServer, " (it may also follow the command).\n"
+      "--tls-ca FILE speaks TLS to a server whose certificate chains to that CA;\n"
+      "--tls-cert and --tls-key add a client certificate (mutual TLS).\n\nCommands:\n");
   size_t width = 0;
   for (const Command& c : Commands()) width = std::max(width, c.spec.name.size());
   for (const Command& c : Commands()) {
@@ -74,6 +79,8 @@ int Usage(absl::string_view where, absl::string_view message, absl::string_view 
 int Main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string server = kDefaultServer;
+  // --tls-ca, --tls-cert, --tls-key: before or after the command.
+  std::map<std::string, std::string> tls_files;
 
   // Global flags before the command.
   size_t i = 0;
@@ -83,6 +90,18 @@ int Main(int argc, char** argv) {
       std::fputs(MainHelp().c_str(), stdout);
       return 0;
     }
+    bool tls_flag = false;
+    for (const char* name : {"--tls-ca", "--tls-cert", "--tls-key"}) {
+      if (arg == name || absl::StartsWith(arg, absl::StrCat(name, "="))) {
+        tls_flag = true;
+        if (arg == name && i + 1 >= args.size()) {
+          return Usage("ledgerctl", absl::StrCat(name, " needs a value (FILE)"),
+                       "Run 'ledgerctl --help' for usage.");
+        }
+        tls_files[name + 2] = arg == name ? args[++i] : arg.substr(std::string(name).size() + 1);
+      }
+    }
+    if (tls_flag) continue;
     if (arg == "--server") {
       if (i + 1 >= args.size()) {
         return Usage("ledgerctl", "--server needs a value (HOST:PORT)",
@@ -137,8 +156,18 @@ int Main(int argc, char** argv) {
     if (flags->Get("server").empty()) return Usage(where, "--server must not be empty", hint);
     server = flags->Get("server");
   }
+  for (const char* name : {"tls-ca", "tls-cert", "tls-key"}) {
+    if (flags->Has(name)) tls_files[name] = flags->Get(name);
+  }
+  absl::StatusOr<client::TlsOptions> tls =
+      client::LoadTls(tls_files["tls-ca"], tls_files["tls-cert"], tls_files["tls-key"]);
+  if (!tls.ok()) {
+    if (absl::IsInvalidArgument(tls.status())) return Usage(where, tls.status().message(), hint);
+    std::fprintf(stderr, "%s: %s\n", where.c_str(), std::string(tls.status().message()).c_str());
+    return kExitFailure;
+  }
 
-  absl::Status status = command->run(Invocation{*flags, server});
+  absl::Status status = command->run(Invocation{*flags, server, *std::move(tls)});
   if (status.ok()) return 0;
   if (IsUsageError(status)) return Usage(where, status.message(), hint);
   std::fprintf(stderr, "%s: %s\n", where.c_str(), std::string(status.message()).c_str());

@@ -106,7 +106,7 @@ absl::Status AppendAsMember(const Invocation& in, v1::EventBody body) {
   absl::StatusOr<crypto::PrivateKey> key = ReadPrivateKey(in.flags.Get("key"));
   if (!key.ok()) return key.status();
 
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   absl::StatusOr<v1::GetLedgerInfoResponse> info = client.GetLedgerInfo();
   if (!info.ok()) return info.status();
   if (body.ledger_id().empty()) {

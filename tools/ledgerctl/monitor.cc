@@ -4,8 +4,9 @@
 // monitor that trusts only what it verified itself.
 //
 // `audit --state DIR` keeps in DIR:
-//   operator.pub       the operator key (PEM), pinned on first use unless
-//                      --operator-key is given; it must never change
+//   operator.pub       the operator key (PEM): --operator-key, or with
+//                      --trust-on-first-use the server's, pinned on the first
+//                      run; it must never change
 //   checkpoint.note    the last checkpoint it verified (signed note)
 //   verifier.state     what the checks remember at that checkpoint: its
 //                      position, Merkle frontier, the projected rules state,
@@ -113,7 +114,7 @@ absl::Status RunVerifyServer(const Invocation& in) {
   auto to = in.flags.GetUint64("to", 0);
   if (!to.ok()) return to.status();
   if (*to != 0 && *from >= *to) return UsageError("--from must be below --to");
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   v1::VerifyRequest request;
   request.set_from_position(*from);
   request.set_to_position(*to);
@@ -134,7 +135,7 @@ absl::Status RunVerifyServer(const Invocation& in) {
 // ---------------------------------------------------------------- verify-proposal
 
 absl::Status RunVerifyProposal(const Invocation& in) {
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   auto response = client.VerifyProposal(in.flags.Arg(0));
   if (!response.ok()) return response.status();
   if (in.flags.Has("json")) {
@@ -278,8 +279,10 @@ struct Rewrite {
   std::_Exit(kExitRewritten);
 }
 
-// The operator key: --operator-key, else the one pinned in DIR, else the
-// server's, pinned now (trust on first use).
+// The operator key: --operator-key, else the one pinned in DIR, else, only
+// with --trust-on-first-use, the server's, pinned now. Without any of them it
+// is an error and nothing is pinned: a key fetched from the server it is
+// meant to check (perhaps in plaintext) is no anchor unless the user says so.
 absl::StatusOr<crypto::PublicKey> OperatorKey(const Invocation& in, const std::string& dir,
                                               const v1::GetLedgerInfoResponse& info) {
   const std::string pinned_path = dir + "/operator.pub";
@@ -296,6 +299,11 @@ absl::StatusOr<crypto::PublicKey> OperatorKey(const Invocation& in, const std::s
     key = *given;
   } else if (pinned.has_value()) {
     key = pinned;
+  } else if (!in.flags.Has("trust-on-first-use")) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no operator key to trust: give --operator-key PEM (the operator's public key, obtained out of band), "
+        "or say --trust-on-first-use to pin the key the server reports; nothing was pinned in ",
+        dir));
   } else {
     auto served = crypto::PublicKey::FromRaw(info.operator_public_key());
     if (!served.ok()) return absl::DataLossError(absl::StrCat("GetLedgerInfo: operator key: ", served.status().message()));
@@ -317,7 +325,7 @@ absl::StatusOr<crypto::PublicKey> OperatorKey(const Invocation& in, const std::s
 // asked. Signatures are checked on `pool` (one for every round of --follow).
 absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_if_unchanged, bool rebuild,
                        ThreadPool* pool) {
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   auto info = client.GetLedgerInfo();
   if (!info.ok()) return info.status();
   auto key = OperatorKey(in, dir, *info);
@@ -579,10 +587,12 @@ std::vector<Command> MonitorCommands() {
        &RunVerifyProposal},
       {{.name = "audit",
         .summary = "Monitor the log: verify each new checkpoint extends the last one you verified.",
-        .description = "Keeps its state in DIR (operator.pub, checkpoint.note, verifier.state). Each run\n"
-                       "checks the latest checkpoint's signature, proves it consistent with the\n"
-                       "remembered one, verifies every new record (signatures and rules, resuming from\n"
-                       "the saved verifier state; --rebuild replays from 0) and saves both. The first run trusts the\n"
+        .description = "Keeps its state in DIR (operator.pub, checkpoint.note, verifier.state). The\n"
+                       "first run needs --operator-key, or --trust-on-first-use to pin the key the\n"
+                       "server reports. Each run checks the latest checkpoint's signature, proves it\n"
+                       "consistent with the remembered one, verifies every new record (signatures and\n"
+                       "rules, resuming from the saved verifier state; --rebuild replays from 0) and\n"
+                       "saves both. The first run trusts the\n"
                        "current checkpoint after verifying everything. If the server's history no\n"
                        "longer extends what was verified it prints HISTORY REWRITTEN, writes both\n"
                        "checkpoints to DIR/evidence-<time>/ and exits 2. --follow repeats every\n"
@@ -591,7 +601,9 @@ std::vector<Command> MonitorCommands() {
                   {"follow", "", "keep monitoring"},
                   {"interval", "SECONDS", "seconds between runs with --follow (default 2)"},
                   {"rebuild", "", "ignore DIR/verifier.state: replay the log from position 0 and rewrite it"},
-                  {"operator-key", "PEM", "the operator key you trust (else pinned on first use)"}}},
+                  {"operator-key", "PEM", "the operator key you trust (pinned in DIR on the first run)"},
+                  {"trust-on-first-use", "",
+                   "with no --operator-key and nothing pinned: pin the key the server reports"}}},
        &RunAudit},
   };
 }

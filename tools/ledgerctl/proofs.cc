@@ -118,7 +118,7 @@ absl::Status RunProve(const Invocation& in) {
   if (!seq.ok()) return seq.status();
   bool json = in.flags.Has("json");
 
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   absl::StatusOr<Verifier> verifier = LoadVerifier(in, client);
   if (!verifier.ok()) return verifier.status();
   absl::StatusOr<merkle::Checkpoint> checkpoint = FetchVerifiedCheckpoint(client, *verifier, 0);
@@ -191,7 +191,7 @@ absl::Status RunConsistency(const Invocation& in) {
   if (*from == 0) return UsageError("--from must be at least 1");
   bool json = in.flags.Has("json");
 
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   absl::StatusOr<Verifier> verifier = LoadVerifier(in, client);
   if (!verifier.ok()) return verifier.status();
   absl::StatusOr<merkle::Checkpoint> latest = FetchVerifiedCheckpoint(client, *verifier, 0);

@@ -83,7 +83,7 @@ std::string NextPage(const std::string& token) {
 }
 
 absl::Status RunProposal(const Invocation& in) {
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   auto p = client.GetProposal(in.flags.Arg(0));
   if (!p.ok()) return p.status();
   std::string out = absl::StrCat("proposal ", p->proposal_id(), ": ", p->submission().title(), "\n",
@@ -134,7 +134,7 @@ absl::Status RunProposals(const Invocation& in) {
     }
     request.add_statuses(parsed);
   }
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   auto response = client.ListProposals(request);
   if (!response.ok()) return response.status();
   Table table({"submitted", "proposal", "collective", "status", "gateway", "gateway status", "title"});
@@ -147,7 +147,7 @@ absl::Status RunProposals(const Invocation& in) {
 }
 
 absl::Status RunCollective(const Invocation& in) {
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   auto c = client.GetCollective(in.flags.Arg(0));
   if (!c.ok()) return c.status();
   std::string out = absl::StrCat(
@@ -173,7 +173,7 @@ absl::Status RunCollective(const Invocation& in) {
 }
 
 absl::Status RunOrganisation(const Invocation& in) {
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   auto view = client.GetOrganisation(in.flags.Arg(0));
   if (!view.ok()) return view.status();
   const v1::OrganisationState& o = view->organisation();
@@ -201,7 +201,7 @@ absl::Status RunOrganisation(const Invocation& in) {
 absl::Status RunVetoes(const Invocation& in) {
   auto filter = FilterFrom(in.flags);
   if (!filter.ok()) return filter.status();
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   auto response = client.ListVetoes(*filter);
   if (!response.ok()) return response.status();
   Table table({"position", "time", "member", "proposal", "gateway", "ended", "at", "rationale"});
@@ -216,7 +216,7 @@ absl::Status RunVetoes(const Invocation& in) {
 absl::Status RunOverrules(const Invocation& in) {
   auto filter = FilterFrom(in.flags);
   if (!filter.ok()) return filter.status();
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   auto response = client.ListOverrules(*filter);
   if (!response.ok()) return response.status();
   Table table({"call", "decided", "overruled", "caller", "proposal", "gateway", "outcome", "rationale"});
@@ -230,7 +230,7 @@ absl::Status RunOverrules(const Invocation& in) {
 absl::Status RunRefusals(const Invocation& in) {
   auto filter = FilterFrom(in.flags);
   if (!filter.ok()) return filter.status();
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   auto response = client.ListRefusals(*filter);
   if (!response.ok()) return response.status();
   Table table({"position", "time", "member", "key", "attempted", "proposal", "gateway", "reason", "reversal",
@@ -252,7 +252,7 @@ absl::Status RunRefusals(const Invocation& in) {
 absl::Status RunIdentityChanges(const Invocation& in) {
   auto filter = FilterFrom(in.flags);
   if (!filter.ok()) return filter.status();
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   auto response = client.ListIdentityChanges(*filter);
   if (!response.ok()) return response.status();
   Table table({"position", "kind", "organisation", "key", "author", "status", "effective", "notice ends",
@@ -279,7 +279,7 @@ absl::Status RunHistory(const Invocation& in) {
   }
   auto filter = FilterFrom(in.flags);
   if (!filter.ok()) return filter.status();
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   auto response = client.GetHistory(*filter);
   if (!response.ok()) return response.status();
   std::string out;

@@ -34,7 +34,7 @@ absl::Status PrintRecord(const v1::RecordEntry& entry, uint64_t expected_positio
 absl::Status RunGet(const Invocation& in) {
   absl::StatusOr<uint64_t> position = ParseUint64("position N", in.flags.Arg(0));
   if (!position.ok()) return position.status();
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   absl::StatusOr<v1::RecordEntry> entry = client.Get(*position);
   if (!entry.ok()) return entry.status();
   return PrintRecord(*entry, *position, in.flags.Has("json"));
@@ -68,7 +68,7 @@ absl::Status RunRead(const Invocation& in) {
   bool json = in.flags.Has("json");
 
   // Page through until --limit records are printed or the log is exhausted.
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   uint64_t remaining = *limit;
   uint64_t next = *from;
   while (remaining > 0) {
@@ -105,7 +105,7 @@ absl::Status RunTail(const Invocation& in) {
   if (in.flags.Has("count") && *count == 0) return UsageError("--count must be at least 1");
   bool json = in.flags.Has("json");
 
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   uint64_t next = *from;
   uint64_t printed = 0;
   absl::Status status = client.Subscribe(
@@ -138,7 +138,7 @@ absl::Status RunTail(const Invocation& in) {
 absl::Status RunCheckpoint(const Invocation& in) {
   absl::StatusOr<uint64_t> size = in.flags.GetUint64("size", 0);
   if (!size.ok()) return size.status();
-  LedgerClient client(in.server);
+  LedgerClient client(in.server, in.tls);
   absl::StatusOr<v1::GetCheckpointResponse> checkpoint = client.GetCheckpoint(*size);
   if (!checkpoint.ok()) return checkpoint.status();
   const std::string& note = checkpoint->note();
