@@ -3,6 +3,8 @@
 #include "absl/strings/str_cat.h"
 #include <sys/statvfs.h>
 
+#include "glog/logging.h"
+#include "ledger/event/envelope.h"
 #include "ledger/event/refusal.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/table.h"
@@ -12,6 +14,7 @@ namespace ledger::store {
 namespace {
 
 constexpr char kTreeSizeKey[] = "tree_size";
+constexpr char kAuthorKindIndexedKey[] = "index/by_author_kind";
 constexpr absl::string_view kDroppedRefusalsPrefix = "dropped_refusals/";
 // Room kept free for RocksDB's own flushes and compactions.
 constexpr uint64_t kDiskReserveBytes = 1 << 20;
@@ -103,7 +106,7 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
 const std::vector<std::string>& FamilyNames() {
   static const auto* names = new std::vector<std::string>{
       rocksdb::kDefaultColumnFamilyName, "records", "tree", "checkpoints",
-      "idempotency", "by_author", "by_kind", "state"};
+      "idempotency", "by_author", "by_kind", "state", "by_author_kind"};
   return *names;
 }
 
@@ -141,6 +144,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   store->by_author_ = h[5];
   store->by_kind_ = h[6];
   store->state_ = h[7];
+  store->by_author_kind_ = h[8];
 
   std::string size_bytes;
   s = db->Get(rocksdb::ReadOptions(), store->meta_, kTreeSizeKey, &size_bytes);
@@ -162,7 +166,44 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
         "records do not end at the stored tree size ", size, " (last record key ",
         it->Valid() ? absl::StrCat(ReadBE64(it->key().ToStringView())) : "none", ")"));
   }
+  if (auto s = store->BackfillAuthorKind(); !s.ok()) return s;
   return store;
+}
+
+absl::Status Store::BackfillAuthorKind() {
+  std::string marker;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta_, kAuthorKindIndexedKey, &marker);
+  if (s.ok()) return absl::OkStatus();
+  if (!s.IsNotFound()) return FromRocks(s, "reading the index marker");
+  const uint64_t size = tree_size();
+  if (size > 0) LOG(INFO) << "indexing " << size << " records by author and kind (once, for this release)";
+  rocksdb::WriteBatch batch;
+  uint64_t done = 0;
+  absl::Status failed;
+  absl::Status scanned = ScanRecords(0, size, [&](uint64_t position, std::string_view bytes) {
+    absl::StatusOr<v1::Record> record = DecodeRecord(bytes, position);
+    absl::StatusOr<Envelope> event = record.ok() ? DecodeStoredEvent(*record) : record.status();
+    if (!event.ok()) {
+      failed = event.status();
+      return false;
+    }
+    batch.Put(by_author_kind_,
+              AuthorPrefix(event->body.author()) + KindPrefix(event->body.payload_case()) + BE64(position), "");
+    if (++done % 100'000 == 0 || done == size) {
+      if (auto w = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "writing the author-kind index"); !w.ok()) {
+        failed = w;
+        return false;
+      }
+      batch.Clear();
+      if (done % 100'000 == 0) LOG(INFO) << "indexed " << done << " of " << size << " records by author and kind";
+    }
+    return true;
+  });
+  if (!scanned.ok()) return scanned;
+  if (!failed.ok()) return failed;
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  return FromRocks(db_->Put(sync, meta_, kAuthorKindIndexedKey, "1"), "writing the index marker");
 }
 
 Store::~Store() {
@@ -181,6 +222,7 @@ absl::Status Store::Write(const CommitGroup& group) {
     batch.Put(idempotency_, IdempotencyKey(r.author, r.idempotency_key), idem_value);
     batch.Put(by_author_, AuthorPrefix(r.author) + position, "");
     batch.Put(by_kind_, KindPrefix(r.kind) + position, "");
+    batch.Put(by_author_kind_, AuthorPrefix(r.author) + KindPrefix(r.kind) + position, "");
   }
   for (const merkle::Node& node : group.nodes) {
     batch.Put(tree_, NodeKey(node.level, node.index), merkle::AsBytes(node.hash));
@@ -363,6 +405,11 @@ absl::Status Store::ScanAuthor(std::string_view author, uint64_t from,
 
 absl::Status Store::ScanKind(int kind, uint64_t from, const PositionVisitor& visit) const {
   return ScanPositions(by_kind_, KindPrefix(kind), from, visit);
+}
+
+absl::Status Store::ScanAuthorKind(std::string_view author, int kind, uint64_t from,
+                                   const PositionVisitor& visit) const {
+  return ScanPositions(by_author_kind_, AuthorPrefix(author) + KindPrefix(kind), from, visit);
 }
 
 absl::StatusOr<std::optional<std::string>> Store::GetState(const std::string& key) const {

@@ -8,6 +8,10 @@
 //   idempotency  author \0 idempotency key -> BE64(position) || SHA-256(body)
 //   by_author    author \0 BE64(position) -> ""
 //   by_kind      BE32(payload field number) BE64(position) -> ""
+//   by_author_kind  author \0 BE32(payload field number) BE64(position) -> ""
+//                (Read with author and kinds; a store written before it is
+//                indexed once at Open, then "index/by_author_kind" is set in
+//                default)
 //   state        projected state (see rules/state.h)
 //   default      metadata: "tree_size" -> BE64;
 //                "dropped_refusals/" author -> BE64: the operator's count of
@@ -106,6 +110,7 @@ class Store : public merkle::NodeReader {
   using PositionVisitor = std::function<bool(uint64_t)>;
   absl::Status ScanAuthor(std::string_view author, uint64_t from, const PositionVisitor& visit) const;
   absl::Status ScanKind(int kind, uint64_t from, const PositionVisitor& visit) const;
+  absl::Status ScanAuthorKind(std::string_view author, int kind, uint64_t from, const PositionVisitor& visit) const;
 
   // One projected-state entry (see rules/state.h for keys); nullopt if absent.
   absl::StatusOr<std::optional<std::string>> GetState(const std::string& key) const;
@@ -130,6 +135,9 @@ class Store : public merkle::NodeReader {
   Store() = default;
   absl::Status ScanPositions(rocksdb::ColumnFamilyHandle* cf, std::string prefix,
                              uint64_t from, const PositionVisitor& visit) const;
+  // Writes by_author_kind for every record unless the meta marker says it
+  // is complete (stores written before it existed); logs its progress.
+  absl::Status BackfillAuthorKind();
 
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
@@ -141,6 +149,7 @@ class Store : public merkle::NodeReader {
   rocksdb::ColumnFamilyHandle* by_author_ = nullptr;
   rocksdb::ColumnFamilyHandle* by_kind_ = nullptr;
   rocksdb::ColumnFamilyHandle* state_ = nullptr;
+  rocksdb::ColumnFamilyHandle* by_author_kind_ = nullptr;
   std::atomic<uint64_t> tree_size_{0};
   std::string dir_;
 };
