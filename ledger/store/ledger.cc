@@ -463,6 +463,7 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
     pending.kind = body.payload_case();
     pending.idempotency_key = body.idempotency_key();
     pending.body_hash = sealed ? crypto::Sha256(sealed->body()) : decided_record.body_hash;
+    if (decided_record.refused != nullptr) pending.refused_author = decided_record.refused->body.author();
   }
   const uint64_t next = input.first_position + commit.records.size();
   count_dropped_before(decision.records.size());

@@ -272,8 +272,7 @@ absl::StatusOr<v1::ListRefusalsResponse> Queries::Refusals(const v1::QueryFilter
   // few refusals match (the page may then be short, with a token).
   std::vector<uint64_t> positions;
   uint64_t resume_at = 0;  // non-zero: the scan stopped at its cap here
-  absl::Status scanned = store_->ScanKind(v1::EventBody::kSubmissionRefused, page->from,
-                                          [&](uint64_t position) {
+  auto collect = [&](uint64_t position) {
     if (filter.to_position() != 0 && position >= filter.to_position()) return false;
     if (positions.size() == kMaxRefusalScan) {
       resume_at = position;
@@ -281,7 +280,11 @@ absl::StatusOr<v1::ListRefusalsResponse> Queries::Refusals(const v1::QueryFilter
     }
     positions.push_back(position);
     return true;
-  });
+  };
+  // With an organisation: only the refusals of its attempts (an index).
+  absl::Status scanned = filter.org_id().empty()
+                             ? store_->ScanKind(v1::EventBody::kSubmissionRefused, page->from, collect)
+                             : store_->ScanRefusalsOf(filter.org_id(), page->from, collect);
   if (!scanned.ok()) return scanned;
   std::vector<v1::RefusalView> all;
   for (uint64_t position : positions) {

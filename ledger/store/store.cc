@@ -189,6 +189,16 @@ absl::Status Store::BackfillAuthorKind() {
     }
     batch.Put(by_author_kind_,
               AuthorPrefix(event->body.author()) + KindPrefix(event->body.payload_case()) + BE64(position), "");
+    if (event->body.has_submission_refused()) {
+      v1::SignedEvent attempt;
+      v1::EventBody body;
+      if (!attempt.ParseFromString(event->body.submission_refused().signed_event()) ||
+          !body.ParseFromString(attempt.body())) {
+        failed = absl::DataLossError(absl::StrCat("the refused attempt kept at position ", position, " does not decode"));
+        return false;
+      }
+      batch.Put(by_author_kind_, AuthorPrefix(body.author()) + KindPrefix(0) + BE64(position), "");
+    }
     if (++done % 100'000 == 0 || done == size) {
       if (auto w = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "writing the author-kind index"); !w.ok()) {
         failed = w;
@@ -223,6 +233,7 @@ absl::Status Store::Write(const CommitGroup& group) {
     batch.Put(by_author_, AuthorPrefix(r.author) + position, "");
     batch.Put(by_kind_, KindPrefix(r.kind) + position, "");
     batch.Put(by_author_kind_, AuthorPrefix(r.author) + KindPrefix(r.kind) + position, "");
+    if (!r.refused_author.empty()) batch.Put(by_author_kind_, AuthorPrefix(r.refused_author) + KindPrefix(0) + position, "");
   }
   for (const merkle::Node& node : group.nodes) {
     batch.Put(tree_, NodeKey(node.level, node.index), merkle::AsBytes(node.hash));
@@ -405,6 +416,10 @@ absl::Status Store::ScanAuthor(std::string_view author, uint64_t from,
 
 absl::Status Store::ScanKind(int kind, uint64_t from, const PositionVisitor& visit) const {
   return ScanPositions(by_kind_, KindPrefix(kind), from, visit);
+}
+
+absl::Status Store::ScanRefusalsOf(std::string_view author, uint64_t from, const PositionVisitor& visit) const {
+  return ScanPositions(by_author_kind_, AuthorPrefix(author) + KindPrefix(0), from, visit);
 }
 
 absl::Status Store::ScanAuthorKind(std::string_view author, int kind, uint64_t from,

@@ -8,7 +8,9 @@
 //   idempotency  author \0 idempotency key -> BE64(position) || SHA-256(body)
 //   by_author    author \0 BE64(position) -> ""
 //   by_kind      BE32(payload field number) BE64(position) -> ""
-//   by_author_kind  author \0 BE32(payload field number) BE64(position) -> ""
+//   by_author_kind  author \0 BE32(payload field number) BE64(position) -> "";
+//                and, for a SubmissionRefused, the refused attempt's author
+//                \0 BE32(0) BE64(position) -> "" (ListRefusals by org)
 //                (Read with author and kinds; a store written before it is
 //                indexed once at Open, then "index/by_author_kind" is set in
 //                default)
@@ -50,6 +52,7 @@ struct PendingRecord {
   int kind = 0;        // EventBody payload field number
   std::string idempotency_key;
   crypto::Digest body_hash{};
+  std::string refused_author;  // a SubmissionRefused: whose attempt it keeps
 };
 
 // Everything one commit changes; written atomically.
@@ -111,6 +114,8 @@ class Store : public merkle::NodeReader {
   absl::Status ScanAuthor(std::string_view author, uint64_t from, const PositionVisitor& visit) const;
   absl::Status ScanKind(int kind, uint64_t from, const PositionVisitor& visit) const;
   absl::Status ScanAuthorKind(std::string_view author, int kind, uint64_t from, const PositionVisitor& visit) const;
+  // SubmissionRefused records keeping an attempt by `author`.
+  absl::Status ScanRefusalsOf(std::string_view author, uint64_t from, const PositionVisitor& visit) const;
 
   // One projected-state entry (see rules/state.h for keys); nullopt if absent.
   absl::StatusOr<std::optional<std::string>> GetState(const std::string& key) const;
