@@ -601,8 +601,9 @@ absl::StatusOr<std::optional<std::vector<SubmitResult>>> Ledger::ReplayFromIndex
     // the same body signed otherwise is checked as today.
     if (record->signed_event() != envelope.signed_bytes) return std::nullopt;
     // Bytes both refused and accepted (a rules-v1 log): the sequencer answers.
-    auto refused = store_->GetState(absl::StrCat(
-        rules::kRefusedSubmissionPrefix, crypto::AsBytes(crypto::Sha256(envelope.signed_bytes))));
+    std::string refused_key(rules::kRefusedSubmissionPrefix);
+    refused_key.append(crypto::AsBytes(crypto::Sha256(envelope.signed_bytes)));
+    auto refused = store_->GetState(refused_key);
     if (!refused.ok()) return refused.status();
     if (refused->has_value()) return std::nullopt;
     auto result = ReceiptFor((*found)->position, /*replayed=*/true);
