@@ -27,7 +27,7 @@ class SubscribeStream;
 class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
  public:
   // `workers` runs Read; it outlives the service. `max_subscribers` >= 1.
-  LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers, int max_subscribers = 1000);
+  LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers, int max_subscribers = 256);
   ~LedgerServiceImpl() override;
 
   // Ends every open Subscribe stream (OK) and refuses new ones; call before

@@ -58,10 +58,11 @@ ABSL_FLAG(std::string, tls_key, "", "the certificate's private key");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "require client certificates signed by this CA (mutual TLS)");
 // Limits on what clients can ask for (README "Limits").
-ABSL_FLAG(int64_t, max_subscribers, 1000, "Subscribe streams open at once");
+ABSL_FLAG(int64_t, max_subscribers, 256, "Subscribe streams open at once");
 ABSL_FLAG(int64_t, max_verifications, 1, "AuditService.Verify calls running at once");
 ABSL_FLAG(int64_t, max_inflight_submissions, 4096,
           "Append/AppendBatch calls accepted and not yet answered");
+ABSL_FLAG(int64_t, max_inflight_bytes, 256 << 20, "signed bytes those submissions hold");
 ABSL_FLAG(int64_t, max_message_bytes, static_cast<int64_t>(ledger::kMaxBatchEvents * (ledger::kMaxBodyBytes + 1024)),
           "largest request message");
 ABSL_FLAG(int64_t, max_concurrent_streams, 100, "calls at once on one connection");
@@ -91,9 +92,12 @@ constexpr char kUsage[] =
     "  --tls-key PEM       the certificate's private key\n"
     "  --tls-client-ca PEM require client certificates signed by this CA (mutual TLS)\n"
     "limits (beyond them a call is refused RESOURCE_EXHAUSTED; README \"Limits\"):\n"
-    "  --max-subscribers N          Subscribe streams open at once (default 1000)\n"
+    "  --max-subscribers N          Subscribe streams open at once (default 256; each holds\n"
+    "                               at most one message of up to 1 MiB)\n"
     "  --max-verifications N        AuditService.Verify calls running at once (default 1)\n"
     "  --max-inflight-submissions N Append/AppendBatch calls accepted, not yet answered (default 4096)\n"
+    "  --max-inflight-bytes N       signed bytes those calls hold (default 268435456: 256 MiB;\n"
+    "                               a call alone always fits)\n"
     "  --max-message-bytes N        largest request message (default 66560000: a full batch)\n"
     "  --max-concurrent-streams N   calls at once on one connection (default 100)\n"
     "  --keepalive-seconds N        ping a quiet connection this often; a peer that does not\n"
@@ -108,7 +112,7 @@ struct Flags {
   int64_t identity_notice_seconds = 0;
   bool upgrade_rules = false;
   std::string tls_cert, tls_key, tls_client_ca;
-  int64_t max_subscribers = 1000, max_verifications = 1, max_inflight_submissions = 4096;
+  int64_t max_subscribers = 256, max_verifications = 1, max_inflight_submissions = 4096, max_inflight_bytes = 256 << 20;
   int64_t max_message_bytes = 0, max_concurrent_streams = 100, keepalive_seconds = 60, idle_timeout_seconds = 600;
 };
 
@@ -122,6 +126,7 @@ absl::Status CheckLimits(const Flags& f) {
       {"--max-subscribers", f.max_subscribers, 1, 1'000'000},
       {"--max-verifications", f.max_verifications, 1, 1024},
       {"--max-inflight-submissions", f.max_inflight_submissions, 1, 10'000'000},
+      {"--max-inflight-bytes", f.max_inflight_bytes, 1 << 20, int64_t{1} << 40},
       {"--max-message-bytes", f.max_message_bytes, 1024, std::numeric_limits<int32_t>::max()},
       {"--max-concurrent-streams", f.max_concurrent_streams, 1, 1'000'000},
       {"--keepalive-seconds", f.keepalive_seconds, 1, 86'400},
@@ -184,6 +189,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
        &absl::GetFlagReflectionHandle(FLAGS_max_subscribers),
        &absl::GetFlagReflectionHandle(FLAGS_max_verifications),
        &absl::GetFlagReflectionHandle(FLAGS_max_inflight_submissions),
+       &absl::GetFlagReflectionHandle(FLAGS_max_inflight_bytes),
        &absl::GetFlagReflectionHandle(FLAGS_max_message_bytes),
        &absl::GetFlagReflectionHandle(FLAGS_max_concurrent_streams),
        &absl::GetFlagReflectionHandle(FLAGS_keepalive_seconds),
@@ -209,6 +215,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   flags->max_subscribers = absl::GetFlag(FLAGS_max_subscribers);
   flags->max_verifications = absl::GetFlag(FLAGS_max_verifications);
   flags->max_inflight_submissions = absl::GetFlag(FLAGS_max_inflight_submissions);
+  flags->max_inflight_bytes = absl::GetFlag(FLAGS_max_inflight_bytes);
   flags->max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   flags->max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   flags->keepalive_seconds = absl::GetFlag(FLAGS_keepalive_seconds);
@@ -270,6 +277,7 @@ int main(int argc, char** argv) {
   ledger::ThreadPool verify_pool(0);
   options->verify_pool = &verify_pool;
   options->max_inflight_submissions = static_cast<size_t>(flags.max_inflight_submissions);
+  options->max_inflight_bytes = static_cast<size_t>(flags.max_inflight_bytes);
   auto ledger = ledger::store::Ledger::Open(*std::move(options));
   if (!ledger.ok()) {
     return Refuse(absl::StrCat("cannot open the ledger in ", flags.data, ": ",

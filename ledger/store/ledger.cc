@@ -278,8 +278,20 @@ void Ledger::Submit(std::vector<v1::SignedEvent> events, Done done) {
                              "--max-inflight-submissions); try again later")));
     return;
   }
-  submission->done = [this, done = std::move(done)](absl::StatusOr<std::vector<SubmitResult>> result) mutable {
+  size_t bytes = 0;
+  for (const Envelope& envelope : submission->envelopes) bytes += envelope.signed_bytes.size();
+  const size_t byte_limit = options_.max_inflight_bytes;
+  if (const size_t before = inflight_bytes_.fetch_add(bytes); byte_limit != 0 && before != 0 && before + bytes > byte_limit) {
+    inflight_bytes_.fetch_sub(bytes);
     inflight_.fetch_sub(1);
+    done(Refuse(absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED,
+                absl::StrCat("submissions of ", before, " bytes are in flight; ", bytes, " more would pass ",
+                             byte_limit, ", the most this server holds (ledgerd --max-inflight-bytes); try again later")));
+    return;
+  }
+  submission->done = [this, bytes, done = std::move(done)](absl::StatusOr<std::vector<SubmitResult>> result) mutable {
+    inflight_.fetch_sub(1);
+    inflight_bytes_.fetch_sub(bytes);
     done(std::move(result));
   };
   {

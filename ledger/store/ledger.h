@@ -66,6 +66,10 @@ struct LedgerOptions {
   // the sequencer); one more is refused RESOURCE_EXHAUSTED LIMIT_REACHED
   // (ledgerd --max-inflight-submissions). 0: no limit.
   size_t max_inflight_submissions = 0;
+  // The same for the signed bytes those submissions hold (ledgerd
+  // --max-inflight-bytes): one more that would pass it is refused, unless
+  // nothing is in flight (a lone submission always fits). 0: no limit.
+  size_t max_inflight_bytes = 0;
 };
 
 struct SubmitResult {
@@ -197,6 +201,7 @@ class Ledger {
   int next_listener_ ABSL_GUARDED_BY(listeners_mu_) = 0;
 
   std::atomic<size_t> inflight_{0};
+  std::atomic<size_t> inflight_bytes_{0};
   std::atomic<uint64_t> groups_committed_{0};
   std::atomic<uint64_t> records_committed_{0};
   absl::Mutex shutdown_mu_;

@@ -765,6 +765,43 @@ TEST_F(LedgerTest, InflightLimitRefusesBeyondItAndAcceptedRetriesSkipTheQueue) {
   Close();
 }
 
+TEST_F(LedgerTest, InflightBytesLimitRefusesBeyondItButTakesALoneSubmission) {
+  Close();
+  absl::Notification gate;
+  ThreadPool pool(1);
+  struct Release {
+    absl::Notification* gate;
+    ~Release() {
+      if (!gate->HasBeenNotified()) gate->Notify();
+    }
+  } release{&gate};
+  LedgerOptions options = Options(/*with_genesis=*/false);
+  options.verify_pool = &pool;
+  options.max_inflight_bytes = 1;  // smaller than any submission
+  auto reopened = Ledger::Open(std::move(options));
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  ledger_ = std::move(*reopened);
+  pool.Schedule([&gate] { gate.WaitForNotification(); });
+
+  // Nothing in flight: taken, however large.
+  Answer first;
+  ledger_->Submit({Register("org-a", {RawKeyFor("a1")}), Register("org-b", {RawKeyFor("b1")})}, first.Callback());
+  EXPECT_EQ(ledger_->inflight_submissions(), 1u);
+  Answer second;
+  ledger_->Submit({Register("org-c", {RawKeyFor("c1")})}, second.Callback());
+  auto refused = second.Wait();
+  ExpectRefusal(refused, absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED);
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "--max-inflight-bytes")) << refused.status();
+
+  gate.Notify();
+  ASSERT_TRUE(first.Wait().ok());
+  EXPECT_EQ(ledger_->inflight_submissions(), 0u);
+  // Its bytes were given back: the next one is taken.
+  EXPECT_TRUE(Submit({Register("org-c", {RawKeyFor("c1")})}).ok());
+  EXPECT_EQ(ledger_->size(), 4u);
+  Close();
+}
+
 // ------------------------------------------------------------ batches
 
 TEST_F(LedgerTest, BatchWithARefusedEventWritesNoneOfItsEvents) {
