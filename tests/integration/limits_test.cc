@@ -208,7 +208,8 @@ TEST_F(LimitsTest, MessageOverTheLimitIsRefusedAndNothingWritten) {
 }
 
 TEST_F(LimitsTest, LimitOutOfRangeIsAUsageErrorNamingTheFlag) {
-  for (const char* flag : {"--max-subscribers", "--max-verifications", "--max-inflight-submissions",
+  for (const char* flag : {"--max-subscribers", "--max-verifications", "--max-inflight-submissions", "--max-inflight-bytes",
+                           "--max-concurrent-streams",
                            "--max-message-bytes", "--keepalive-seconds", "--idle-timeout-seconds"}) {
     LedgerdProcess server;
     server.set_extra_args({flag, "0"});
