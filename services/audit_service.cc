@@ -1,6 +1,8 @@
 #include "services/audit_service.h"
 
 #include <chrono>
+#include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -8,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ledger/audit/verifier.h"
+#include "ledger/event/refusal.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/store/proposal_evidence.h"
 #include "services/grpc_status.h"
@@ -29,6 +32,14 @@ class FinishedWriter final : public grpc::ServerWriteReactor<v1::VerifyProgress>
   void OnDone() override { delete this; }
 };
 
+// Test hook (tests/integration/limits_test.cc): with this environment
+// variable set, each Verify holds its slot after its first message until the
+// client cancels it, so a test can hold one deterministically.
+bool HoldVerificationsForTests() {
+  static const bool hold = std::getenv("LEDGERD_TEST_HOLD_VERIFICATIONS") != nullptr;
+  return hold;
+}
+
 // One Verify call: a worker thread runs the checks over the store and queues
 // messages; the reactor writes them one at a time (progress messages not yet
 // written are replaced by newer ones, so the queue stays short).
@@ -49,6 +60,7 @@ class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> 
         queue_.clear();
       }
     }
+    cancelled_cv_.notify_all();
     Pump();
   }
   void OnCancel() override {
@@ -57,6 +69,7 @@ class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> 
       cancelled_ = true;
       queue_.clear();
     }
+    cancelled_cv_.notify_all();
     Pump();
   }
   void OnDone() override {
@@ -134,6 +147,10 @@ class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> 
   void Run() {
     const auto start = std::chrono::steady_clock::now();
     Progress(0);
+    if (HoldVerificationsForTests()) {
+      std::unique_lock<std::mutex> lock(mu_);
+      cancelled_cv_.wait(lock, [this] { return cancelled_; });
+    }
     audit::LogVerifier verifier({.operator_key = ledger_->operator_public_key(),
                                  .origin = ledger_->info().origin(),
                                  .pool = verify_pool_,
@@ -211,6 +228,7 @@ class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> 
   std::thread worker_;
 
   std::mutex mu_;
+  std::condition_variable cancelled_cv_;  // cancelled_ set
   std::deque<v1::VerifyProgress> queue_;
   v1::VerifyProgress current_;  // the write in flight
   bool writing_ = false;
@@ -311,10 +329,11 @@ grpc::ServerWriteReactor<v1::VerifyProgress>* AuditServiceImpl::Verify(grpc::Cal
     return new FinishedWriter(ToGrpc(absl::InvalidArgumentError(
         absl::StrCat("from_position ", request->from_position(), " must be below to_position ", to))));
   }
-  if (verifications_.fetch_add(1) >= kMaxVerifications) {
+  if (verifications_.fetch_add(1) >= max_verifications_) {
     verifications_.fetch_sub(1);
-    return new FinishedWriter(ToGrpc(absl::ResourceExhaustedError(
-        absl::StrCat(kMaxVerifications, " verifications are already running; try again later"))));
+    return new FinishedWriter(ToGrpc(Refuse(absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED,
+        absl::StrCat(max_verifications_, " verifications are already running, the most this server allows "
+                     "(ledgerd --max-verifications); try again later"))));
   }
   return new VerifyReactor(ledger_, verify_pool_, &verifications_, request->from_position(), to, size);
 }

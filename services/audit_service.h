@@ -19,8 +19,11 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   // `verify_pool` checks signatures for Verify (shared with whoever else
   // verifies: one pool per server); `workers` runs the scans of
   // ListCheckpoints and VerifyProposal. Both outlive the service.
-  AuditServiceImpl(const store::Ledger* ledger, ThreadPool* verify_pool, ThreadPool* workers)
-      : ledger_(ledger), verify_pool_(verify_pool), workers_(workers) {}
+  // At most `max_verifications` (>= 1) Verify calls run at once.
+  AuditServiceImpl(const store::Ledger* ledger, ThreadPool* verify_pool, ThreadPool* workers,
+                   int max_verifications = 1)
+      : ledger_(ledger), verify_pool_(verify_pool), workers_(workers),
+        max_verifications_(max_verifications < 1 ? 1 : max_verifications) {}
 
   // Verify and ListCheckpoints are served only to callers `policy` admits
   // (services/costly_rpcs.h). Call before the server starts; `policy`
@@ -40,20 +43,19 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
                                             const v1::ListCheckpointsRequest* request,
                                             v1::ListCheckpointsResponse* response) override;
   // Runs on a thread of its own (never a gRPC thread), its signatures checked
-  // on the verify pool, one write in flight; at most kMaxVerifications at
-  // once, more are RESOURCE_EXHAUSTED.
+  // on the verify pool, one write in flight; at most max_verifications at
+  // once, more are RESOURCE_EXHAUSTED LIMIT_REACHED.
   grpc::ServerWriteReactor<v1::VerifyProgress>* Verify(grpc::CallbackServerContext* context,
                                                        const v1::VerifyRequest* request) override;
   grpc::ServerUnaryReactor* VerifyProposal(grpc::CallbackServerContext* context,
                                            const v1::VerifyProposalRequest* request,
                                            v1::VerifyProposalResponse* response) override;
 
-  static constexpr int kMaxVerifications = 2;
-
  private:
   const store::Ledger* ledger_;
   ThreadPool* const verify_pool_;
   ThreadPool* const workers_;
+  const int max_verifications_;
   std::atomic<int> verifications_{0};
   const CostlyRpcPolicy* costly_ = nullptr;
 };

@@ -190,12 +190,19 @@ class SubscribeStream final : public grpc::ServerWriteReactor<v1::SubscribeRespo
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-LedgerServiceImpl::LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers) : ledger_(ledger), workers_(workers) {
+LedgerServiceImpl::LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers, int max_subscribers)
+    : ledger_(ledger), workers_(workers), max_subscribers_(std::max(1, max_subscribers)) {
+  {
+    absl::MutexLock lock(&pump_mu_);
+    committed_size_ = ledger_->size();
+  }
   pump_ = std::thread([this] { PumpLoop(); });
-  // Runs on the sequencer thread after every commit: only queue wake-ups.
-  listener_id_ = ledger_->AddListener([this](uint64_t) {
-    absl::MutexLock lock(&mu_);
-    for (SubscribeStream* stream : streams_) stream->Wake();
+  // Runs on the sequencer thread after every commit: publishes the size and
+  // nothing else, whatever the number of streams (the pump wakes them).
+  listener_id_ = ledger_->AddListener([this](uint64_t size) {
+    absl::MutexLock lock(&pump_mu_);
+    committed_size_ = std::max(committed_size_, size);
+    pump_cv_.Signal();
   });
 }
 
@@ -227,14 +234,33 @@ void LedgerServiceImpl::Unregister(SubscribeStream* stream) {
 }
 
 void LedgerServiceImpl::PumpLoop() {
+  uint64_t woken_for = 0;  // the committed size every stream was woken for
+  {
+    absl::MutexLock lock(&pump_mu_);
+    woken_for = committed_size_;
+  }
   while (true) {
-    SubscribeStream* stream;
+    SubscribeStream* stream = nullptr;
+    bool wake_all = false;
     {
       absl::MutexLock lock(&pump_mu_);
-      while (pump_queue_.empty() && !pump_exit_) pump_cv_.Wait(&pump_mu_);
-      if (pump_queue_.empty()) return;
-      stream = pump_queue_.front();
-      pump_queue_.pop_front();
+      while (pump_queue_.empty() && !pump_exit_ && committed_size_ == woken_for) pump_cv_.Wait(&pump_mu_);
+      if (committed_size_ != woken_for) {
+        woken_for = committed_size_;
+        wake_all = true;
+      } else if (pump_queue_.empty()) {
+        return;  // pump_exit_
+      } else {
+        stream = pump_queue_.front();
+        pump_queue_.pop_front();
+      }
+    }
+    if (wake_all) {
+      // New records: every idle stream is queued (lock order: mu_, the
+      // stream's, pump_mu_), then pumped in turn.
+      absl::MutexLock lock(&mu_);
+      for (SubscribeStream* s : streams_) s->Wake();
+      continue;
     }
     stream->Pump();
   }
@@ -243,15 +269,20 @@ void LedgerServiceImpl::PumpLoop() {
 grpc::ServerWriteReactor<v1::SubscribeResponse>* LedgerServiceImpl::Subscribe(
     grpc::CallbackServerContext* context, const v1::SubscribeRequest* request) {
   auto* stream = new SubscribeStream(this, request->from_position());
-  bool stopping;
+  bool stopping, full = false;
   {
     absl::MutexLock lock(&mu_);
     stopping = stopping_;
-    if (!stopping) streams_.insert(stream);
+    full = !stopping && streams_.size() >= static_cast<size_t>(max_subscribers_);
+    if (!stopping && !full) streams_.insert(stream);
   }
   if (stopping) {
     stream->Finish(ToGrpc(Refuse(absl::StatusCode::kUnavailable, v1::SHUTTING_DOWN,
                                  "the ledger is shutting down")));
+  } else if (full) {
+    stream->Finish(ToGrpc(Refuse(absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED,
+                                 absl::StrCat(max_subscribers_, " Subscribe streams are open, the most this server "
+                                              "allows (ledgerd --max-subscribers); try again later"))));
   } else {
     stream->Wake();
   }

@@ -4,7 +4,10 @@
 //
 // Subscribe streams keep one write in flight each; a stream that falls
 // behind is refilled from RocksDB by the subscription pump thread, so a slow
-// consumer holds back only itself and buffers at most one message.
+// consumer holds back only itself and buffers at most one message. The
+// commit listener only publishes the new tree size: the pump thread, not the
+// sequencer, walks the streams to wake them. At most `max_subscribers`
+// streams are open at once; one more is refused RESOURCE_EXHAUSTED.
 #ifndef SERVICES_LEDGER_SERVICE_H_
 #define SERVICES_LEDGER_SERVICE_H_
 
@@ -24,8 +27,8 @@ class SubscribeStream;
 
 class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
  public:
-  // `workers` runs Read; it outlives the service.
-  LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers);
+  // `workers` runs Read; it outlives the service. `max_subscribers` >= 1.
+  LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers, int max_subscribers = 256);
   ~LedgerServiceImpl() override;
 
   // A filtered Read (kinds or author) is served only to callers `policy`
@@ -62,6 +65,7 @@ class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
   store::Ledger* ledger_;
   ThreadPool* const workers_;
   const CostlyRpcPolicy* costly_ = nullptr;
+  const int max_subscribers_;
   int listener_id_;
 
   // Lock order: mu_, then a stream's own mutex, then pump_mu_.
@@ -73,6 +77,8 @@ class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
   absl::CondVar pump_cv_;
   std::deque<SubscribeStream*> pump_queue_ ABSL_GUARDED_BY(pump_mu_);
   bool pump_exit_ ABSL_GUARDED_BY(pump_mu_) = false;
+  // Set by the commit listener; the pump wakes every stream when it grows.
+  uint64_t committed_size_ ABSL_GUARDED_BY(pump_mu_) = 0;
   std::thread pump_;
 };
 

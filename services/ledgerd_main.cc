@@ -3,6 +3,9 @@
 //   ledgerd [--data DIR] [--listen HOST:PORT] [--registrar-id ID] [--registrar-key-out PATH]
 //           [--identity-notice-seconds N] [--upgrade-rules]
 //           [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM [--costly-rpc-clients ID,...]]]
+//           [--max-subscribers N] [--max-verifications N] [--max-inflight-submissions N]
+//           [--max-message-bytes N] [--max-concurrent-streams N] [--keepalive-seconds N]
+//           [--idle-timeout-seconds N]   (README "Limits")
 //
 // Prints "ledgerd listening on HOST:PORT" once it serves. SIGTERM/SIGINT stop
 // it: no new calls, in-flight commits finish, RocksDB closes cleanly.
@@ -19,10 +22,12 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "grpc/grpc.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "glog/logging.h"
@@ -57,6 +62,17 @@ ABSL_FLAG(std::string, tls_client_ca, "",
 ABSL_FLAG(std::string, costly_rpc_clients, "",
           "mutual TLS: only these client certificate identities (CN or SAN) may call Verify, "
           "ListCheckpoints and a filtered Read");
+// Limits on what clients can ask for (README "Limits").
+ABSL_FLAG(int64_t, max_subscribers, 256, "Subscribe streams open at once");
+ABSL_FLAG(int64_t, max_verifications, 1, "AuditService.Verify calls running at once");
+ABSL_FLAG(int64_t, max_inflight_submissions, 4096,
+          "Append/AppendBatch calls accepted and not yet answered");
+ABSL_FLAG(int64_t, max_inflight_bytes, 256 << 20, "signed bytes those submissions hold");
+ABSL_FLAG(int64_t, max_message_bytes, static_cast<int64_t>(ledger::kMaxBatchEvents * (ledger::kMaxBodyBytes + 1024)),
+          "largest request message");
+ABSL_FLAG(int64_t, max_concurrent_streams, 100, "calls at once on one connection");
+ABSL_FLAG(int64_t, keepalive_seconds, 60, "server pings an idle-looking connection this often");
+ABSL_FLAG(int64_t, idle_timeout_seconds, 600, "a connection without calls for this long is closed");
 
 namespace {
 
@@ -83,7 +99,19 @@ constexpr char kUsage[] =
     "  --costly-rpc-clients ID,ID,...\n"
     "                      with --tls-client-ca: only clients whose certificate CN or a SAN\n"
     "                      is listed may call Verify, ListCheckpoints and a filtered Read\n"
-    "                      (kinds or author); others get PERMISSION_DENIED\n";
+    "                      (kinds or author); others get PERMISSION_DENIED\n"
+    "limits (beyond them a call is refused RESOURCE_EXHAUSTED; README \"Limits\"):\n"
+    "  --max-subscribers N          Subscribe streams open at once (default 256; each holds\n"
+    "                               at most one message of up to 1 MiB)\n"
+    "  --max-verifications N        AuditService.Verify calls running at once (default 1)\n"
+    "  --max-inflight-submissions N Append/AppendBatch calls accepted, not yet answered (default 4096)\n"
+    "  --max-inflight-bytes N       signed bytes those calls hold (default 268435456: 256 MiB;\n"
+    "                               a call alone always fits)\n"
+    "  --max-message-bytes N        largest request message (default 66560000: a full batch)\n"
+    "  --max-concurrent-streams N   calls at once on one connection (default 100)\n"
+    "  --keepalive-seconds N        ping a quiet connection this often; a peer that does not\n"
+    "                               answer within 20 s is dropped (default 60)\n"
+    "  --idle-timeout-seconds N     close a connection without calls for this long (default 600)\n";
 
 struct Flags {
   std::string data = "./var/ledger";
@@ -94,7 +122,34 @@ struct Flags {
   bool upgrade_rules = false;
   std::string tls_cert, tls_key, tls_client_ca;
   std::string costly_rpc_clients;
+  int64_t max_subscribers = 256, max_verifications = 1, max_inflight_submissions = 4096, max_inflight_bytes = 256 << 20;
+  int64_t max_message_bytes = 0, max_concurrent_streams = 100, keepalive_seconds = 60, idle_timeout_seconds = 600;
 };
+
+// Each limit's range; a value outside it is a usage error naming the flag.
+absl::Status CheckLimits(const Flags& f) {
+  struct Limit {
+    const char* flag;
+    int64_t value, min, max;
+  };
+  const Limit limits[] = {
+      {"--max-subscribers", f.max_subscribers, 1, 1'000'000},
+      {"--max-verifications", f.max_verifications, 1, 1024},
+      {"--max-inflight-submissions", f.max_inflight_submissions, 1, 10'000'000},
+      {"--max-inflight-bytes", f.max_inflight_bytes, 1 << 20, int64_t{1} << 40},
+      {"--max-message-bytes", f.max_message_bytes, 1024, std::numeric_limits<int32_t>::max()},
+      {"--max-concurrent-streams", f.max_concurrent_streams, 1, 1'000'000},
+      {"--keepalive-seconds", f.keepalive_seconds, 1, 86'400},
+      {"--idle-timeout-seconds", f.idle_timeout_seconds, 1, 24 * 86'400},
+  };
+  for (const Limit& limit : limits) {
+    if (limit.value < limit.min || limit.value > limit.max) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(limit.flag, " must be ", limit.min, "..", limit.max, ", not ", limit.value));
+    }
+  }
+  return absl::OkStatus();
+}
 
 bool ReadFile(const std::string& path, std::string* out) {
   std::ifstream in(path, std::ios::binary);
@@ -141,7 +196,16 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
        &absl::GetFlagReflectionHandle(FLAGS_tls_cert),
        &absl::GetFlagReflectionHandle(FLAGS_tls_key),
        &absl::GetFlagReflectionHandle(FLAGS_tls_client_ca),
-       &absl::GetFlagReflectionHandle(FLAGS_costly_rpc_clients)},
+       &absl::GetFlagReflectionHandle(FLAGS_costly_rpc_clients),
+
+       &absl::GetFlagReflectionHandle(FLAGS_max_subscribers),
+       &absl::GetFlagReflectionHandle(FLAGS_max_verifications),
+       &absl::GetFlagReflectionHandle(FLAGS_max_inflight_submissions),
+       &absl::GetFlagReflectionHandle(FLAGS_max_inflight_bytes),
+       &absl::GetFlagReflectionHandle(FLAGS_max_message_bytes),
+       &absl::GetFlagReflectionHandle(FLAGS_max_concurrent_streams),
+       &absl::GetFlagReflectionHandle(FLAGS_keepalive_seconds),
+       &absl::GetFlagReflectionHandle(FLAGS_idle_timeout_seconds)},
       kUsage);
   if (!error.ok()) {
     if (error.kind == ledger::cli::CommandLineError::kMissingValue) {
@@ -161,6 +225,14 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   flags->tls_key = absl::GetFlag(FLAGS_tls_key);
   flags->tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
   flags->costly_rpc_clients = absl::GetFlag(FLAGS_costly_rpc_clients);
+  flags->max_subscribers = absl::GetFlag(FLAGS_max_subscribers);
+  flags->max_verifications = absl::GetFlag(FLAGS_max_verifications);
+  flags->max_inflight_submissions = absl::GetFlag(FLAGS_max_inflight_submissions);
+  flags->max_inflight_bytes = absl::GetFlag(FLAGS_max_inflight_bytes);
+  flags->max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  flags->max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  flags->keepalive_seconds = absl::GetFlag(FLAGS_keepalive_seconds);
+  flags->idle_timeout_seconds = absl::GetFlag(FLAGS_idle_timeout_seconds);
   return true;
 }
 
@@ -190,6 +262,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  if (absl::Status limits = CheckLimits(flags); !limits.ok()) return Refuse(std::string(limits.message()), 2);
   auto credentials = ServerCredentials(flags);
   if (!credentials.ok()) return Refuse(std::string(credentials.status().message()), 2);
   // Identities are only known under mutual TLS: a list without it would
@@ -223,6 +296,8 @@ int main(int argc, char** argv) {
   // AuditService.Verify's. Declared before the ledger, so it outlives it.
   ledger::ThreadPool verify_pool(0);
   options->verify_pool = &verify_pool;
+  options->max_inflight_submissions = static_cast<size_t>(flags.max_inflight_submissions);
+  options->max_inflight_bytes = static_cast<size_t>(flags.max_inflight_bytes);
   auto ledger = ledger::store::Ledger::Open(*std::move(options));
   if (!ledger.ok()) {
     return Refuse(absl::StrCat("cannot open the ledger in ", flags.data, ": ",
@@ -256,8 +331,10 @@ int main(int argc, char** argv) {
   // Threads started once, outliving the services: long scans off the gRPC
   // reaction threads (Read, ListCheckpoints, VerifyProposal, governance lists).
   ledger::ThreadPool scan_workers(2);
-  ledger::services::LedgerServiceImpl ledger_service(ledger->get(), &scan_workers);
-  ledger::services::AuditServiceImpl audit_service(ledger->get(), &verify_pool, &scan_workers);
+  ledger::services::LedgerServiceImpl ledger_service(ledger->get(), &scan_workers,
+                                                     static_cast<int>(flags.max_subscribers));
+  ledger::services::AuditServiceImpl audit_service(ledger->get(), &verify_pool, &scan_workers,
+                                                   static_cast<int>(flags.max_verifications));
   ledger::services::GovernanceServiceImpl governance_service(&(*ledger)->store(), &scan_workers);
   if (costly_rpcs->restricts()) {
     ledger_service.RestrictCostlyRpcs(&*costly_rpcs);
@@ -268,8 +345,16 @@ int main(int argc, char** argv) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(flags.listen, *credentials, &port);
-  // A full batch of maximal events, with room for the envelope.
-  builder.SetMaxReceiveMessageSize(static_cast<int>(ledger::kMaxBatchEvents * (ledger::kMaxBodyBytes + 1024)));
+  // Default: a full batch of maximal events, with room for the envelope.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(flags.max_message_bytes));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, static_cast<int>(flags.max_concurrent_streams));
+  // Dead peers are found by pings; quiet connections are closed (a client
+  // reconnects on its next call); clients may ping every 10 s, even idle.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(flags.keepalive_seconds * 1000));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, static_cast<int>(flags.idle_timeout_seconds * 1000));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
   builder.RegisterService(&ledger_service);
   builder.RegisterService(&audit_service);
   builder.RegisterService(&governance_service);

@@ -270,9 +270,53 @@ void Ledger::Submit(std::vector<v1::SignedEvent> events, Done done) {
   }
   submission->verified.assign(events.size(), 0);
   submission->unverified = events.size();
-  submission->done = std::move(done);
 
   bool stopping;
+  {
+    absl::MutexLock lock(&verify_mu_);
+    stopping = verify_stop_;
+  }
+  if (stopping) {
+    done(Refuse(absl::StatusCode::kUnavailable, v1::SHUTTING_DOWN, "the ledger is shutting down"));
+    return;
+  }
+  // A resubmission of accepted events: one point read per event, here.
+  auto replayed = ReplayFromIndex(submission->envelopes);
+  if (!replayed.ok() || replayed->has_value()) {
+    if (replayed.ok()) {
+      done(**std::move(replayed));
+    } else {
+      done(replayed.status());
+    }
+    return;
+  }
+  // Back-pressure: a bounded number of submissions between here and their
+  // answer, so neither the verify pool's queue nor the sequencer's grows
+  // without bound.
+  const size_t limit = options_.max_inflight_submissions;
+  if (inflight_.fetch_add(1) >= limit && limit != 0) {
+    inflight_.fetch_sub(1);
+    done(Refuse(absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED,
+                absl::StrCat(limit, " submissions are in flight, the most this server takes (ledgerd "
+                             "--max-inflight-submissions); try again later")));
+    return;
+  }
+  size_t bytes = 0;
+  for (const Envelope& envelope : submission->envelopes) bytes += envelope.signed_bytes.size();
+  const size_t byte_limit = options_.max_inflight_bytes;
+  if (const size_t before = inflight_bytes_.fetch_add(bytes); byte_limit != 0 && before != 0 && before + bytes > byte_limit) {
+    inflight_bytes_.fetch_sub(bytes);
+    inflight_.fetch_sub(1);
+    done(Refuse(absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED,
+                absl::StrCat("submissions of ", before, " bytes are in flight; ", bytes, " more would pass ",
+                             byte_limit, ", the most this server holds (ledgerd --max-inflight-bytes); try again later")));
+    return;
+  }
+  submission->done = [this, bytes, done = std::move(done)](absl::StatusOr<std::vector<SubmitResult>> result) mutable {
+    inflight_.fetch_sub(1);
+    inflight_bytes_.fetch_sub(bytes);
+    done(std::move(result));
+  };
   {
     absl::MutexLock lock(&verify_mu_);
     stopping = verify_stop_;
@@ -462,6 +506,7 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
     pending.kind = body.payload_case();
     pending.idempotency_key = body.idempotency_key();
     pending.body_hash = sealed ? crypto::Sha256(sealed->body()) : decided_record.body_hash;
+    if (decided_record.refused != nullptr) pending.refused_author = decided_record.refused->body.author();
   }
   const uint64_t next = input.first_position + commit.records.size();
   count_dropped_before(decision.records.size());
@@ -579,6 +624,36 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
                  << " records at position " << input.first_position << ", " << absl::ToDoubleMilliseconds(took)
                  << " ms";
   }
+}
+
+absl::StatusOr<std::optional<std::vector<SubmitResult>>> Ledger::ReplayFromIndex(
+    const std::vector<Envelope>& envelopes) const {
+  std::vector<SubmitResult> results;
+  for (const Envelope& envelope : envelopes) {
+    auto found = store_->FindIdempotency(envelope.body.author(), envelope.body.idempotency_key());
+    if (!found.ok()) return found.status();
+    // Not used, or used for another body (the sequencer refuses the conflict).
+    if (!found->has_value() || (*found)->body_hash != crypto::Sha256(envelope.signed_event.body())) {
+      return std::nullopt;
+    }
+    auto bytes = store_->GetRecord((*found)->position);
+    if (!bytes.ok()) return bytes.status();
+    auto record = DecodeRecord(*bytes, (*found)->position);
+    if (!record.ok()) return record.status();
+    // The very bytes whose signature was checked when they were accepted;
+    // the same body signed otherwise is checked as today.
+    if (record->signed_event() != envelope.signed_bytes) return std::nullopt;
+    // Bytes both refused and accepted (a rules-v1 log): the sequencer answers.
+    std::string refused_key(rules::kRefusedSubmissionPrefix);
+    refused_key.append(crypto::AsBytes(crypto::Sha256(envelope.signed_bytes)));
+    auto refused = store_->GetState(refused_key);
+    if (!refused.ok()) return refused.status();
+    if (refused->has_value()) return std::nullopt;
+    auto result = ReceiptFor((*found)->position, /*replayed=*/true);
+    if (!result.ok()) return result.status();
+    results.push_back(*std::move(result));
+  }
+  return results;
 }
 
 absl::StatusOr<SubmitResult> Ledger::ReceiptFor(uint64_t position, bool replayed) const {

@@ -67,6 +67,14 @@ struct LedgerOptions {
   // About how many projected-state entries of each kind, and public keys,
   // are held in memory; the rest are read from RocksDB when needed.
   size_t state_cache_entries = kDefaultStateCacheEntries;
+  // Submissions accepted but not yet answered (being verified or queued for
+  // the sequencer); one more is refused RESOURCE_EXHAUSTED LIMIT_REACHED
+  // (ledgerd --max-inflight-submissions). 0: no limit.
+  size_t max_inflight_submissions = 0;
+  // The same for the signed bytes those submissions hold (ledgerd
+  // --max-inflight-bytes): one more that would pass it is refused, unless
+  // nothing is in flight (a lone submission always fits). 0: no limit.
+  size_t max_inflight_bytes = 0;
 };
 
 struct SubmitResult {
@@ -85,6 +93,9 @@ class Ledger {
   // Appends 1..kMaxBatchEvents events, all or nothing, at consecutive
   // positions. `done` runs exactly once: after the commit is durable, or with
   // the refusal (see event/refusal.h; for a batch the message names the index).
+  // Signed bytes identical to accepted records are answered on the caller's
+  // thread from the idempotency index (their original receipts), before any
+  // signature work and without taking an in-flight slot.
   void Submit(std::vector<v1::SignedEvent> events, Done done);
 
   // Writes the operator's RulesVersionAdopted{version} (DESIGN §4, "Logs
@@ -113,6 +124,8 @@ class Ledger {
   // Commit groups and records written since Open (for the operator's log).
   uint64_t groups_committed() const { return groups_committed_.load(); }
   uint64_t records_committed() const { return records_committed_.load(); }
+  // Submissions accepted and not yet answered (see max_inflight_submissions).
+  size_t inflight_submissions() const { return inflight_.load(); }
 
   // `on_commit(new_size)` runs after every commit; must not block.
   int AddListener(std::function<void(uint64_t)> on_commit);
@@ -132,6 +145,11 @@ class Ledger {
   // thread (or in Start, before any thread exists).
   void CommitGroup(std::vector<std::shared_ptr<Submission>> group);
   absl::StatusOr<SubmitResult> ReceiptFor(uint64_t position, bool replayed) const;
+  // The replayed receipts if every envelope's signed bytes are those of an
+  // accepted record (found through the idempotency index) and none is in the
+  // refused-bytes index; nullopt if any is not (the sequencer decides it).
+  absl::StatusOr<std::optional<std::vector<SubmitResult>>> ReplayFromIndex(
+      const std::vector<Envelope>& envelopes) const;
   // After a failed commit: resumes the store and reloads the in-memory state
   // from what is on disk (the failed group may or may not have reached it).
   absl::Status RecoverFromStorageFailure();
@@ -192,6 +210,8 @@ class Ledger {
   absl::flat_hash_map<int, std::function<void(uint64_t)>> listeners_ ABSL_GUARDED_BY(listeners_mu_);
   int next_listener_ ABSL_GUARDED_BY(listeners_mu_) = 0;
 
+  std::atomic<size_t> inflight_{0};
+  std::atomic<size_t> inflight_bytes_{0};
   std::atomic<uint64_t> groups_committed_{0};
   std::atomic<uint64_t> records_committed_{0};
   absl::Mutex shutdown_mu_;

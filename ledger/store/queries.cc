@@ -34,6 +34,36 @@ absl::StatusOr<Page> PageOf(const v1::QueryFilter& filter) {
   return page;
 }
 
+// History and ListRefusals page by position: the token ("p" and the first
+// position of the next page) resumes an index scan where the last page
+// stopped, so a far page costs what the first does.
+constexpr size_t kMaxRefusalScan = 10'000;
+
+struct PositionPage {
+  uint64_t from = 0;  // the filter's from_position, or the token's if later
+  size_t limit = kDefaultLimit;
+};
+
+std::string PositionToken(uint64_t position) { return absl::StrCat("p", position); }
+
+absl::StatusOr<PositionPage> PositionPageOf(const v1::QueryFilter& filter) {
+  PositionPage page;
+  if (filter.limit() > kMaxLimit) {
+    return Refuse(absl::StatusCode::kInvalidArgument, v1::OVERSIZE,
+                  absl::StrCat("limit ", filter.limit(), " is over ", kMaxLimit));
+  }
+  if (filter.limit() != 0) page.limit = filter.limit();
+  page.from = filter.from_position();
+  if (!filter.page_token().empty()) {
+    uint64_t position = 0;
+    if (filter.page_token()[0] != 'p' || !absl::SimpleAtoi(filter.page_token().substr(1), &position)) {
+      return Malformed(absl::StrCat("page_token \"", filter.page_token(), "\" is not one this server gave"));
+    }
+    page.from = std::max(page.from, position);
+  }
+  return page;
+}
+
 bool InRange(const v1::QueryFilter& filter, uint64_t position) {
   return position >= filter.from_position() && (filter.to_position() == 0 || position < filter.to_position());
 }
@@ -235,18 +265,33 @@ absl::StatusOr<v1::ListOverrulesResponse> Queries::Overrules(const v1::QueryFilt
 }
 
 absl::StatusOr<v1::ListRefusalsResponse> Queries::Refusals(const v1::QueryFilter& filter) const {
-  auto page = PageOf(filter);
+  auto page = PositionPageOf(filter);
   if (!page.ok()) return page.status();
+  // Candidates from the page's start on, at most kMaxRefusalScan of them: a
+  // page costs at most that many decodes, however far it starts or however
+  // few refusals match (the page may then be short, with a token).
   std::vector<uint64_t> positions;
-  absl::Status scanned = store_->ScanKind(v1::EventBody::kSubmissionRefused, filter.from_position(),
-                                          [&](uint64_t position) {
+  uint64_t resume_at = 0;  // non-zero: the scan stopped at its cap here
+  auto collect = [&](uint64_t position) {
     if (filter.to_position() != 0 && position >= filter.to_position()) return false;
+    if (positions.size() == kMaxRefusalScan) {
+      resume_at = position;
+      return false;
+    }
     positions.push_back(position);
     return true;
-  });
+  };
+  // With an organisation: only the refusals of its attempts (an index).
+  absl::Status scanned = filter.org_id().empty()
+                             ? store_->ScanKind(v1::EventBody::kSubmissionRefused, page->from, collect)
+                             : store_->ScanRefusalsOf(filter.org_id(), page->from, collect);
   if (!scanned.ok()) return scanned;
   std::vector<v1::RefusalView> all;
   for (uint64_t position : positions) {
+    if (all.size() == page->limit) {
+      resume_at = position;
+      break;
+    }
     auto bytes = store_->GetRecord(position);
     if (!bytes.ok()) return bytes.status();
     auto record = DecodeRecord(*bytes, position);
@@ -301,7 +346,8 @@ absl::StatusOr<v1::ListRefusalsResponse> Queries::Refusals(const v1::QueryFilter
     response.set_dropped_since_last_recorded(static_cast<uint32_t>(
         std::min<uint64_t>(*dropped, std::numeric_limits<uint32_t>::max())));
   }
-  Paginate(std::move(all), *page, &response, response.mutable_refusals());
+  for (v1::RefusalView& view : all) *response.add_refusals() = std::move(view);
+  if (resume_at != 0) response.set_next_page_token(PositionToken(resume_at));
   return response;
 }
 
@@ -352,39 +398,44 @@ absl::StatusOr<v1::ListIdentityChangesResponse> Queries::IdentityChanges(const v
 }
 
 absl::StatusOr<v1::HistoryResponse> Queries::History(const v1::QueryFilter& filter) const {
-  auto page = PageOf(filter);
+  auto page = PositionPageOf(filter);
   if (!page.ok()) return page.status();
+  // Positions from page->from on, in order, until one past the page: the
+  // cost is the page's, wherever it starts.
   std::vector<uint64_t> positions;
+  auto take = [&](uint64_t p) {
+    if (filter.to_position() != 0 && p >= filter.to_position()) return false;
+    positions.push_back(p);
+    return positions.size() < page->limit + 1;
+  };
   if (!filter.proposal_id().empty()) {
     auto proposal = Proposal(filter.proposal_id());
     if (!proposal.ok()) return proposal.status();
-    positions.assign(proposal->history().begin(), proposal->history().end());
+    std::vector<uint64_t> history(proposal->history().begin(), proposal->history().end());
+    std::sort(history.begin(), history.end());
+    history.erase(std::unique(history.begin(), history.end()), history.end());
+    for (auto it = std::lower_bound(history.begin(), history.end(), page->from); it != history.end(); ++it) {
+      if (!take(*it)) break;
+    }
   } else if (!filter.org_id().empty()) {
-    auto org = Organisation(filter.org_id());  // NotFound for an unknown organisation
+    // NotFound for an unknown organisation (one point read).
+    auto org = ReadEntry<v1::OrganisationState>(*store_, rules::kOrganisationPrefix, filter.org_id(),
+                                                "organisation", v1::UNKNOWN_ORGANISATION);
     if (!org.ok()) return org.status();
-    absl::Status scanned = store_->ScanAuthor(filter.org_id(), filter.from_position(), [&](uint64_t p) {
-      positions.push_back(p);
-      return positions.size() < page->offset + page->limit + 1;
-    });
+    absl::Status scanned = store_->ScanAuthor(filter.org_id(), page->from, take);
     if (!scanned.ok()) return scanned;
   } else {
     return Refuse(absl::StatusCode::kInvalidArgument, v1::MISSING_FIELD, "history needs a proposal_id or an org_id");
   }
-  std::sort(positions.begin(), positions.end());
-  positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
-  std::vector<v1::RecordEntry> all;
-  for (uint64_t position : positions) {
-    if (!InRange(filter, position)) continue;
-    if (all.size() >= page->offset + page->limit + 1) break;
-    auto bytes = store_->GetRecord(position);
-    if (!bytes.ok()) return bytes.status();
-    v1::RecordEntry entry;
-    entry.set_position(position);
-    entry.set_record(*std::move(bytes));
-    all.push_back(std::move(entry));
-  }
   v1::HistoryResponse response;
-  Paginate(std::move(all), *page, &response, response.mutable_entries());
+  for (size_t i = 0; i < positions.size() && i < page->limit; ++i) {
+    auto bytes = store_->GetRecord(positions[i]);
+    if (!bytes.ok()) return bytes.status();
+    v1::RecordEntry* entry = response.add_entries();
+    entry->set_position(positions[i]);
+    entry->set_record(*std::move(bytes));
+  }
+  if (positions.size() > page->limit) response.set_next_page_token(PositionToken(positions[page->limit]));
   return response;
 }
 
@@ -432,14 +483,19 @@ absl::StatusOr<v1::ReadResponse> Queries::Read(const v1::ReadRequest& request) c
     return true;
   };
   absl::Status status;
-  if (!request.author().empty()) {
+  if (!request.author().empty() && kinds.empty()) {
     status = store.ScanAuthor(request.author(), from, collect);
   } else if (!kinds.empty()) {
     // The first `limit` positions of the union are among the first `limit`
-    // of each kind.
+    // of each kind (of each (author, kind) when an author is given: every
+    // candidate then matches, nothing is decoded to filter).
     for (int kind : kinds) {
       size_t before = candidates.size();
-      status = store.ScanKind(kind, from, [&](uint64_t p) {
+      auto scan = [&](const Store::PositionVisitor& visit) {
+        return request.author().empty() ? store.ScanKind(kind, from, visit)
+                                        : store.ScanAuthorKind(request.author(), kind, from, visit);
+      };
+      status = scan([&](uint64_t p) {
         if (p >= size) return false;
         candidates.push_back(p);
         return candidates.size() - before < limit;
@@ -467,11 +523,6 @@ absl::StatusOr<v1::ReadResponse> Queries::Read(const v1::ReadRequest& request) c
     if (!bytes.ok()) return bytes.status();
     auto record = DecodeRecord(*bytes, position);
     if (!record.ok()) return record.status();
-    if (!kinds.empty() && !request.author().empty()) {
-      auto envelope = DecodeStoredEvent(*record);
-      if (!envelope.ok()) return envelope.status();
-      if (std::find(kinds.begin(), kinds.end(), envelope->body.payload_case()) == kinds.end()) continue;
-    }
     v1::RecordEntry* entry = response.add_entries();
     entry->set_position(position);
     entry->set_record(*std::move(bytes));

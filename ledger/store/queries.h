@@ -2,8 +2,10 @@
 // auditors and regulators ask). Reads only committed state, so answers are
 // consistent with some committed tree size; safe from any thread.
 //
-// Pagination: page tokens are opaque decimal offsets into the answer's
-// deterministic order (by record position).
+// Pagination: page tokens are opaque. History and Refusals resume an index
+// scan at a position (a far page costs what the first does; a Refusals page
+// looks at no more than 10,000 refusals and may be short, with a token);
+// the others are offsets into the answer's deterministic order.
 #ifndef LEDGER_STORE_QUERIES_H_
 #define LEDGER_STORE_QUERIES_H_
 
@@ -36,8 +38,8 @@ class Queries {
 
   // A page of records (LedgerService.Read): from request.from_position, at
   // most `limit` (1..1000; 0 means 100), filtered by kinds and author. The
-  // candidates come from the narrowest index, and one call looks at no more
-  // than 100,000 of them, so no request scans the whole log; the client
+  // candidates come from the narrowest index (by author and kind when both
+  // are given), and one call looks at no more than 100,000 of them, so no request scans the whole log; the client
   // continues from next_position. InvalidArgument (OVERSIZE, MALFORMED) for a
   // bad limit or an unknown kind; DataLoss if a record does not decode.
   absl::StatusOr<v1::ReadResponse> Read(const v1::ReadRequest& request) const;

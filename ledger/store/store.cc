@@ -3,6 +3,8 @@
 #include "absl/strings/str_cat.h"
 #include <sys/statvfs.h>
 
+#include "glog/logging.h"
+#include "ledger/event/envelope.h"
 #include "ledger/event/refusal.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/cache.h"
@@ -13,6 +15,7 @@ namespace ledger::store {
 namespace {
 
 constexpr char kTreeSizeKey[] = "tree_size";
+constexpr char kAuthorKindIndexedKey[] = "index/by_author_kind";
 constexpr absl::string_view kDroppedRefusalsPrefix = "dropped_refusals/";
 // Room kept free for RocksDB's own flushes and compactions.
 constexpr uint64_t kDiskReserveBytes = 1 << 20;
@@ -107,7 +110,7 @@ constexpr size_t kBlockCacheBytes = 64 << 20;
 const std::vector<std::string>& FamilyNames() {
   static const auto* names = new std::vector<std::string>{
       rocksdb::kDefaultColumnFamilyName, "records", "tree", "checkpoints",
-      "idempotency", "by_author", "by_kind", "state"};
+      "idempotency", "by_author", "by_kind", "state", "by_author_kind"};
   return *names;
 }
 
@@ -159,6 +162,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   store->by_author_ = h[5];
   store->by_kind_ = h[6];
   store->state_ = h[7];
+  store->by_author_kind_ = h[8];
 
   std::string size_bytes;
   s = db->Get(rocksdb::ReadOptions(), store->meta_, kTreeSizeKey, &size_bytes);
@@ -180,7 +184,54 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
         "records do not end at the stored tree size ", size, " (last record key ",
         it->Valid() ? absl::StrCat(ReadBE64(it->key().ToStringView())) : "none", ")"));
   }
+  if (auto s = store->BackfillAuthorKind(); !s.ok()) return s;
   return store;
+}
+
+absl::Status Store::BackfillAuthorKind() {
+  std::string marker;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta_, kAuthorKindIndexedKey, &marker);
+  if (s.ok()) return absl::OkStatus();
+  if (!s.IsNotFound()) return FromRocks(s, "reading the index marker");
+  const uint64_t size = tree_size();
+  if (size > 0) LOG(INFO) << "indexing " << size << " records by author and kind (once, for this release)";
+  rocksdb::WriteBatch batch;
+  uint64_t done = 0;
+  absl::Status failed;
+  absl::Status scanned = ScanRecords(0, size, [&](uint64_t position, std::string_view bytes) {
+    absl::StatusOr<v1::Record> record = DecodeRecord(bytes, position);
+    absl::StatusOr<Envelope> event = record.ok() ? DecodeStoredEvent(*record) : record.status();
+    if (!event.ok()) {
+      failed = event.status();
+      return false;
+    }
+    batch.Put(by_author_kind_,
+              AuthorPrefix(event->body.author()) + KindPrefix(event->body.payload_case()) + BE64(position), "");
+    if (event->body.has_submission_refused()) {
+      v1::SignedEvent attempt;
+      v1::EventBody body;
+      if (!attempt.ParseFromString(event->body.submission_refused().signed_event()) ||
+          !body.ParseFromString(attempt.body())) {
+        failed = absl::DataLossError(absl::StrCat("the refused attempt kept at position ", position, " does not decode"));
+        return false;
+      }
+      batch.Put(by_author_kind_, AuthorPrefix(body.author()) + KindPrefix(0) + BE64(position), "");
+    }
+    if (++done % 100'000 == 0 || done == size) {
+      if (auto w = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "writing the author-kind index"); !w.ok()) {
+        failed = w;
+        return false;
+      }
+      batch.Clear();
+      if (done % 100'000 == 0) LOG(INFO) << "indexed " << done << " of " << size << " records by author and kind";
+    }
+    return true;
+  });
+  if (!scanned.ok()) return scanned;
+  if (!failed.ok()) return failed;
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  return FromRocks(db_->Put(sync, meta_, kAuthorKindIndexedKey, "1"), "writing the index marker");
 }
 
 Store::~Store() {
@@ -199,6 +250,8 @@ absl::Status Store::Write(const CommitGroup& group) {
     batch.Put(idempotency_, IdempotencyKey(r.author, r.idempotency_key), idem_value);
     batch.Put(by_author_, AuthorPrefix(r.author) + position, "");
     batch.Put(by_kind_, KindPrefix(r.kind) + position, "");
+    batch.Put(by_author_kind_, AuthorPrefix(r.author) + KindPrefix(r.kind) + position, "");
+    if (!r.refused_author.empty()) batch.Put(by_author_kind_, AuthorPrefix(r.refused_author) + KindPrefix(0) + position, "");
   }
   for (const merkle::Node& node : group.nodes) {
     batch.Put(tree_, NodeKey(node.level, node.index), merkle::AsBytes(node.hash));
@@ -381,6 +434,15 @@ absl::Status Store::ScanAuthor(std::string_view author, uint64_t from,
 
 absl::Status Store::ScanKind(int kind, uint64_t from, const PositionVisitor& visit) const {
   return ScanPositions(by_kind_, KindPrefix(kind), from, visit);
+}
+
+absl::Status Store::ScanRefusalsOf(std::string_view author, uint64_t from, const PositionVisitor& visit) const {
+  return ScanPositions(by_author_kind_, AuthorPrefix(author) + KindPrefix(0), from, visit);
+}
+
+absl::Status Store::ScanAuthorKind(std::string_view author, int kind, uint64_t from,
+                                   const PositionVisitor& visit) const {
+  return ScanPositions(by_author_kind_, AuthorPrefix(author) + KindPrefix(kind), from, visit);
 }
 
 absl::StatusOr<std::optional<std::string>> Store::GetState(const std::string& key) const {

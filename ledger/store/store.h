@@ -8,6 +8,12 @@
 //   idempotency  author \0 idempotency key -> BE64(position) || SHA-256(body)
 //   by_author    author \0 BE64(position) -> ""
 //   by_kind      BE32(payload field number) BE64(position) -> ""
+//   by_author_kind  author \0 BE32(payload field number) BE64(position) -> "";
+//                and, for a SubmissionRefused, the refused attempt's author
+//                \0 BE32(0) BE64(position) -> "" (ListRefusals by org)
+//                (Read with author and kinds; a store written before it is
+//                indexed once at Open, then "index/by_author_kind" is set in
+//                default)
 //   state        projected state (see rules/state.h)
 //   default      metadata: "tree_size" -> BE64;
 //                "dropped_refusals/" author -> BE64: the operator's count of
@@ -46,6 +52,7 @@ struct PendingRecord {
   int kind = 0;        // EventBody payload field number
   std::string idempotency_key;
   crypto::Digest body_hash{};
+  std::string refused_author;  // a SubmissionRefused: whose attempt it keeps
 };
 
 // Everything one commit changes; written atomically.
@@ -106,6 +113,9 @@ class Store : public merkle::NodeReader, public rules::StateSource {
   using PositionVisitor = std::function<bool(uint64_t)>;
   absl::Status ScanAuthor(std::string_view author, uint64_t from, const PositionVisitor& visit) const;
   absl::Status ScanKind(int kind, uint64_t from, const PositionVisitor& visit) const;
+  absl::Status ScanAuthorKind(std::string_view author, int kind, uint64_t from, const PositionVisitor& visit) const;
+  // SubmissionRefused records keeping an attempt by `author`.
+  absl::Status ScanRefusalsOf(std::string_view author, uint64_t from, const PositionVisitor& visit) const;
 
   // One projected-state entry (see rules/state.h for keys); nullopt if absent.
   absl::StatusOr<std::optional<std::string>> GetState(const std::string& key) const;
@@ -137,6 +147,9 @@ class Store : public merkle::NodeReader, public rules::StateSource {
   Store() = default;
   absl::Status ScanPositions(rocksdb::ColumnFamilyHandle* cf, std::string prefix,
                              uint64_t from, const PositionVisitor& visit) const;
+  // Writes by_author_kind for every record unless the meta marker says it
+  // is complete (stores written before it existed); logs its progress.
+  absl::Status BackfillAuthorKind();
 
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
@@ -148,6 +161,7 @@ class Store : public merkle::NodeReader, public rules::StateSource {
   rocksdb::ColumnFamilyHandle* by_author_ = nullptr;
   rocksdb::ColumnFamilyHandle* by_kind_ = nullptr;
   rocksdb::ColumnFamilyHandle* state_ = nullptr;
+  rocksdb::ColumnFamilyHandle* by_author_kind_ = nullptr;
   std::atomic<uint64_t> tree_size_{0};
   std::string dir_;
 };

@@ -22,12 +22,14 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
 #include "ledger/audit/bundle.h"
 #include "ledger/audit/replay.h"
 #include "ledger/audit/verifier.h"
+#include "ledger/common/thread_pool.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/crypto/sha256.h"
 #include "ledger/event/envelope.h"
@@ -705,6 +707,110 @@ TEST_F(LedgerTest, SameKeyDifferentBytesIsIdempotencyConflict) {
   SubmitResult d = SubmitOne(Register("org-d", {RawKeyFor("d1")}, "batch-key"));
   EXPECT_FALSE(d.replayed);
   EXPECT_EQ(d.receipt.position(), 2u);
+}
+
+// Back-pressure and the replay fast path, with the verify pool held by a
+// task that waits on a gate: nothing here depends on timing.
+TEST_F(LedgerTest, InflightLimitRefusesBeyondItAndAcceptedRetriesSkipTheQueue) {
+  const v1::SignedEvent accepted = Register("org-a", {RawKeyFor("a1")});
+  const SubmitResult original = SubmitOne(accepted);
+  Close();
+  absl::Notification gate;
+  ThreadPool pool(1);
+  struct Release {
+    absl::Notification* gate;
+    ~Release() {
+      if (!gate->HasBeenNotified()) gate->Notify();
+    }
+  } release{&gate};
+  LedgerOptions options = Options(/*with_genesis=*/false);
+  options.verify_pool = &pool;
+  options.max_inflight_submissions = 1;
+  auto reopened = Ledger::Open(std::move(options));
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  ledger_ = std::move(*reopened);
+  pool.Schedule([&gate] { gate.WaitForNotification(); });
+
+  Answer first;
+  ledger_->Submit({Register("org-b", {RawKeyFor("b1")})}, first.Callback());
+  EXPECT_EQ(ledger_->inflight_submissions(), 1u);
+  // One more is refused at once, naming the flag; nothing of it is queued.
+  Answer second;
+  ledger_->Submit({Register("org-c", {RawKeyFor("c1")})}, second.Callback());
+  auto refused = second.Wait();
+  ExpectRefusal(refused, absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED);
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "--max-inflight-submissions")) << refused.status();
+  EXPECT_EQ(ledger_->inflight_submissions(), 1u);
+
+  // The accepted event sent again is answered now, while the pool that
+  // checks signatures is still held: from the idempotency index, the
+  // original receipt, without a slot.
+  Answer replay;
+  ledger_->Submit({accepted}, replay.Callback());
+  auto replayed = replay.Wait();
+  ASSERT_TRUE(replayed.ok()) << replayed.status();
+  ASSERT_EQ(replayed->size(), 1u);
+  EXPECT_TRUE((*replayed)[0].replayed);
+  EXPECT_EQ((*replayed)[0].receipt.SerializeAsString(), original.receipt.SerializeAsString());
+  // The same body under a forged signature is not: it waits for the pool
+  // (here: no slot left).
+  v1::SignedEvent forged = accepted;
+  std::string signature = forged.signature();
+  signature[3] ^= 0x01;
+  forged.set_signature(signature);
+  Answer forged_answer;
+  ledger_->Submit({forged}, forged_answer.Callback());
+  ExpectRefusal(forged_answer.Wait(), absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED);
+
+  gate.Notify();
+  auto written = first.Wait();
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ((*written)[0].receipt.position(), 2u);
+  EXPECT_EQ(ledger_->inflight_submissions(), 0u);
+  // A different event under the accepted one's idempotency key is still
+  // refused by the sequencer, as before.
+  ExpectRefusal(Submit({Register("org-x", {RawKeyFor("x1")}, "register/org-a")}), absl::StatusCode::kAlreadyExists,
+                v1::IDEMPOTENCY_CONFLICT);
+  ExpectRefusal(Submit({forged}), absl::StatusCode::kUnauthenticated, v1::BAD_SIGNATURE);
+  EXPECT_EQ(ledger_->size(), 3u);
+  Close();
+}
+
+TEST_F(LedgerTest, InflightBytesLimitRefusesBeyondItButTakesALoneSubmission) {
+  Close();
+  absl::Notification gate;
+  ThreadPool pool(1);
+  struct Release {
+    absl::Notification* gate;
+    ~Release() {
+      if (!gate->HasBeenNotified()) gate->Notify();
+    }
+  } release{&gate};
+  LedgerOptions options = Options(/*with_genesis=*/false);
+  options.verify_pool = &pool;
+  options.max_inflight_bytes = 1;  // smaller than any submission
+  auto reopened = Ledger::Open(std::move(options));
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  ledger_ = std::move(*reopened);
+  pool.Schedule([&gate] { gate.WaitForNotification(); });
+
+  // Nothing in flight: taken, however large.
+  Answer first;
+  ledger_->Submit({Register("org-a", {RawKeyFor("a1")}), Register("org-b", {RawKeyFor("b1")})}, first.Callback());
+  EXPECT_EQ(ledger_->inflight_submissions(), 1u);
+  Answer second;
+  ledger_->Submit({Register("org-c", {RawKeyFor("c1")})}, second.Callback());
+  auto refused = second.Wait();
+  ExpectRefusal(refused, absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED);
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "--max-inflight-bytes")) << refused.status();
+
+  gate.Notify();
+  ASSERT_TRUE(first.Wait().ok());
+  EXPECT_EQ(ledger_->inflight_submissions(), 0u);
+  // Its bytes were given back: the next one is taken.
+  EXPECT_TRUE(Submit({Register("org-c", {RawKeyFor("c1")})}).ok());
+  EXPECT_EQ(ledger_->size(), 4u);
+  Close();
 }
 
 // ------------------------------------------------------------ batches

@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/crypto/sha256.h"
+#include "ledger/event/envelope.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
 #include "ledger/rules/state.h"
@@ -51,13 +52,15 @@ const crypto::PrivateKey& OperatorKey() {
 class GroupBuilder {
  public:
   // Adds a record by `author` of payload `kind`; returns its position.
-  uint64_t Add(const std::string& author, int kind, std::string idempotency_key = "") {
+  // `signed_event`: the record's SignedEvent bytes (default: a placeholder).
+  uint64_t Add(const std::string& author, int kind, std::string idempotency_key = "",
+               std::string signed_event = "", std::string refused_author = "") {
     const uint64_t position = next_++;
     if (idempotency_key.empty()) idempotency_key = absl::StrCat("idem-", position);
     v1::Record record;
     record.set_position(position);
     record.set_ledger_time_unix_ns(1000 + static_cast<int64_t>(position));
-    record.set_signed_event(absl::StrCat("event ", position, " by ", author));
+    record.set_signed_event(signed_event.empty() ? absl::StrCat("event ", position, " by ", author) : signed_event);
     PendingRecord pending;
     pending.position = position;
     pending.record = record.SerializeAsString();
@@ -65,6 +68,7 @@ class GroupBuilder {
     pending.kind = kind;
     pending.idempotency_key = idempotency_key;
     pending.body_hash = crypto::Sha256(absl::StrCat("body ", position));
+    pending.refused_author = std::move(refused_author);
     records_[position] = pending.record;
     group_.records.push_back(std::move(pending));
     return position;
@@ -412,6 +416,86 @@ TEST_F(ScanTest, IndexEntriesPastTheTreeSizeAreNotVisited) {
   ASSERT_NE(store_, nullptr);
   EXPECT_EQ(ByAuthor(*store_, "org-a", 0), Expected([](uint64_t p) { return p % 3 == 1; }, 0));
   EXPECT_EQ(ByKind(*store_, 12, 0), Expected([](uint64_t p) { return p % 4 == 1; }, 0));
+}
+
+std::vector<uint64_t> ByAuthorKind(const Store& store, const std::string& author, int kind, uint64_t from) {
+  std::vector<uint64_t> seen;
+  absl::Status s = store.ScanAuthorKind(author, kind, from, [&](uint64_t position) {
+    seen.push_back(position);
+    return true;
+  });
+  EXPECT_TRUE(s.ok()) << s;
+  return seen;
+}
+
+TEST_F(ScanTest, ByAuthorAndKindInOrderFromAPosition) {
+  const std::vector<std::string> authors = {"org", "org-a", "org-b"};
+  const std::vector<int> kinds = {11, 12, 13, 300};
+  for (uint64_t from : {0, 5, 29, 30}) {
+    for (size_t a = 0; a < authors.size(); ++a) {
+      for (size_t k = 0; k < kinds.size(); ++k) {
+        SCOPED_TRACE(absl::StrCat(authors[a], " kind ", kinds[k], " from ", from));
+        EXPECT_EQ(ByAuthorKind(*store_, authors[a], kinds[k], from),
+                  Expected([&](uint64_t p) { return p % 3 == a && p % 4 == k; }, from));
+      }
+    }
+  }
+  EXPECT_TRUE(ByAuthorKind(*store_, "org-c", 11, 0).empty());
+}
+
+// A store written before the by_author_kind index (here: its entries and
+// marker removed) is indexed once at Open, refused attempts by their author.
+TEST(Store, AuthorKindIndexIsBuiltOnceForAnOlderStore) {
+  TempDir dir("store_test");
+  const crypto::PrivateKey key = *crypto::PrivateKey::FromSeed(std::string(32, '\x07'));
+  auto sealed = [&](const std::string& author, bool refusal) {
+    v1::EventBody body;
+    body.set_author(author);
+    body.set_idempotency_key(absl::StrCat("k-", author, refusal));
+    if (refusal) {
+      v1::EventBody attempt;
+      attempt.set_author("org-r");
+      attempt.mutable_key_added()->set_org_id("org-r");
+      body.mutable_submission_refused()->set_signed_event(SealEvent(attempt, key).SerializeAsString());
+    } else {
+      body.mutable_key_added()->set_org_id(author);
+    }
+    return SealEvent(body, key).SerializeAsString();
+  };
+  GroupBuilder builder;
+  const int key_added = v1::EventBody::kKeyAdded, refused = v1::EventBody::kSubmissionRefused;
+  builder.Add("org-a", key_added, "", sealed("org-a", false));
+  builder.Add("operator", refused, "", sealed("operator", true), "org-r");
+  builder.Add("org-b", key_added, "", sealed("org-b", false));
+  {
+    auto store = OpenOrDie(dir.path());
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Write(builder.Take()).ok());
+    std::vector<uint64_t> refusals;
+    ASSERT_TRUE(store->ScanRefusalsOf("org-r", 0, [&](uint64_t p) { refusals.push_back(p); return true; }).ok());
+    EXPECT_EQ(refusals, std::vector<uint64_t>{1});
+  }
+  Tamper(dir.path(), [&](rocksdb::DB* db, auto& cf) {
+    ASSERT_TRUE(db->DeleteRange(Synced(), cf.at("by_author_kind"), "", std::string(8, '\xff')).ok());
+    ASSERT_TRUE(db->Delete(Synced(), cf.at("default"), "index/by_author_kind").ok());
+  });
+  {
+    auto store = OpenOrDie(dir.path());
+    ASSERT_NE(store, nullptr);
+    EXPECT_EQ(ByAuthorKind(*store, "org-a", key_added, 0), std::vector<uint64_t>{0});
+    EXPECT_EQ(ByAuthorKind(*store, "org-b", key_added, 0), std::vector<uint64_t>{2});
+    EXPECT_EQ(ByAuthorKind(*store, "operator", refused, 0), std::vector<uint64_t>{1});
+    std::vector<uint64_t> refusals;
+    ASSERT_TRUE(store->ScanRefusalsOf("org-r", 0, [&](uint64_t p) { refusals.push_back(p); return true; }).ok());
+    EXPECT_EQ(refusals, std::vector<uint64_t>{1});
+  }
+  // Marked done: entries removed now stay removed (it is not rebuilt twice).
+  Tamper(dir.path(), [&](rocksdb::DB* db, auto& cf) {
+    ASSERT_TRUE(db->DeleteRange(Synced(), cf.at("by_author_kind"), "", std::string(8, '\xff')).ok());
+  });
+  auto store = OpenOrDie(dir.path());
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(ByAuthorKind(*store, "org-a", key_added, 0).empty());
 }
 
 // ------------------------------------------------------------ corruption
