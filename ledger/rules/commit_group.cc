@@ -21,7 +21,9 @@ class GroupDecider {
       // Everything due by the group's time, by due time then position: each
       // notice ending (a change taking effect may touch a gateway) after the
       // lapses due no later than it.
-      while (!state_.notices().empty() && state_.notices().begin()->first <= input_.ledger_time_unix_ns) {
+      // (A backed State that failed a read stops here: the group is refused.)
+      while (!state_.notices().empty() && state_.notices().begin()->first <= input_.ledger_time_unix_ns &&
+             state_.source_status().ok()) {
         const auto [due, change_position] = *state_.notices().begin();
         for (v1::EventBody& lapse : LapseDue(state_, Context{next_position(), due})) EmitSystem(std::move(lapse));
         for (v1::EventBody& event : EndNotice(state_, change_position, context())) EmitSystem(std::move(event));

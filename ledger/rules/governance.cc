@@ -79,6 +79,18 @@ void FormIfAccepted(Decision& d, v1::CollectiveState& collective) {
   *formed->mutable_members() = collective.members();
 }
 
+// An entry the state's own invariants say exists (a proposal's collective,
+// a proposal named by another). Missing only if a backed State could not read
+// it or its source was altered: that is reported (so the group is refused,
+// see State::source_status) and an empty entry read instead.
+template <typename Message>
+const Message& Existing(const State& state, const Message* found, const std::string& id) {
+  static const Message* const kEmpty = new Message();
+  if (found != nullptr) return *found;
+  state.ReportMissing(id);
+  return *kEmpty;
+}
+
 absl::StatusOr<v1::ProposalState> FindProposal(const State& state, const std::string& id) {
   const v1::ProposalState* proposal = state.FindProposal(id);
   if (proposal == nullptr) return RuleBroken(v1::UNKNOWN_PROPOSAL, absl::StrCat("no proposal ", id));
@@ -171,7 +183,7 @@ void OpenGateway(Decision& d, v1::ProposalState& proposal, int index, uint64_t o
     gs.set_status(v1::GATEWAY_AWAITING_ASSURANCE);
     return;
   }
-  const v1::CollectiveState* collective = d.state.FindCollective(proposal.collective_id());
+  const v1::CollectiveState* collective = &Existing(d.state, d.state.FindCollective(proposal.collective_id()), proposal.collective_id());
   gs.set_status(v1::GATEWAY_OPEN);
   gs.set_opened_at(opened_at);
   gs.set_opened_time_unix_ns(d.now());
@@ -244,7 +256,7 @@ void Reject(Decision& d, v1::ProposalState& proposal, const std::string& reason,
 // Reopens a locked gateway of another proposal after an adopted revisit: a
 // new attempt, with a new electorate, and every later gateway pending again.
 void Reopen(Decision& d, const v1::RevisitGateway& revisit) {
-  v1::ProposalState target = *d.state.FindProposal(revisit.proposal_id());
+  v1::ProposalState target = Existing(d.state, d.state.FindProposal(revisit.proposal_id()), revisit.proposal_id());
   const int index = GatewayIndex(target, revisit.gateway_id());
   // The target may have been decided, or the gateway already reopened, since
   // the revisit was submitted: a closed proposal stays closed (an adopted
@@ -291,7 +303,7 @@ void Adopt(Decision& d, v1::ProposalState& proposal) {
     Reopen(d, submission.revisit());  // recorded in the target's history
     return;
   }
-  v1::CollectiveState collective = *d.state.FindCollective(proposal.collective_id());
+  v1::CollectiveState collective = Existing(d.state, d.state.FindCollective(proposal.collective_id()), proposal.collective_id());
   proposal.add_history(d.next_system_position());
   switch (submission.action_case()) {
     case v1::ProposalSubmitted::kAmendCharter: {
@@ -524,7 +536,8 @@ absl::Status InterestDeclared(Decision& d) {
   auto proposal = FindProposal(d.state, event.proposal_id());
   if (!proposal.ok()) return proposal.status();
   if (auto s = RequireOpen(*proposal); !s.ok()) return s;
-  const v1::CollectiveState* collective = d.state.FindCollective(proposal->collective_id());
+  const v1::CollectiveState* collective =
+      &Existing(d.state, d.state.FindCollective(proposal->collective_id()), proposal->collective_id());
   if (auto s = RequireMember(*collective, d.author()); !s.ok()) return s;
   if (Contains(proposal->recused(), d.author())) {
     return RuleBroken(v1::RECUSED, absl::StrCat(d.author(), " has already declared an interest in ", event.proposal_id()));
@@ -570,7 +583,8 @@ absl::Status VoteCast(Decision& d) {
                                                 " and is recused from its votes"));
   }
   if (!Contains(target.electorate(), d.author())) {
-    const v1::CollectiveState* collective = d.state.FindCollective(proposal->collective_id());
+    const v1::CollectiveState* collective =
+        &Existing(d.state, d.state.FindCollective(proposal->collective_id()), proposal->collective_id());
     if (!Contains(collective->members(), d.author())) {
       return RuleBroken(v1::NOT_A_MEMBER, absl::StrCat(d.author(), " is not a member of ", collective->collective_id()));
     }
@@ -629,7 +643,11 @@ absl::Status ImpactDeclared(Decision& d) {
                                                              " was adopted; impacts are declared before the final gateway locks"));
   }
   if (auto s = RequireOpen(*proposal); !s.ok()) return s;
-  if (auto s = RequireMember(*d.state.FindCollective(proposal->collective_id()), d.author()); !s.ok()) return s;
+  if (auto s = RequireMember(Existing(d.state, d.state.FindCollective(proposal->collective_id()), proposal->collective_id()),
+                             d.author());
+      !s.ok()) {
+    return s;
+  }
   if (event.annual_impact_pence() <= 0) return Malformed("annual_impact_pence must be positive");
   if (RulesAtLeast(d.state, kRulesV2) && event.annual_impact_pence() > kMaxAnnualImpactPence) {
     return Malformed(absl::StrCat("annual_impact_pence ", event.annual_impact_pence(),
@@ -809,7 +827,7 @@ void PassFoundingSeats(Decision& d, const std::string& merged, const std::string
   });
   std::sort(ids.begin(), ids.end());  // the auditor replays the same order
   for (const std::string& id : ids) {
-    v1::CollectiveState collective = *d.state.FindCollective(id);
+    v1::CollectiveState collective = Existing(d.state, d.state.FindCollective(id), id);
     google::protobuf::RepeatedPtrField<std::string> founders = Founders(collective);
     collective.clear_founders();
     for (const std::string& founder : founders) {
@@ -841,7 +859,7 @@ void PassOpenSeats(Decision& d, const std::string& merged, const std::string& su
   std::sort(ids.begin(), ids.end());  // the auditor replays the same order
   for (const std::string& id : ids) {
     // Read afresh: deciding an earlier one may have changed it (a revisit).
-    v1::ProposalState proposal = *d.state.FindProposal(id);
+    v1::ProposalState proposal = Existing(d.state, d.state.FindProposal(id), id);
     if (!holds_seat(proposal)) continue;
     v1::GatewayState& gs = *proposal.mutable_gateway_states(proposal.current_gateway());
     const v1::ProposalSubmitted& submission = proposal.submission();
@@ -915,7 +933,7 @@ void TransferMemberships(State& state, const std::string& merged, const std::str
   });
   std::sort(ids.begin(), ids.end());  // deterministic order of journal entries
   for (const std::string& id : ids) {
-    v1::CollectiveState collective = *state.FindCollective(id);
+    v1::CollectiveState collective = Existing(state, state.FindCollective(id), id);
     for (std::string& member : *collective.mutable_members()) {
       if (member == merged) member = successor;
     }
@@ -942,7 +960,13 @@ namespace ledger::rules {
 std::vector<v1::EventBody> LapseDue(State& state, const Context& context) {
   std::vector<v1::EventBody> lapses;
   while (!state.deadlines().empty() && state.deadlines().begin()->first <= context.ledger_time_unix_ns) {
-    v1::ProposalState proposal = *state.FindProposal(state.deadlines().begin()->second);
+    const std::string& id = state.deadlines().begin()->second;
+    const v1::ProposalState* indexed = state.FindProposal(id);
+    if (indexed == nullptr) {  // its read failed or the index is corrupt: the group is refused
+      state.ReportMissing(id);
+      break;
+    }
+    v1::ProposalState proposal = *indexed;
     const uint64_t at = context.position + lapses.size();
     v1::GatewayState& gs = *proposal.mutable_gateway_states(proposal.current_gateway());
     gs.set_status(v1::GATEWAY_LAPSED);

@@ -570,7 +570,12 @@ std::vector<v1::EventBody> EndNotice(State& state, uint64_t change_position, con
   std::vector<v1::EventBody> events(1);
   events[0].mutable_identity_change_effective()->set_change_position(change_position);
   const v1::IdentityChangeState* change = state.FindIdentityChange(change_position);
-  if (change == nullptr || change->status() != v1::IDENTITY_CHANGE_PENDING) return {};
+  if (change == nullptr || change->status() != v1::IDENTITY_CHANGE_PENDING) {
+    // The notice index names it as pending: a backed State failed a read or
+    // its source was altered (the group is refused; the caller's loop ends).
+    state.ReportMissing(IdentityChangeId(change_position));
+    return {};
+  }
   Effects effects;
   TakeEffect(state, *change, v1::IDENTITY_CHANGE_BY_NOTICE, context, &effects);
   for (v1::EventBody& e : effects.system_events) events.push_back(std::move(e));

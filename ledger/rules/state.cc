@@ -94,6 +94,7 @@ const Message* State::Lookup(Cache<Message>& cache, absl::string_view key_prefix
     FailSource(Corrupt(key));
     return nullptr;
   }
+  held_bytes_ += key.size() + (*value)->size();
   return &cache.emplace(id, std::move(entry)).first->second;
 }
 
@@ -147,9 +148,9 @@ void State::ForEachProposal(const std::function<void(const v1::ProposalState&)>&
   ForEach(proposals_, kProposalPrefix, visit);
 }
 
-absl::Status State::Open(const StateSource* source, size_t cache_entries, bool* rebuilt) {
+absl::Status State::Open(const StateSource* source, size_t cache_bytes, bool* rebuilt) {
   source_ = source;
-  cache_entries_ = cache_entries;
+  cache_bytes_ = cache_bytes;
   *rebuilt = false;
   absl::StatusOr<std::optional<std::string>> info = source_->Get(std::string(kInfoKey));
   if (!info.ok()) return info.status();
@@ -221,6 +222,7 @@ void State::SetInfo(v1::LedgerInfo info) {
 
 template <typename Message>
 void State::Put(Cache<Message>& cache, absl::string_view key_prefix, const std::string& id, Message value) {
+  if (source_ != nullptr) held_bytes_ += key_prefix.size() + id.size() + value.ByteSizeLong();
   if (Lookup(cache, key_prefix, id) == nullptr) {
     undo_.push_back([&cache, id] { cache.erase(id); });
     cache.emplace(id, std::move(value));
@@ -370,20 +372,18 @@ void State::CommitChanges() {
   dirty_indexes_.clear();
   write_index_marker_ = false;
   undo_.clear();
-  if (source_ == nullptr) return;
-  // Everything held is now in the source too: a kind over its share is
-  // dropped whole (the working set of the next groups is read back).
-  auto trim = [&](auto& cache) {
-    if (cache.size() > cache_entries_) cache.clear();
-  };
-  trim(organisations_);
-  trim(keys_);
-  trim(collectives_);
-  trim(proposals_);
-  trim(refusal_counters_);
-  trim(refused_submissions_);
-  trim(identity_changes_);
-  trim(notice_key_records_);
+  if (source_ == nullptr || held_bytes_ <= cache_bytes_) return;
+  // Everything held is now in the source too: over the budget, the cache
+  // starts again (the working set of the next groups is read back).
+  organisations_.clear();
+  keys_.clear();
+  collectives_.clear();
+  proposals_.clear();
+  refusal_counters_.clear();
+  refused_submissions_.clear();
+  identity_changes_.clear();
+  notice_key_records_.clear();
+  held_bytes_ = 0;
 }
 
 absl::Status State::LoadEntry(absl::string_view key, absl::string_view value) {

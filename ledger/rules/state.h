@@ -33,6 +33,7 @@
 #include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "ledger/v1/state.pb.h"
 
@@ -56,15 +57,20 @@ class State {
   using Change = std::pair<std::string, std::optional<std::string>>;
 
   // Makes this (empty) State read through `source`, which must outlive it,
-  // caching up to about `cache_entries` unchanged entries of each kind.
+  // holding about `cache_bytes` of entries (serialized size) between commits.
   // Loads the ledger info and the derived indexes; if the source predates
   // their entries (a data directory of an earlier release), rebuilds them
   // by one scan and writes them with the next commit: *rebuilt says so.
-  absl::Status Open(const StateSource* source, size_t cache_entries, bool* rebuilt);
+  absl::Status Open(const StateSource* source, size_t cache_bytes, bool* rebuilt);
   // A backed State that could not read its source answers "absent" and
   // remembers the first error here: the caller must not commit decisions
   // made after one (the ledger treats it as a storage failure).
   const absl::Status& source_status() const { return source_status_; }
+  // For the rules: an entry another entry names is missing (`id`): the state
+  // is not what was committed, and decisions made on it must not be.
+  void ReportMissing(const std::string& id) const {
+    FailSource(absl::DataLossError(absl::StrCat("projected state entry ", id, " is missing")));
+  }
 
   bool has_genesis() const { return has_genesis_; }
   const v1::LedgerInfo& info() const { return info_; }
@@ -85,7 +91,8 @@ class State {
   const absl::node_hash_map<std::string, v1::CollectiveState>& collectives() const { return collectives_; }
   const absl::node_hash_map<std::string, v1::ProposalState>& proposals() const { return proposals_; }
   // Every collective / proposal, held or not, in no particular order (a
-  // backed State reads its source without caching what it reads).
+  // backed State reads its source without caching what it reads). `visit`
+  // must not look entries up: the cache is being walked.
   void ForEachCollective(const std::function<void(const v1::CollectiveState&)>& visit) const;
   void ForEachProposal(const std::function<void(const v1::ProposalState&)>& visit) const;
   // Open gateways with a deadline, earliest first: (deadline, proposal id).
@@ -122,7 +129,7 @@ class State {
   // The entries changed since the last CommitChanges, as they are now.
   std::vector<Change> PendingChanges() const;
   // Makes the pending changes permanent (the source now holds them): clears
-  // the journal, and trims the cache of a backed State.
+  // the journal, and empties the cache of a backed State over its bytes.
   void CommitChanges();
 
   // Rebuilds one entry of an in-memory State from a `state` column family.
@@ -151,9 +158,11 @@ class State {
 
   bool has_genesis_ = false;
   v1::LedgerInfo info_;
-  // Backed: where entries not held are read, and how many of each kind to keep.
+  // Backed: where entries not held are read, and how many bytes of them to
+  // hold (counted as read or put, an overestimate).
   const StateSource* source_ = nullptr;
-  size_t cache_entries_ = 0;
+  size_t cache_bytes_ = 0;
+  mutable size_t held_bytes_ = 0;
   mutable absl::Status source_status_;
 
   mutable Cache<v1::OrganisationState> organisations_;

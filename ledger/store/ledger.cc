@@ -61,7 +61,7 @@ absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(LedgerOptions options) {
 absl::Status Ledger::Start() {
   if (store_->tree_size() == 0) {
     bool rebuilt = false;  // nothing to rebuild: the state is empty
-    if (auto s = state_.Open(store_.get(), options_.state_cache_entries, &rebuilt); !s.ok()) return s;
+    if (auto s = state_.Open(store_.get(), options_.state_cache_bytes, &rebuilt); !s.ok()) return s;
     if (!options_.genesis.has_value()) {
       return absl::FailedPreconditionError(
           absl::StrCat("the ledger in ", options_.data_dir, " is empty and no Genesis was given"));
@@ -108,7 +108,7 @@ absl::Status Ledger::LoadFromStore() {
   // Nothing of the projected state is loaded whole: it is read on demand.
   state_ = rules::State();
   bool rebuilt_indexes = false;
-  if (auto s = state_.Open(store_.get(), options_.state_cache_entries, &rebuilt_indexes); !s.ok()) return s;
+  if (auto s = state_.Open(store_.get(), options_.state_cache_bytes, &rebuilt_indexes); !s.ok()) return s;
   if (auto s = store_->LoadDroppedRefusals(&dropped_refusals_); !s.ok()) return s;
   if (!state_.has_genesis()) return absl::DataLossError("the ledger has records but no Genesis state");
   if (rebuilt_indexes) {
@@ -187,7 +187,7 @@ absl::Status Ledger::CacheKey(const v1::KeyState& key) {
   if (!public_key.ok()) return absl::DataLossError(absl::StrCat("stored key ", key.key_id(), " is corrupt"));
   // Bounded: over the bound the cache starts again (a key's bytes never
   // change, so any key is read back from the store when next needed).
-  if (keys_.size() >= options_.state_cache_entries) keys_.clear();
+  if (keys_.size() >= options_.key_cache_entries) keys_.clear();
   keys_.insert_or_assign(key.key_id(), *public_key);
   return absl::OkStatus();
 }
@@ -573,11 +573,11 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
     }
     absl::MutexLock lock(&keys_mu_);
     for (const auto& [key, value] : commit.state_changes) {
-      if (!absl::StartsWith(key, rules::kKeyPrefix)) continue;
-      const v1::KeyState* stored = state_.FindKey(key.substr(rules::kKeyPrefix.size()));
+      if (!absl::StartsWith(key, rules::kKeyPrefix) || !value.has_value()) continue;
       // The write is durable; a key that does not parse stays out of the
       // cache, so its events fall to the sequencer's own signature check.
-      if (stored != nullptr) CacheKey(*stored).IgnoreError();
+      v1::KeyState stored;
+      if (stored.ParseFromString(*value)) CacheKey(stored).IgnoreError();
     }
   }
 
@@ -628,15 +628,21 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
 
 absl::StatusOr<std::optional<std::vector<SubmitResult>>> Ledger::ReplayFromIndex(
     const std::vector<Envelope>& envelopes) const {
-  std::vector<SubmitResult> results;
+  // First every event must be a replay (cheap reads), and only then are
+  // receipts built: a batch with one new event wastes no receipt.
+  std::vector<uint64_t> positions;
+  positions.reserve(envelopes.size());
   for (const Envelope& envelope : envelopes) {
     auto found = store_->FindIdempotency(envelope.body.author(), envelope.body.idempotency_key());
     if (!found.ok()) return found.status();
-    // Not used, or used for another body (the sequencer refuses the conflict).
-    if (!found->has_value() || (*found)->body_hash != crypto::Sha256(envelope.signed_event.body())) {
+    // Not used, or used for another body (the sequencer refuses the conflict),
+    // or its group is being written this moment (the sequencer answers).
+    if (!found->has_value() || (*found)->body_hash != crypto::Sha256(envelope.signed_event.body()) ||
+        (*found)->position >= store_->tree_size()) {
       return std::nullopt;
     }
     auto bytes = store_->GetRecord((*found)->position);
+    if (absl::IsNotFound(bytes.status())) return std::nullopt;
     if (!bytes.ok()) return bytes.status();
     auto record = DecodeRecord(*bytes, (*found)->position);
     if (!record.ok()) return record.status();
@@ -649,7 +655,12 @@ absl::StatusOr<std::optional<std::vector<SubmitResult>>> Ledger::ReplayFromIndex
     auto refused = store_->GetState(refused_key);
     if (!refused.ok()) return refused.status();
     if (refused->has_value()) return std::nullopt;
-    auto result = ReceiptFor((*found)->position, /*replayed=*/true);
+    positions.push_back((*found)->position);
+  }
+  std::vector<SubmitResult> results;
+  results.reserve(positions.size());
+  for (uint64_t position : positions) {
+    auto result = ReceiptFor(position, /*replayed=*/true);
     if (!result.ok()) return result.status();
     results.push_back(*std::move(result));
   }

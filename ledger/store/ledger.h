@@ -50,7 +50,8 @@ struct GenesisSpec {
   int64_t identity_notice_seconds = 0;                  // 0: the rules' default
 };
 
-inline constexpr size_t kDefaultStateCacheEntries = 100000;
+inline constexpr size_t kDefaultStateCacheBytes = 64 << 20;
+inline constexpr size_t kDefaultKeyCacheEntries = 100000;
 
 struct LedgerOptions {
   std::string data_dir;  // the RocksDB directory
@@ -64,9 +65,10 @@ struct LedgerOptions {
   // Ledger time source (Unix ns). Times never go backwards whatever it says.
   std::function<int64_t()> clock{};
   size_t max_group_events = 20000;
-  // About how many projected-state entries of each kind, and public keys,
-  // are held in memory; the rest are read from RocksDB when needed.
-  size_t state_cache_entries = kDefaultStateCacheEntries;
+  // About how many bytes of projected-state entries, and how many public
+  // keys, are held in memory; the rest are read from RocksDB when needed.
+  size_t state_cache_bytes = kDefaultStateCacheBytes;
+  size_t key_cache_entries = kDefaultKeyCacheEntries;
   // Submissions accepted but not yet answered (being verified or queued for
   // the sequencer); one more is refused RESOURCE_EXHAUSTED LIMIT_REACHED
   // (ledgerd --max-inflight-submissions). 0: no limit.

@@ -131,7 +131,8 @@ class LedgerTest : public ::testing::Test {
       options.genesis = spec;
     }
     options.verify_threads = 2;
-    options.state_cache_entries = state_cache_entries_;
+    options.state_cache_bytes = state_cache_bytes_;
+    options.key_cache_entries = key_cache_entries_;
     options.clock = [now = now_] { return now->fetch_add(1000); };
     return options;
   }
@@ -146,7 +147,8 @@ class LedgerTest : public ::testing::Test {
   void SetUp() override { OpenLedger(); }
 
   uint32_t genesis_rules_version_ = rules::kLatestRulesVersion;  // what a new ledger starts under
-  size_t state_cache_entries_ = store::kDefaultStateCacheEntries;
+  size_t state_cache_bytes_ = store::kDefaultStateCacheBytes;
+  size_t key_cache_entries_ = store::kDefaultKeyCacheEntries;
 
   // Stories shared with TinyStateCacheLedgerTest.
   void ReopenedStateEqualsReplayFromGenesis();
@@ -340,7 +342,10 @@ class LedgerTest : public ::testing::Test {
 
 class TinyStateCacheLedgerTest : public LedgerTest {
  protected:
-  TinyStateCacheLedgerTest() { state_cache_entries_ = 1; }
+  TinyStateCacheLedgerTest() {
+    state_cache_bytes_ = 1;
+    key_cache_entries_ = 1;
+  }
 };
 
 void ExpectRefusal(const absl::StatusOr<std::vector<SubmitResult>>& result, absl::StatusCode code,
@@ -1044,8 +1049,8 @@ void LedgerTest::ReopenedStateEqualsReplayFromGenesis() {
   EXPECT_EQ(ReplayedState(), StoredState());
 }
 TEST_F(LedgerTest, ReopenedStateEqualsReplayFromGenesis) { ReopenedStateEqualsReplayFromGenesis(); }
-// Every read misses a state cache of one entry per kind: the ledger decides
-// from RocksDB alone, and must decide exactly as with everything cached.
+// Every read misses a state cache of one byte and a key cache of one key:
+// the ledger decides from RocksDB alone, and must decide exactly as with everything cached.
 TEST_F(TinyStateCacheLedgerTest, ReopenedStateEqualsReplayFromGenesis) { ReopenedStateEqualsReplayFromGenesis(); }
 
 // A data directory written before the derived-index entries existed (and
@@ -1256,8 +1261,8 @@ void LedgerTest::GovernanceProjectionAfterRestartEqualsReplay() {
   EXPECT_EQ(ReplayedState(), StoredState());
 }
 TEST_F(LedgerTest, GovernanceProjectionAfterRestartEqualsReplay) { GovernanceProjectionAfterRestartEqualsReplay(); }
-// Every read misses a state cache of one entry per kind: the ledger decides
-// from RocksDB alone, and must decide exactly as with everything cached.
+// Every read misses a state cache of one byte and a key cache of one key:
+// the ledger decides from RocksDB alone, and must decide exactly as with everything cached.
 TEST_F(TinyStateCacheLedgerTest, GovernanceProjectionAfterRestartEqualsReplay) { GovernanceProjectionAfterRestartEqualsReplay(); }
 
 }  // namespace
