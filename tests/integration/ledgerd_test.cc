@@ -30,6 +30,7 @@
 #include "ledger/event/envelope.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
+#include "ledger/rules/limits.h"
 #include "ledger/rules/version.h"
 #include "ledger/store/ledger.h"
 #include "services/grpc_status.h"
@@ -292,7 +293,9 @@ TEST(LedgerdRulesVersion, AnOldLedgerAdoptsTheNewRulesOnlyWhenAsked) {
 
   server.set_extra_args({"--upgrade-rules"});
   ASSERT_OK(server.Start());
-  EXPECT_NE(server.Stdout().find("rules version 2 adopted at position 1"), std::string::npos) << server.Stdout();
+  EXPECT_NE(server.Stdout().find(absl::StrCat("rules version ", rules::kLatestRulesVersion, " adopted at position 1")),
+            std::string::npos)
+      << server.Stdout();
   LedgerClient client(server.address());
   ASSERT_OK(client.Init());
   ASSERT_OK_AND_ASSIGN(v1::RecordEntry entry, client.Get(1));
@@ -300,7 +303,7 @@ TEST(LedgerdRulesVersion, AnOldLedgerAdoptsTheNewRulesOnlyWhenAsked) {
   ASSERT_TRUE(record.ok()) << record.status();
   auto event = DecodeStoredEvent(*record);
   ASSERT_TRUE(event.ok()) << event.status();
-  EXPECT_EQ(event->body.rules_version_adopted().version(), rules::kRulesV2);
+  EXPECT_EQ(event->body.rules_version_adopted().version(), rules::kLatestRulesVersion);
   // Asked again, nothing more is written.
   ASSERT_OK(server.Stop().status());
   ASSERT_OK(server.Start());
@@ -573,8 +576,8 @@ TEST_F(LedgerdTest, SubscribeFromMiddleAndFromEnd) {
 // released, each stalled subscriber then receives everything, in order.
 TEST_F(LedgerdTest, SlowSubscriberDoesNotBlockAppends) {
   constexpr int kBatches = 30;
-  constexpr int kPerBatch = 10;
-  constexpr uint64_t kBodyBytes = 60 * 1024;
+  constexpr int kPerBatch = 150;
+  constexpr uint64_t kBodyBytes = rules::kMaxTextBytes;  // the largest name (rules v3)
   constexpr int kSlow = 8;
   constexpr uint64_t kMiB = 1 << 20;
   constexpr uint64_t kAppendedBytes = kBatches * kPerBatch * kBodyBytes;
