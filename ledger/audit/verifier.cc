@@ -393,6 +393,11 @@ struct LogVerifier::Impl {
                                               p.envelope->signed_event.signature());
         p.signature_verified = good;
         p.signature_bad = !good;
+        // The replay's key check (rules v2), made here on the pool: replay
+        // finds it remembered (crypto::IsUsablePublicKey).
+        if (good && p.envelope->body.has_key_added()) {
+          crypto::IsUsablePublicKey(p.envelope->body.key_added().public_key());
+        }
       }
     }
   }

@@ -17,8 +17,11 @@
 #include <cstring>
 #include <memory>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "ledger/crypto/sha256.h"
 
 namespace ledger::crypto {
@@ -309,8 +312,24 @@ std::string PrivateKey::Sign(std::string_view message) const {
 }
 
 bool IsUsablePublicKey(std::string_view raw) {
+  if (raw.size() != crypto_core_ed25519_BYTES) return false;
+  // A pure function of the 32 bytes: remembered, up to kRemembered keys
+  // (then forgotten all at once), under one mutex held only for lookups.
+  constexpr size_t kRemembered = 1 << 16;
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* remembered ABSL_GUARDED_BY(mu) = new absl::flat_hash_map<std::string, bool>();
+  {
+    absl::MutexLock lock(&mu);
+    if (auto it = remembered->find(absl::string_view(raw.data(), raw.size())); it != remembered->end()) {
+      return it->second;
+    }
+  }
   EnsureSodium();
-  return raw.size() == crypto_core_ed25519_BYTES && crypto_core_ed25519_is_valid_point(U8(raw)) == 1;
+  const bool usable = crypto_core_ed25519_is_valid_point(U8(raw)) == 1;
+  absl::MutexLock lock(&mu);
+  if (remembered->size() >= kRemembered) remembered->clear();
+  remembered->emplace(std::string(raw), usable);
+  return usable;
 }
 
 bool VerifySignature(const PublicKey& key, std::string_view message,

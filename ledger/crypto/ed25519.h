@@ -82,6 +82,10 @@ bool VerifySignature(const PublicKey& key, std::string_view message,
 // identity point 01 00..00, say) admits signatures that verify for many
 // messages under sloppy verifiers, and no honest key pair produces one: rules
 // version 2 refuses such keys when they are registered (WEAK_KEY).
+// The answer is remembered for recently checked keys (a bounded cache, any
+// thread), so the check can be made ahead of time off the thread that needs
+// it: the ledger's verify pool checks the keys an event registers, and the
+// sequencer's rules find the answer ready (the check costs ~0.8 of a verify).
 bool IsUsablePublicKey(std::string_view raw);
 
 // Domain-separated event signatures (kEventDomain || body).
