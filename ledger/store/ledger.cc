@@ -23,12 +23,19 @@ struct Ledger::Submission {
   // not known yet (added earlier in the same group), so the sequencer checks.
   std::vector<char> verified;
   std::atomic<size_t> unverified{0};
+  std::atomic<size_t> next_to_verify{0};  // the first event no task has taken
   absl::Mutex mu;
   absl::Status error ABSL_GUARDED_BY(mu);
   Done done;
 };
 
 namespace {
+
+// Events of one submission a verify task checks before the rest go to the
+// back of the pool's queue: a batch of 1,000 shares the pool with every other
+// submission instead of holding it (an unrelated append waits for at most a
+// chunk per pool thread, ~16 signatures, not for the whole batch).
+constexpr size_t kVerifyChunk = 16;
 
 // After a failed commit, overdue lapses wait this long before the next try.
 constexpr int64_t kStorageRetryNanos = 1'000'000'000;
@@ -326,9 +333,18 @@ void Ledger::Submit(std::vector<v1::SignedEvent> events, Done done) {
     submission->done(Refuse(absl::StatusCode::kUnavailable, v1::SHUTTING_DOWN, "the ledger is shutting down"));
     return;
   }
-  for (size_t i = 0; i < events.size(); ++i) {
-    verify_pool_->Schedule([this, submission, i] { VerifyEvent(submission, i); });
-  }
+  verify_pool_->Schedule([this, submission] { VerifyChunk(submission); });
+}
+
+void Ledger::VerifyChunk(const std::shared_ptr<Submission>& submission) {
+  const size_t events = submission->envelopes.size();
+  const size_t begin = submission->next_to_verify.fetch_add(kVerifyChunk);
+  if (begin >= events) return;
+  const size_t end = std::min(begin + kVerifyChunk, events);
+  // The rest queues behind whatever was submitted meanwhile; scheduled first,
+  // so another pool thread may take it while this one works.
+  if (end < events) verify_pool_->Schedule([this, submission] { VerifyChunk(submission); });
+  for (size_t i = begin; i < end; ++i) VerifyEvent(submission, i);
 }
 
 void Ledger::VerifyEvent(const std::shared_ptr<Submission>& submission, size_t index) {

@@ -1,7 +1,8 @@
 // The ledger engine: the write path of DESIGN §5 and the reads it serves.
 //
 //   Submit -> decode and bound-check (caller's thread)
-//          -> verify signatures (a ThreadPool, one task per event)
+//          -> verify signatures (a ThreadPool, tasks of up to 16 events, a
+//             batch's later chunks queued behind other submissions)
 //          -> sequencer thread: idempotency, rules, positions, Merkle nodes,
 //             checkpoint; many submissions form one commit group
 //          -> one synced WriteBatch -> answers -> listeners notified
@@ -138,7 +139,10 @@ class Ledger {
 
   explicit Ledger(LedgerOptions options);
   absl::Status Start();
-  // Checks the signature of event `index` (a verify-pool task); the last
+  // Checks the next kVerifyChunk events of a submission (a verify-pool
+  // task), having queued a task for the rest.
+  void VerifyChunk(const std::shared_ptr<Submission>& submission);
+  // Checks the signature of event `index` (on a verify-pool thread); the last
   // event of a submission passes it to the sequencer or answers its refusal.
   void VerifyEvent(const std::shared_ptr<Submission>& submission, size_t index);
   void SequencerLoop();
