@@ -17,6 +17,7 @@
 #include "ledger/merkle/tree.h"
 #include "ledger/rules/commit_group.h"
 #include "ledger/rules/gateway_touch.h"
+#include "ledger/rules/rules.h"
 #include "ledger/rules/version.h"
 
 namespace ledger::audit {
@@ -393,11 +394,7 @@ struct LogVerifier::Impl {
                                               p.envelope->signed_event.signature());
         p.signature_verified = good;
         p.signature_bad = !good;
-        // The replay's key check (rules v2), made here on the pool: replay
-        // finds it remembered (crypto::IsUsablePublicKey).
-        if (good && p.envelope->body.has_key_added()) {
-          crypto::IsUsablePublicKey(p.envelope->body.key_added().public_key());
-        }
+        if (good) rules::CheckRegisteredKeysAhead(p.envelope->body);  // off the replay thread
       }
     }
   }

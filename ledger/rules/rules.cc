@@ -582,6 +582,11 @@ std::vector<v1::EventBody> EndNotice(State& state, uint64_t change_position, con
   return events;
 }
 
+void CheckRegisteredKeysAhead(const v1::EventBody& body) {
+  if (body.has_key_added()) crypto::IsUsablePublicKey(body.key_added().public_key());
+  for (const std::string& raw : body.organisation_registered().public_keys()) crypto::IsUsablePublicKey(raw);
+}
+
 absl::StatusOr<Effects> Apply(State& state, const Envelope& envelope, const Context& context) {
   const v1::EventBody& body = envelope.body;
   if (IsSystemEvent(body)) {

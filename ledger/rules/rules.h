@@ -48,6 +48,12 @@ absl::Status CheckSignature(const State& state, const Envelope& envelope);
 //   FailedPrecondition: a rule is broken;
 absl::StatusOr<Effects> Apply(State& state, const Envelope& envelope, const Context& context);
 
+// Makes, ahead of Apply, the check of every public key `body` registers
+// (rules v2's WEAK_KEY, ~0.8 of a signature check): the answer is remembered
+// (crypto::IsUsablePublicKey), so a signature-checking thread pays for it and
+// not the one thread that applies events in order. Changes no decision.
+void CheckRegisteredKeysAhead(const v1::EventBody& body);
+
 // Rules version 2: InvalidArgument (CLIENT_TIME_AHEAD) if `body`'s signed
 // client time runs ahead of the ledger time by more than kClockSkewNanos.
 // Apply checks it for every member event after Genesis.

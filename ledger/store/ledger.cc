@@ -14,6 +14,7 @@
 #include "ledger/event/refusal.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/rules/commit_group.h"
+#include "ledger/rules/rules.h"
 
 namespace ledger::store {
 
@@ -353,12 +354,7 @@ void Ledger::VerifyEvent(const std::shared_ptr<Submission>& submission, size_t i
   if (key.has_value()) {
     if (crypto::VerifyEvent(*key, envelope.signed_event.body(), envelope.signed_event.signature())) {
       submission->verified[index] = 1;
-      // The keys it registers are checked here, off the sequencer thread,
-      // which then finds the answers remembered (crypto::IsUsablePublicKey).
-      if (envelope.body.has_key_added()) crypto::IsUsablePublicKey(envelope.body.key_added().public_key());
-      for (const std::string& raw : envelope.body.organisation_registered().public_keys()) {
-        crypto::IsUsablePublicKey(raw);
-      }
+      rules::CheckRegisteredKeysAhead(envelope.body);  // off the sequencer thread
     } else {
       absl::MutexLock lock(&submission->mu);
       if (submission->error.ok()) {
