@@ -145,11 +145,7 @@ std::string SignCheckpoint(const Checkpoint& checkpoint, std::string_view key_na
   return Cat({text, "\n", kSigPrefix, key_name, " ", crypto::Base64Encode(blob), "\n"});
 }
 
-absl::StatusOr<Checkpoint> OpenCheckpoint(std::string_view note,
-                                          std::string_view key_name,
-                                          const crypto::PublicKey& key) {
-  // Parse everything first, so a malformed note is InvalidArgument whether or
-  // not it happens to be signed.
+absl::StatusOr<SignedNote> ParseSignedNote(std::string_view note) {
   if (!IsValidNoteText(note)) {
     return Malformed("not UTF-8 text, or contains a control character (e.g. CR)");
   }
@@ -157,8 +153,32 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(std::string_view note,
   // separator; any later "\n\n" makes the signature block malformed below.
   size_t split = note.find("\n\n");
   if (split == std::string_view::npos) return Malformed("no blank line before signatures");
-  std::string_view text = note.substr(0, split + 1);
   std::string_view sig_block = note.substr(split + 2);
+  if (sig_block.empty() || sig_block.back() != '\n') {
+    return Malformed("signature block missing or not ending in a newline");
+  }
+  std::vector<std::string_view> sig_lines = SplitLines(sig_block);
+  if (sig_lines.size() > kMaxSignatures) return Malformed("too many signature lines");
+  SignedNote parsed;
+  parsed.text = std::string(note.substr(0, split + 1));
+  parsed.signatures.reserve(sig_lines.size());
+  for (std::string_view line : sig_lines) {
+    absl::StatusOr<SignatureLine> sig = ParseSignatureLine(line);
+    if (!sig.ok()) return sig.status();
+    parsed.signatures.push_back(
+        NoteSignature{std::string(sig->name), std::move(sig->blob), std::string(line)});
+  }
+  return parsed;
+}
+
+absl::StatusOr<Checkpoint> OpenCheckpoint(std::string_view note,
+                                          std::string_view key_name,
+                                          const crypto::PublicKey& key) {
+  // Parse everything first, so a malformed note is InvalidArgument whether or
+  // not it happens to be signed.
+  absl::StatusOr<SignedNote> parsed = ParseSignedNote(note);
+  if (!parsed.ok()) return parsed.status();
+  const std::string& text = parsed->text;
 
   std::vector<std::string_view> lines = SplitLines(text);
   if (lines.size() < 3) {
@@ -178,23 +198,10 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(std::string_view note,
   // Lines after the root are extensions (c2sp.org/tlog-checkpoint); we carry
   // none and ignore them, but they are covered by the signature.
 
-  if (sig_block.empty() || sig_block.back() != '\n') {
-    return Malformed("signature block missing or not ending in a newline");
-  }
-  std::vector<std::string_view> sig_lines = SplitLines(sig_block);
-  if (sig_lines.size() > kMaxSignatures) return Malformed("too many signature lines");
-  std::vector<SignatureLine> sigs;
-  sigs.reserve(sig_lines.size());
-  for (std::string_view line : sig_lines) {
-    absl::StatusOr<SignatureLine> sig = ParseSignatureLine(line);
-    if (!sig.ok()) return sig.status();
-    sigs.push_back(*std::move(sig));
-  }
-
   const std::string want_hash = KeyHash(key_name, key);
   bool verified = false;
-  for (const SignatureLine& sig : sigs) {
-    if (sig.name != key_name || sig.blob.substr(0, kKeyHashSize) != want_hash) {
+  for (const NoteSignature& sig : parsed->signatures) {
+    if (sig.key_name != key_name || sig.blob.substr(0, kKeyHashSize) != want_hash) {
       continue;  // Another key's line, e.g. a witness co-signature.
     }
     std::string_view signature = std::string_view(sig.blob).substr(kKeyHashSize);

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "ledger/crypto/ed25519.h"
@@ -25,6 +26,23 @@ struct Checkpoint {
   uint64_t size = 0;
   Hash root{};
 };
+
+// A signed note split at its blank line (c2sp.org/signed-note): the text
+// every signature covers (ending in a newline) and its signature lines.
+struct NoteSignature {
+  std::string key_name;
+  std::string blob;  // base64-decoded: 4-byte key hash || signature
+  std::string line;  // the whole line, without its newline
+};
+struct SignedNote {
+  std::string text;
+  std::vector<NoteSignature> signatures;
+};
+
+// Parses the note's framing (UTF-8 text, blank line, well-formed signature
+// lines, at most 100 of them) without checking any signature.
+// InvalidArgument names what is malformed.
+absl::StatusOr<SignedNote> ParseSignedNote(std::string_view note);
 
 // The note text that is signed.
 std::string CheckpointText(const Checkpoint& checkpoint);
