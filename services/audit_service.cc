@@ -1,5 +1,6 @@
 #include "services/audit_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -209,6 +210,9 @@ class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> 
           verifier.Fail(audit::CheckId::kReplay, to_, std::string(s.message()));
         }
       }
+      // The server checks its own log: witnessing is for those who do not
+      // trust it (ledgerctl verify/audit --witness-policy); marked skipped.
+      verifier.CheckWitnessedAtEnd();
     }
     Progress(verifier.records());
     v1::VerifyProgress last;
@@ -243,7 +247,12 @@ class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> 
 grpc::ServerUnaryReactor* AuditServiceImpl::GetCheckpoint(grpc::CallbackServerContext* context,
                                                           const v1::GetCheckpointRequest* request,
                                                           v1::GetCheckpointResponse* response) {
-  auto note = ledger_->Checkpoint(request->tree_size());
+  if (request->witnessed() && request->tree_size() != 0) {
+    return FinishNow(context, absl::InvalidArgumentError("witnessed asks for the latest witnessed checkpoint: "
+                                                         "leave tree_size 0"));
+  }
+  const uint64_t latest = ledger_->size();
+  auto note = request->witnessed() ? ledger_->WitnessedCheckpoint() : ledger_->Checkpoint(request->tree_size());
   if (!note.ok()) return FinishNow(context, note.status());
   // Opening our own note checks it was not altered on disk.
   auto checkpoint = merkle::OpenCheckpoint(*note, ledger_->info().origin(),
@@ -258,6 +267,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetCheckpoint(grpc::CallbackServerCo
   response->set_root_hash(std::string(merkle::AsBytes(checkpoint->root)));
   response->set_operator_public_key(std::string(ledger_->operator_public_key().raw()));
   response->set_origin(ledger_->info().origin());
+  response->set_latest_tree_size(std::max(latest, checkpoint->size));
   return FinishNow(context, absl::OkStatus());
 }
 

@@ -3,7 +3,10 @@
 #include <openssl/rand.h>
 #include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "ledger/crypto/sha256.h"
@@ -91,6 +94,20 @@ absl::StatusOr<store::LedgerOptions> PrepareDataDir(const std::string& dir, cons
     options.genesis = std::move(genesis);
   }
   return options;
+}
+
+absl::Status WriteOperatorVkey(const std::string& dir, const std::string& vkey) {
+  const std::string path = dir + "/operator.vkey";
+  const std::string temp = path + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::trunc);
+    out << vkey << "\n";
+    if (!out.flush()) return absl::UnavailableError("cannot write " + temp + ": " + std::strerror(errno));
+  }
+  std::error_code error;
+  fs::rename(temp, path, error);
+  if (error) return absl::UnavailableError("cannot write " + path + ": " + error.message());
+  return absl::OkStatus();
 }
 
 }  // namespace ledger::services

@@ -2,6 +2,9 @@
 //   DIR/db/                 RocksDB
 //   DIR/operator.key.pem    operator private key (0600): signs checkpoints and system events
 //   DIR/operator.pub.pem    operator public key, for auditors
+//   DIR/operator.vkey       the same key as a signed-note verifier key
+//                           (<origin>+<key id>+<key>), for witness and
+//                           policy files; written at every start
 //   DIR/registrar.key.pem   first registrar's private key (0600), written for
 //                           a new ledger only, unless --registrar-key-out names
 //                           another place; move it somewhere safe after set-up:
@@ -35,6 +38,9 @@ absl::StatusOr<store::LedgerOptions> PrepareDataDir(const std::string& dir, cons
                                                     std::vector<std::string>* warnings = nullptr,
                                                     const std::string& registrar_key_out = "",
                                                     std::string* registrar_key_written = nullptr);
+
+// Writes DIR/operator.vkey (`vkey` and a newline), replacing it atomically.
+absl::Status WriteOperatorVkey(const std::string& dir, const std::string& vkey);
 
 }  // namespace ledger::services
 

@@ -24,6 +24,7 @@
 #include <iostream>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -36,6 +37,8 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "ledger/common/thread_pool.h"
 #include "ledger/event/envelope.h"
+#include "ledger/merkle/checkpoint.h"
+#include "ledger/witness/policy.h"
 #include "ledger/rules/version.h"
 #include "services/audit_service.h"
 #include "services/command_line.h"
@@ -43,6 +46,7 @@
 #include "services/data_dir.h"
 #include "services/governance_service.h"
 #include "services/ledger_service.h"
+#include "services/witness_collector.h"
 
 // Defaults and meaning as in kUsage, which is what --help prints.
 ABSL_FLAG(std::string, data, "./var/ledger", "data directory");
@@ -62,6 +66,8 @@ ABSL_FLAG(std::string, tls_client_ca, "",
 ABSL_FLAG(std::string, costly_rpc_clients, "",
           "mutual TLS: only these client certificate identities (CN or SAN) may call Verify, "
           "ListCheckpoints and a filtered Read");
+ABSL_FLAG(std::string, witness_policy, "",
+          "C2SP tlog-policy file: send checkpoints to its witnesses and keep the cosigned ones");
 // Limits on what clients can ask for (README "Limits").
 ABSL_FLAG(int64_t, max_subscribers, 256, "Subscribe streams open at once");
 ABSL_FLAG(int64_t, max_verifications, 1, "AuditService.Verify calls running at once");
@@ -100,6 +106,10 @@ constexpr char kUsage[] =
     "                      with --tls-client-ca: only clients whose certificate CN or a SAN\n"
     "                      is listed may call Verify, ListCheckpoints and a filtered Read\n"
     "                      (kinds or author); others get PERMISSION_DENIED\n"
+    "  --witness-policy FILE\n"
+    "                      a C2SP tlog-policy (log, witness NAME VKEY URL, group, quorum):\n"
+    "                      checkpoints go to every witness; the newest one a quorum\n"
+    "                      cosigned is kept (ledgerctl checkpoint --witnessed)\n"
     "limits (beyond them a call is refused RESOURCE_EXHAUSTED; README \"Limits\"):\n"
     "  --max-subscribers N          Subscribe streams open at once (default 256; each holds\n"
     "                               at most one message of up to 1 MiB)\n"
@@ -122,6 +132,7 @@ struct Flags {
   bool upgrade_rules = false;
   std::string tls_cert, tls_key, tls_client_ca;
   std::string costly_rpc_clients;
+  std::string witness_policy;
   int64_t max_subscribers = 256, max_verifications = 1, max_inflight_submissions = 4096, max_inflight_bytes = 256 << 20;
   int64_t max_message_bytes = 0, max_concurrent_streams = 100, keepalive_seconds = 60, idle_timeout_seconds = 600;
 };
@@ -197,6 +208,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
        &absl::GetFlagReflectionHandle(FLAGS_tls_key),
        &absl::GetFlagReflectionHandle(FLAGS_tls_client_ca),
        &absl::GetFlagReflectionHandle(FLAGS_costly_rpc_clients),
+       &absl::GetFlagReflectionHandle(FLAGS_witness_policy),
 
        &absl::GetFlagReflectionHandle(FLAGS_max_subscribers),
        &absl::GetFlagReflectionHandle(FLAGS_max_verifications),
@@ -225,6 +237,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   flags->tls_key = absl::GetFlag(FLAGS_tls_key);
   flags->tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
   flags->costly_rpc_clients = absl::GetFlag(FLAGS_costly_rpc_clients);
+  flags->witness_policy = absl::GetFlag(FLAGS_witness_policy);
   flags->max_subscribers = absl::GetFlag(FLAGS_max_subscribers);
   flags->max_verifications = absl::GetFlag(FLAGS_max_verifications);
   flags->max_inflight_submissions = absl::GetFlag(FLAGS_max_inflight_submissions);
@@ -271,6 +284,12 @@ int main(int argc, char** argv) {
   if (!costly_rpcs.ok()) return Refuse(std::string(costly_rpcs.status().message()), 2);
   if (costly_rpcs->restricts() && flags.tls_client_ca.empty()) {
     return Refuse("--costly-rpc-clients needs mutual TLS (--tls-cert, --tls-key and --tls-client-ca)", 2);
+  }
+  std::optional<ledger::witness::Policy> witness_policy;
+  if (!flags.witness_policy.empty()) {
+    auto policy = ledger::witness::Policy::Load(flags.witness_policy);
+    if (!policy.ok()) return Refuse(absl::StrCat("--witness-policy: ", policy.status().message()), 2);
+    witness_policy = *std::move(policy);
   }
   std::vector<std::string> warnings;
   std::string registrar_key_written;
@@ -326,8 +345,23 @@ int main(int argc, char** argv) {
     }
   }
 
+  // The signed-note verifier key witnesses and auditors configure for this
+  // log (c2sp.org/signed-note), beside operator.pub.pem.
+  const std::string vkey = ledger::merkle::VerifierKey((*ledger)->info().origin(), (*ledger)->operator_public_key());
+  const std::string vkey_path = flags.data + "/operator.vkey";
+  if (absl::Status written = ledger::services::WriteOperatorVkey(flags.data, vkey); !written.ok()) {
+    return Refuse(std::string(written.message()), 1);
+  }
+
   // Services hold the ledger: they are destroyed (inner scope) before it is.
   {
+  std::unique_ptr<ledger::services::WitnessCollector> witnesses;
+  if (witness_policy.has_value()) {
+    auto collector = ledger::services::WitnessCollector::Create(ledger->get(), *std::move(witness_policy));
+    if (!collector.ok()) return Refuse(absl::StrCat("--witness-policy: ", collector.status().message()), 2);
+    witnesses = *std::move(collector);
+    witnesses->Start();
+  }
   // Threads started once, outliving the services: long scans off the gRPC
   // reaction threads (Read, ListCheckpoints, VerifyProposal, governance lists).
   ledger::ThreadPool scan_workers(2);
@@ -366,6 +400,10 @@ int main(int argc, char** argv) {
             << "  ledger " << (*ledger)->info().ledger_id() << ", " << (*ledger)->size()
             << " records, rules version " << rules_version << ", data in " << flags.data << "\n"
             << "  operator public key: " << flags.data << "/operator.pub.pem\n"
+            << "  operator vkey: " << vkey << " (" << vkey_path << ")\n"
+            << (witnesses ? absl::StrCat("  witnesses: ", witnesses->policy().witnesses().size(), ", quorum ",
+                                         witnesses->policy().QuorumText(), "\n")
+                          : "")
             << "  registrar key (new ledgers): "
             << (flags.registrar_key_out.empty() ? flags.data + "/registrar.key.pem" : flags.registrar_key_out) << "\n"
             << "  try: ledgerctl --server " << address << " checkpoint\n"
@@ -384,6 +422,7 @@ int main(int argc, char** argv) {
   std::cout << "ledgerd: " << signal_name << ", shutting down" << std::endl;
   LOG(INFO) << "ledgerd stopping: " << signal_name;
   ledger_service.StopStreams();
+  if (witnesses) witnesses->Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server->Wait();
   (*ledger)->Shutdown();

@@ -16,7 +16,9 @@ v1::VerifyReport NewReport() {
       {"replay", "the rules accept every member event and imply exactly the recorded system events"},
       {"no reversal", "gateways lock in order, once per attempt; nothing accepted changes a locked gateway"},
       {"density", "positions run 0..n-1 without gaps; each idempotency key is used once per author"},
-      {"time", "from rules version 2, no record's ledger time is before its signed client time less the clock skew"},
+      {"time", "from rules version 2, no record's ledger time is before its signed client time less the clock skew; "
+               "with a witness policy, none is after its witnessed checkpoint's quorum time plus the skew"},
+      {"witnessed", "the newest checkpoint carries cosignatures meeting the witness policy's quorum: no split view"},
   };
   v1::VerifyReport report;
   for (const auto& [name, meaning] : checks) {
@@ -45,6 +47,12 @@ void FailCheck(v1::VerifyReport& report, CheckId id, std::optional<uint64_t> pos
   report.set_verified(false);
 }
 
+void SkipCheck(v1::VerifyReport& report, CheckId id, std::string why) {
+  v1::VerifyCheck& check = *report.mutable_checks(static_cast<int>(id));
+  check.set_skipped(true);
+  check.set_detail(std::move(why));
+}
+
 void SetVerified(v1::VerifyReport& report) {
   bool verified = report.error().empty();
   for (const v1::VerifyCheck& c : report.checks()) verified = verified && c.passed() && c.completed();
@@ -57,7 +65,7 @@ std::string FormatReportText(const v1::VerifyReport& r, const std::string& subje
                                  r.checkpoints(), " signed checkpoints, root ", crypto::ToHex(r.root_hash()), "\n");
   if (!r.error().empty()) absl::StrAppend(&out, "ERROR  ", r.error(), "\n");
   for (const v1::VerifyCheck& c : r.checks()) {
-    const char* verdict = !c.passed() ? "FAIL" : c.completed() ? "PASS" : "----";
+    const char* verdict = !c.passed() ? "FAIL" : !c.completed() ? "----" : c.skipped() ? "SKIP" : "PASS";
     absl::StrAppend(&out, absl::StrFormat("%-4s  %-12s %s", verdict, c.name(), c.meaning()));
     if (!c.passed()) {
       absl::StrAppend(&out, "\n      first failing position: ",
@@ -65,6 +73,11 @@ std::string FormatReportText(const v1::VerifyReport& r, const std::string& subje
                       c.detail());
     } else if (!c.completed()) {
       absl::StrAppend(&out, "  (not completed: verification stopped)");
+    } else if (c.skipped()) {
+      absl::StrAppend(&out, "\n      ", c.detail());
+    } else if (c.name() == "witnessed") {
+      absl::StrAppend(&out, "\n      ", r.witnessed_checkpoints(), " witnessed checkpoints, the newest of size ",
+                      r.witnessed_size(), "; quorum ", r.witness_quorum());
     }
     absl::StrAppend(&out, "\n");
     if (c.name() == "no reversal") {

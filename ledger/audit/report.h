@@ -16,16 +16,21 @@
 
 namespace ledger::audit {
 
-// The six checks of DESIGN §4, and their index in VerifyReport.checks.
-enum class CheckId { kSignatures = 0, kIntegrity = 1, kReplay = 2, kNoReversal = 3, kDensity = 4, kTime = 5 };
+// The seven checks of DESIGN §4, and their index in VerifyReport.checks.
+enum class CheckId {
+  kSignatures = 0, kIntegrity = 1, kReplay = 2, kNoReversal = 3, kDensity = 4, kTime = 5, kWitnessed = 6
+};
 
-// A report with the six checks, each passing and completed; verified.
+// A report with the seven checks, each passing and completed; verified.
 v1::VerifyReport NewReport();
 
 // Records that `check` failed at `position` (nullopt: at no position) with
 // what was expected versus found; the checks not yet failed are marked not
 // completed (verification stops at the first failure).
 void FailCheck(v1::VerifyReport& report, CheckId check, std::optional<uint64_t> position, std::string detail);
+
+// Marks `check` as not run, saying why (it still counts as passed).
+void SkipCheck(v1::VerifyReport& report, CheckId check, std::string why);
 
 // Sets report.verified: no error, and every check passed and completed.
 void SetVerified(v1::VerifyReport& report);

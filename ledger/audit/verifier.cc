@@ -430,6 +430,7 @@ struct LogVerifier::Impl {
         }
         last_checkpoint_size = size;
         report.set_checkpoints(report.checkpoints() + 1);
+        if (options.witness_policy != nullptr && !CheckWitnessed(size, p.bytes)) return false;
         continue;
       }
       const uint64_t position = records;
@@ -481,6 +482,7 @@ struct LogVerifier::Impl {
         return false;
       }
       if (in_range) Count(position, body, *p.record);
+      if (options.witness_policy != nullptr) NoteLedgerTime(position, p.record->ledger_time_unix_ns());
       frontier.Append(merkle::HashLeaf(p.bytes));
       records++;
       if (options.trusted.has_value() && records == options.trusted->size) {
@@ -492,6 +494,51 @@ struct LogVerifier::Impl {
         }
       }
     }
+    return true;
+  }
+
+  // Check 6's later half: the ledger times of the records not yet covered by
+  // a witnessed checkpoint, as the first position of each second (ledger
+  // time never decreases, so that is enough to name the first late record).
+  void NoteLedgerTime(uint64_t position, int64_t ledger_time_ns) {
+    const int64_t second = ledger_time_ns / 1'000'000'000;
+    if (unwitnessed_seconds.empty() || unwitnessed_seconds.back().first != second) {
+      unwitnessed_seconds.emplace_back(second, position);
+    }
+  }
+
+  // A checkpoint that passed integrity, against the witness policy: a quorum
+  // makes it witnessed and bounds the time of every record it newly covers;
+  // a cosignature by a policy witness that does not verify is a forgery.
+  bool CheckWitnessed(uint64_t size, const std::string& note) {
+    auto witnessed = options.witness_policy->Check(note);
+    if (!witnessed.ok()) {
+      if (!absl::IsFailedPrecondition(witnessed.status())) {
+        Fail(CheckId::kWitnessed, size - 1,
+             absl::StrCat("checkpoint of size ", size, ": ", witnessed.status().message()));
+        return false;
+      }
+      last_witness_refusal = std::string(witnessed.status().message());
+      return true;
+    }
+    const int64_t bound = static_cast<int64_t>(witnessed->quorum_time) + rules::kClockSkewNanos / 1'000'000'000;
+    if (options.witness_policy->requires_cosignatures()) {
+      for (const auto& [second, position] : unwitnessed_seconds) {
+        if (second > bound && position >= options.report_from) {
+          Fail(CheckId::kTime, position,
+               absl::StrCat("the record at position ", position, " has ledger time ", second,
+                            " (POSIX s), later than ", witnessed->quorum_time, ", when the witnesses' quorum had ",
+                            "cosigned checkpoint ", size, " which includes it, by more than the clock skew of ",
+                            rules::kClockSkewNanos / 1'000'000'000, " s (post-dated)"));
+          return false;
+        }
+      }
+    }
+    unwitnessed_seconds.clear();
+    last_witness_refusal.clear();
+    last_witnessed_size = size;
+    report.set_witnessed_checkpoints(report.witnessed_checkpoints() + 1);
+    report.set_witnessed_size(size);
     return true;
   }
 
@@ -581,6 +628,9 @@ struct LogVerifier::Impl {
   IdempotencyIndex idempotency{options.fingerprint_bits, options.read_record};
   uint64_t last_checkpoint_size = 0;
   bool trusted_seen = false;
+  uint64_t last_witnessed_size = 0;
+  std::string last_witness_refusal;  // why the last checkpoint is not witnessed
+  std::vector<std::pair<int64_t, uint64_t>> unwitnessed_seconds;  // (ledger second, first position)
   std::vector<Pending> batch;      // being read and decoded
   std::vector<Pending> verifying;  // signatures being checked on the pool
   Jobs verifying_jobs;
@@ -626,6 +676,30 @@ uint64_t LogVerifier::records() const { return impl_->records; }
 uint64_t LogVerifier::last_checkpoint_size() const { return impl_->last_checkpoint_size; }
 bool LogVerifier::trusted_seen() const { return impl_->trusted_seen; }
 absl::Status LogVerifier::FinishReplay() const { return impl_->replayer.Finish(); }
+
+bool LogVerifier::CheckWitnessedAtEnd() {
+  Impl& v = *impl_;
+  if (v.failed()) return false;
+  const witness::Policy* policy = v.options.witness_policy;
+  if (policy == nullptr) {
+    SkipCheck(v.report, CheckId::kWitnessed,
+              "no witness policy given (--witness-policy): split views were not ruled out, only this history checked");
+    return true;
+  }
+  v.report.set_witness_quorum(policy->QuorumText());
+  if (!policy->requires_cosignatures()) {
+    SkipCheck(v.report, CheckId::kWitnessed, "the witness policy's quorum is none: split views were not ruled out");
+    return true;
+  }
+  if (v.last_witnessed_size == v.last_checkpoint_size && v.last_checkpoint_size > 0) return true;
+  v.Fail(CheckId::kWitnessed, v.last_checkpoint_size == 0 ? 0 : v.last_checkpoint_size - 1,
+         absl::StrCat("the newest checkpoint (size ", v.last_checkpoint_size, ") is not witnessed: ",
+                      v.last_witness_refusal.empty() ? "no cosignatures" : v.last_witness_refusal,
+                      v.last_witnessed_size == 0 ? "; no checkpoint in it is"
+                                                 : absl::StrCat("; the newest witnessed one has size ",
+                                                                v.last_witnessed_size)));
+  return false;
+}
 const rules::State& LogVerifier::state() const { return impl_->replayer.state(); }
 
 absl::StatusOr<std::string> LogVerifier::SaveResumePoint() const {
@@ -854,6 +928,7 @@ v1::VerifyReport VerifyBundle(const std::string& path, const VerifyOptions& opti
   LogVerifier verifier({.operator_key = *operator_key,
                         .origin = header.origin(),
                         .trusted = trusted,
+                        .witness_policy = options.witness_policy.has_value() ? &*options.witness_policy : nullptr,
                         .threads = options.threads,
                         .on_batch =
                             [&] {
@@ -909,6 +984,8 @@ v1::VerifyReport VerifyBundle(const std::string& path, const VerifyOptions& opti
                                  verifier.records(), " records)"));
     } else if (auto s = verifier.FinishReplay(); !s.ok()) {
       verifier.Fail(CheckId::kReplay, verifier.records(), std::string(s.message()));
+    } else {
+      verifier.CheckWitnessedAtEnd();
     }
   }
   if (options.progress) options.progress((*reader)->offset(), (*reader)->file_size());

@@ -1,4 +1,4 @@
-// Offline verification of an evidence bundle: the six checks of DESIGN §4,
+// Offline verification of an evidence bundle: the seven checks of DESIGN §4,
 // with the same rules code as the server. Streams the bundle (bounded memory
 // but for a 16-byte fingerprint and position per record, and a sparse offset
 // index to re-read an earlier record) and verifies
@@ -22,6 +22,7 @@
 #include "ledger/crypto/ed25519.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/rules/state.h"
+#include "ledger/witness/policy.h"
 
 namespace ledger::audit {
 
@@ -32,6 +33,11 @@ struct VerifyOptions {
   // A checkpoint note the auditor obtained independently (e.g. from a
   // witness): the bundle must contain its tree, with the same root.
   std::optional<std::string> trusted_checkpoint;
+  // A C2SP tlog-policy: the bundle's newest checkpoint must carry its
+  // quorum's cosignatures (check 7), and no record's ledger time may be later
+  // than its witnessed checkpoint's quorum time plus the clock skew (check
+  // 6). Without one, check 7 is skipped: split views are not ruled out.
+  std::optional<witness::Policy> witness_policy;
   int threads = 0;  // 0: one per core (a pool started once for the bundle)
   // Called now and then with (bytes read, bundle size).
   std::function<void(uint64_t, uint64_t)> progress;
@@ -57,6 +63,10 @@ struct LogVerifierOptions {
   // A checkpoint obtained independently (already opened): when the log
   // reaches its size, the root must be its root.
   std::optional<merkle::Checkpoint> trusted = {};
+  // Checkpoints are checked against it as they come (see VerifyOptions), and
+  // CheckWitnessedAtEnd() judges the last one. Not owned; outlives the
+  // verifier. nullptr: check 7 is skipped.
+  const witness::Policy* witness_policy = nullptr;
   // The pool signatures are verified on, shared and outliving the verifier;
   // nullptr: the verifier starts its own of `threads` threads (0: one per
   // core) once, and keeps it until it is destroyed.
@@ -104,6 +114,10 @@ class LogVerifier {
   uint64_t records() const;               // applied so far
   uint64_t last_checkpoint_size() const;  // of the last checkpoint applied
   bool trusted_seen() const;              // the trusted checkpoint's size was reached
+  // At the end of the log: with a policy, the last checkpoint applied (which
+  // the caller relies on) must be witnessed; without one, check 7 is marked
+  // skipped. Fails or marks the report; false if it failed.
+  bool CheckWitnessedAtEnd();
   // At the end of the log: every system event the rules implied was written.
   absl::Status FinishReplay() const;
   const rules::State& state() const;

@@ -728,6 +728,40 @@ absl::StatusOr<std::string> Ledger::Checkpoint(uint64_t tree_size) const {
   return store_->GetCheckpoint(tree_size);
 }
 
+absl::StatusOr<std::string> Ledger::WitnessedCheckpoint() const {
+  absl::StatusOr<uint64_t> size = store_->WitnessedSize();
+  if (!size.ok()) return size.status();
+  if (*size == 0) return absl::NotFoundError("no checkpoint has been witnessed yet");
+  return store_->GetCheckpoint(*size);
+}
+
+absl::Status Ledger::AddCosignatures(std::string_view cosigned_note) {
+  absl::StatusOr<merkle::SignedNote> cosigned = merkle::ParseSignedNote(cosigned_note);
+  if (!cosigned.ok()) return cosigned.status();
+  auto opened = merkle::OpenCheckpoint(cosigned_note, info_.origin(), operator_key_.public_key());
+  if (!opened.ok()) return opened.status();
+  absl::MutexLock lock(&witnessed_mu_);  // read, compare and replace as one
+  absl::StatusOr<std::string> stored_note = store_->GetCheckpoint(opened->size);
+  if (!stored_note.ok()) return stored_note.status();
+  absl::StatusOr<merkle::SignedNote> stored = merkle::ParseSignedNote(*stored_note);
+  if (!stored.ok()) return absl::DataLossError(absl::StrCat("stored checkpoint of size ", opened->size, ": ",
+                                                           stored.status().message()));
+  if (stored->text != cosigned->text) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the cosigned checkpoint of size ", opened->size, " is not the one this ledger signed"));
+  }
+  for (const merkle::NoteSignature& line : stored->signatures) {
+    bool kept = false;
+    for (const merkle::NoteSignature& other : cosigned->signatures) kept = kept || other.line == line.line;
+    if (!kept) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the cosigned checkpoint of size ", opened->size, " drops a signature line it had"));
+    }
+  }
+  if (cosigned->signatures.size() == stored->signatures.size()) return absl::OkStatus();  // nothing new
+  return store_->PutWitnessedCheckpoint(opened->size, cosigned_note);
+}
+
 absl::StatusOr<std::vector<merkle::Hash>> Ledger::InclusionProof(uint64_t position,
                                                                  uint64_t tree_size) const {
   const uint64_t size = store_->tree_size();

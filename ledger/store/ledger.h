@@ -120,6 +120,14 @@ class Ledger {
   absl::StatusOr<v1::RecordEntry> Get(uint64_t position) const;
   // The signed checkpoint note of `tree_size` (0: the latest).
   absl::StatusOr<std::string> Checkpoint(uint64_t tree_size) const;
+  // The largest checkpoint witnesses have cosigned to a policy's quorum: its
+  // note with the cosignature lines. NotFound if there is none yet.
+  absl::StatusOr<std::string> WitnessedCheckpoint() const;
+  // Keeps `cosigned_note`, the stored note of its size with cosignature lines
+  // added (checked here: same text, same operator signature line), as that
+  // checkpoint's note. The caller has checked the cosignatures against its
+  // policy. Any thread.
+  absl::Status AddCosignatures(std::string_view cosigned_note);
   absl::StatusOr<std::vector<merkle::Hash>> InclusionProof(uint64_t position, uint64_t tree_size) const;
   absl::StatusOr<std::vector<merkle::Hash>> ConsistencyProof(uint64_t from_size, uint64_t to_size) const;
   const Store& store() const { return *store_; }
@@ -197,6 +205,7 @@ class Ledger {
   mutable absl::Mutex keys_mu_;
   absl::flat_hash_map<std::string, crypto::PublicKey> keys_ ABSL_GUARDED_BY(keys_mu_);
 
+  absl::Mutex witnessed_mu_;  // orders AddCosignatures
   mutable absl::Mutex checkpoint_mu_;
   std::string latest_checkpoint_ ABSL_GUARDED_BY(checkpoint_mu_);
 

@@ -15,6 +15,7 @@ namespace ledger::store {
 namespace {
 
 constexpr char kTreeSizeKey[] = "tree_size";
+constexpr char kWitnessedSizeKey[] = "witnessed_size";
 constexpr char kAuthorKindIndexedKey[] = "index/by_author_kind";
 constexpr absl::string_view kDroppedRefusalsPrefix = "dropped_refusals/";
 // Room kept free for RocksDB's own flushes and compactions.
@@ -367,6 +368,26 @@ absl::Status Store::ScanCheckpoints(uint64_t from_size, const CheckpointVisitor&
     if (!visit(checkpoint_size, it->value().ToStringView())) break;
   }
   return FromRocks(it->status(), "scanning checkpoints");
+}
+
+absl::Status Store::PutWitnessedCheckpoint(uint64_t tree_size, std::string_view note) {
+  absl::StatusOr<uint64_t> witnessed = WitnessedSize();
+  if (!witnessed.ok()) return witnessed.status();
+  rocksdb::WriteBatch batch;
+  batch.Put(checkpoints_, BE64(tree_size), rocksdb::Slice(note.data(), note.size()));
+  if (tree_size > *witnessed) batch.Put(meta_, kWitnessedSizeKey, BE64(tree_size));
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  return FromRocks(db_->Write(sync, &batch), "writing a witnessed checkpoint");
+}
+
+absl::StatusOr<uint64_t> Store::WitnessedSize() const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta_, kWitnessedSizeKey, &value);
+  if (s.IsNotFound()) return 0;
+  if (auto status = FromRocks(s, "reading the witnessed size"); !status.ok()) return status;
+  if (value.size() != 8) return absl::DataLossError("the witnessed size is corrupt");
+  return ReadBE64(value);
 }
 
 absl::StatusOr<std::pair<uint64_t, std::string>> Store::FirstCheckpointIncluding(uint64_t position) const {

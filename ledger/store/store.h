@@ -16,6 +16,8 @@
 //                default)
 //   state        projected state (see rules/state.h)
 //   default      metadata: "tree_size" -> BE64;
+//                "witnessed_size" -> BE64: the largest checkpoint whose note in
+//                checkpoints carries a witness quorum's cosignatures (absent: none);
 //                "dropped_refusals/" author -> BE64: the operator's count of
 //                that author's refusals not recorded since its last recorded
 //                one (absent: 0; not part of the rules' state)
@@ -99,6 +101,13 @@ class Store : public merkle::NodeReader, public rules::StateSource {
   // order, until it returns false.
   using CheckpointVisitor = std::function<bool(uint64_t, std::string_view)>;
   absl::Status ScanCheckpoints(uint64_t from_size, const CheckpointVisitor& visit) const;
+  // Replaces the note of the checkpoint of `tree_size` by the same note with
+  // witnesses' cosignature lines added (the caller checked both), and
+  // records it as the witnessed size if it is the largest. Synced. Any
+  // thread (it touches no key the sequencer's Write does).
+  absl::Status PutWitnessedCheckpoint(uint64_t tree_size, std::string_view note);
+  // The largest witnessed checkpoint's size; 0 if there is none.
+  absl::StatusOr<uint64_t> WitnessedSize() const;
   // The first checkpoint that includes `position`: (tree size, note).
   absl::StatusOr<std::pair<uint64_t, std::string>> FirstCheckpointIncluding(uint64_t position) const;
   absl::StatusOr<std::optional<IdempotencyEntry>> FindIdempotency(

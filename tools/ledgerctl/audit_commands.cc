@@ -19,6 +19,7 @@
 #include "ledger/crypto/ed25519.h"
 #include "ledger/event/envelope.h"
 #include "tools/bench_util.h"
+#include "ledger/witness/policy.h"
 #include "tools/ledgerctl/client.h"
 #include "tools/ledgerctl/commands.h"
 #include "tools/ledgerctl/output.h"
@@ -53,7 +54,9 @@ absl::Status RunExport(const Invocation& in) {
   LedgerClient client(in.server, in.tls);
   auto info = client.GetLedgerInfo();
   if (!info.ok()) return info.status();
-  auto latest = client.GetCheckpoint(0);
+  // --witnessed ends the bundle on the newest checkpoint witnesses cosigned,
+  // so that `verify --witness-policy` has a witnessed checkpoint to rely on.
+  auto latest = client.GetCheckpoint(0, in.flags.Has("witnessed"));
   if (!latest.ok()) return latest.status();
   const uint64_t size = latest->tree_size();  // a signed size: the bundle ends on a checkpoint
 
@@ -211,6 +214,11 @@ absl::Status RunVerify(const Invocation& in) {
     text << file.rdbuf();
     options.trusted_checkpoint = text.str();
   }
+  if (in.flags.Has("witness-policy")) {
+    auto policy = witness::Policy::Load(in.flags.Get("witness-policy"));
+    if (!policy.ok()) return policy.status();
+    options.witness_policy = *std::move(policy);
+  }
   auto threads = in.flags.GetUint64("threads", 0);
   if (!threads.ok()) return threads.status();
   options.threads = static_cast<int>(*threads);
@@ -247,18 +255,24 @@ std::vector<Command> AuditCommands() {
         .description = "Streams every record up to the latest signed checkpoint, with every signed\n"
                        "checkpoint, into a versioned bundle file (see README, For auditors). The file\n"
                        "appears only when complete. Shows progress on a terminal.",
-        .flags = {{"out", "FILE", "the bundle to write (refuses to overwrite)", true}}},
+        .flags = {{"out", "FILE", "the bundle to write (refuses to overwrite)", true},
+                  {"witnessed", "", "end at the newest checkpoint a witness quorum cosigned (for verify --witness-policy)"}}},
        &RunExport},
       {{.name = "verify",
         .args = {"FILE"},
-        .summary = "Verify an evidence bundle offline: the six checks of DESIGN §4.",
+        .summary = "Verify an evidence bundle offline: the seven checks of DESIGN §4.",
         .description = "Needs no server. Checks signatures (under the keys active at each position),\n"
                        "integrity (Merkle roots against every signed checkpoint), replay (the rules\n"
                        "reproduce exactly the recorded system events), no reversal, density and time\n"
-                       "(no record backdated against its signed client time). Exit\n"
-                       "0 only if every check passes; on failure names the first failing position.",
+                       "(no record backdated against its signed client time, nor, with a witness\n"
+                       "policy, post-dated past its witnesses' cosignature time) and witnessed (with\n"
+                       "--witness-policy: the newest checkpoint carries the policy's quorum of\n"
+                       "cosignatures; without it the check is skipped and split views are not ruled\n"
+                       "out). Exit 0 only if every check passes; on failure names the first failing\n"
+                       "position.",
         .flags = {{"operator-key", "PEM", "the operator public key you trust (else the bundle's own)"},
                   {"trusted-checkpoint", "FILE", "a checkpoint note you obtained independently"},
+                  {"witness-policy", "FILE", "a C2SP tlog-policy: require its quorum's cosignatures on the newest checkpoint"},
                   {"threads", "N", "verification threads (default: one per core)"},
                   {"json", "", "print the report as protobuf JSON (ledger.v1.VerifyReport)"},
                   {"bench", "", "then measure the all-core Ed25519 verify rate and print records/s, it and the ratio"},

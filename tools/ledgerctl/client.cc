@@ -149,8 +149,9 @@ absl::StatusOr<v1::ReadResponse> LedgerClient::Read(const v1::ReadRequest& reque
       });
 }
 
-absl::StatusOr<v1::GetCheckpointResponse> LedgerClient::GetCheckpoint(uint64_t tree_size) {
+absl::StatusOr<v1::GetCheckpointResponse> LedgerClient::GetCheckpoint(uint64_t tree_size, bool witnessed) {
   v1::GetCheckpointRequest request;
+  request.set_witnessed(witnessed);
   request.set_tree_size(tree_size);
   return Unary<v1::GetCheckpointResponse>(
       "GetCheckpoint", server_, tls_.enabled, [&](grpc::ClientContext* c, v1::GetCheckpointResponse* r) {

@@ -43,7 +43,8 @@ class LedgerClient {
   absl::StatusOr<v1::RecordEntry> Get(uint64_t position);
   absl::StatusOr<v1::ReadResponse> Read(const v1::ReadRequest& request);
   // tree_size 0: the latest checkpoint.
-  absl::StatusOr<v1::GetCheckpointResponse> GetCheckpoint(uint64_t tree_size);
+  // witnessed: the newest checkpoint a witness quorum cosigned (tree_size 0).
+  absl::StatusOr<v1::GetCheckpointResponse> GetCheckpoint(uint64_t tree_size, bool witnessed = false);
   absl::StatusOr<v1::InclusionProofResponse> GetInclusionProof(uint64_t position,
                                                                uint64_t tree_size);
   absl::StatusOr<v1::ConsistencyProofResponse> GetConsistencyProof(uint64_t from_size,

@@ -495,6 +495,8 @@ absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_
                     absl::StrCat("the server served ", verifier.records(), " records; the checkpoint has ", now.size));
     } else if (auto s = verifier.FinishReplay(); !s.ok()) {
       verifier.Fail(audit::CheckId::kReplay, now.size, std::string(s.message()));
+    } else {
+      verifier.CheckWitnessedAtEnd();
     }
   }
   progress.Done();

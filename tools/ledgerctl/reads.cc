@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "ledger/event/envelope.h"
+#include "ledger/witness/policy.h"
 #include "tools/ledgerctl/client.h"
 #include "tools/ledgerctl/commands.h"
 #include "tools/ledgerctl/output.h"
@@ -138,10 +139,32 @@ absl::Status RunTail(const Invocation& in) {
 absl::Status RunCheckpoint(const Invocation& in) {
   absl::StatusOr<uint64_t> size = in.flags.GetUint64("size", 0);
   if (!size.ok()) return size.status();
+  const bool witnessed = in.flags.Has("witnessed");
+  if (witnessed && *size != 0) return UsageError("--witnessed and --size: the witnessed checkpoint is the newest one");
+  if (in.flags.Has("witness-policy") && !witnessed) return UsageError("--witness-policy checks a --witnessed checkpoint");
   LedgerClient client(in.server, in.tls);
-  absl::StatusOr<v1::GetCheckpointResponse> checkpoint = client.GetCheckpoint(*size);
+  absl::StatusOr<v1::GetCheckpointResponse> checkpoint = client.GetCheckpoint(*size, witnessed);
   if (!checkpoint.ok()) return checkpoint.status();
   const std::string& note = checkpoint->note();
+  if (witnessed) {
+    // What the note is worth goes to stderr; stdout stays the note itself.
+    std::string summary = absl::StrCat("witnessed checkpoint ", checkpoint->tree_size(), " of ", checkpoint->origin(),
+                                       "; the ledger has ", checkpoint->latest_tree_size(), " records (",
+                                       checkpoint->latest_tree_size() - checkpoint->tree_size(), " not yet witnessed)");
+    if (in.flags.Has("witness-policy")) {
+      auto policy = witness::Policy::Load(in.flags.Get("witness-policy"));
+      if (!policy.ok()) return policy.status();
+      auto checked = policy->Check(note);
+      if (!checked.ok()) return checked.status();
+      std::vector<std::string> cosigners;
+      for (const witness::Cosignature& c : checked->cosignatures) {
+        cosigners.push_back(absl::StrCat(c.witness_name, " at ", c.timestamp));
+      }
+      absl::StrAppend(&summary, "\nquorum ", policy->QuorumText(), " met at ", checked->quorum_time,
+                      " (POSIX s); cosigned by ", absl::StrJoin(cosigners, ", "));
+    }
+    std::fprintf(stderr, "%s\n", summary.c_str());
+  }
   // Exactly as signed: no newline added, nothing re-encoded.
   if (std::fwrite(note.data(), 1, note.size(), stdout) != note.size() ||
       std::fflush(stdout) != 0) {
@@ -191,8 +214,13 @@ Command CheckpointCommand() {
            .summary = "Print the latest signed checkpoint, exactly as signed.",
            .description =
                "The C2SP tlog-checkpoint signed note, byte for byte (it ends with its own\n"
-               "newline). Use `ledgerctl prove` or `consistency` to check it.",
-           .flags = {{"size", "N", "the checkpoint of tree size N instead of the latest"}}},
+               "newline). Use `ledgerctl prove` or `consistency` to check it.\n"
+               "--witnessed prints the newest checkpoint witnesses cosigned to the quorum of\n"
+               "ledgerd's --witness-policy (its note with every cosignature line) and, on\n"
+               "stderr, how many records are not yet witnessed.",
+           .flags = {{"size", "N", "the checkpoint of tree size N instead of the latest"},
+                     {"witnessed", "", "the newest checkpoint a witness quorum cosigned, with its cosignatures"},
+                     {"witness-policy", "FILE", "with --witnessed: check the cosignatures against this C2SP tlog-policy"}}},
           &RunCheckpoint};
 }
 
