@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Dependencies point one way (DESIGN §6): tools -> services -> client ->
-# ledger -> proto, and inside ledger/: crypto -> merkle, event -> rules ->
+# ledger -> proto, and inside ledger/: crypto -> merkle -> witness, event -> rules ->
 # store, audit (common, a thread pool, below them all). Every #include "..." of ours in each area must name an area it
 # may depend on; prints each one that does not and exits 1.
 #   tools/check_layers.sh [REPO_ROOT]     (run by ctest as `layering`)
@@ -13,13 +13,14 @@ declare -A allowed=(
   [ledger/common]="ledger/common/"
   [ledger/crypto]="ledger/crypto/"
   [ledger/merkle]="ledger/crypto/ ledger/merkle/"
+  [ledger/witness]="ledger/crypto/ ledger/merkle/ ledger/witness/"
   [ledger/event]="ledger/v1/ ledger/crypto/ ledger/event/"
   [ledger/rules]="ledger/v1/ ledger/crypto/ ledger/event/ ledger/rules/"
   [ledger/store]="ledger/v1/ ledger/common/ ledger/crypto/ ledger/merkle/ ledger/event/ ledger/rules/ ledger/store/"
-  [ledger/audit]="ledger/v1/ ledger/common/ ledger/crypto/ ledger/merkle/ ledger/event/ ledger/rules/ ledger/audit/"
+  [ledger/audit]="ledger/v1/ ledger/common/ ledger/crypto/ ledger/merkle/ ledger/witness/ ledger/event/ ledger/rules/ ledger/audit/"
   [client]="ledger/v1/ ledger/event/ client/"
   [services]="ledger/ client/ services/"
-  [tools]="ledger/v1/ ledger/common/ ledger/crypto/ ledger/merkle/ ledger/event/ ledger/rules/ ledger/audit/ client/ services/command_line.h tools/"
+  [tools]="ledger/v1/ ledger/common/ ledger/crypto/ ledger/merkle/ ledger/witness/ ledger/event/ ledger/rules/ ledger/audit/ client/ services/command_line.h tools/"
 )
 # Our own include roots; anything else (absl/, grpcpp/, ...) is a library.
 ours='^(ledger|client|services|tools|tests)/'
