@@ -141,6 +141,9 @@ int main(int argc, char** argv) {
   httplib::Server server;
   // Bodies beyond the limit are answered 413 before they are read.
   server.set_payload_max_length(ledger::witness::Witness::kMaxBodyBytes);
+  // Answers are small: without this, Nagle and the peer's delayed ACK add
+  // ~40 ms to each one (65 ms a request against 1 ms measured on loopback).
+  server.set_tcp_nodelay(true);
   // The path with regex metacharacters escaped ('.' is the only one allowed).
   std::string pattern;
   for (char c : prefix) pattern += c == '.' ? std::string("\\.") : std::string(1, c);

@@ -3,6 +3,7 @@
 // SIGKILL while two forks of one log race for its cosignature.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <iostream>
 #include <map>
@@ -41,6 +42,7 @@ class WitnessServerTest : public ::testing::Test {
     auto client = std::make_unique<httplib::Client>("127.0.0.1", port);
     client->set_connection_timeout(10, 0);
     client->set_read_timeout(60, 0);
+    client->set_tcp_nodelay(true);
     return client;
   }
 
@@ -317,6 +319,34 @@ TEST_F(WitnessServerTest, SigkillWhileForksRaceNeverCosignsTwoRootsForOneSize) {
   if (winner != -1 && stored > 3) EXPECT_EQ(holds, winner);
   std::cout << "witness race: " << answers.size() << " cosignatures, " << connection_errors.load()
             << " requests cut by SIGKILL, largest size " << largest << ", stored " << stored << "\n";
+}
+
+// Not a test: the figures README "Running a witness" quotes. Run with
+//   build/tests/witness_server_test --gtest_also_run_disabled_tests \
+//     --gtest_filter='*DISABLED_MeasureCosigning*'
+// One client on one keep-alive connection advances the log one leaf per
+// request (each persisted with two fsyncs) on the system temporary
+// directory's disk, then 4 clients race for the same sizes.
+TEST_F(WitnessServerTest, DISABLED_MeasureCosigning) {
+  TempDir disk("witness-bench");
+  TestTree tree;
+  constexpr uint64_t kRequests = 1000;
+  for (uint64_t i = 0; i < kRequests; ++i) tree.Append("leaf " + std::to_string(i));
+  std::vector<std::string> bodies = {Body(0, tree, 1)};
+  for (uint64_t size = 2; size <= kRequests; ++size) bodies.push_back(Body(size - 1, tree, size));
+  WitnessProcess witness(disk.Path("witness"), Args());
+  ASSERT_OK(witness.Start());
+  auto client = Client(witness.port());
+  client->set_keep_alive(true);
+  const auto start = std::chrono::steady_clock::now();
+  for (const std::string& body : bodies) {
+    auto r = client->Post("/add-checkpoint", body, "text/plain");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cout << "sequential: " << kRequests << " cosignatures in " << seconds << " s: " << kRequests / seconds
+            << " per second, " << 1000 * seconds / kRequests << " ms each\n";
 }
 
 }  // namespace
