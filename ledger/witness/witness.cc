@@ -24,6 +24,7 @@ namespace {
 constexpr char kKeyFile[] = "witness.key.pem";
 constexpr char kVkeyFile[] = "witness.vkey";
 constexpr char kStateDir[] = "state";
+constexpr char kEvidenceDir[] = "evidence";
 constexpr char kLockFile[] = "LOCK";
 
 std::string S(std::string_view v) { return std::string(v); }
@@ -103,23 +104,22 @@ absl::Status ReplaceFileDurably(const std::string& dir, const std::string& path,
   return SyncDir(dir);
 }
 
-std::string StateText(const std::string& origin, const Witness::State& state) {
-  return merkle::CheckpointText(merkle::Checkpoint{origin, state.size, state.root});
-}
-
-// Parses a state file written by StateText for `origin`.
+// Parses a state file (the log-signed checkpoint note last cosigned) for
+// `origin`.
 absl::StatusOr<Witness::State> ParseState(const std::string& path, const std::string& origin,
                                           const std::string& text) {
   auto bad = [&](std::string_view what) {
     return absl::DataLossError(absl::StrCat("witness state ", path, " is corrupt (", S(what),
                                             "); refusing to start rather than forget what was cosigned"));
   };
+  absl::StatusOr<merkle::SignedNote> note = merkle::ParseSignedNote(text);
+  if (!note.ok()) return bad(std::string(note.status().message()));
   std::vector<std::string_view> lines;
-  std::string_view rest = text;
+  std::string_view rest = note->text;
   for (size_t nl; (nl = rest.find('\n')) != std::string_view::npos; rest.remove_prefix(nl + 1)) {
     lines.push_back(rest.substr(0, nl));
   }
-  if (!rest.empty() || lines.size() != 3) return bad("not three lines");
+  if (lines.size() < 3) return bad("fewer than three lines");
   if (lines[0] != origin) return bad("its origin line is not the origin it is named after");
   Witness::State state;
   if (!ParseDecimal(lines[1], &state.size)) return bad("size is not a decimal");
@@ -169,9 +169,9 @@ absl::StatusOr<std::unique_ptr<Witness>> Witness::Open(const std::string& dir, s
   if (error) return absl::FailedPreconditionError(absl::StrCat("cannot create ", dir, ": ", error.message()));
   ::chmod(dir.c_str(), 0700);
   const std::string state_dir = dir + "/" + kStateDir;
-  fs::create_directories(state_dir, error);
-  if (error) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot create ", state_dir, ": ", error.message()));
+  for (const std::string& sub : {state_dir, dir + "/" + kEvidenceDir}) {
+    fs::create_directories(sub, error);
+    if (error) return absl::FailedPreconditionError(absl::StrCat("cannot create ", sub, ": ", error.message()));
   }
 
   const std::string lock_path = dir + "/" + kLockFile;
@@ -247,15 +247,18 @@ absl::StatusOr<std::unique_ptr<Witness>> Witness::Open(const std::string& dir, s
   for (auto& [origin, entry] : witness->origins_) {
     State state;
     state.root = merkle::EmptyRoot();
+    std::string note;
     if (fs::exists(entry->state_path, error)) {
       absl::StatusOr<std::string> text = ReadSmallFile(entry->state_path);
       if (!text.ok()) return text.status();  // the Witness closes the lock
       absl::StatusOr<State> parsed = ParseState(entry->state_path, origin, *text);
       if (!parsed.ok()) return parsed.status();
       state = *parsed;
+      note = *std::move(text);
     }
     absl::MutexLock lock(&entry->mu);
     entry->state = state;
+    entry->note = std::move(note);
   }
   return witness;
 }
@@ -267,8 +270,19 @@ std::optional<Witness::State> Witness::Latest(const std::string& origin) const {
   return it->second->state;
 }
 
-absl::Status Witness::Persist(const Origin& origin, const State& state) const {
-  return ReplaceFileDurably(dir_ + "/" + kStateDir, origin.state_path, StateText(origin.origin, state));
+absl::Status Witness::Persist(const Origin& origin, std::string_view note) const {
+  return ReplaceFileDurably(dir_ + "/" + kStateDir, origin.state_path, note);
+}
+
+void Witness::KeepForkEvidence(const Origin& origin, uint64_t size, std::string_view note) const {
+  if (origin.note.empty()) return;  // size 0, never cosigned: nothing signed to set against it
+  const std::string dir = dir_ + "/" + kEvidenceDir;
+  const std::string path = absl::StrCat(dir, "/", crypto::ToHex(crypto::Sha256(std::string_view(origin.origin))).substr(0, 16),
+                                        "-", size, "-", crypto::ToHex(crypto::Sha256(note)).substr(0, 16), ".notes");
+  std::error_code error;
+  if (std::filesystem::exists(path, error)) return;
+  // Best effort: the answer (409) does not depend on it.
+  (void)ReplaceFileDurably(dir, path, absl::StrCat(origin.note, "\n", S(note)));
 }
 
 Witness::Response Witness::AddCheckpoint(std::string_view body) {
@@ -353,6 +367,7 @@ Witness::Response Witness::AddCheckpoint(std::string_view body) {
   }
   if (old_size == checkpoint->size) {
     if (checkpoint->root != stored.root) {
+      KeepForkEvidence(origin, stored.size, note);
       return Answer(409, absl::StrCat("the witness cosigned a different root for size ", stored.size));
     }
     if (!proof.empty()) return Answer(422, "the consistency proof must be empty when the sizes are equal");
@@ -368,11 +383,12 @@ Witness::Response Witness::AddCheckpoint(std::string_view body) {
   }
   State next{checkpoint->size, checkpoint->root};
   if (next.size != stored.size || next.root != stored.root) {
-    absl::Status persisted = Persist(origin, next);
+    absl::Status persisted = Persist(origin, note);
     if (!persisted.ok()) {
       return Answer(500, absl::StrCat("cannot persist the witness state: ", persisted.message()));
     }
     origin.state = next;
+    origin.note = std::string(note);
   }
   return Response{200, "text/plain; charset=utf-8", Cosign(parsed->text, vkey_.name, key_, clock_())};
 }

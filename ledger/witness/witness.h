@@ -15,8 +15,12 @@
 //   DIR/witness.key.pem     the witness's private key (0600), made on first use
 //   DIR/witness.vkey        its verifier key "<name>+<key ID>+<base64>", one line
 //   DIR/state/<hex SHA-256(origin)>
-//                           latest cosigned (size, root) of one origin:
-//                           "<origin>\n<size>\n<base64 root>\n"
+//                           the log-signed checkpoint note last cosigned for
+//                           one origin (its size and root are the state)
+//   DIR/evidence/<origin hash>-<size>-<note hash>.notes
+//                           a split view: the note cosigned at that size, an
+//                           empty line, and a log-signed note with another
+//                           root for the same size (answered 409)
 //   DIR/LOCK                held (flock) while a Witness has DIR open
 // A state file is replaced atomically (write DIR/state/<h>.tmp, fsync,
 // rename, fsync DIR/state). A state file that does not parse fails Open
@@ -112,10 +116,16 @@ class Witness {
     std::string state_path;
     mutable absl::Mutex mu;
     State state ABSL_GUARDED_BY(mu);
+    std::string note ABSL_GUARDED_BY(mu);  // as persisted; empty if never cosigned
   };
 
   Witness(std::string dir, VerifierKey vkey, crypto::PrivateKey key, Clock clock, int lock_fd);
-  absl::Status Persist(const Origin& origin, const State& state) const;
+  // Replaces the origin's state file with `note` (atomically, durably).
+  absl::Status Persist(const Origin& origin, std::string_view note) const;
+  // A log-signed checkpoint with the stored size and another root: keeps
+  // both notes in DIR/evidence/ (best effort).
+  void KeepForkEvidence(const Origin& origin, uint64_t size, std::string_view note) const
+      ABSL_SHARED_LOCKS_REQUIRED(origin.mu);
 
   const std::string dir_;
   const VerifierKey vkey_;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <set>
@@ -270,6 +271,17 @@ TEST_F(WitnessTest, SameSizeDifferentRootIs409) {
   EXPECT_EQ(r.status, 409) << r.body;
   EXPECT_NE(r.content_type, "text/x.tlog.size");
   EXPECT_EQ(w->Latest(log_.origin)->root, tree_.Root(7));
+  // The split view is kept: both log-signed notes for size 7, in one file.
+  std::vector<std::string> evidence;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.Path("witness/evidence"))) {
+    evidence.push_back(ReadFileBytes(entry.path().string()));
+  }
+  ASSERT_EQ(evidence.size(), 1u);
+  EXPECT_EQ(evidence[0], log_.Checkpoint(tree_, 7) + "\n" + log_.Checkpoint(fork_, 7));
+  EXPECT_EQ(Submit(*w, 7, fork_, 7).status, 409);  // asked again: the same file
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_.Path("witness/evidence")),
+                          std::filesystem::directory_iterator()),
+            1);
   // Size 0: the empty tree has one root.
   auto fresh = Witness::Open(dir_.Path("fresh"), kName, {log_.vkey}, [] { return kNow; });
   ASSERT_OK(fresh.status());
@@ -337,8 +349,9 @@ TEST_F(WitnessTest, CorruptStateRefusesToOpen) {
   }
   const std::string path =
       dir_.Path("witness/state/" + crypto::ToHex(crypto::Sha256(std::string_view(log_.origin))));
+  // The state is the log-signed checkpoint last cosigned.
   std::string state = ReadFileBytes(path);
-  ASSERT_EQ(state, merkle::CheckpointText({log_.origin, 5, tree_.Root(5)}));
+  ASSERT_EQ(state, log_.Checkpoint(tree_, 5));
   WriteFileBytes(path, state.substr(0, state.size() - 3));
   auto w = Witness::Open(dir_.Path("witness"), kName, {log_.vkey});
   ASSERT_FALSE(w.ok());
