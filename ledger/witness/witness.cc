@@ -368,7 +368,8 @@ Witness::Response Witness::AddCheckpoint(std::string_view body) {
   if (old_size == checkpoint->size) {
     if (checkpoint->root != stored.root) {
       KeepForkEvidence(origin, stored.size, note);
-      return Answer(409, absl::StrCat("the witness cosigned a different root for size ", stored.size));
+      return Answer(409, absl::StrCat("the witness cosigned another root for size ", stored.size,
+                                      ": a split view, kept as evidence"));
     }
     if (!proof.empty()) return Answer(422, "the consistency proof must be empty when the sizes are equal");
   } else if (old_size == 0) {
