@@ -173,6 +173,12 @@ absl::StatusOr<std::unique_ptr<Witness>> Witness::Open(const std::string& dir, s
     fs::create_directories(sub, error);
     if (error) return absl::FailedPreconditionError(absl::StrCat("cannot create ", sub, ": ", error.message()));
   }
+  // The directories' own entries must survive a power cut too, or the
+  // state files in them would vanish with them.
+  const std::string parent = fs::absolute(dir, error).parent_path().string();
+  for (const std::string& d : {dir, parent}) {
+    if (absl::Status synced = SyncDir(d); !synced.ok()) return synced;
+  }
 
   const std::string lock_path = dir + "/" + kLockFile;
   int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
