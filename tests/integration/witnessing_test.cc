@@ -135,6 +135,11 @@ TEST_F(Witnessing, TwoOfThreeAdvancesWithOneWitnessDown) {
   CtlResult unpoliced = RunCtl({"verify", bundle, "--operator-key", server_.data_dir() + "/operator.pub.pem"});
   ASSERT_TRUE(Succeeded(unpoliced));
   EXPECT_TRUE(absl::StrContains(unpoliced.out, "split views were not ruled out")) << unpoliced.out;
+
+  CtlResult proved = RunCtl({"--server", server_.address(), "prove", "--seq", "1", "--operator-key",
+                             server_.data_dir() + "/operator.pub.pem", "--witness-policy", policy_path_});
+  ASSERT_TRUE(Succeeded(proved));
+  EXPECT_TRUE(absl::StrContains(proved.out, "witnessed: quorum 2 of {w1, w2, w3}")) << proved.out;
 }
 
 TEST_F(Witnessing, ForkNeverGetsAQuorum) {

@@ -41,6 +41,8 @@
 #include "ledger/rules/state.h"
 #include "ledger/rules/version.h"
 #include "ledger/store/queries.h"
+#include "ledger/witness/cosignature.h"
+#include "ledger/witness/policy.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/temp_dir.h"
 
@@ -1890,6 +1892,73 @@ TEST_F(LedgerTest, ClientTimeAheadIsRefusedAndABackdatedRecordFailsTime) {
   EXPECT_TRUE(absl::StrContains(time.detail(), "backdated")) << time.detail();
   const std::string text = audit::FormatReportText(backdated, "log");
   EXPECT_TRUE(absl::StrContains(text, "FAIL  time")) << text;
+}
+
+// DESIGN §4 checks 6 and 7: a witness quorum's cosignature time bounds the
+// ledger time of every record its checkpoint covers, and with a policy the
+// newest checkpoint must carry the quorum. The ledger keeps cosignatures only
+// on the note it signed.
+TEST_F(LedgerTest, AWitnessedCheckpointBoundsLedgerTimeAndIsRequiredByAPolicy) {
+  SubmitOne(Register("org-a", {RawKeyFor("a1")}));
+  const uint64_t size = ledger_->size();
+  auto note = ledger_->Checkpoint(size);
+  ASSERT_TRUE(note.ok());
+  const PrivateKey witness_key = PrivateKey::Generate();
+  auto policy = witness::Policy::Parse(absl::StrCat(
+      "log ", merkle::VerifierKey(ledger_->info().origin(), operator_key_.public_key()), "\nwitness w1 ",
+      witness::MakeVerifierKey("witness.test/w1", witness::kCosignatureV1Ed25519, witness_key.public_key()).text,
+      "\nquorum w1\n"));
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  const std::string text = note->substr(0, note->find("\n\n") + 1);
+  const int64_t now_seconds = now_->load() / 1'000'000'000;
+  auto cosigned_at = [&](int64_t seconds) {
+    return witness::AddSignatureLines(*note, witness::Cosign(text, "witness.test/w1", witness_key, seconds));
+  };
+  auto verify = [&](const std::string& checkpoint) {
+    audit::LogVerifier verifier({.operator_key = operator_key_.public_key(),
+                                 .origin = ledger_->info().origin(),
+                                 .witness_policy = &*policy,
+                                 .threads = 2});
+    for (const v1::Record& record : LogRecords(*ledger_)) verifier.AddRecord(record.SerializeAsString());
+    verifier.AddCheckpoint(size, checkpoint);
+    if (verifier.Flush()) verifier.CheckWitnessedAtEnd();
+    return verifier.Report();
+  };
+
+  const v1::VerifyReport honest = verify(cosigned_at(now_seconds + 1));
+  EXPECT_TRUE(honest.verified()) << audit::FormatReportText(honest, "log");
+  EXPECT_EQ(honest.witnessed_checkpoints(), 1u);
+  EXPECT_EQ(honest.witnessed_size(), size);
+
+  // The witness saw this tree an hour before the times the records carry:
+  // the operator post-dated them.
+  const v1::VerifyReport posted = verify(cosigned_at(now_seconds - 3600));
+  const v1::VerifyCheck& time = Check(posted, audit::CheckId::kTime);
+  EXPECT_FALSE(time.passed()) << audit::FormatReportText(posted, "log");
+  EXPECT_EQ(time.first_failing_position(), 0u);
+  EXPECT_TRUE(absl::StrContains(time.detail(), "post-dated")) << time.detail();
+
+  const v1::VerifyReport unwitnessed = verify(*note);
+  const v1::VerifyCheck& witnessed = Check(unwitnessed, audit::CheckId::kWitnessed);
+  EXPECT_FALSE(witnessed.passed());
+  EXPECT_TRUE(absl::StrContains(witnessed.detail(), "is not witnessed")) << witnessed.detail();
+
+  // A cosignature line that names the witness but does not verify is forged.
+  std::string forged = cosigned_at(now_seconds);
+  forged[forged.size() - 10] = forged[forged.size() - 10] == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(Check(verify(forged), audit::CheckId::kWitnessed).passed());
+
+  EXPECT_TRUE(absl::IsNotFound(ledger_->WitnessedCheckpoint().status()));
+  ASSERT_OK(ledger_->AddCosignatures(cosigned_at(now_seconds)));
+  auto kept = ledger_->WitnessedCheckpoint();
+  ASSERT_TRUE(kept.ok());
+  EXPECT_TRUE(policy->Check(*kept).ok());
+  // Not the note this ledger signed (another size's text under its line).
+  std::string other = *kept;
+  other.replace(other.find('\n') + 1, std::to_string(size).size(), std::to_string(size + 1));
+  EXPECT_FALSE(ledger_->AddCosignatures(other).ok());
+  // Dropping the witness's line is refused: cosignatures are only added.
+  EXPECT_EQ(ledger_->AddCosignatures(*note).code(), absl::StatusCode::kInvalidArgument);
 }
 
 // A recorded refusal is held to its attempt's signed time: the operator

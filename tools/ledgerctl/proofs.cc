@@ -7,10 +7,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "ledger/crypto/sha256.h"
 #include "ledger/event/envelope.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
+#include "ledger/witness/policy.h"
 #include "tools/ledgerctl/client.h"
 #include "tools/ledgerctl/commands.h"
 #include "tools/ledgerctl/keys.h"
@@ -58,13 +60,26 @@ absl::StatusOr<Verifier> LoadVerifier(const Invocation& in, LedgerClient& client
 
 // Fetches the checkpoint of `tree_size` (0: the latest) and checks its
 // signature and that the server's unsigned fields agree with the note.
+// With `policy`, the newest witnessed checkpoint instead of the latest
+// (tree_size 0), which must meet the policy's quorum; `witnessed` (if not
+// null) gets who cosigned it.
 absl::StatusOr<merkle::Checkpoint> FetchVerifiedCheckpoint(LedgerClient& client,
                                                            const Verifier& verifier,
-                                                           uint64_t tree_size) {
-  std::string which = tree_size == 0 ? std::string("latest checkpoint")
-                                     : absl::StrCat("checkpoint of size ", tree_size);
-  absl::StatusOr<v1::GetCheckpointResponse> response = client.GetCheckpoint(tree_size);
+                                                           uint64_t tree_size,
+                                                           const witness::Policy* policy = nullptr,
+                                                           witness::WitnessedCheckpoint* witnessed = nullptr) {
+  std::string which = policy != nullptr ? std::string("witnessed checkpoint")
+                      : tree_size == 0  ? std::string("latest checkpoint")
+                                        : absl::StrCat("checkpoint of size ", tree_size);
+  absl::StatusOr<v1::GetCheckpointResponse> response = client.GetCheckpoint(tree_size, policy != nullptr);
   if (!response.ok()) return response.status();
+  if (policy != nullptr) {
+    auto checked = policy->Check(response->note());
+    if (!checked.ok()) {
+      return absl::Status(checked.status().code(), absl::StrCat(which, ": ", checked.status().message()));
+    }
+    if (witnessed != nullptr) *witnessed = *std::move(checked);
+  }
   absl::StatusOr<merkle::Checkpoint> checkpoint =
       merkle::OpenCheckpoint(response->note(), verifier.origin, *verifier.key);
   if (!checkpoint.ok()) {
@@ -121,11 +136,19 @@ absl::Status RunProve(const Invocation& in) {
   LedgerClient client(in.server, in.tls);
   absl::StatusOr<Verifier> verifier = LoadVerifier(in, client);
   if (!verifier.ok()) return verifier.status();
-  absl::StatusOr<merkle::Checkpoint> checkpoint = FetchVerifiedCheckpoint(client, *verifier, 0);
+  std::optional<witness::Policy> policy;
+  if (in.flags.Has("witness-policy")) {
+    auto loaded = witness::Policy::Load(in.flags.Get("witness-policy"));
+    if (!loaded.ok()) return loaded.status();
+    policy = *std::move(loaded);
+  }
+  witness::WitnessedCheckpoint witnessed;
+  absl::StatusOr<merkle::Checkpoint> checkpoint =
+      FetchVerifiedCheckpoint(client, *verifier, 0, policy.has_value() ? &*policy : nullptr, &witnessed);
   if (!checkpoint.ok()) return checkpoint.status();
   if (*seq >= checkpoint->size) {
-    return absl::OutOfRangeError(absl::StrCat("record ", *seq,
-                                              " is not covered by the latest checkpoint (size ",
+    return absl::OutOfRangeError(absl::StrCat("record ", *seq, " is not covered by the ",
+                                              policy.has_value() ? "witnessed" : "latest", " checkpoint (size ",
                                               checkpoint->size, ")"));
   }
 
@@ -172,6 +195,14 @@ absl::Status RunProve(const Invocation& in) {
                            ", root ", Hex(checkpoint->root)));
     PrintLine(absl::StrCat("  signature: verified (operator key ", verifier->key->key_id(),
                            " from ", verifier->source, ")"));
+    if (policy.has_value()) {
+      std::vector<std::string> cosigners;
+      for (const witness::Cosignature& c : witnessed.cosignatures) cosigners.push_back(c.witness_name);
+      PrintLine(absl::StrCat("  witnessed: quorum ", policy->QuorumText(), " met at ", witnessed.quorum_time,
+                             " (POSIX s) by ", absl::StrJoin(cosigners, ", ")));
+    } else {
+      PrintLine("  witnessed: not checked (no --witness-policy): split views were not ruled out");
+    }
     PrintLine(absl::StrCat("record ", *seq, ": leaf hash ", Hex(leaf),
                            " (recomputed from the record bytes)"));
     PrintLine(absl::StrCat("  inclusion proof (", proof->size(),
@@ -261,6 +292,7 @@ Command ProveCommand() {
                "\"inclusion_proof\":[..],\"root_hash\":..,\"verified\":true} (hashes in hex)."),
            .flags = {{"seq", "N", "the record's position", true},
                      {"json", "", "print the proof as one JSON object"},
+                     {"witness-policy", "FILE", "prove against the newest checkpoint this C2SP tlog-policy's quorum cosigned"},
                      {"operator-key", "PUB_PEM", "the operator public key to trust"}}},
           &RunProve};
 }
