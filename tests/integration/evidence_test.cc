@@ -227,6 +227,9 @@ TEST_F(EvidenceTest, EvidenceWriteFailureIsAWarningNotAFailedSubmission) {
   // Nothing saved there: audit with only that evidence has nothing to check.
   CtlResult r = Ctl({"audit", "--evidence", blocked});
   EXPECT_TRUE(Failed(r, 1, "nothing to audit")) << r;
+  // An empty --evidence is a usage error, before or after the command.
+  EXPECT_TRUE(Failed(Ctl({"--evidence=", "audit"}), 2, "--evidence must not be empty"));
+  EXPECT_TRUE(Failed(Ctl({"audit", "--evidence="}), 2, "--evidence must not be empty"));
 }
 
 }  // namespace
