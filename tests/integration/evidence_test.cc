@@ -230,6 +230,7 @@ TEST_F(EvidenceTest, EvidenceWriteFailureIsAWarningNotAFailedSubmission) {
   // An empty --evidence is a usage error, before or after the command.
   EXPECT_TRUE(Failed(Ctl({"--evidence=", "audit"}), 2, "--evidence must not be empty"));
   EXPECT_TRUE(Failed(Ctl({"audit", "--evidence="}), 2, "--evidence must not be empty"));
+  EXPECT_TRUE(Failed(Ctl({"audit", "--evidence", blocked, "--rebuild"}), 2, "--rebuild needs --state DIR"));
 }
 
 }  // namespace

@@ -15,6 +15,9 @@
 //                      resumes there instead of replaying from 0
 //   evidence-<time>/   written when the server's history no longer extends
 //                      the remembered checkpoint
+// Before that, every run checks the member's own evidence (evidence.h: the
+// receipts member commands kept) against the server's checkpoint; without
+// --state that is all it does.
 // Each run fetches the latest checkpoint, checks its signature, proves it
 // consistent with the remembered one (RFC 9162), then verifies every record
 // up to it: signatures and rules, with the same code as `ledgerctl verify`
@@ -534,6 +537,9 @@ absl::Status RunAudit(const Invocation& in) {
   auto interval = in.flags.GetUint64("interval", 2);
   if (!interval.ok()) return interval.status();
   if (*interval == 0) return UsageError("--interval must be at least 1 second");
+  for (const char* needs_state : {"rebuild", "trust-on-first-use"}) {
+    if (dir.empty() && in.flags.Has(needs_state)) return UsageError(absl::StrCat("--", needs_state, " needs --state DIR"));
+  }
   std::error_code error;
   if (!dir.empty()) fs::create_directories(dir, error);
   if (error) return absl::UnavailableError(absl::StrCat("cannot create the state directory ", dir, ": ", error.message()));
