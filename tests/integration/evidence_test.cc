@@ -162,8 +162,15 @@ TEST_F(EvidenceTest, RolledBackTailIsHistoryRewrittenAndTheHonestServerPasses) {
   // The operator then appends past the lost size on the rolled-back log
   // (receipts to another member): the saved checkpoints are still not
   // extended, now by a failing consistency proof.
+  // First to the very size of the last saved checkpoint: another root for
+  // that size.
   const std::string other = root_ + "/evidence-other";
-  for (int i = 0; i < 4; ++i) Register(absl::StrCat("again-", i), other);
+  for (int i = 0; i < 2; ++i) Register(absl::StrCat("again-", i), other);
+  r = Ctl({"audit", "--evidence", evidence_});
+  EXPECT_EQ(r.exit_code, kExitRewritten) << r;
+  EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("the server now signs another root for size ", lost[1] + 1))) << r;
+  // Then past it.
+  for (int i = 2; i < 4; ++i) Register(absl::StrCat("again-", i), other);
   r = Ctl({"audit", "--evidence", evidence_});
   EXPECT_EQ(r.exit_code, kExitRewritten) << r;
   EXPECT_TRUE(absl::StrContains(r.out, "does not extend it")) << r;
