@@ -56,9 +56,9 @@ class EvidenceTest : public ::testing::Test {
   uint64_t Register(const std::string& org, const std::string& evidence) {
     const std::string key = absl::StrCat(keys_, "/", org, ".pem");
     EXPECT_TRUE(Succeeded(RunCtl({"keygen", "--out", key}, kCliTimeoutSeconds)));
-    CtlResult r = Ctl({"--evidence", evidence, "register-org", "--as", "registrar", "--key",
-                       absl::StrCat(server_.data_dir(), "/registrar.key.pem"), "--org", org, "--name", org,
-                       "--org-key", key});
+    CtlResult r =
+        Ctl({"--evidence", evidence, "register-org", "--as", "registrar", "--key",
+             absl::StrCat(server_.data_dir(), "/registrar.key.pem"), "--org", org, "--name", org, "--org-key", key});
     EXPECT_TRUE(Succeeded(r));
     last_ = r;
     return std::stoull(LineValue(r.out, "position").empty() ? "0" : LineValue(r.out, "position"));
@@ -141,8 +141,8 @@ TEST_F(EvidenceTest, RolledBackTailIsHistoryRewrittenAndTheHonestServerPasses) {
   EXPECT_EQ(r.exit_code, kExitRewritten) << r;
   EXPECT_TRUE(absl::StrContains(r.out, "HISTORY REWRITTEN")) << r;
   EXPECT_TRUE(absl::StrContains(r.err, "HISTORY REWRITTEN")) << r;
-  EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("receipt positions lost (not included in the server's tree now): ",
-                                                    lost[0], ", ", lost[1])))
+  EXPECT_TRUE(absl::StrContains(
+      r.out, absl::StrCat("receipt positions lost (not included in the server's tree now): ", lost[0], ", ", lost[1])))
       << r;
   EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("saved checkpoint size ", lost[1] + 1, " root "))) << r;
   EXPECT_TRUE(absl::StrContains(r.out, "the log was rolled back")) << r;
@@ -200,8 +200,8 @@ TEST_F(EvidenceTest, CorruptEvidenceFileIsReportedAndSkipped) {
   }
   CtlResult r = Ctl({"audit", "--evidence", evidence_});
   ASSERT_TRUE(Succeeded(r));
-  EXPECT_TRUE(absl::StrContains(r.err, absl::StrCat("evidence file skipped: ", dir, "/", ReceiptName(a),
-                                                    ": not a JSON object")))
+  EXPECT_TRUE(absl::StrContains(
+      r.err, absl::StrCat("evidence file skipped: ", dir, "/", ReceiptName(a), ": not a JSON object")))
       << r;
   EXPECT_TRUE(absl::StrContains(r.err, absl::StrCat(ReceiptName(b), ": its checkpoint does not verify"))) << r;
   EXPECT_TRUE(absl::StrContains(r.out, "1 saved checkpoints and 1 receipts")) << r;
@@ -228,8 +228,8 @@ TEST_F(EvidenceTest, EvidenceWriteFailureIsAWarningNotAFailedSubmission) {
   const std::string blocked = root_ + "/not-a-directory";
   WriteFileBytes(blocked, "x");
   const uint64_t position = Register("member", blocked);  // Register expects exit 0
-  EXPECT_TRUE(absl::StrContains(last_.err, absl::StrCat("receipt for position ", position,
-                                                        " not saved as evidence: cannot create")))
+  EXPECT_TRUE(absl::StrContains(
+      last_.err, absl::StrCat("receipt for position ", position, " not saved as evidence: cannot create")))
       << last_;
   // Nothing saved there: audit with only that evidence has nothing to check.
   CtlResult r = Ctl({"audit", "--evidence", blocked});

@@ -77,9 +77,11 @@ absl::Status MakeDirectory(const std::string& dir) {
 // on stderr).
 absl::StatusOr<crypto::PublicKey> PinnedKey(const std::string& dir, const v1::GetLedgerInfoResponse& info) {
   const std::string path = dir + "/operator.pub";
-  if (fs::exists(path)) return crypto::ReadPublicKeyFile(path);
+  std::error_code error;
+  if (fs::exists(path, error)) return crypto::ReadPublicKeyFile(path);
   auto served = crypto::PublicKey::FromRaw(info.operator_public_key());
-  if (!served.ok()) return absl::DataLossError(absl::StrCat("GetLedgerInfo: operator key: ", served.status().message()));
+  if (!served.ok())
+    return absl::DataLossError(absl::StrCat("GetLedgerInfo: operator key: ", served.status().message()));
   if (auto s = WriteFileAtomically(path, served->ToPem()); !s.ok()) return s;
   Warn(absl::StrCat("pinned the operator key ", served->key_id(), " the server reports for \"", info.origin(), "\" in ",
                     path, " (first receipt from this log; receipts are verified under it from now on)"));
@@ -135,20 +137,22 @@ absl::StatusOr<SavedReceipt> ParseReceiptFile(const std::string& path, const std
     return absl::InvalidArgumentError(absl::StrCat("holds position ", r.position, ", not the one its name says"));
   }
   std::string leaf_bytes;
-  if (!crypto::FromHex(leaf->get<std::string>(), &leaf_bytes)) return absl::InvalidArgumentError("\"leaf_hash\" is not hex");
+  if (!crypto::FromHex(leaf->get<std::string>(), &leaf_bytes))
+    return absl::InvalidArgumentError("\"leaf_hash\" is not hex");
   auto leaf_hash = merkle::HashFromBytes(leaf_bytes);
   if (!leaf_hash.ok()) return absl::InvalidArgumentError(absl::StrCat("\"leaf_hash\": ", leaf_hash.status().message()));
   r.leaf = *leaf_hash;
   r.note = note->get<std::string>();
   auto opened = merkle::OpenCheckpoint(r.note, origin, key);
   if (!opened.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("its checkpoint does not verify under the operator key ", key.key_id(),
-                                                   ": ", opened.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat("its checkpoint does not verify under the operator key ",
+                                                   key.key_id(), ": ", opened.status().message()));
   }
   r.checkpoint = *opened;
   if (r.checkpoint.size != tree_size->get<uint64_t>() || r.position >= r.checkpoint.size) {
-    return absl::InvalidArgumentError(absl::StrCat("position ", r.position, " and tree size ", tree_size->get<uint64_t>(),
-                                                   " do not fit its checkpoint of size ", r.checkpoint.size));
+    return absl::InvalidArgumentError(absl::StrCat("position ", r.position, " and tree size ",
+                                                   tree_size->get<uint64_t>(), " do not fit its checkpoint of size ",
+                                                   r.checkpoint.size));
   }
   return r;
 }
@@ -251,8 +255,9 @@ void KeepReceipt(const Invocation& in, LedgerClient& client, const v1::GetLedger
   absl::Status proved = response.status();
   if (proved.ok()) {
     auto hashes = Hashes(response->proof());
-    proved = hashes.ok() ? merkle::VerifyInclusion(*leaf, receipt.position(), checkpoint->size, *hashes, checkpoint->root)
-                         : hashes.status();
+    proved = hashes.ok()
+                 ? merkle::VerifyInclusion(*leaf, receipt.position(), checkpoint->size, *hashes, checkpoint->root)
+                 : hashes.status();
     if (proved.ok()) {
       for (const merkle::Hash& h : *hashes) proof.push_back(Hex(h));
     }
@@ -276,7 +281,9 @@ void KeepReceipt(const Invocation& in, LedgerClient& client, const v1::GetLedger
       {"inclusion_proof", proof},
   };
   const std::string path = absl::StrCat(dir, "/", ReceiptFileName(receipt.position()));
-  if (auto s = WriteFileAtomically(path, json.dump(2) + "\n"); !s.ok()) {
+  if (auto s =
+          WriteFileAtomically(path, json.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
+      !s.ok()) {
     Warn(absl::StrCat(what, " not saved as evidence: ", s.message()));
   }
 }
@@ -293,21 +300,22 @@ absl::StatusOr<EvidenceCheck> CheckEvidence(const Invocation& in, LedgerClient& 
   check.dir = absl::StrCat(*root, "/", OriginDirName(info.origin()));
   std::vector<std::string> files;
   std::error_code error;
-  if (fs::is_directory(check.dir)) {
-    for (const auto& entry : fs::directory_iterator(check.dir, error)) {
-      const std::string name = entry.path().filename().string();
+  if (fs::is_directory(check.dir, error)) {
+    for (fs::directory_iterator it(check.dir, error), end; !error && it != end; it.increment(error)) {
+      const std::string name = it->path().filename().string();
       if (absl::StartsWith(name, kReceiptPrefix) && absl::EndsWith(name, kReceiptSuffix)) {
-        files.push_back(entry.path().string());
+        files.push_back(it->path().string());
       }
     }
     if (error) return absl::UnavailableError(absl::StrCat("cannot list ", check.dir, ": ", error.message()));
   }
+  error.clear();
   std::sort(files.begin(), files.end());
   check.found = !files.empty();
   if (!check.found) return check;
 
   const std::string pinned_path = check.dir + "/operator.pub";
-  if (!fs::exists(pinned_path)) {
+  if (!fs::exists(pinned_path, error)) {
     return absl::FailedPreconditionError(absl::StrCat(
         pinned_path, " is missing: the saved receipts cannot be verified (put the operator's public key there)"));
   }
@@ -389,7 +397,8 @@ absl::StatusOr<EvidenceCheck> CheckEvidence(const Invocation& in, LedgerClient& 
   // directory to hand over; the originals stay where they are.
   const std::string stamp = absl::FormatTime("%Y%m%dT%H%M%SZ", absl::Now(), absl::UTCTimeZone());
   std::string copy = absl::StrCat(check.dir, "/rewritten-", stamp);
-  for (int i = 1; fs::exists(copy); ++i) copy = absl::StrCat(check.dir, "/rewritten-", stamp, "-", i);
+  for (int i = 1; fs::exists(copy, error); ++i) copy = absl::StrCat(check.dir, "/rewritten-", stamp, "-", i);
+  error.clear();
   absl::Status copied = MakeDirectory(copy);
   for (const std::string& file : files) {
     if (!copied.ok()) break;
@@ -401,7 +410,8 @@ absl::StatusOr<EvidenceCheck> CheckEvidence(const Invocation& in, LedgerClient& 
     if (error) copied = absl::UnavailableError(absl::StrCat("copy ", pinned_path, ": ", error.message()));
   }
   if (copied.ok()) copied = WriteFileAtomically(copy + "/served-checkpoint.note", check.served_note);
-  check.copied_to = copied.ok() ? copy : absl::StrCat("NOT COPIED (", copied.message(), "); the originals are in ", check.dir);
+  check.copied_to =
+      copied.ok() ? copy : absl::StrCat("NOT COPIED (", copied.message(), "); the originals are in ", check.dir);
   if (copied.ok()) {
     (void)WriteFileAtomically(copy + "/report.txt", FormatEvidenceCheck(check, in.server) + "\n");
   }
@@ -414,9 +424,9 @@ std::string FormatEvidenceCheck(const EvidenceCheck& check, const std::string& s
     skipped = absl::StrCat("; ", check.skipped.size(), " evidence file(s) skipped as corrupt (see stderr)");
   }
   if (check.rewritten.empty() && check.lost_positions.empty()) {
-    return absl::StrCat("evidence OK: ", check.checkpoints, " saved checkpoints and ", check.receipts,
-                        " receipts in ", check.dir, " are consistent with the server's checkpoint of size ",
-                        check.served_size, " root ", check.served_root_hex, skipped);
+    return absl::StrCat("evidence OK: ", check.checkpoints, " saved checkpoints and ", check.receipts, " receipts in ",
+                        check.dir, " are consistent with the server's checkpoint of size ", check.served_size, " root ",
+                        check.served_root_hex, skipped);
   }
   const std::string bar(72, '!');
   std::string out = absl::StrCat(bar, "\n!!! HISTORY REWRITTEN\n!!! server ", server,

@@ -53,19 +53,19 @@ void KeepReceipt(const Invocation& in, LedgerClient& client, const v1::GetLedger
 
 // What `audit` found in the evidence of one origin.
 struct EvidenceCheck {
-  std::string dir;             // <root>/<origin>
-  bool found = false;          // the directory holds any receipt file
-  uint64_t checkpoints = 0;    // distinct saved checkpoints checked
-  uint64_t receipts = 0;       // receipts checked
+  std::string dir;                   // <root>/<origin>
+  bool found = false;                // the directory holds any receipt file
+  uint64_t checkpoints = 0;          // distinct saved checkpoints checked
+  uint64_t receipts = 0;             // receipts checked
   std::vector<std::string> skipped;  // "FILE: why", unreadable or corrupt files
-  std::string served_note;     // the server's current checkpoint
+  std::string served_note;           // the server's current checkpoint
   uint64_t served_size = 0;
   std::string served_root_hex;
   // Empty when the server still holds everything; otherwise one line per
   // saved checkpoint it does not extend.
   std::vector<std::string> rewritten;
   std::vector<uint64_t> lost_positions;  // receipts no longer included
-  std::string copied_to;       // where the evidence was copied on a rewrite
+  std::string copied_to;                 // where the evidence was copied on a rewrite
 };
 
 // Checks that the server's current checkpoint is consistent with every saved
