@@ -52,14 +52,14 @@ const std::vector<Command>& Commands() {
 std::string MainHelp() {
   std::string out = absl::StrCat(
       "Usage: ledgerctl [--server HOST:PORT] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n"
-      "                 COMMAND [flags]\n\n"
+      "                 [--evidence DIR] COMMAND [flags]\n\n"
       "The Decision Ledger client. --server defaults to ",
       kDefaultServer, " (it may also follow the command).\n"
       "--tls-ca FILE speaks TLS to a server whose certificate chains to that CA;\n"
       "--tls-cert and --tls-key add a client certificate (mutual TLS).\n"
-      "--evidence DIR keeps every receipt's signed checkpoint there (default\n"
-      "$LEDGER_EVIDENCE, else $XDG_STATE_HOME or ~/.local/state /decision-ledger/evidence);\n"
-      "`audit` checks the server still holds them.\n\nCommands:\n");
+      "--evidence DIR keeps every receipt's signed checkpoint there; `audit` checks\n"
+      "the server still holds them (default $LEDGER_EVIDENCE, else\n"
+      "$XDG_STATE_HOME/decision-ledger/evidence, else ~/.local/state/decision-ledger/evidence).\n\nCommands:\n");
   size_t width = 0;
   for (const Command& c : Commands()) width = std::max(width, c.spec.name.size());
   for (const Command& c : Commands()) {
