@@ -9,7 +9,9 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -26,6 +28,23 @@ namespace ledger::testing {
 namespace {
 
 constexpr size_t kShownBytes = 16 * 1024;
+
+// ledgerctl keeps every receipt in an evidence directory, by default under
+// $HOME. Tests get their own, made before main (one thread yet) and removed
+// at exit, unless LEDGER_EVIDENCE is already set; a test that checks the
+// evidence passes --evidence DIR.
+[[maybe_unused]] const bool kEvidenceIsolated = [] {
+  if (std::getenv("LEDGER_EVIDENCE") != nullptr) return false;
+  const char* tmp = std::getenv("TMPDIR");
+  static std::string dir = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/ledgerctl-evidence-XXXXXX");
+  if (mkdtemp(dir.data()) == nullptr) return false;
+  setenv("LEDGER_EVIDENCE", dir.c_str(), 1);
+  std::atexit([] {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+  });
+  return true;
+}();
 
 std::string Clip(const std::string& text) {
   if (text.size() <= kShownBytes) return text;

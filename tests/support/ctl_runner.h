@@ -5,6 +5,8 @@
 //
 // RunCtl runs the ledgerctl binary of this build (LEDGERCTL_PATH, set on
 // this library by tests/CMakeLists.txt). Safe to call from several threads.
+// Unless LEDGER_EVIDENCE is set, every child gets a LEDGER_EVIDENCE of its
+// own test process (a temporary directory), so receipts never land in $HOME.
 #ifndef TESTS_SUPPORT_CTL_RUNNER_H_
 #define TESTS_SUPPORT_CTL_RUNNER_H_
 

@@ -16,11 +16,15 @@
 namespace ledger::ctl {
 
 // What every command gets: its parsed flags, the server to talk to and how
-// (TLS from --tls-ca/--tls-cert/--tls-key; off when none is given).
+// (TLS from --tls-ca/--tls-cert/--tls-key; off when none is given) and where
+// receipts are kept as evidence.
 struct Invocation {
   const ParsedFlags& flags;
   std::string server;
   client::TlsOptions tls = {};
+  // --evidence DIR (before or after the command); empty: the default
+  // (evidence.h, EvidenceRoot).
+  std::string evidence = {};
 };
 
 struct Command {

@@ -13,7 +13,7 @@ namespace {
 
 constexpr char kUsagePayloadUrl[] = "type.googleapis.com/ledgerctl.UsageError";
 
-// Flags every command accepts besides its own: the connection's.
+// Flags every command accepts besides its own: the connection's and --evidence.
 const std::vector<FlagSpec>& ConnectionFlags() {
   static const std::vector<FlagSpec>* const kFlags = new std::vector<FlagSpec>{
       {"server", "HOST:PORT",
@@ -22,6 +22,9 @@ const std::vector<FlagSpec>& ConnectionFlags() {
       {"tls-ca", "FILE", "speak TLS; the server's certificate must chain to this CA (PEM)"},
       {"tls-cert", "FILE", "client certificate (PEM) for mutual TLS (needs --tls-key)"},
       {"tls-key", "FILE", "the client certificate's private key (PEM)"},
+      {"evidence", "DIR",
+       "where receipts are kept as evidence and `audit` finds them (default $LEDGER_EVIDENCE, "
+       "else $XDG_STATE_HOME/decision-ledger/evidence, else ~/.local/state/decision-ledger/evidence)"},
   };
   return *kFlags;
 }

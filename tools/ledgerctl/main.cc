@@ -1,7 +1,7 @@
 // ledgerctl: the Decision Ledger command-line client.
 //
 //   ledgerctl [--server HOST:PORT] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
-//             COMMAND [flags]
+//             [--evidence DIR] COMMAND [flags]
 //
 // Exit status: 0 success, 1 failure (the server refused, a proof did not
 // verify, a file was bad), 2 usage error. Errors go to stderr, prefixed
@@ -52,11 +52,14 @@ const std::vector<Command>& Commands() {
 std::string MainHelp() {
   std::string out = absl::StrCat(
       "Usage: ledgerctl [--server HOST:PORT] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n"
-      "                 COMMAND [flags]\n\n"
+      "                 [--evidence DIR] COMMAND [flags]\n\n"
       "The Decision Ledger client. --server defaults to ",
       kDefaultServer, " (it may also follow the command).\n"
       "--tls-ca FILE speaks TLS to a server whose certificate chains to that CA;\n"
-      "--tls-cert and --tls-key add a client certificate (mutual TLS).\n\nCommands:\n");
+      "--tls-cert and --tls-key add a client certificate (mutual TLS).\n"
+      "--evidence DIR keeps every receipt's signed checkpoint there; `audit` checks\n"
+      "the server still holds them (default $LEDGER_EVIDENCE, else\n"
+      "$XDG_STATE_HOME/decision-ledger/evidence, else ~/.local/state/decision-ledger/evidence).\n\nCommands:\n");
   size_t width = 0;
   for (const Command& c : Commands()) width = std::max(width, c.spec.name.size());
   for (const Command& c : Commands()) {
@@ -81,6 +84,7 @@ int Main(int argc, char** argv) {
   std::string server = kDefaultServer;
   // --tls-ca, --tls-cert, --tls-key: before or after the command.
   std::map<std::string, std::string> tls_files;
+  std::string evidence;  // --evidence DIR, before or after the command
 
   // Global flags before the command.
   size_t i = 0;
@@ -102,6 +106,16 @@ int Main(int argc, char** argv) {
       }
     }
     if (tls_flag) continue;
+    if (arg == "--evidence" || absl::StartsWith(arg, "--evidence=")) {
+      if (arg == "--evidence" && i + 1 >= args.size()) {
+        return Usage("ledgerctl", "--evidence needs a value (DIR)", "Run 'ledgerctl --help' for usage.");
+      }
+      evidence = arg == "--evidence" ? args[++i] : arg.substr(std::string("--evidence=").size());
+      if (evidence.empty()) {
+        return Usage("ledgerctl", "--evidence must not be empty", "Run 'ledgerctl --help' for usage.");
+      }
+      continue;
+    }
     if (arg == "--server") {
       if (i + 1 >= args.size()) {
         return Usage("ledgerctl", "--server needs a value (HOST:PORT)",
@@ -159,6 +173,10 @@ int Main(int argc, char** argv) {
   for (const char* name : {"tls-ca", "tls-cert", "tls-key"}) {
     if (flags->Has(name)) tls_files[name] = flags->Get(name);
   }
+  if (flags->Has("evidence")) {
+    if (flags->Get("evidence").empty()) return Usage(where, "--evidence must not be empty", hint);
+    evidence = flags->Get("evidence");
+  }
   absl::StatusOr<client::TlsOptions> tls =
       client::LoadTls(tls_files["tls-ca"], tls_files["tls-cert"], tls_files["tls-key"]);
   if (!tls.ok()) {
@@ -167,7 +185,7 @@ int Main(int argc, char** argv) {
     return kExitFailure;
   }
 
-  absl::Status status = command->run(Invocation{*flags, server, *std::move(tls)});
+  absl::Status status = command->run(Invocation{*flags, server, *std::move(tls), evidence});
   if (status.ok()) return 0;
   if (IsUsageError(status)) return Usage(where, status.message(), hint);
   std::fprintf(stderr, "%s: %s\n", where.c_str(), std::string(status.message()).c_str());

@@ -19,6 +19,7 @@
 #include "ledger/event/envelope.h"
 #include "tools/ledgerctl/client.h"
 #include "tools/ledgerctl/commands.h"
+#include "tools/ledgerctl/evidence.h"
 #include "tools/ledgerctl/keys.h"
 #include "tools/ledgerctl/member_actions.h"
 #include "tools/ledgerctl/output.h"
@@ -40,7 +41,9 @@ const char kMemberDescription[] =
     "Fetches the ledger id from the server, fills in author, idempotency key and\n"
     "client time, signs the event with --key and appends it. Prints the receipt\n"
     "(position, ledger time, leaf hash, tree size); a refusal is printed with its\n"
-    "code and reason and exits 1.\n\n"
+    "code and reason and exits 1. The receipt and its signed checkpoint, once\n"
+    "verified under the operator key, are kept in the evidence directory\n"
+    "(--evidence DIR; `ledgerctl audit` checks them); a failure there is a warning.\n\n"
     "Retries: the ledger returns the original receipt only for a byte-identical\n"
     "event, so to retry give the same --idempotency-key AND the same\n"
     "--client-time-ms (the default, now, differs on every run); the same key with\n"
@@ -130,6 +133,8 @@ absl::Status AppendAsMember(const Invocation& in, v1::EventBody body) {
   absl::StatusOr<std::string> text = FormatReceipt(*response, in.flags.Has("json"));
   if (!text.ok()) return text.status();
   PrintLine(*text);
+  // The event is recorded: keeping the evidence can only warn (evidence.h).
+  KeepReceipt(in, client, *info, response->receipt());
   return absl::OkStatus();
 }
 

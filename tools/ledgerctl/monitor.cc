@@ -15,6 +15,9 @@
 //                      resumes there instead of replaying from 0
 //   evidence-<time>/   written when the server's history no longer extends
 //                      the remembered checkpoint
+// Before that, every run checks the member's own evidence (evidence.h: the
+// receipts member commands kept) against the server's checkpoint; without
+// --state that is all it does.
 // Each run fetches the latest checkpoint, checks its signature, proves it
 // consistent with the remembered one (RFC 9162), then verifies every record
 // up to it: signatures and rules, with the same code as `ledgerctl verify`
@@ -54,6 +57,7 @@
 #include "ledger/merkle/tree.h"
 #include "tools/ledgerctl/client.h"
 #include "tools/ledgerctl/commands.h"
+#include "tools/ledgerctl/evidence.h"
 #include "tools/ledgerctl/keys.h"
 #include "tools/ledgerctl/output.h"
 
@@ -202,41 +206,6 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return text.str();
 }
 
-// Writes `path` via a temporary file, fsync and a rename, then fsyncs the
-// directory: after a crash the file is the old one or the new one, whole.
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
-  const std::string partial = path + ".partial";
-  auto failed = [&](const std::string& what) {
-    return absl::UnavailableError(absl::StrCat(what, ": ", std::strerror(errno)));
-  };
-  const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return failed(absl::StrCat(partial, ": cannot create"));
-  for (size_t done = 0; done < contents.size();) {
-    const ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      absl::Status s = failed(absl::StrCat(partial, ": cannot write"));
-      ::close(fd);
-      return s;
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    absl::Status s = failed(absl::StrCat(partial, ": fsync"));
-    ::close(fd);
-    return s;
-  }
-  ::close(fd);
-  if (::rename(partial.c_str(), path.c_str()) != 0) return failed(absl::StrCat("rename to ", path));
-  const std::string dir = fs::path(path).parent_path().string();
-  const int dir_fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) return failed(absl::StrCat(dir, ": cannot open to fsync"));
-  const int synced = ::fsync(dir_fd);
-  ::close(dir_fd);
-  if (synced != 0) return failed(absl::StrCat(dir, ": fsync"));
-  return absl::OkStatus();
-}
-
 std::string FirstLine(const std::string& note) { return note.substr(0, note.find('\n')); }
 std::string Hex(const merkle::Hash& hash) { return crypto::ToHex(merkle::AsBytes(hash)); }
 
@@ -328,6 +297,39 @@ absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_
   LedgerClient client(in.server, in.tls);
   auto info = client.GetLedgerInfo();
   if (!info.ok()) return info.status();
+
+  // The member's own evidence first (evidence.h): every receipt it kept.
+  std::optional<crypto::PublicKey> given_key;
+  if (in.flags.Has("operator-key")) {
+    auto given = ReadPublicKeyFromEither(in.flags.Get("operator-key"));
+    if (!given.ok()) return given.status();
+    given_key = *given;
+  }
+  auto evidence = CheckEvidence(in, client, *info, given_key);
+  if (!evidence.ok()) return evidence.status();
+  for (const std::string& skipped : evidence->skipped) {
+    std::fprintf(stderr, "ledgerctl audit: evidence file skipped: %s\n", skipped.c_str());
+  }
+  if (!evidence->rewritten.empty() || !evidence->lost_positions.empty()) {
+    PrintLine(FormatEvidenceCheck(*evidence, in.server));
+    std::fprintf(stderr, "ledgerctl audit: HISTORY REWRITTEN: %zu saved checkpoint(s) not extended, receipt position(s) lost: %s (evidence in %s)\n",
+                 evidence->rewritten.size(),
+                 evidence->lost_positions.empty() ? "none" : absl::StrJoin(evidence->lost_positions, ", ").c_str(),
+                 evidence->copied_to.c_str());
+    std::fflush(stdout);
+    std::fflush(stderr);
+    std::_Exit(kExitRewritten);
+  }
+  if (evidence->found && !quiet_if_unchanged) PrintLine(FormatEvidenceCheck(*evidence, in.server));
+  if (dir.empty()) {
+    if (!evidence->found) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "nothing to audit: no --state DIR and no receipts saved for origin \"", info->origin(), "\" in ",
+          evidence->dir, " (give --state DIR to monitor the whole log, or --evidence DIR where your receipts are)"));
+    }
+    return absl::OkStatus();
+  }
+
   auto key = OperatorKey(in, dir, *info);
   if (!key.ok()) return key.status();
 
@@ -537,8 +539,11 @@ absl::Status RunAudit(const Invocation& in) {
   auto interval = in.flags.GetUint64("interval", 2);
   if (!interval.ok()) return interval.status();
   if (*interval == 0) return UsageError("--interval must be at least 1 second");
+  for (const char* needs_state : {"rebuild", "trust-on-first-use"}) {
+    if (dir.empty() && in.flags.Has(needs_state)) return UsageError(absl::StrCat("--", needs_state, " needs --state DIR"));
+  }
   std::error_code error;
-  fs::create_directories(dir, error);
+  if (!dir.empty()) fs::create_directories(dir, error);
   if (error) return absl::UnavailableError(absl::StrCat("cannot create the state directory ", dir, ": ", error.message()));
   ThreadPool pool(0);  // one thread per core, started once
   if (!in.flags.Has("follow")) return AuditOnce(in, dir, false, in.flags.Has("rebuild"), &pool);
@@ -588,7 +593,7 @@ std::vector<Command> MonitorCommands() {
         .flags = {{"json", "", "print the answer as protobuf JSON"}}},
        &RunVerifyProposal},
       {{.name = "audit",
-        .summary = "Monitor the log: verify each new checkpoint extends the last one you verified.",
+        .summary = "Monitor the log: check it still holds your receipts and extends what you verified.",
         .description = "Keeps its state in DIR (operator.pub, checkpoint.note, verifier.state). The\n"
                        "first run needs --operator-key, or --trust-on-first-use to pin the key the\n"
                        "server reports. Each run checks the latest checkpoint's signature, proves it\n"
@@ -598,8 +603,15 @@ std::vector<Command> MonitorCommands() {
                        "current checkpoint after verifying everything. If the server's history no\n"
                        "longer extends what was verified it prints HISTORY REWRITTEN, writes both\n"
                        "checkpoints to DIR/evidence-<time>/ and exits 2. --follow repeats every\n"
-                       "--interval seconds until SIGINT or SIGTERM (exit 0).",
-        .flags = {{"state", "DIR", "the monitor's state directory", true},
+                       "--interval seconds until SIGINT or SIGTERM (exit 0).\n\n"
+                       "Every run first checks your evidence (--evidence DIR, where member commands\n"
+                       "keep each receipt): the server's checkpoint must be consistent with every\n"
+                       "saved checkpoint and still include every saved receipt. If not it prints\n"
+                       "HISTORY REWRITTEN naming the saved checkpoints and lost positions, copies the\n"
+                       "evidence to EVIDENCE/<origin>/rewritten-<time>/ and exits 2. A corrupt\n"
+                       "evidence file is reported on stderr and skipped. Without --state only the\n"
+                       "evidence is checked.",
+        .flags = {{"state", "DIR", "the monitor's state directory (without it only the evidence is checked)"},
                   {"follow", "", "keep monitoring"},
                   {"interval", "SECONDS", "seconds between runs with --follow (default 2)"},
                   {"rebuild", "", "ignore DIR/verifier.state: replay the log from position 0 and rewrite it"},
