@@ -140,6 +140,12 @@ TEST_F(Witnessing, TwoOfThreeAdvancesWithOneWitnessDown) {
                              server_.data_dir() + "/operator.pub.pem", "--witness-policy", policy_path_});
   ASSERT_TRUE(Succeeded(proved));
   EXPECT_TRUE(absl::StrContains(proved.out, "witnessed: quorum 2 of {w1, w2, w3}")) << proved.out;
+
+  CtlResult monitored = RunCtl({"--server", server_.address(), "audit", "--state", dir_.path() + "/monitor",
+                                "--operator-key", server_.data_dir() + "/operator.pub.pem", "--witness-policy",
+                                policy_path_});
+  ASSERT_TRUE(Succeeded(monitored));
+  EXPECT_TRUE(absl::StrContains(monitored.out, "witnessed by the quorum 2 of {w1, w2, w3}")) << monitored.out;
 }
 
 TEST_F(Witnessing, ForkNeverGetsAQuorum) {

@@ -55,6 +55,7 @@
 #include "ledger/crypto/sha256.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
+#include "ledger/witness/policy.h"
 #include "tools/ledgerctl/client.h"
 #include "tools/ledgerctl/commands.h"
 #include "tools/ledgerctl/evidence.h"
@@ -350,9 +351,23 @@ absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_
     old = *opened;
   }
 
-  auto latest = client.GetCheckpoint(0);
+  // With a witness policy the monitor relies only on what a witness quorum
+  // cosigned: it audits up to the newest witnessed checkpoint.
+  std::optional<witness::Policy> policy;
+  if (in.flags.Has("witness-policy")) {
+    auto loaded = witness::Policy::Load(in.flags.Get("witness-policy"));
+    if (!loaded.ok()) return loaded.status();
+    policy = *std::move(loaded);
+  }
+  auto latest = client.GetCheckpoint(0, policy.has_value());
   if (!latest.ok()) return latest.status();
   const std::string& note = latest->note();
+  if (policy.has_value()) {
+    if (auto witnessed = policy->Check(note); !witnessed.ok()) {
+      return absl::Status(witnessed.status().code(),
+                          absl::StrCat("the server's witnessed checkpoint: ", witnessed.status().message()));
+    }
+  }
   auto opened = merkle::OpenCheckpoint(note, origin, *key);
   if (!opened.ok()) {
     const std::string served_origin = FirstLine(note);
@@ -420,6 +435,7 @@ absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_
   audit::LogVerifier verifier({.operator_key = *key,
                                .origin = origin,
                                .trusted = old,
+                               .witness_policy = policy.has_value() ? &*policy : nullptr,
                                .pool = pool,
                                .report_from = from,
                                .on_batch = [&] { progress.Update(verifier.records(), total); },
@@ -530,7 +546,9 @@ absl::Status AuditOnce(const Invocation& in, const std::string& dir, bool quiet_
                          old.has_value() ? absl::StrCat("consistent with size ", old->size, "; ")
                                          : "trusted on first use after verifying every record; ",
                          now.size - from, " new records (positions ", from, "..", now.size - 1,
-                         "): signatures, rules, no reversal, density, time and integrity pass"));
+                         "): signatures, rules, no reversal, density, time and integrity pass",
+                         policy.has_value() ? absl::StrCat("; witnessed by the quorum ", policy->QuorumText())
+                                            : "; witnessing not checked (no --witness-policy)"));
   return absl::OkStatus();
 }
 
@@ -574,7 +592,7 @@ absl::Status RunAudit(const Invocation& in) {
 std::vector<Command> MonitorCommands() {
   return {
       {{.name = "verify-server",
-        .summary = "Ask the server to run the six checks of DESIGN §4 over its own log.",
+        .summary = "Ask the server to run the checks of DESIGN §4 over its own log.",
         .description = "Calls AuditService.Verify: the server replays its log with the same code as\n"
                        "`ledgerctl verify` and reports each check. A range (--from/--to) is still\n"
                        "replayed from 0, but signatures, density, time and no reversal are checked only\n"
@@ -617,7 +635,9 @@ std::vector<Command> MonitorCommands() {
                   {"rebuild", "", "ignore DIR/verifier.state: replay the log from position 0 and rewrite it"},
                   {"operator-key", "PEM", "the operator key you trust (pinned in DIR on the first run)"},
                   {"trust-on-first-use", "",
-                   "with no --operator-key and nothing pinned: pin the key the server reports"}}},
+                   "with no --operator-key and nothing pinned: pin the key the server reports"},
+                  {"witness-policy", "FILE",
+                   "with --state: audit up to the newest checkpoint this C2SP tlog-policy's quorum cosigned"}}},
        &RunAudit},
   };
 }
