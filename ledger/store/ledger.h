@@ -220,6 +220,9 @@ class Ledger {
   std::atomic<size_t> inflight_bytes_{0};
   std::atomic<uint64_t> groups_committed_{0};
   std::atomic<uint64_t> records_committed_{0};
+  // The rules version of the last commit (versions only rise), for the
+  // verify pool's EventsToVerify: read off the sequencer thread.
+  std::atomic<uint32_t> rules_version_{rules::kRulesV1};
   absl::Mutex shutdown_mu_;
   std::thread sequencer_thread_;
 };
