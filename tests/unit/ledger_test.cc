@@ -37,6 +37,7 @@
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
 #include "ledger/rules/charter.h"
+#include "ledger/rules/limits.h"
 #include "ledger/rules/rules.h"
 #include "ledger/rules/state.h"
 #include "ledger/rules/version.h"
@@ -143,6 +144,30 @@ class LedgerTest : public ::testing::Test {
     ledger_ = std::move(*ledger);
   }
   void Close() { ledger_.reset(); }
+
+  // A verify pool of one thread, held by a task that waits on `gate`: no
+  // signature is checked until the test notifies it, so nothing depends on
+  // timing. Released when it goes, so a failing test does not hang.
+  struct HeldVerifyPool {
+    absl::Notification gate;
+    ThreadPool pool{1};
+    HeldVerifyPool() {
+      pool.Schedule([this] { gate.WaitForNotification(); });
+    }
+    ~HeldVerifyPool() {
+      if (!gate.HasBeenNotified()) gate.Notify();
+    }
+  };
+  // Reopens the ledger on `held`'s pool with the options `adjust` sets.
+  void ReopenOnHeldPool(HeldVerifyPool& held, const std::function<void(LedgerOptions&)>& adjust) {
+    Close();
+    LedgerOptions options = Options(/*with_genesis=*/false);
+    options.verify_pool = &held.pool;
+    adjust(options);
+    auto reopened = Ledger::Open(std::move(options));
+    ASSERT_TRUE(reopened.ok()) << reopened.status();
+    ledger_ = std::move(*reopened);
+  }
 
   void SetUp() override { OpenLedger(); }
 
@@ -719,22 +744,9 @@ TEST_F(LedgerTest, SameKeyDifferentBytesIsIdempotencyConflict) {
 TEST_F(LedgerTest, InflightLimitRefusesBeyondItAndAcceptedRetriesSkipTheQueue) {
   const v1::SignedEvent accepted = Register("org-a", {RawKeyFor("a1")});
   const SubmitResult original = SubmitOne(accepted);
-  Close();
-  absl::Notification gate;
-  ThreadPool pool(1);
-  struct Release {
-    absl::Notification* gate;
-    ~Release() {
-      if (!gate->HasBeenNotified()) gate->Notify();
-    }
-  } release{&gate};
-  LedgerOptions options = Options(/*with_genesis=*/false);
-  options.verify_pool = &pool;
-  options.max_inflight_submissions = 1;
-  auto reopened = Ledger::Open(std::move(options));
-  ASSERT_TRUE(reopened.ok()) << reopened.status();
-  ledger_ = std::move(*reopened);
-  pool.Schedule([&gate] { gate.WaitForNotification(); });
+  HeldVerifyPool held;
+  ASSERT_NO_FATAL_FAILURE(
+      ReopenOnHeldPool(held, [](LedgerOptions& options) { options.max_inflight_submissions = 1; }));
 
   Answer first;
   ledger_->Submit({Register("org-b", {RawKeyFor("b1")})}, first.Callback());
@@ -767,7 +779,7 @@ TEST_F(LedgerTest, InflightLimitRefusesBeyondItAndAcceptedRetriesSkipTheQueue) {
   ledger_->Submit({forged}, forged_answer.Callback());
   ExpectRefusal(forged_answer.Wait(), absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED);
 
-  gate.Notify();
+  held.gate.Notify();
   auto written = first.Wait();
   ASSERT_TRUE(written.ok()) << written.status();
   EXPECT_EQ((*written)[0].receipt.position(), 2u);
@@ -782,22 +794,10 @@ TEST_F(LedgerTest, InflightLimitRefusesBeyondItAndAcceptedRetriesSkipTheQueue) {
 }
 
 TEST_F(LedgerTest, InflightBytesLimitRefusesBeyondItButTakesALoneSubmission) {
-  Close();
-  absl::Notification gate;
-  ThreadPool pool(1);
-  struct Release {
-    absl::Notification* gate;
-    ~Release() {
-      if (!gate->HasBeenNotified()) gate->Notify();
-    }
-  } release{&gate};
-  LedgerOptions options = Options(/*with_genesis=*/false);
-  options.verify_pool = &pool;
-  options.max_inflight_bytes = 1;  // smaller than any submission
-  auto reopened = Ledger::Open(std::move(options));
-  ASSERT_TRUE(reopened.ok()) << reopened.status();
-  ledger_ = std::move(*reopened);
-  pool.Schedule([&gate] { gate.WaitForNotification(); });
+  HeldVerifyPool held;
+  ASSERT_NO_FATAL_FAILURE(ReopenOnHeldPool(held, [](LedgerOptions& options) {
+    options.max_inflight_bytes = 1;  // smaller than any submission
+  }));
 
   // Nothing in flight: taken, however large.
   Answer first;
@@ -809,7 +809,7 @@ TEST_F(LedgerTest, InflightBytesLimitRefusesBeyondItButTakesALoneSubmission) {
   ExpectRefusal(refused, absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED);
   EXPECT_TRUE(absl::StrContains(refused.status().message(), "--max-inflight-bytes")) << refused.status();
 
-  gate.Notify();
+  held.gate.Notify();
   ASSERT_TRUE(first.Wait().ok());
   EXPECT_EQ(ledger_->inflight_submissions(), 0u);
   // Its bytes were given back: the next one is taken.
@@ -1052,6 +1052,64 @@ TEST_F(LedgerTest, ReopenedStateEqualsReplayFromGenesis) { ReopenedStateEqualsRe
 // Every read misses a state cache of one byte and a key cache of one key:
 // the ledger decides from RocksDB alone, and must decide exactly as with everything cached.
 TEST_F(TinyStateCacheLedgerTest, ReopenedStateEqualsReplayFromGenesis) { ReopenedStateEqualsReplayFromGenesis(); }
+
+// Issue 9: a batch is decided in order, all or nothing, so the verify pool
+// checks its events only up to one refused whatever the state: under rules
+// v3, a member's vote beyond 1 + kMaxPositionChanges on one gateway. A
+// forged signature after it is never reached: the refusal is the cap's.
+// (Before v3 there is no cap: the forgery refuses the batch.)
+class HostileBatchLedgerTest : public LedgerTest {
+ protected:
+  // trust-b's batch of `votes` votes on gateway "need" of p1, the last forged.
+  absl::StatusOr<std::vector<SubmitResult>> SubmitHostileBatch(int votes) {
+    RegisterMembers({"trust-a", "trust-b"});
+    v1::Charter charter;
+    for (const char* org : {"trust-a", "trust-b"}) charter.add_founding_members(org);
+    v1::Gateway* gateway = charter.add_gateways();
+    gateway->set_id("need");
+    gateway->mutable_rule()->set_kind(v1::UNANIMITY);
+    FormAndPropose(charter);
+    std::vector<v1::SignedEvent> batch;
+    for (int i = 0; i < votes; ++i) {
+      v1::EventBody body = Body("trust-b", absl::StrCat("hostile/", i));
+      body.mutable_vote_cast()->set_proposal_id("p1");
+      body.mutable_vote_cast()->set_gateway_id("need");
+      body.mutable_vote_cast()->set_position(i % 2 == 0 ? v1::ASSENT : v1::OBJECT);
+      batch.push_back(SealEvent(body, member_keys_.at("trust-b")));
+    }
+    std::string forged = batch.back().signature();
+    forged[7] ^= 0x01;
+    batch.back().set_signature(forged);
+    size_before_ = ledger_->size();
+    return Submit(batch);
+  }
+  uint64_t size_before_ = 0;
+};
+
+TEST_F(HostileBatchLedgerTest, IsCheckedOnlyUpToTheVoteBeyondThePositionCap) {
+  auto result = SubmitHostileBatch(100);
+  ExpectRefusal(result, absl::StatusCode::kFailedPrecondition, v1::POSITION_CHANGES_EXHAUSTED);
+  EXPECT_EQ(BatchIndex(result.status()), absl::StrCat(rules::kMaxPositionChanges + 1));
+  // Not recorded: only the batch's own earlier votes refuse that vote.
+  EXPECT_EQ(ledger_->size(), size_before_);
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+
+class HostileBatchV2LedgerTest : public HostileBatchLedgerTest {
+ protected:
+  void SetUp() override {
+    genesis_rules_version_ = rules::kRulesV2;
+    OpenLedger();
+  }
+};
+
+TEST_F(HostileBatchV2LedgerTest, EveryEventIsCheckedAndTheForgeryRefusesIt) {
+  auto result = SubmitHostileBatch(100);
+  ExpectRefusal(result, absl::StatusCode::kUnauthenticated, v1::BAD_SIGNATURE);
+  EXPECT_EQ(BatchIndex(result.status()), "99");
+  EXPECT_EQ(ledger_->size(), size_before_);  // a forgery is not recorded
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
 
 // A data directory written before the derived-index entries existed (and
 // before the refused-bytes index): the first open rebuilds them from what
