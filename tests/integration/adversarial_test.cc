@@ -488,7 +488,8 @@ TEST_F(AdversarialTest, AHostileBatchOfMaximalVotesIsRefusedAtTheCap) {
   EXPECT_EQ(client::DetailOf(refused).batch_index(), static_cast<uint32_t>(rules::kMaxPositionChanges + 1));
   EXPECT_EQ(response.receipts_size(), 0);
   EXPECT_EQ(TreeSize(), size);  // nothing of the batch, and no refusal the log alone would not reproduce
-  for (const v1::GatewayState& gateway : Proposal("p1").gateway_states()) {
+  const v1::ProposalState proposal = Proposal("p1");
+  for (const v1::GatewayState& gateway : proposal.gateway_states()) {
     EXPECT_EQ(gateway.votes_size(), 0) << gateway.gateway_id();
   }
 
