@@ -7,6 +7,7 @@
 #include <deque>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -137,56 +138,58 @@ double ProcessCpuSeconds() {
   return t.tv_sec + t.tv_nsec / 1e9;
 }
 
-// The point checks (crypto_core_ed25519_is_valid_point, one per distinct
-// key: crypto::IsUsablePublicKey remembers) a verification of the bundle
-// makes: every public key its records register (Genesis, registrations,
-// KeyAdded), counted once.
-absl::StatusOr<uint64_t> CountPointChecks(const std::string& path) {
+// Calls `each` with the event of every record of the bundle at `path`, in
+// order, until it returns false.
+absl::Status ForEachBundleEvent(const std::string& path, const std::function<bool(const Envelope&)>& each) {
   auto reader = audit::BundleReader::Open(path);
   if (!reader.ok()) return reader.status();
-  absl::flat_hash_set<std::string> keys;
   for (uint64_t position = 0;;) {
     auto frame = (*reader)->Next();
     if (!frame.ok()) return frame.status();
-    if (!frame->has_value()) break;
+    if (!frame->has_value()) return absl::OkStatus();
     if (!(*frame)->has_record()) continue;
     auto record = DecodeRecord((*frame)->record(), position++);
     if (!record.ok()) return record.status();
     auto envelope = DecodeStoredEvent(*record);
     if (!envelope.ok()) return envelope.status();
-    const v1::EventBody& body = envelope->body;
+    if (!each(*envelope)) return absl::OkStatus();
+  }
+}
+
+// The point checks (crypto_core_ed25519_is_valid_point, one per distinct
+// key: crypto::IsUsablePublicKey remembers) a verification of the bundle
+// makes: every public key its records register (Genesis, registrations,
+// KeyAdded), counted once.
+absl::StatusOr<uint64_t> CountPointChecks(const std::string& path) {
+  absl::flat_hash_set<std::string> keys;
+  absl::Status walked = ForEachBundleEvent(path, [&](const Envelope& envelope) {
+    const v1::EventBody& body = envelope.body;
     if (body.has_genesis()) {
       keys.insert(body.genesis().operator_public_key());
       for (const v1::Registrar& r : body.genesis().registrars()) keys.insert(r.public_keys().begin(), r.public_keys().end());
     }
     if (body.has_key_added()) keys.insert(body.key_added().public_key());
     keys.insert(body.organisation_registered().public_keys().begin(), body.organisation_registered().public_keys().end());
-  }
+    return true;
+  });
+  if (!walked.ok()) return walked;
   return keys.size();
 }
 
 absl::Status PrintVerifyBench(const std::string& path, const v1::VerifyReport& report, double verify_cpu_seconds,
                               double seconds, bool json) {
-  auto reader = audit::BundleReader::Open(path);
-  if (!reader.ok()) return reader.status();
   std::vector<crypto::PrivateKey> keys;
   for (int i = 0; i < 16; ++i) keys.push_back(crypto::PrivateKey::Generate());
   std::vector<std::string> bodies, signatures;
   std::vector<crypto::PublicKey> public_keys;
-  for (uint64_t position = 0; bodies.size() < 4096;) {
-    auto frame = (*reader)->Next();
-    if (!frame.ok()) return frame.status();
-    if (!frame->has_value()) break;
-    if (!(*frame)->has_record()) continue;
-    auto record = DecodeRecord((*frame)->record(), position++);
-    if (!record.ok()) return record.status();
-    auto envelope = DecodeStoredEvent(*record);
-    if (!envelope.ok()) return envelope.status();
+  absl::Status sampled = ForEachBundleEvent(path, [&](const Envelope& envelope) {
     const crypto::PrivateKey& key = keys[bodies.size() % keys.size()];
-    bodies.push_back(envelope->signed_event.body());
+    bodies.push_back(envelope.signed_event.body());
     signatures.push_back(crypto::SignEvent(key, bodies.back()));
     public_keys.push_back(key.public_key());
-  }
+    return bodies.size() < 4096;
+  });
+  if (!sampled.ok()) return sampled;
   if (bodies.empty()) return absl::FailedPreconditionError("--bench: the bundle holds no record to sample");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   const double cpu_before = ProcessCpuSeconds();
