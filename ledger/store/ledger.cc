@@ -23,7 +23,8 @@ namespace ledger::store {
 struct Ledger::Submission {
   std::vector<Envelope> envelopes;
   // Per event: 1 if the verify pool checked its signature; 0 if its key was
-  // not known yet (added earlier in the same group), so the sequencer checks.
+  // not known yet (added earlier in the same group) or it lies past
+  // to_verify, so the sequencer checks it if it decides it.
   std::vector<char> verified;
   // The events the verify pool checks: a prefix (see EventsToVerify).
   size_t to_verify = 0;
