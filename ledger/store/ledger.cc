@@ -29,7 +29,8 @@ struct Ledger::Submission {
   // The events the verify pool checks: a prefix (see EventsToVerify).
   size_t to_verify = 0;
   std::atomic<size_t> unverified{0};
-  std::atomic<size_t> next_to_verify{0};  // the first event no task has taken
+  // The first event no verify task has taken (under Ledger::verify_turns_mu_).
+  size_t next_to_verify = 0;
   absl::Mutex mu;
   absl::Status error ABSL_GUARDED_BY(mu);
   Done done;
@@ -37,10 +38,10 @@ struct Ledger::Submission {
 
 namespace {
 
-// Events of one submission a verify task checks before the rest go to the
-// back of the pool's queue: a batch of 1,000 shares the pool with every other
-// submission instead of holding it (an unrelated append waits for at most a
-// chunk per pool thread, ~16 signatures, not for the whole batch).
+// Events of one submission a verify task checks; then it is another
+// author's turn: a batch of 1,000 shares the pool with every other author
+// instead of holding it (an unrelated append waits for at most a chunk per
+// pool thread, ~16 signatures, however many batches one author sends).
 constexpr size_t kVerifyChunk = 16;
 
 // After a failed commit, overdue lapses wait this long before the next try.
@@ -361,17 +362,39 @@ void Ledger::Submit(std::vector<v1::SignedEvent> events, Done done) {
     submission->done(Refuse(absl::StatusCode::kUnavailable, v1::SHUTTING_DOWN, "the ledger is shutting down"));
     return;
   }
-  verify_pool_->Schedule([this, submission] { VerifyChunk(submission); });
+  // Queued in its author's turn, with one pool task per chunk: each task
+  // takes the next chunk in turn, whichever submission it belongs to.
+  const std::string& author = submission->envelopes.front().body.author();
+  const size_t chunks = (submission->to_verify + kVerifyChunk - 1) / kVerifyChunk;
+  {
+    absl::MutexLock lock(&verify_turns_mu_);
+    std::deque<std::shared_ptr<Submission>>& queue = verify_queues_[author];
+    if (queue.empty()) verify_turns_.push_back(author);
+    queue.push_back(submission);
+  }
+  for (size_t i = 0; i < chunks; ++i) verify_pool_->Schedule([this] { VerifyNextChunk(); });
 }
 
-void Ledger::VerifyChunk(const std::shared_ptr<Submission>& submission) {
-  const size_t events = submission->to_verify;
-  const size_t begin = submission->next_to_verify.fetch_add(kVerifyChunk);
-  if (begin >= events) return;
-  const size_t end = std::min(begin + kVerifyChunk, events);
-  // The rest queues behind whatever was submitted meanwhile; scheduled first,
-  // so another pool thread may take it while this one works.
-  if (end < events) verify_pool_->Schedule([this, submission] { VerifyChunk(submission); });
+void Ledger::VerifyNextChunk() {
+  std::shared_ptr<Submission> submission;
+  size_t begin = 0, end = 0;
+  {
+    absl::MutexLock lock(&verify_turns_mu_);
+    if (verify_turns_.empty()) return;  // not reached: a task per chunk
+    std::string author = std::move(verify_turns_.front());
+    verify_turns_.pop_front();
+    auto queue = verify_queues_.find(author);
+    submission = queue->second.front();
+    begin = submission->next_to_verify;
+    end = std::min(begin + kVerifyChunk, submission->to_verify);
+    submission->next_to_verify = end;
+    if (end == submission->to_verify) queue->second.pop_front();
+    if (queue->second.empty()) {
+      verify_queues_.erase(queue);
+    } else {
+      verify_turns_.push_back(std::move(author));  // its next chunk waits for every other author's
+    }
+  }
   for (size_t i = begin; i < end; ++i) VerifyEvent(submission, i);
 }
 

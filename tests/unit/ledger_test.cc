@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <array>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -790,6 +791,37 @@ TEST_F(LedgerTest, InflightLimitRefusesBeyondItAndAcceptedRetriesSkipTheQueue) {
                 v1::IDEMPOTENCY_CONFLICT);
   ExpectRefusal(Submit({forged}), absl::StatusCode::kUnauthenticated, v1::BAD_SIGNATURE);
   EXPECT_EQ(ledger_->size(), 3u);
+  Close();
+}
+
+// Issue 9: the verify pool takes authors in turn, a chunk each. The
+// registrar's three submissions wait in the (held) pool before a member's
+// one; with one pool thread, the member's is checked, and so written, right
+// after the registrar's first, not behind all three.
+TEST_F(LedgerTest, TheVerifyPoolTakesAuthorsInTurn) {
+  RegisterMembers({"org-m"});
+  HeldVerifyPool held;
+  ASSERT_NO_FATAL_FAILURE(ReopenOnHeldPool(held, [](LedgerOptions&) {}));
+  std::array<Answer, 3> registrar;
+  for (size_t i = 0; i < registrar.size(); ++i) {
+    const std::string org = absl::StrCat("org-r", i);
+    ledger_->Submit({Register(org, {RawKeyFor(org)})}, registrar[i].Callback());
+  }
+  Answer member;
+  ledger_->Submit({AddKey("org-m", RawKeyFor("m2"), "org-m", member_keys_.at("org-m"))}, member.Callback());
+  held.gate.Notify();
+  std::array<uint64_t, 3> positions{};
+  for (size_t i = 0; i < registrar.size(); ++i) {
+    auto written = registrar[i].Wait();
+    ASSERT_TRUE(written.ok()) << written.status();
+    positions[i] = (*written)[0].receipt.position();
+  }
+  auto written = member.Wait();
+  ASSERT_TRUE(written.ok()) << written.status();
+  const uint64_t member_position = (*written)[0].receipt.position();
+  EXPECT_LT(positions[0], member_position);
+  EXPECT_LT(member_position, positions[1]);
+  EXPECT_LT(positions[1], positions[2]);
   Close();
 }
 
