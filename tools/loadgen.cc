@@ -2,7 +2,7 @@
 // against the write-path bars of DESIGN.md §8. A benchmark, not a test.
 //
 //   ledger_loadgen --server HOST:PORT --registrar-key FILE [--registrar-id ID]
-//                  [--clients N] [--events N] [--orgs N] [--mode unary|batch|both|hostile]
+//                  [--clients N] [--events N] [--orgs N] [--mode unary|batch|both|hostile|governance]
 //                  [--batch-size N] [--verify-seconds S] [--json]
 //                  [--rate R | --half-peak] [--report-every N]
 //                  [--hostile-batches N] [--hostile-votes N] [--probe-events N] [--server-pid PID]
@@ -39,6 +39,13 @@
 // printed with ledgerd's peak RSS (VmHWM of /proc/PID/status: --server-pid
 // PID, else the one process named ledgerd on this machine). --clients,
 // --events and --batch-size do not apply.
+//
+// --mode governance (issue 9, item 6) instead: a log that is not KeyAdded
+// only, for `ledgerctl verify --bench`. Three members form a collective with
+// one unanimity gateway; then --clients threads send AppendBatch calls of one
+// proposal and the three members' assents (with short rationales) until
+// --events member events are written: each round also makes the operator's
+// GatewayPassed and DecisionAdopted, so records are 2/3 member, 1/3 system.
 //
 // Exit status: 0 when every call succeeded, 1 on failures or a setup error,
 // 2 on bad flags.
@@ -87,7 +94,7 @@ ABSL_FLAG(std::string, registrar_id, "registrar", "the registrar's organisation 
 ABSL_FLAG(int, clients, 64, "concurrent client threads");
 ABSL_FLAG(int64_t, events, 20000, "events per mode");
 ABSL_FLAG(int, orgs, 100, "organisations to register and sign as");
-ABSL_FLAG(std::string, mode, "both", "unary, batch or both");
+ABSL_FLAG(std::string, mode, "both", "unary, batch, both, hostile or governance");
 ABSL_FLAG(int, batch_size, 100, "events per AppendBatch, 1..1000");
 ABSL_FLAG(double, verify_seconds, 2, "seconds per Ed25519 verify measurement");
 ABSL_FLAG(bool, json, false, "print the report as one JSON object");
@@ -138,6 +145,7 @@ struct Flags {
   bool batch = true;
   std::string mode;
   bool hostile = false;
+  bool governance = false;
   int batch_size = 0;
   double verify_seconds = 0;
   bool json = false;
@@ -159,7 +167,7 @@ constexpr char kUsage[] =
     "  --clients N            concurrent client threads (default 64)\n"
     "  --events N             events per mode (default 20000)\n"
     "  --orgs N               organisations to register and sign as (default 100)\n"
-    "  --mode M               unary, batch, both or hostile (default both)\n"
+    "  --mode M               unary, batch, both, hostile or governance (default both)\n"
     "  --batch-size N         events per AppendBatch, 1..1000 (default 100)\n"
     "  --verify-seconds S     seconds per Ed25519 verify measurement (default 2)\n"
     "  --json                 print the report as one JSON object\n"
@@ -256,8 +264,11 @@ Flags ParseFlags(int argc, char** argv) {
   } else if (flags.mode == "hostile") {
     flags.unary = flags.batch = false;
     flags.hostile = true;
+  } else if (flags.mode == "governance") {
+    flags.unary = flags.batch = false;
+    flags.governance = true;
   } else if (flags.mode != "both") {
-    Usage(absl::StrCat("--mode wants unary, batch, both or hostile, got '", flags.mode, "'"));
+    Usage(absl::StrCat("--mode wants unary, batch, both, hostile or governance, got '", flags.mode, "'"));
   }
   flags.rate = absl::GetFlag(FLAGS_rate);
   if (flags.rate != 0 && (!(flags.rate > 0) || flags.rate > 10'000'000)) {
@@ -273,6 +284,9 @@ Flags ParseFlags(int argc, char** argv) {
   flags.hostile_votes = InRange("--hostile-votes", absl::GetFlag(FLAGS_hostile_votes));
   flags.probe_events = InRange("--probe-events", absl::GetFlag(FLAGS_probe_events));
   flags.server_pid = InRange("--server-pid", absl::GetFlag(FLAGS_server_pid));
+  if (flags.governance && flags.orgs < 3) {
+    Usage(absl::StrCat("--mode governance needs --orgs of at least 3 (the collective's members), got ", flags.orgs));
+  }
   if (flags.hostile && flags.orgs < 4) {
     Usage(absl::StrCat("--mode hostile needs --orgs of at least 4 (three founders and an unrelated member), got ",
                        flags.orgs));
@@ -631,6 +645,137 @@ struct Target {
   std::string note;
 };
 
+// ------------------------------------------------------------------ collectives
+
+using SealAs = std::function<v1::SignedEvent(v1::EventBody, const Org&)>;
+
+// Collective `collective_id` of orgs[0..2] with one unanimity gateway
+// `gateway_id`: orgs[0] proposes it, all three accept. Fails the run
+// (naming `what`) on any refusal.
+void FormCollectiveOfThree(v1::LedgerService::Stub& stub, v1::GovernanceService::Stub& governance,
+                           const SealAs& seal, const std::vector<Org>& orgs, const std::string& collective_id,
+                           const std::string& name, const std::string& gateway_id, const std::string& what) {
+  auto must_append = [&](const std::string& step, const v1::SignedEvent& event) {
+    v1::AppendRequest request;
+    *request.mutable_event() = event;
+    v1::AppendResponse response;
+    grpc::ClientContext context;
+    PrepareCall(context, kCallTimeout, CallPolicy::kWaitForReady);
+    const grpc::Status status = stub.Append(&context, request, &response);
+    if (!status.ok()) Fail(absl::StrCat(what, ": ", step, ": ", client::Describe(status)));
+  };
+  {
+    v1::EventBody body;
+    auto* proposed = body.mutable_collective_proposed();
+    proposed->set_collective_id(collective_id);
+    v1::Charter* charter = proposed->mutable_charter();
+    charter->set_name(name);
+    for (int i = 0; i < 3; ++i) charter->add_founding_members(orgs[i].id);
+    v1::Gateway* gateway = charter->add_gateways();
+    gateway->set_id(gateway_id);
+    gateway->mutable_rule()->set_kind(v1::UNANIMITY);
+    must_append("CollectiveProposed", seal(body, orgs[0]));
+  }
+  v1::CollectiveState collective;
+  v1::GetCollectiveRequest request;
+  request.set_collective_id(collective_id);
+  grpc::ClientContext context;
+  PrepareCall(context, kCallTimeout, CallPolicy::kWaitForReady);
+  const grpc::Status status = governance.GetCollective(&context, request, &collective);
+  if (!status.ok()) Fail(absl::StrCat(what, ": GetCollective: ", client::Describe(status)));
+  for (int i = 0; i < 3; ++i) {
+    v1::EventBody body;
+    body.mutable_charter_accepted()->set_collective_id(collective_id);
+    body.mutable_charter_accepted()->set_charter_digest(collective.charter_digest());
+    must_append("CharterAccepted", seal(body, orgs[i]));
+  }
+}
+
+// ------------------------------------------------------------------ governance mode
+
+int RunGovernance(const Flags& flags, const std::string& ledger_id, const std::string& run_id,
+                  const std::vector<Org>& orgs) {
+  auto log = [](const std::string& line) { std::cerr << "ledger_loadgen: " << line << std::endl; };
+  auto channel = NewChannel(flags, 1 << 21);
+  auto stub = v1::LedgerService::NewStub(channel);
+  auto governance = v1::GovernanceService::NewStub(channel);
+  std::atomic<int64_t> sequence{0};
+  auto seal = [&](v1::EventBody body, const Org& org) {
+    body.set_ledger_id(ledger_id);
+    body.set_author(org.id);
+    body.set_idempotency_key(absl::StrCat("loadgen-", run_id, "-governance-", sequence++));
+    body.set_client_time_unix_ms(NowUnixMs());
+    return SealEvent(body, org.key);
+  };
+  const std::string collective_id = absl::StrCat("governance-", run_id);
+  const std::string gateway_id = "decision";
+  FormCollectiveOfThree(*stub, *governance, seal, orgs, collective_id, "loadgen governance collective", gateway_id,
+                        "governance set-up");
+
+  // Rounds of one proposal and three assents, signed before anything is timed.
+  const int64_t rounds = std::max<int64_t>(1, flags.events / 4);
+  std::vector<v1::AppendBatchRequest> batches(rounds);
+  ParallelFor(rounds, std::max(1u, std::thread::hardware_concurrency()), [&](size_t r) {
+    v1::EventBody body;
+    auto* proposal = body.mutable_proposal_submitted();
+    proposal->set_collective_id(collective_id);
+    proposal->set_proposal_id(absl::StrCat(collective_id, "-p", r));
+    proposal->set_title(absl::StrCat("loadgen proposal ", r));
+    proposal->set_category("loadgen");
+    proposal->set_summary("a proposal of the governance mix: one proposal, three assents");
+    *batches[r].add_events() = seal(body, orgs[r % 3]);
+    for (int m = 0; m < 3; ++m) {
+      v1::EventBody vote_body;
+      auto* vote = vote_body.mutable_vote_cast();
+      vote->set_proposal_id(proposal->proposal_id());
+      vote->set_gateway_id(gateway_id);
+      vote->set_position(v1::ASSENT);
+      vote->set_rationale("agreed at the members' meeting");
+      *batches[r].add_events() = seal(vote_body, orgs[m]);
+    }
+  });
+  log(absl::StrFormat("governance: %d rounds of a proposal and three votes signed; sending on %d clients", rounds,
+                      flags.clients));
+  std::atomic<int64_t> next{0}, failed{0};
+  std::mutex first_error_mu;
+  std::string first_error;
+  const Clock::time_point t0 = Clock::now();
+  std::vector<std::thread> clients;
+  for (int c = 0; c < flags.clients; ++c) {
+    clients.emplace_back([&] {
+      for (int64_t r = next++; r < rounds; r = next++) {
+        v1::AppendBatchResponse response;
+        grpc::ClientContext context;
+        PrepareCall(context, kCallTimeout, CallPolicy::kWaitForReady);
+        const grpc::Status status = stub->AppendBatch(&context, batches[r], &response);
+        if (!status.ok() && failed++ == 0) {
+          std::lock_guard<std::mutex> lock(first_error_mu);
+          first_error = client::Describe(status);
+        }
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  const double seconds = Seconds(Clock::now() - t0);
+  const int64_t events = (rounds - failed.load()) * 4;
+  if (flags.json) {
+    nlohmann::ordered_json out = {{"mode", "governance"},
+                                  {"rounds", rounds},
+                                  {"member_events", events},
+                                  {"failed_rounds", failed.load()},
+                                  {"seconds", Round(seconds, 3)},
+                                  {"member_events_per_second", Round(seconds > 0 ? events / seconds : 0, 1)}};
+    std::cout << out.dump() << std::endl;
+  } else {
+    std::cout << absl::StrFormat(
+                     "governance mix: %d rounds (a proposal and three assents each, and the operator's GatewayPassed "
+                     "and DecisionAdopted): %d member events in %.2f s = %.0f/s; %d rounds failed%s\n",
+                     rounds, events, seconds, seconds > 0 ? events / seconds : 0, failed.load(),
+                     first_error.empty() ? "" : absl::StrCat(" (first: ", first_error, ")"));
+  }
+  return failed.load() == 0 ? 0 : 1;
+}
+
 // ------------------------------------------------------------------ hostile mode
 
 // Bytes of a /proc/PID/status field given in kB ("VmHWM:", "VmRSS:"); -1 if
@@ -725,32 +870,8 @@ int RunHostile(const Flags& flags, int64_t pid, const std::string& ledger_id, co
   const std::string collective_id = absl::StrCat("hostile-", run_id);
   const std::string proposal_id = absl::StrCat("hostile-", run_id, "-proposal");
   const std::string gateway_id = "decision";
-  {
-    v1::EventBody body;
-    auto* proposed = body.mutable_collective_proposed();
-    proposed->set_collective_id(collective_id);
-    v1::Charter* charter = proposed->mutable_charter();
-    charter->set_name("loadgen hostile-member collective");
-    for (int i = 0; i < 3; ++i) charter->add_founding_members(orgs[i].id);
-    v1::Gateway* gateway = charter->add_gateways();
-    gateway->set_id(gateway_id);
-    gateway->mutable_rule()->set_kind(v1::UNANIMITY);
-    must("CollectiveProposed", append(*member, seal(body, hostile), CallPolicy::kWaitForReady));
-  }
-  v1::CollectiveState collective;
-  {
-    v1::GetCollectiveRequest request;
-    request.set_collective_id(collective_id);
-    grpc::ClientContext context;
-    PrepareCall(context, kCallTimeout, CallPolicy::kWaitForReady);
-    must("GetCollective", governance->GetCollective(&context, request, &collective));
-  }
-  for (int i = 0; i < 3; ++i) {
-    v1::EventBody body;
-    body.mutable_charter_accepted()->set_collective_id(collective_id);
-    body.mutable_charter_accepted()->set_charter_digest(collective.charter_digest());
-    must("CharterAccepted", append(*member, seal(body, orgs[i]), CallPolicy::kWaitForReady));
-  }
+  FormCollectiveOfThree(*member, *governance, seal, orgs, collective_id, "loadgen hostile-member collective",
+                        gateway_id, "hostile set-up");
   {
     v1::EventBody body;
     auto* proposal = body.mutable_proposal_submitted();
@@ -1002,6 +1123,7 @@ int Main(int argc, char** argv) {
   log(absl::StrFormat("registered %d organisations in %.2f s", flags.orgs,
                       Seconds(Clock::now() - t0)));
   if (flags.hostile) return RunHostile(flags, *server_pid, info.ledger_id(), run_id, orgs);
+  if (flags.governance) return RunGovernance(flags, info.ledger_id(), run_id, orgs);
 
   // 2. Pre-sign everything.
   t0 = Clock::now();

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <limits>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -14,6 +15,7 @@
 #include "ledger/event/refusal.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/rules/commit_group.h"
+#include "ledger/rules/limits.h"
 #include "ledger/rules/rules.h"
 
 namespace ledger::store {
@@ -21,10 +23,14 @@ namespace ledger::store {
 struct Ledger::Submission {
   std::vector<Envelope> envelopes;
   // Per event: 1 if the verify pool checked its signature; 0 if its key was
-  // not known yet (added earlier in the same group), so the sequencer checks.
+  // not known yet (added earlier in the same group) or it lies past
+  // to_verify, so the sequencer checks it if it decides it.
   std::vector<char> verified;
+  // The events the verify pool checks: a prefix (see EventsToVerify).
+  size_t to_verify = 0;
   std::atomic<size_t> unverified{0};
-  std::atomic<size_t> next_to_verify{0};  // the first event no task has taken
+  // The first event no verify task has taken (under Ledger::verify_turns_mu_).
+  size_t next_to_verify = 0;
   absl::Mutex mu;
   absl::Status error ABSL_GUARDED_BY(mu);
   Done done;
@@ -32,10 +38,10 @@ struct Ledger::Submission {
 
 namespace {
 
-// Events of one submission a verify task checks before the rest go to the
-// back of the pool's queue: a batch of 1,000 shares the pool with every other
-// submission instead of holding it (an unrelated append waits for at most a
-// chunk per pool thread, ~16 signatures, not for the whole batch).
+// Events of one submission a verify task checks; then it is another
+// author's turn: a batch of 1,000 shares the pool with every other author
+// instead of holding it (an unrelated append waits for at most a chunk per
+// pool thread, ~16 signatures, however many batches one author sends).
 constexpr size_t kVerifyChunk = 16;
 
 // After a failed commit, overdue lapses wait this long before the next try.
@@ -43,6 +49,26 @@ constexpr int64_t kStorageRetryNanos = 1'000'000'000;
 // A commit group that takes longer than this (decide, write, answer) is
 // logged: every organisation's appends wait behind it.
 constexpr absl::Duration kSlowCommitGroup = absl::Milliseconds(250);
+
+// How many of a submission's events the verify pool checks. A submission is
+// decided all or nothing, event by event in order (rules/commit_group.h), so
+// no event after one that is refused whatever the state is ever decided, and
+// its signature need not be checked: under rules v3, a member's vote beyond
+// 1 + kMaxPositionChanges on one gateway counting only the batch's own votes
+// (issue 9: a hostile batch of 1,000 votes costs ten signatures, not 1,000).
+// Only a saving: an unchecked event the sequencer does reach, it checks.
+size_t EventsToVerify(const std::vector<Envelope>& envelopes, uint32_t rules_version) {
+  if (rules_version < rules::kRulesV3) return envelopes.size();
+  absl::flat_hash_map<std::string, int> votes;  // (author, proposal, gateway)
+  for (size_t i = 0; i < envelopes.size(); ++i) {
+    const v1::EventBody& body = envelopes[i].body;
+    if (!body.has_vote_cast()) continue;
+    const std::string voter = absl::StrCat(body.author().size(), ":", body.author(), body.vote_cast().proposal_id().size(),
+                                           ":", body.vote_cast().proposal_id(), body.vote_cast().gateway_id());
+    if (++votes[voter] > rules::kMaxPositionChanges + 1) return i + 1;
+  }
+  return envelopes.size();
+}
 
 int64_t SystemClock() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -103,6 +129,7 @@ absl::Status Ledger::Start() {
   // (LoadFromStore has checked that the operator key is this ledger's; a new
   // ledger's Genesis names it.)
   info_ = state_.info();
+  rules_version_ = rules::RulesVersion(state_);
   verify_pool_ = options_.verify_pool;
   if (verify_pool_ == nullptr) {
     own_verify_pool_ = std::make_unique<ThreadPool>(options_.verify_threads);
@@ -277,7 +304,8 @@ void Ledger::Submit(std::vector<v1::SignedEvent> events, Done done) {
     submission->envelopes.push_back(*std::move(envelope));
   }
   submission->verified.assign(events.size(), 0);
-  submission->unverified = events.size();
+  submission->to_verify = EventsToVerify(submission->envelopes, rules_version_.load());
+  submission->unverified = submission->to_verify;
 
   bool stopping;
   {
@@ -334,17 +362,39 @@ void Ledger::Submit(std::vector<v1::SignedEvent> events, Done done) {
     submission->done(Refuse(absl::StatusCode::kUnavailable, v1::SHUTTING_DOWN, "the ledger is shutting down"));
     return;
   }
-  verify_pool_->Schedule([this, submission] { VerifyChunk(submission); });
+  // Queued in its author's turn, with one pool task per chunk: each task
+  // takes the next chunk in turn, whichever submission it belongs to.
+  const std::string& author = submission->envelopes.front().body.author();
+  const size_t chunks = (submission->to_verify + kVerifyChunk - 1) / kVerifyChunk;
+  {
+    absl::MutexLock lock(&verify_turns_mu_);
+    std::deque<std::shared_ptr<Submission>>& queue = verify_queues_[author];
+    if (queue.empty()) verify_turns_.push_back(author);
+    queue.push_back(submission);
+  }
+  for (size_t i = 0; i < chunks; ++i) verify_pool_->Schedule([this] { VerifyNextChunk(); });
 }
 
-void Ledger::VerifyChunk(const std::shared_ptr<Submission>& submission) {
-  const size_t events = submission->envelopes.size();
-  const size_t begin = submission->next_to_verify.fetch_add(kVerifyChunk);
-  if (begin >= events) return;
-  const size_t end = std::min(begin + kVerifyChunk, events);
-  // The rest queues behind whatever was submitted meanwhile; scheduled first,
-  // so another pool thread may take it while this one works.
-  if (end < events) verify_pool_->Schedule([this, submission] { VerifyChunk(submission); });
+void Ledger::VerifyNextChunk() {
+  std::shared_ptr<Submission> submission;
+  size_t begin = 0, end = 0;
+  {
+    absl::MutexLock lock(&verify_turns_mu_);
+    if (verify_turns_.empty()) return;  // not reached: a task per chunk
+    std::string author = std::move(verify_turns_.front());
+    verify_turns_.pop_front();
+    auto queue = verify_queues_.find(author);
+    submission = queue->second.front();
+    begin = submission->next_to_verify;
+    end = std::min(begin + kVerifyChunk, submission->to_verify);
+    submission->next_to_verify = end;
+    if (end == submission->to_verify) queue->second.pop_front();
+    if (queue->second.empty()) {
+      verify_queues_.erase(queue);
+    } else {
+      verify_turns_.push_back(std::move(author));  // its next chunk waits for every other author's
+    }
+  }
   for (size_t i = begin; i < end; ++i) VerifyEvent(submission, i);
 }
 
@@ -585,6 +635,7 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
     last_time_ = now;
     groups_committed_++;
     records_committed_ += commit.records.size();
+    rules_version_ = rules::RulesVersion(state_);
     {
       absl::MutexLock lock(&checkpoint_mu_);
       latest_checkpoint_ = note;

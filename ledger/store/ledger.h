@@ -147,9 +147,9 @@ class Ledger {
 
   explicit Ledger(LedgerOptions options);
   absl::Status Start();
-  // Checks the next kVerifyChunk events of a submission (a verify-pool
-  // task), having queued a task for the rest.
-  void VerifyChunk(const std::shared_ptr<Submission>& submission);
+  // Checks the next kVerifyChunk events of the oldest submission of the
+  // author whose turn it is (a verify-pool task), and gives the turn on.
+  void VerifyNextChunk() ABSL_LOCKS_EXCLUDED(verify_turns_mu_);
   // Checks the signature of event `index` (on a verify-pool thread); the last
   // event of a submission passes it to the sequencer or answers its refusal.
   void VerifyEvent(const std::shared_ptr<Submission>& submission, size_t index);
@@ -215,6 +215,13 @@ class Ledger {
   // Submissions whose signatures are being checked: Shutdown waits for them.
   int verifying_ ABSL_GUARDED_BY(verify_mu_) = 0;
   bool verify_stop_ ABSL_GUARDED_BY(verify_mu_) = false;
+  // Submissions waiting for the verify pool, in turns by author (the first
+  // event's): one chunk per turn, so one author's many or large batches do
+  // not keep another's append waiting (issue 9).
+  absl::Mutex verify_turns_mu_;
+  absl::flat_hash_map<std::string, std::deque<std::shared_ptr<Submission>>> verify_queues_
+      ABSL_GUARDED_BY(verify_turns_mu_);
+  std::deque<std::string> verify_turns_ ABSL_GUARDED_BY(verify_turns_mu_);  // authors with work, next first
 
   absl::Mutex sequencer_mu_;
   absl::CondVar sequencer_cv_;
@@ -229,6 +236,9 @@ class Ledger {
   std::atomic<size_t> inflight_bytes_{0};
   std::atomic<uint64_t> groups_committed_{0};
   std::atomic<uint64_t> records_committed_{0};
+  // The rules version of the last commit (versions only rise), for the
+  // verify pool's EventsToVerify: read off the sequencer thread.
+  std::atomic<uint32_t> rules_version_{rules::kRulesV1};
   absl::Mutex shutdown_mu_;
   std::thread sequencer_thread_;
 };

@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/event/envelope.h"
+#include "ledger/rules/limits.h"
 #include "ledger/v1/governance_service.grpc.pb.h"
 #include "tests/support/ctl_runner.h"
 #include "tests/support/ledger_client.h"
@@ -66,13 +67,22 @@ class AdversarialTest : public ::testing::Test {
   // against the operator's public key.
   void TearDown() override {
     if (HasFatalFailure() || client_ == nullptr) return;
+    ExportAndVerify();
+  }
+
+  // `ledgerctl export`, then `ledgerctl verify` offline (with `verify_flags`):
+  // its report.
+  std::string ExportAndVerify(const std::vector<std::string>& verify_flags = {}) {
     TempDir dir("adversarial-bundle");
     const std::string bundle = dir.path() + "/bundle";
     CtlResult exported = RunCtl({"--server", server_.address(), "export", "--out", bundle});
-    ASSERT_EQ(exported.exit_code, 0) << Describe(exported);
-    CtlResult verified = RunCtl({"verify", bundle, "--operator-key", server_.data_dir() + "/operator.pub.pem"});
+    EXPECT_EQ(exported.exit_code, 0) << Describe(exported);
+    if (exported.exit_code != 0) return "";
+    std::vector<std::string> args = {"verify", bundle, "--operator-key", server_.data_dir() + "/operator.pub.pem"};
+    args.insert(args.end(), verify_flags.begin(), verify_flags.end());
+    CtlResult verified = RunCtl(args);
     EXPECT_EQ(verified.exit_code, 0) << Describe(verified);
-    last_verify_output_ = verified.out;
+    return verified.out;
   }
 
   const Org& org(const std::string& id) { return orgs_.at(id); }
@@ -196,7 +206,6 @@ class AdversarialTest : public ::testing::Test {
   Org registrar_;
   std::map<std::string, Org> orgs_;
   int fillers_ = 0;
-  std::string last_verify_output_;
 };
 
 v1::EventBody& AddKey(v1::EventBody& b, const std::string& org_id, const crypto::PrivateKey& key) {
@@ -440,6 +449,74 @@ TEST_F(AdversarialTest, TheDailyCapCannotHideAReversalAttempt) {
   ASSERT_TRUE(body.has_submission_refused()) << body.DebugString();
   EXPECT_EQ(body.submission_refused().reason(), v1::GATEWAY_LOCKED);
   EXPECT_EQ(body.submission_refused().dropped_before(), 10u);  // the ten beyond the allowance, counted
+}
+
+// ---------------------------------------------------------------- cost
+
+// Issue 9: the loadgen's hostile member (`ledger_loadgen --mode hostile`) as
+// a test. One AppendBatch of 1,000 maximal votes on one open gateway,
+// alternating, whose last event carries a forged signature: the batch is
+// decided in order, all or nothing, so it is refused at its tenth vote (the
+// first beyond kMaxPositionChanges) and the forgery after it is never reached
+// (nor checked: the answer names the cap, not the signature). Refused only
+// because of its own batch, that vote is not recorded; once the member has
+// spent its changes, the same batch is refused at its first vote and that
+// refusal is recorded, once; the log verifies offline with it.
+TEST_F(AdversarialTest, AHostileBatchOfMaximalVotesIsRefusedAtTheCap) {
+  FormCollective("pact", {"trust-a", "trust-b", "trust-c"}, {{"need", v1::UNANIMITY, 0}});
+  ASSERT_GRPC_OK(Propose(org("trust-a"), "pact", "p1"));
+  const std::string rationale(rules::kMaxTextBytes, 'r');
+  auto votes = [&](size_t count) {
+    std::vector<v1::SignedEvent> batch;
+    for (size_t i = 0; i < count; ++i) {
+      v1::EventBody body = client_->NewBody("trust-b");
+      auto* vote = body.mutable_vote_cast();
+      vote->set_proposal_id("p1");
+      vote->set_gateway_id("need");
+      vote->set_position(i % 2 == 0 ? v1::ASSENT : v1::OBJECT);
+      vote->set_rationale(rationale);
+      batch.push_back(SealEvent(body, org("trust-b").key()));
+    }
+    return batch;
+  };
+  std::vector<v1::SignedEvent> hostile = votes(kMaxBatchEvents);
+  std::string forged = hostile.back().signature();
+  forged[5] ^= 0x01;
+  hostile.back().set_signature(forged);
+
+  const uint64_t size = TreeSize();
+  v1::AppendBatchResponse response;
+  grpc::Status refused = client_->AppendBatch(hostile, &response);
+  ASSERT_TRUE(Refused(refused, grpc::StatusCode::FAILED_PRECONDITION, v1::POSITION_CHANGES_EXHAUSTED));
+  EXPECT_EQ(client::DetailOf(refused).batch_index(), static_cast<uint32_t>(rules::kMaxPositionChanges + 1));
+  EXPECT_EQ(response.receipts_size(), 0);
+  EXPECT_EQ(TreeSize(), size);  // nothing of the batch, and no refusal the log alone would not reproduce
+  const v1::ProposalState proposal = Proposal("p1");
+  for (const v1::GatewayState& gateway : proposal.gateway_states()) {
+    EXPECT_EQ(gateway.votes_size(), 0) << gateway.gateway_id();
+  }
+
+  // The member's first vote and its eight changes, in one batch: taken.
+  ASSERT_GRPC_OK(client_->AppendBatch(votes(rules::kMaxPositionChanges + 1), &response));
+  ASSERT_EQ(TreeSize(), size + rules::kMaxPositionChanges + 1);
+  // Now the hostile batch is refused at its first vote, and that is recorded.
+  refused = client_->AppendBatch(hostile, &response);
+  ASSERT_TRUE(Refused(refused, grpc::StatusCode::FAILED_PRECONDITION, v1::POSITION_CHANGES_EXHAUSTED));
+  EXPECT_EQ(client::DetailOf(refused).batch_index(), 0u);
+  const uint64_t recorded = TreeSize();
+  EXPECT_EQ(recorded, size + rules::kMaxPositionChanges + 2);
+  // Sent again: the recorded refusal answers; nothing new is written.
+  EXPECT_TRUE(Refused(client_->AppendBatch(hostile, &response), grpc::StatusCode::FAILED_PRECONDITION,
+                      v1::POSITION_CHANGES_EXHAUSTED));
+  EXPECT_EQ(TreeSize(), recorded);
+
+  // With --bench, the curve operations are counted: a point check for each
+  // key the log registers (the operator's, the registrar's, one per member).
+  const std::string report = ExportAndVerify({"--bench", "--bench-seconds", "1"});
+  EXPECT_NE(report.find("refused attempts 1\n"), std::string::npos) << report;
+  EXPECT_EQ(report.find("NOT VERIFIED"), std::string::npos) << report;
+  EXPECT_NE(report.find(absl::StrCat(" + ", 2 + orgs_.size(), " point checks (registered keys)")), std::string::npos)
+      << report;
 }
 
 // ---------------------------------------------------------------- time

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <array>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -37,6 +38,7 @@
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
 #include "ledger/rules/charter.h"
+#include "ledger/rules/limits.h"
 #include "ledger/rules/rules.h"
 #include "ledger/rules/state.h"
 #include "ledger/rules/version.h"
@@ -145,6 +147,30 @@ class LedgerTest : public ::testing::Test {
     ledger_ = std::move(*ledger);
   }
   void Close() { ledger_.reset(); }
+
+  // A verify pool of one thread, held by a task that waits on `gate`: no
+  // signature is checked until the test notifies it, so nothing depends on
+  // timing. Released when it goes, so a failing test does not hang.
+  struct HeldVerifyPool {
+    absl::Notification gate;
+    ThreadPool pool{1};
+    HeldVerifyPool() {
+      pool.Schedule([this] { gate.WaitForNotification(); });
+    }
+    ~HeldVerifyPool() {
+      if (!gate.HasBeenNotified()) gate.Notify();
+    }
+  };
+  // Reopens the ledger on `held`'s pool with the options `adjust` sets.
+  void ReopenOnHeldPool(HeldVerifyPool& held, const std::function<void(LedgerOptions&)>& adjust) {
+    Close();
+    LedgerOptions options = Options(/*with_genesis=*/false);
+    options.verify_pool = &held.pool;
+    adjust(options);
+    auto reopened = Ledger::Open(std::move(options));
+    ASSERT_TRUE(reopened.ok()) << reopened.status();
+    ledger_ = std::move(*reopened);
+  }
 
   void SetUp() override { OpenLedger(); }
 
@@ -721,22 +747,9 @@ TEST_F(LedgerTest, SameKeyDifferentBytesIsIdempotencyConflict) {
 TEST_F(LedgerTest, InflightLimitRefusesBeyondItAndAcceptedRetriesSkipTheQueue) {
   const v1::SignedEvent accepted = Register("org-a", {RawKeyFor("a1")});
   const SubmitResult original = SubmitOne(accepted);
-  Close();
-  absl::Notification gate;
-  ThreadPool pool(1);
-  struct Release {
-    absl::Notification* gate;
-    ~Release() {
-      if (!gate->HasBeenNotified()) gate->Notify();
-    }
-  } release{&gate};
-  LedgerOptions options = Options(/*with_genesis=*/false);
-  options.verify_pool = &pool;
-  options.max_inflight_submissions = 1;
-  auto reopened = Ledger::Open(std::move(options));
-  ASSERT_TRUE(reopened.ok()) << reopened.status();
-  ledger_ = std::move(*reopened);
-  pool.Schedule([&gate] { gate.WaitForNotification(); });
+  HeldVerifyPool held;
+  ASSERT_NO_FATAL_FAILURE(
+      ReopenOnHeldPool(held, [](LedgerOptions& options) { options.max_inflight_submissions = 1; }));
 
   Answer first;
   ledger_->Submit({Register("org-b", {RawKeyFor("b1")})}, first.Callback());
@@ -769,7 +782,7 @@ TEST_F(LedgerTest, InflightLimitRefusesBeyondItAndAcceptedRetriesSkipTheQueue) {
   ledger_->Submit({forged}, forged_answer.Callback());
   ExpectRefusal(forged_answer.Wait(), absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED);
 
-  gate.Notify();
+  held.gate.Notify();
   auto written = first.Wait();
   ASSERT_TRUE(written.ok()) << written.status();
   EXPECT_EQ((*written)[0].receipt.position(), 2u);
@@ -783,23 +796,42 @@ TEST_F(LedgerTest, InflightLimitRefusesBeyondItAndAcceptedRetriesSkipTheQueue) {
   Close();
 }
 
-TEST_F(LedgerTest, InflightBytesLimitRefusesBeyondItButTakesALoneSubmission) {
+// Issue 9: the verify pool takes authors in turn, a chunk each. The
+// registrar's three submissions wait in the (held) pool before a member's
+// one; with one pool thread, the member's is checked, and so written, right
+// after the registrar's first, not behind all three.
+TEST_F(LedgerTest, TheVerifyPoolTakesAuthorsInTurn) {
+  RegisterMembers({"org-m"});
+  HeldVerifyPool held;
+  ASSERT_NO_FATAL_FAILURE(ReopenOnHeldPool(held, [](LedgerOptions&) {}));
+  std::array<Answer, 3> registrar;
+  for (size_t i = 0; i < registrar.size(); ++i) {
+    const std::string org = absl::StrCat("org-r", i);
+    ledger_->Submit({Register(org, {RawKeyFor(org)})}, registrar[i].Callback());
+  }
+  Answer member;
+  ledger_->Submit({AddKey("org-m", RawKeyFor("m2"), "org-m", member_keys_.at("org-m"))}, member.Callback());
+  held.gate.Notify();
+  std::array<uint64_t, 3> positions{};
+  for (size_t i = 0; i < registrar.size(); ++i) {
+    auto written = registrar[i].Wait();
+    ASSERT_TRUE(written.ok()) << written.status();
+    positions[i] = (*written)[0].receipt.position();
+  }
+  auto written = member.Wait();
+  ASSERT_TRUE(written.ok()) << written.status();
+  const uint64_t member_position = (*written)[0].receipt.position();
+  EXPECT_LT(positions[0], member_position);
+  EXPECT_LT(member_position, positions[1]);
+  EXPECT_LT(positions[1], positions[2]);
   Close();
-  absl::Notification gate;
-  ThreadPool pool(1);
-  struct Release {
-    absl::Notification* gate;
-    ~Release() {
-      if (!gate->HasBeenNotified()) gate->Notify();
-    }
-  } release{&gate};
-  LedgerOptions options = Options(/*with_genesis=*/false);
-  options.verify_pool = &pool;
-  options.max_inflight_bytes = 1;  // smaller than any submission
-  auto reopened = Ledger::Open(std::move(options));
-  ASSERT_TRUE(reopened.ok()) << reopened.status();
-  ledger_ = std::move(*reopened);
-  pool.Schedule([&gate] { gate.WaitForNotification(); });
+}
+
+TEST_F(LedgerTest, InflightBytesLimitRefusesBeyondItButTakesALoneSubmission) {
+  HeldVerifyPool held;
+  ASSERT_NO_FATAL_FAILURE(ReopenOnHeldPool(held, [](LedgerOptions& options) {
+    options.max_inflight_bytes = 1;  // smaller than any submission
+  }));
 
   // Nothing in flight: taken, however large.
   Answer first;
@@ -811,7 +843,7 @@ TEST_F(LedgerTest, InflightBytesLimitRefusesBeyondItButTakesALoneSubmission) {
   ExpectRefusal(refused, absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED);
   EXPECT_TRUE(absl::StrContains(refused.status().message(), "--max-inflight-bytes")) << refused.status();
 
-  gate.Notify();
+  held.gate.Notify();
   ASSERT_TRUE(first.Wait().ok());
   EXPECT_EQ(ledger_->inflight_submissions(), 0u);
   // Its bytes were given back: the next one is taken.
@@ -1054,6 +1086,64 @@ TEST_F(LedgerTest, ReopenedStateEqualsReplayFromGenesis) { ReopenedStateEqualsRe
 // Every read misses a state cache of one byte and a key cache of one key:
 // the ledger decides from RocksDB alone, and must decide exactly as with everything cached.
 TEST_F(TinyStateCacheLedgerTest, ReopenedStateEqualsReplayFromGenesis) { ReopenedStateEqualsReplayFromGenesis(); }
+
+// Issue 9: a batch is decided in order, all or nothing, so the verify pool
+// checks its events only up to one refused whatever the state: under rules
+// v3, a member's vote beyond 1 + kMaxPositionChanges on one gateway. A
+// forged signature after it is never reached: the refusal is the cap's.
+// (Before v3 there is no cap: the forgery refuses the batch.)
+class HostileBatchLedgerTest : public LedgerTest {
+ protected:
+  // trust-b's batch of `votes` votes on gateway "need" of p1, the last forged.
+  absl::StatusOr<std::vector<SubmitResult>> SubmitHostileBatch(int votes) {
+    RegisterMembers({"trust-a", "trust-b"});
+    v1::Charter charter;
+    for (const char* org : {"trust-a", "trust-b"}) charter.add_founding_members(org);
+    v1::Gateway* gateway = charter.add_gateways();
+    gateway->set_id("need");
+    gateway->mutable_rule()->set_kind(v1::UNANIMITY);
+    FormAndPropose(charter);
+    std::vector<v1::SignedEvent> batch;
+    for (int i = 0; i < votes; ++i) {
+      v1::EventBody body = Body("trust-b", absl::StrCat("hostile/", i));
+      body.mutable_vote_cast()->set_proposal_id("p1");
+      body.mutable_vote_cast()->set_gateway_id("need");
+      body.mutable_vote_cast()->set_position(i % 2 == 0 ? v1::ASSENT : v1::OBJECT);
+      batch.push_back(SealEvent(body, member_keys_.at("trust-b")));
+    }
+    std::string forged = batch.back().signature();
+    forged[7] ^= 0x01;
+    batch.back().set_signature(forged);
+    size_before_ = ledger_->size();
+    return Submit(batch);
+  }
+  uint64_t size_before_ = 0;
+};
+
+TEST_F(HostileBatchLedgerTest, IsCheckedOnlyUpToTheVoteBeyondThePositionCap) {
+  auto result = SubmitHostileBatch(100);
+  ExpectRefusal(result, absl::StatusCode::kFailedPrecondition, v1::POSITION_CHANGES_EXHAUSTED);
+  EXPECT_EQ(BatchIndex(result.status()), absl::StrCat(rules::kMaxPositionChanges + 1));
+  // Not recorded: only the batch's own earlier votes refuse that vote.
+  EXPECT_EQ(ledger_->size(), size_before_);
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+
+class HostileBatchV2LedgerTest : public HostileBatchLedgerTest {
+ protected:
+  void SetUp() override {
+    genesis_rules_version_ = rules::kRulesV2;
+    OpenLedger();
+  }
+};
+
+TEST_F(HostileBatchV2LedgerTest, EveryEventIsCheckedAndTheForgeryRefusesIt) {
+  auto result = SubmitHostileBatch(100);
+  ExpectRefusal(result, absl::StatusCode::kUnauthenticated, v1::BAD_SIGNATURE);
+  EXPECT_EQ(BatchIndex(result.status()), "99");
+  EXPECT_EQ(ledger_->size(), size_before_);  // a forgery is not recorded
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
 
 // A data directory written before the derived-index entries existed (and
 // before the refused-bytes index): the first open rebuilds them from what
