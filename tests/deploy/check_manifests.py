@@ -479,10 +479,24 @@ def main():
         fail("init-ledger: its log does not show the operator vkey (README tells operators to read it there)")
     ok(f"init-ledger: created the ledger, vkey {log_vkey}")
     r2 = subprocess.run(init[0]["command"][:-1] + [script], env=env, capture_output=True, text=True, timeout=300)
-    if r2.returncode != 0:
-        fail(f"init-ledger on an existing ledger: exit {r2.returncode}\n{r2.stdout}{r2.stderr}")
+    if r2.returncode != 0 or "operator vkey: " + log_vkey not in r2.stdout:
+        fail(f"init-ledger on an existing ledger: exit {r2.returncode}, want 0 and its vkey printed\n{r2.stdout}{r2.stderr}")
     else:
-        ok("init-ledger: a second start leaves the existing ledger alone (exit 0)")
+        ok("init-ledger: a second start leaves the existing ledger alone and prints its vkey (exit 0)")
+
+    # Unfilled, the ConfigMap's policy stops ledgerd, naming the placeholder
+    # (README "Deploying": ledgerd exits 2 until the policy names the ledger).
+    for mount_path, text in policy_texts.items():
+        raw = os.path.join(rw.dir_for("/etc/ledger-unfilled"), os.path.basename(mount_path))
+        with open(raw, "w") as fh:
+            fh.write(text)
+        run = rw.argv(led_argv, {mount_path: raw})
+        if run:
+            r3 = subprocess.run(run, capture_output=True, text=True, timeout=120)
+            if r3.returncode != 2 or "REPLACE_WITH_" not in r3.stderr:
+                fail(f"ledgerd with the unfilled policy: exit {r3.returncode}, want 2 naming the placeholder:\n{r3.stdout}{r3.stderr}")
+            else:
+                ok("ledgerd with the unfilled policy: exit 2, naming the placeholder")
 
     # ---- 2. the witness, with the ConfigMap's values filled in -------------
     wit_argv = [w.replace("REPLACE_WITH_LEDGERD_OPERATOR_VKEY", log_vkey) for w in wit_argv]
