@@ -9,6 +9,8 @@
 #include "httplib.h"
 #include "ledger/crypto/sha256.h"
 #include "ledger/merkle/checkpoint.h"
+#include "ledger/rules/version.h"
+#include "ledger/v1/record.pb.h"
 #include "ledger/witness/cosignature.h"
 
 namespace ledger::services {
@@ -130,7 +132,7 @@ void WitnessCollector::Stop() {
 }
 
 void WitnessCollector::MaybeStartRound() {
-  const bool over = round_.id == 0 || round_.satisfied || round_.answered == links_.size();
+  const bool over = round_.id == 0 || round_.satisfied || round_.answered >= links_.size();
   if (!over) return;
   const uint64_t witnessed = witnessed_size_.load();
   if (latest_size_ == 0 || latest_size_ <= witnessed || (round_.satisfied && latest_size_ <= round_.size)) return;
@@ -189,14 +191,29 @@ void WitnessCollector::LinkLoop(Link* link) {
           keep = round_;
         } else if (round_.satisfied && line.ok()) {
           keep = round_;  // a late cosignature: keep it with the others
-        } else if (round_.answered == links_.size() && !round_.satisfied) {
+        } else if (round_.answered >= links_.size() && !round_.satisfied) {
           retry_at_ = std::chrono::steady_clock::now() + options_.retry_pause;
         }
       }
       changed_.SignalAll();
     }
-    if (keep.has_value()) Keep(*keep);
+    if (keep.has_value() && !Keep(*keep)) {
+      // Not kept: the round is not over; try again after the pause.
+      absl::MutexLock lock(&mu_);
+      if (round_.id == id) {
+        round_.satisfied = false;
+        round_.answered = links_.size();
+        retry_at_ = std::chrono::steady_clock::now() + options_.retry_pause;
+      }
+    }
   }
+}
+
+std::optional<int64_t> WitnessCollector::LastLedgerSecond(uint64_t size) const {
+  auto entry = ledger_->Get(size - 1);
+  v1::Record record;
+  if (!entry.ok() || !record.ParseFromString(entry->record())) return std::nullopt;
+  return record.ledger_time_unix_ns() / 1'000'000'000;
 }
 
 absl::StatusOr<std::string> WitnessCollector::Submit(Link* link, uint64_t size, const std::string& note) {
@@ -214,6 +231,10 @@ absl::StatusOr<std::string> WitnessCollector::Submit(Link* link, uint64_t size, 
       for (const merkle::Hash& h : *proof) absl::StrAppend(&body, crypto::Base64Encode(merkle::AsBytes(h)), "\n");
     }
     absl::StrAppend(&body, "\n", note);
+    {
+      absl::MutexLock lock(&mu_);  // Stop() may have come since the round was taken
+      if (stopping_) return absl::CancelledError("stopping");
+    }
     httplib::Result result = link->client->Post(link->path, body, "text/plain; charset=utf-8");
     if (!result) {
       return absl::UnavailableError(absl::StrCat("POST ", link->path, ": ", httplib::to_string(result.error())));
@@ -224,6 +245,15 @@ absl::StatusOr<std::string> WitnessCollector::Submit(Link* link, uint64_t size, 
       auto cosignature = witness::FindCosignature(*cosigned, link->witness->key);
       if (!cosignature.ok()) return absl::UnauthenticatedError(absl::StrCat("answer 200: ", cosignature.status().message()));
       link->known_size = size;
+      // A cosignature dated before the records it covers (beyond the clock
+      // skew) would make verifiers call this honest log post-dated: such a
+      // witness's clock is behind, and its line is not kept.
+      if (auto last = LastLedgerSecond(size); last.has_value() &&
+          static_cast<int64_t>(cosignature->timestamp) + rules::kClockSkewNanos / 1'000'000'000 < *last) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "cosigned size ", size, " at ", cosignature->timestamp, " (POSIX s), before its last record's ledger time ",
+            *last, " less the clock skew: the witness's clock is behind; its cosignature is not kept"));
+      }
       return cosignature->line + "\n";
     }
     const std::string first_line = result->body.substr(0, std::min<size_t>(result->body.find('\n'), 200));
@@ -244,21 +274,21 @@ absl::StatusOr<std::string> WitnessCollector::Submit(Link* link, uint64_t size, 
   return absl::FailedPreconditionError("its size changed twice during one round");
 }
 
-void WitnessCollector::Keep(const Round& round) {
+bool WitnessCollector::Keep(const Round& round) {
   std::string cosigned = round.note;
   for (const auto& [name, line] : round.lines) cosigned = witness::AddSignatureLines(cosigned, line);
   // The policy is the judge of what is kept, not the tally above.
   auto checked = policy_.Check(cosigned);
   if (!checked.ok()) {
     LOG(ERROR) << "cosigned checkpoint of size " << round.size << " fails the witness policy: " << checked.status();
-    return;
+    return false;
   }
   // Added to what is stored (a late line comes after the quorum's).
   auto stored = ledger_->Checkpoint(round.size);
   if (stored.ok()) cosigned = witness::AddSignatureLines(*stored, cosigned.substr(cosigned.find("\n\n") + 2));
   if (absl::Status kept = ledger_->AddCosignatures(cosigned); !kept.ok()) {
     LOG(ERROR) << "cannot keep the witnessed checkpoint of size " << round.size << ": " << kept;
-    return;
+    return false;
   }
   uint64_t previous = witnessed_size_.load();
   while (round.size > previous && !witnessed_size_.compare_exchange_weak(previous, round.size)) {
@@ -268,6 +298,7 @@ void WitnessCollector::Keep(const Round& round) {
           << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - round.started)
                  .count()
           << " ms";
+  return true;
 }
 
 }  // namespace ledger::services

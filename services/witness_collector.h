@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -74,8 +75,11 @@ class WitnessCollector {
   // Starts a round with the newest checkpoint if the last one is over and
   // there is something newer to witness.
   void MaybeStartRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Keeps the round's checkpoint with the cosignatures gathered so far.
-  void Keep(const Round& round);
+  // Keeps the round's checkpoint with the cosignatures gathered so far;
+  // false (logged) if it could not.
+  bool Keep(const Round& round);
+  // The ledger time (POSIX s) of the last record of the tree of `size`.
+  std::optional<int64_t> LastLedgerSecond(uint64_t size) const;
 
   store::Ledger* const ledger_;
   const witness::Policy policy_;

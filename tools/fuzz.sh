@@ -18,7 +18,7 @@ build_dir=build-fuzz
 seconds="${FUZZ_SECONDS:-30}"
 jobs="${JOBS:-2}"
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(fuzz_envelope fuzz_checkpoint fuzz_proof fuzz_rules fuzz_bundle)
+[ ${#targets[@]} -eq 0 ] && targets=(fuzz_envelope fuzz_checkpoint fuzz_proof fuzz_rules fuzz_bundle fuzz_witness)
 
 for tool in clang-14 clang++-14; do
   command -v "$tool" >/dev/null || { echo "fuzz: $tool not found (apt-get install clang-14)" >&2; exit 1; }

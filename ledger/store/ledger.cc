@@ -362,9 +362,12 @@ void Ledger::Submit(std::vector<v1::SignedEvent> events, Done done) {
     submission->done(Refuse(absl::StatusCode::kUnavailable, v1::SHUTTING_DOWN, "the ledger is shutting down"));
     return;
   }
-  // Queued in its author's turn, with one pool task per chunk: each task
-  // takes the next chunk in turn, whichever submission it belongs to.
-  const std::string& author = submission->envelopes.front().body.author();
+  // Queued in its signer's turn, with one pool task per chunk: each task
+  // takes the next chunk in turn, whichever submission it belongs to. The
+  // turn is the signing key's, not the claimed author's: no signature has
+  // been checked yet, and a member that claimed a new author in each batch
+  // would get a turn per batch; its signatures only verify under its keys.
+  const std::string& author = submission->envelopes.front().signed_event.key_id();
   const size_t chunks = (submission->to_verify + kVerifyChunk - 1) / kVerifyChunk;
   {
     absl::MutexLock lock(&verify_turns_mu_);

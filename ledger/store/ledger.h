@@ -215,13 +215,13 @@ class Ledger {
   // Submissions whose signatures are being checked: Shutdown waits for them.
   int verifying_ ABSL_GUARDED_BY(verify_mu_) = 0;
   bool verify_stop_ ABSL_GUARDED_BY(verify_mu_) = false;
-  // Submissions waiting for the verify pool, in turns by author (the first
-  // event's): one chunk per turn, so one author's many or large batches do
-  // not keep another's append waiting (issue 9).
+  // Submissions waiting for the verify pool, in turns by signing key (the
+  // first event's): one chunk per turn, so one member's many or large batches
+  // do not keep another's append waiting (issue 9).
   absl::Mutex verify_turns_mu_;
   absl::flat_hash_map<std::string, std::deque<std::shared_ptr<Submission>>> verify_queues_
       ABSL_GUARDED_BY(verify_turns_mu_);
-  std::deque<std::string> verify_turns_ ABSL_GUARDED_BY(verify_turns_mu_);  // authors with work, next first
+  std::deque<std::string> verify_turns_ ABSL_GUARDED_BY(verify_turns_mu_);  // signing keys with work, next first
 
   absl::Mutex sequencer_mu_;
   absl::CondVar sequencer_cv_;

@@ -12,7 +12,10 @@
 namespace ledger::witness {
 namespace {
 
-constexpr size_t kMaxEntries = 256;  // logs, witnesses and groups each
+constexpr size_t kMaxEntries = 256;  // logs and groups each
+// A cosigned note carries one line per witness and the log's; signed notes
+// hold at most 100 lines (ledger/merkle/checkpoint.cc).
+constexpr size_t kMaxWitnesses = 99;
 
 std::vector<std::string_view> Fields(std::string_view line) {
   std::vector<std::string_view> fields;
@@ -91,7 +94,7 @@ absl::StatusOr<Policy> Policy::Parse(std::string_view text) {
       for (const PolicyWitness& other : policy.witnesses_) {
         if (other.key.key.raw() == key->key.raw()) return bad("duplicate witness key");
       }
-      if (policy.witnesses_.size() >= kMaxEntries) return bad("too many witnesses");
+      if (policy.witnesses_.size() >= kMaxWitnesses) return bad("more than 99 witnesses (a note holds 100 signatures)");
       names[name] = static_cast<int>(policy.witnesses_.size());
       policy.witnesses_.push_back(
           PolicyWitness{name, *std::move(key), f.size() == 4 ? std::string(f[3]) : ""});
@@ -163,19 +166,20 @@ absl::StatusOr<Policy> Policy::Load(const std::string& path) {
   return policy;
 }
 
-bool Policy::NodeSatisfied(int node, const absl::flat_hash_set<std::string>& cosigners) const {
-  const int witness_count = static_cast<int>(witnesses_.size());
-  if (node < witness_count) return cosigners.contains(witnesses_[node].name);
-  const Group& group = groups_[node - witness_count];
-  int met = 0;
-  for (int member : group.members) {
-    if (NodeSatisfied(member, cosigners) && ++met >= group.threshold) return true;
-  }
-  return false;
-}
-
 bool Policy::Satisfied(const absl::flat_hash_set<std::string>& cosigners) const {
-  return quorum_ < 0 || NodeSatisfied(quorum_, cosigners);
+  if (quorum_ < 0) return true;
+  // Bottom up, once: a group's members are always defined before it, so one
+  // pass in order decides every node (a recursion would revisit groups that
+  // several later groups share, exponentially often).
+  const size_t witness_count = witnesses_.size();
+  std::vector<char> satisfied(witness_count + groups_.size());
+  for (size_t i = 0; i < witness_count; ++i) satisfied[i] = cosigners.contains(witnesses_[i].name);
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    int met = 0;
+    for (int member : groups_[g].members) met += satisfied[member];
+    satisfied[witness_count + g] = met >= groups_[g].threshold;
+  }
+  return satisfied[quorum_];
 }
 
 std::string Policy::NodeText(int node) const {

@@ -69,7 +69,6 @@ class Policy {
     int threshold = 0;
     std::vector<int> members;  // node indexes: witnesses first, then groups
   };
-  bool NodeSatisfied(int node, const absl::flat_hash_set<std::string>& cosigners) const;
   std::string NodeText(int node) const;
 
   std::vector<VerifierKey> logs_;

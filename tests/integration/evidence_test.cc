@@ -163,9 +163,15 @@ TEST_F(EvidenceTest, RolledBackTailIsHistoryRewrittenAndTheHonestServerPasses) {
   // (receipts to another member): the saved checkpoints are still not
   // extended, now by a failing consistency proof.
   // First to the very size of the last saved checkpoint: another root for
-  // that size.
+  // that size. The member itself appends first, at the position it was receipted for
+  // before: that earlier receipt is kept (it is the proof), the new one is
+  // saved beside it with a warning, and audit still names both lost.
+  const std::string before = ReadFileBytes(absl::StrCat(dir, "/", ReceiptName(lost[0])));
+  EXPECT_EQ(Register("after-rollback", evidence_), lost[0]);
+  EXPECT_EQ(ReadFileBytes(absl::StrCat(dir, "/", ReceiptName(lost[0]))), before);
+  EXPECT_TRUE(absl::StrContains(last_.err, "HISTORY REWRITTEN?")) << last_;
   const std::string other = root_ + "/evidence-other";
-  for (int i = 0; i < 2; ++i) Register(absl::StrCat("again-", i), other);
+  Register("again-1", other);
   r = Ctl({"audit", "--evidence", evidence_});
   EXPECT_EQ(r.exit_code, kExitRewritten) << r;
   EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("the server now signs another root for size ", lost[1] + 1))) << r;

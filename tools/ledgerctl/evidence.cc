@@ -49,6 +49,12 @@ std::string ReceiptFileName(uint64_t position) {
   return absl::StrFormat("%s%020d%s", kReceiptPrefix, position, kReceiptSuffix);
 }
 
+// A second receipt for a position already saved with another record: the
+// first is never replaced (it is the evidence of what the position held).
+std::string ReceiptFileName(uint64_t position, const std::string& leaf_hex) {
+  return absl::StrFormat("%s%020d-%s%s", kReceiptPrefix, position, leaf_hex.substr(0, 16), kReceiptSuffix);
+}
+
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
   std::error_code error;
   const uintmax_t size = fs::file_size(path, error);
@@ -133,7 +139,8 @@ absl::StatusOr<SavedReceipt> ParseReceiptFile(const std::string& path, const std
   SavedReceipt r;
   r.file = path;
   r.position = position->get<uint64_t>();
-  if (fs::path(path).filename().string() != ReceiptFileName(r.position)) {
+  const std::string name = fs::path(path).filename().string();
+  if (name != ReceiptFileName(r.position) && name != ReceiptFileName(r.position, leaf->get<std::string>())) {
     return absl::InvalidArgumentError(absl::StrCat("holds position ", r.position, ", not the one its name says"));
   }
   std::string leaf_bytes;
@@ -280,7 +287,21 @@ void KeepReceipt(const Invocation& in, LedgerClient& client, const v1::GetLedger
       {"checkpoint", receipt.checkpoint()},
       {"inclusion_proof", proof},
   };
-  const std::string path = absl::StrCat(dir, "/", ReceiptFileName(receipt.position()));
+  std::string path = absl::StrCat(dir, "/", ReceiptFileName(receipt.position()));
+  if (fs::exists(path)) {
+    // Saved before. The same record again (a replayed receipt) may refresh
+    // it; another record at that position means the position was given out
+    // twice — a rolled-back tail — and the earlier file is the proof.
+    auto earlier = ReadSmallFile(path);
+    nlohmann::json parsed = earlier.ok() ? nlohmann::json::parse(*earlier, nullptr, false) : nlohmann::json();
+    const bool same = parsed.is_object() && parsed.value("leaf_hash", "") == Hex(*leaf);
+    if (!same) {
+      path = absl::StrCat(dir, "/", ReceiptFileName(receipt.position(), Hex(*leaf)));
+      Warn(absl::StrCat("HISTORY REWRITTEN? position ", receipt.position(), " was receipted before for another ",
+                        "record (kept in ", dir, "/", ReceiptFileName(receipt.position()),
+                        "); this receipt is saved beside it: run `ledgerctl audit`"));
+    }
+  }
   if (auto s =
           WriteFileAtomically(path, json.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
       !s.ok()) {

@@ -146,6 +146,10 @@ absl::Status RunCheckpoint(const Invocation& in) {
   absl::StatusOr<v1::GetCheckpointResponse> checkpoint = client.GetCheckpoint(*size, witnessed);
   if (!checkpoint.ok()) return checkpoint.status();
   const std::string& note = checkpoint->note();
+  if (witnessed && checkpoint->latest_tree_size() == 0) {
+    return absl::FailedPreconditionError(
+        "the server does not serve witnessed checkpoints (an older ledgerd): it ignored --witnessed");
+  }
   if (witnessed) {
     // What the note is worth goes to stderr; stdout stays the note itself.
     std::string summary = absl::StrCat("witnessed checkpoint ", checkpoint->tree_size(), " of ", checkpoint->origin(),
