@@ -30,11 +30,10 @@ std::pair<std::string, std::string> SplitUrl(const std::string& url) {
 uint64_t NoteSize(const std::string& note) {
   size_t first = note.find('\n');
   size_t second = first == std::string::npos ? first : note.find('\n', first + 1);
-  if (second == std::string::npos) return 0;
   uint64_t size = 0;
-  for (size_t i = first + 1; i < second; ++i) {
-    if (note[i] < '0' || note[i] > '9') return 0;
-    size = size * 10 + static_cast<uint64_t>(note[i] - '0');
+  if (second == std::string::npos ||
+      !merkle::ParseTreeSize(std::string_view(note).substr(first + 1, second - first - 1), &size)) {
+    return 0;
   }
   return size;
 }
@@ -259,12 +258,7 @@ absl::StatusOr<std::string> WitnessCollector::Submit(Link* link, uint64_t size, 
     const std::string first_line = result->body.substr(0, std::min<size_t>(result->body.find('\n'), 200));
     if (result->status == 409 && result->get_header_value("Content-Type").rfind("text/x.tlog.size", 0) == 0) {
       uint64_t held = 0;
-      bool digits = !first_line.empty();
-      for (char c : first_line) {
-        digits = digits && c >= '0' && c <= '9';
-        if (digits) held = held * 10 + static_cast<uint64_t>(c - '0');
-      }
-      if (!digits) return absl::InvalidArgumentError("answer 409 without a decimal size");
+      if (!merkle::ParseTreeSize(first_line, &held)) return absl::InvalidArgumentError("answer 409 without a decimal size");
       link->known_size = old = held;
       continue;  // again, from the size it holds
     }

@@ -91,20 +91,6 @@ bool IsValidNoteText(std::string_view s) {
   return true;
 }
 
-// Decimal without sign or leading zeros ("0" itself is fine), fitting uint64.
-bool ParseSize(std::string_view s, uint64_t* out) {
-  if (s.empty() || (s.size() > 1 && s[0] == '0')) return false;
-  uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    uint64_t d = static_cast<uint64_t>(c - '0');
-    if (v > (UINT64_MAX - d) / 10) return false;
-    v = v * 10 + d;
-  }
-  *out = v;
-  return true;
-}
-
 struct SignatureLine {
   std::string_view name;
   std::string blob;  // key hash || signature
@@ -132,6 +118,19 @@ absl::StatusOr<SignatureLine> ParseSignatureLine(std::string_view line) {
 }
 
 }  // namespace
+
+bool ParseTreeSize(std::string_view s, uint64_t* out) {
+  if (s.empty() || (s.size() > 1 && s[0] == '0')) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    uint64_t d = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  *out = v;
+  return true;
+}
 
 std::string CheckpointText(const Checkpoint& checkpoint) {
   return Cat({checkpoint.origin, "\n", std::to_string(checkpoint.size), "\n",
@@ -187,7 +186,7 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(std::string_view note,
   Checkpoint checkpoint;
   if (lines[0].empty()) return Malformed("empty origin line");
   checkpoint.origin = std::string(lines[0]);
-  if (!ParseSize(lines[1], &checkpoint.size)) {
+  if (!ParseTreeSize(lines[1], &checkpoint.size)) {
     return Malformed("tree size is not a decimal without leading zeros");
   }
   std::string root;

@@ -44,6 +44,11 @@ struct SignedNote {
 // InvalidArgument names what is malformed.
 absl::StatusOr<SignedNote> ParseSignedNote(std::string_view note);
 
+// A tree size as C2SP formats write it (checkpoints, tlog-witness bodies
+// and answers): ASCII decimal, no sign, no leading zeros ("0" itself is
+// fine), fitting uint64.
+bool ParseTreeSize(std::string_view s, uint64_t* out);
+
 // The note text that is signed.
 std::string CheckpointText(const Checkpoint& checkpoint);
 

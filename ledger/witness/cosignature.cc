@@ -35,16 +35,16 @@ absl::Status BadKey(std::string_view vkey, std::string_view what) {
   return absl::InvalidArgumentError(msg);
 }
 
-// Key names are signed-note names: non-empty, no '+', no whitespace.
-bool IsValidKeyName(std::string_view name) {
+}  // namespace
+
+bool IsKeyName(std::string_view name) {
   if (name.empty()) return false;
   for (char c : name) {
-    if (c == '+' || c == ' ' || c == '\t' || c == '\n' || c == '\r') return false;
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f || c == '+') return false;
   }
   return true;
 }
-
-}  // namespace
 
 absl::StatusOr<VerifierKey> ParseVerifierKey(std::string_view vkey) {
   size_t first = vkey.find('+');
@@ -54,7 +54,7 @@ absl::StatusOr<VerifierKey> ParseVerifierKey(std::string_view vkey) {
   std::string_view name = vkey.substr(0, first);
   std::string_view hex = vkey.substr(first + 1, second - first - 1);
   std::string_view b64 = vkey.substr(second + 1);
-  if (!IsValidKeyName(name)) return BadKey(vkey, "key name is empty or has whitespace");
+  if (!IsKeyName(name)) return BadKey(vkey, "key name is empty or has whitespace");
   std::string key_id;
   if (hex.size() != 2 * kKeyIdSize || !crypto::FromHex(hex, &key_id)) {
     return BadKey(vkey, "key id is not 8 hex digits");

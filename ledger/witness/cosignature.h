@@ -36,6 +36,9 @@ struct VerifierKey {
   std::string text;    // the vkey string itself
 };
 
+// Signed-note key names: non-empty, no spaces or other control bytes, no '+'.
+bool IsKeyName(std::string_view name);
+
 // InvalidArgument naming what is wrong: the shape, a name with '+' or
 // whitespace, a key ID that does not match, a type other than 0x01/0x04, a
 // key that is not 32 bytes.

@@ -29,30 +29,6 @@ constexpr char kLockFile[] = "LOCK";
 
 std::string S(std::string_view v) { return std::string(v); }
 
-// Decimal without sign or leading zeros ("0" itself is fine), fitting uint64.
-bool ParseDecimal(std::string_view s, uint64_t* out) {
-  if (s.empty() || (s.size() > 1 && s[0] == '0')) return false;
-  uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    uint64_t d = static_cast<uint64_t>(c - '0');
-    if (v > (UINT64_MAX - d) / 10) return false;
-    v = v * 10 + d;
-  }
-  *out = v;
-  return true;
-}
-
-// Signed-note key names: non-empty, no spaces (nor other control bytes), no '+'.
-bool IsKeyName(std::string_view name) {
-  if (name.empty()) return false;
-  for (char c : name) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7f || c == '+') return false;
-  }
-  return true;
-}
-
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
@@ -122,7 +98,7 @@ absl::StatusOr<Witness::State> ParseState(const std::string& path, const std::st
   if (lines.size() < 3) return bad("fewer than three lines");
   if (lines[0] != origin) return bad("its origin line is not the origin it is named after");
   Witness::State state;
-  if (!ParseDecimal(lines[1], &state.size)) return bad("size is not a decimal");
+  if (!merkle::ParseTreeSize(lines[1], &state.size)) return bad("size is not a decimal");
   std::string root;
   if (!crypto::Base64Decode(lines[2], &root) || root.size() != state.root.size()) {
     return bad("root is not base64 of 32 bytes");
@@ -301,7 +277,7 @@ Witness::Response Witness::AddCheckpoint(std::string_view body) {
     return Answer(400, "the body must start with a line \"old <size>\"");
   }
   uint64_t old_size = 0;
-  if (!ParseDecimal(body.substr(4, nl - 4), &old_size)) {
+  if (!merkle::ParseTreeSize(body.substr(4, nl - 4), &old_size)) {
     return Answer(400, "old size is not a decimal without leading zeros");
   }
   body.remove_prefix(nl + 1);
