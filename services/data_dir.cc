@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "ledger/common/files.h"
 #include "ledger/crypto/sha256.h"
 
 namespace ledger::services {
@@ -97,17 +98,7 @@ absl::StatusOr<store::LedgerOptions> PrepareDataDir(const std::string& dir, cons
 }
 
 absl::Status WriteOperatorVkey(const std::string& dir, const std::string& vkey) {
-  const std::string path = dir + "/operator.vkey";
-  const std::string temp = path + ".tmp";
-  {
-    std::ofstream out(temp, std::ios::trunc);
-    out << vkey << "\n";
-    if (!out.flush()) return absl::UnavailableError("cannot write " + temp + ": " + std::strerror(errno));
-  }
-  std::error_code error;
-  fs::rename(temp, path, error);
-  if (error) return absl::UnavailableError("cannot write " + path + ": " + error.message());
-  return absl::OkStatus();
+  return ReplaceFileDurably(dir + "/operator.vkey", vkey + "\n", 0644);
 }
 
 }  // namespace ledger::services

@@ -11,9 +11,9 @@ cd "${1:-$(dirname "$0")/..}"
 # generated protobuf code, which every area may use).
 declare -A allowed=(
   [ledger/common]="ledger/common/"
-  [ledger/crypto]="ledger/crypto/"
+  [ledger/crypto]="ledger/common/ ledger/crypto/"
   [ledger/merkle]="ledger/crypto/ ledger/merkle/"
-  [ledger/witness]="ledger/crypto/ ledger/merkle/ ledger/witness/"
+  [ledger/witness]="ledger/common/ ledger/crypto/ ledger/merkle/ ledger/witness/"
   [ledger/event]="ledger/v1/ ledger/crypto/ ledger/event/"
   [ledger/rules]="ledger/v1/ ledger/crypto/ ledger/event/ ledger/rules/"
   [ledger/store]="ledger/v1/ ledger/common/ ledger/crypto/ ledger/merkle/ ledger/event/ ledger/rules/ ledger/store/"

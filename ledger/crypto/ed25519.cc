@@ -22,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "ledger/common/files.h"
 #include "ledger/crypto/sha256.h"
 
 namespace ledger::crypto {
@@ -73,34 +74,6 @@ std::string KeyTypeName(const EVP_PKEY* pkey) {
 
 // Never prompts: an encrypted PEM is rejected instead of blocking on a tty.
 int NoPassphrase(char*, int, int, void*) { return -1; }
-
-absl::Status WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::ErrnoToStatus(errno, "write");
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return absl::OkStatus();
-}
-
-// Syncs the directory holding `path` so the new directory entry survives a
-// crash as well as the file contents.
-absl::Status SyncParentDir(const std::string& path) {
-  size_t slash = path.rfind('/');
-  std::string dir = slash == std::string::npos ? std::string(".")
-                    : slash == 0                ? std::string("/")
-                                                : path.substr(0, slash);
-  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return absl::ErrnoToStatus(errno, "open directory");
-  int rc = fsync(fd);
-  int err = errno;
-  close(fd);
-  if (rc != 0) return absl::ErrnoToStatus(err, "fsync directory");
-  return absl::OkStatus();
-}
 
 absl::Status WriteNewFile(const std::string& path, std::string_view contents,
                           mode_t mode) {

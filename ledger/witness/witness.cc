@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "ledger/common/files.h"
 #include "ledger/crypto/sha256.h"
 #include "ledger/merkle/checkpoint.h"
 
@@ -36,48 +37,6 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
   text << in.rdbuf();
   if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
   return text.str();
-}
-
-absl::Status WriteAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::ErrnoToStatus(errno, "write");
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status SyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("open directory ", dir));
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return absl::ErrnoToStatus(err, absl::StrCat("fsync directory ", dir));
-  return absl::OkStatus();
-}
-
-// Replaces `path` with `contents` atomically and durably: a crash leaves the
-// old file or the new one, never a mixture, and once this returns OK the new
-// one survives a crash (of the process or the machine).
-absl::Status ReplaceFileDurably(const std::string& dir, const std::string& path, std::string_view contents) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("create ", tmp));
-  absl::Status status = WriteAll(fd, contents);
-  if (status.ok() && ::fsync(fd) != 0) status = absl::ErrnoToStatus(errno, absl::StrCat("fsync ", tmp));
-  if (::close(fd) != 0 && status.ok()) status = absl::ErrnoToStatus(errno, absl::StrCat("close ", tmp));
-  if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    status = absl::ErrnoToStatus(errno, absl::StrCat("rename ", tmp, " to ", path));
-  }
-  if (!status.ok()) {
-    ::unlink(tmp.c_str());
-    return status;
-  }
-  return SyncDir(dir);
 }
 
 // Parses a state file (the log-signed checkpoint note last cosigned) for
@@ -153,7 +112,7 @@ absl::StatusOr<std::unique_ptr<Witness>> Witness::Open(const std::string& dir, s
   // state files in them would vanish with them.
   const std::string parent = fs::absolute(dir, error).parent_path().string();
   for (const std::string& d : {dir, parent}) {
-    if (absl::Status synced = SyncDir(d); !synced.ok()) return synced;
+    if (absl::Status synced = SyncParentDir(d + "/"); !synced.ok()) return synced;  // d itself
   }
 
   const std::string lock_path = dir + "/" + kLockFile;
@@ -208,7 +167,7 @@ absl::StatusOr<std::unique_ptr<Witness>> Witness::Open(const std::string& dir, s
           " or a new data directory")));
     }
   } else {
-    absl::Status written = ReplaceFileDurably(dir, vkey_path, vkey.text + "\n");
+    absl::Status written = ReplaceFileDurably(vkey_path, vkey.text + "\n");
     if (!written.ok()) return fail(written);
   }
 
@@ -253,7 +212,7 @@ std::optional<Witness::State> Witness::Latest(const std::string& origin) const {
 }
 
 absl::Status Witness::Persist(const Origin& origin, std::string_view note) const {
-  return ReplaceFileDurably(dir_ + "/" + kStateDir, origin.state_path, note);
+  return ReplaceFileDurably(origin.state_path, note);
 }
 
 void Witness::KeepForkEvidence(const Origin& origin, uint64_t size, std::string_view note) const {
@@ -264,7 +223,7 @@ void Witness::KeepForkEvidence(const Origin& origin, uint64_t size, std::string_
   std::error_code error;
   if (std::filesystem::exists(path, error)) return;
   // Best effort: the answer (409) does not depend on it.
-  (void)ReplaceFileDurably(dir, path, absl::StrCat(origin.note, "\n", S(note)));
+  (void)ReplaceFileDurably(path, absl::StrCat(origin.note, "\n", S(note)));
 }
 
 Witness::Response Witness::AddCheckpoint(std::string_view body) {

@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "ledger/common/files.h"
 #include "ledger/crypto/sha256.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
@@ -167,36 +168,7 @@ absl::StatusOr<SavedReceipt> ParseReceiptFile(const std::string& path, const std
 }  // namespace
 
 absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
-  const std::string partial = path + ".partial";
-  auto failed = [&](const std::string& what) {
-    return absl::UnavailableError(absl::StrCat(what, ": ", std::strerror(errno)));
-  };
-  const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return failed(absl::StrCat(partial, ": cannot create"));
-  for (size_t done = 0; done < contents.size();) {
-    const ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      absl::Status s = failed(absl::StrCat(partial, ": cannot write"));
-      ::close(fd);
-      return s;
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    absl::Status s = failed(absl::StrCat(partial, ": fsync"));
-    ::close(fd);
-    return s;
-  }
-  ::close(fd);
-  if (::rename(partial.c_str(), path.c_str()) != 0) return failed(absl::StrCat("rename to ", path));
-  const std::string dir = fs::path(path).parent_path().string();
-  const int dir_fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) return failed(absl::StrCat(dir, ": cannot open to fsync"));
-  const int synced = ::fsync(dir_fd);
-  ::close(dir_fd);
-  if (synced != 0) return failed(absl::StrCat(dir, ": fsync"));
-  return absl::OkStatus();
+  return ReplaceFileDurably(path, contents, 0644);
 }
 
 absl::StatusOr<std::string> EvidenceRoot(const Invocation& in) {

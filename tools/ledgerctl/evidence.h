@@ -80,8 +80,8 @@ absl::StatusOr<EvidenceCheck> CheckEvidence(const Invocation& in, LedgerClient& 
 // The human report of a check: HISTORY REWRITTEN block, or the summary line.
 std::string FormatEvidenceCheck(const EvidenceCheck& check, const std::string& server);
 
-// Writes `path` via `path`.partial, fsync and rename, then fsyncs the
-// directory: after a crash the file is the old one or the new one, whole.
+// ReplaceFileDurably (ledger/common/files.h) with mode 0644: after a crash
+// the file is the old one or the new one, whole.
 absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
 
 }  // namespace ledger::ctl
