@@ -1,4 +1,5 @@
 // The ledgerd data directory:
+//   DIR/ledgerd.lock        flock held by the ledgerd serving DIR (its pid inside)
 //   DIR/db/                 RocksDB
 //   DIR/operator.key.pem    operator private key (0600): signs checkpoints and system events
 //   DIR/operator.pub.pem    operator public key, for auditors
@@ -19,6 +20,8 @@
 #include "ledger/store/ledger.h"
 
 namespace ledger::services {
+
+inline constexpr char kDataDirLockFile[] = "ledgerd.lock";
 
 struct DataDirLayout {
   explicit DataDirLayout(std::string dir);

@@ -35,6 +35,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "ledger/common/files.h"
 #include "ledger/common/thread_pool.h"
 #include "ledger/event/envelope.h"
 #include "ledger/merkle/checkpoint.h"
@@ -291,6 +292,10 @@ int main(int argc, char** argv) {
     if (!policy.ok()) return Refuse(absl::StrCat("--witness-policy: ", policy.status().message()), 2);
     witness_policy = *std::move(policy);
   }
+  // Before anything in DIR is touched: a second ledgerd on it is told so
+  // plainly, not with RocksDB's LOCK error after it has rewritten keys.
+  auto data_lock = ledger::DirectoryLock::Acquire(flags.data, ledger::services::kDataDirLockFile, "ledgerd");
+  if (!data_lock.ok()) return Refuse(std::string(data_lock.status().message()), 1);
   std::vector<std::string> warnings;
   std::string registrar_key_written;
   auto options = ledger::services::PrepareDataDir(flags.data, flags.registrar_id, &warnings, flags.registrar_key_out,

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace ledger {
 
@@ -26,6 +27,25 @@ absl::Status SyncParentDir(const std::string& path);
 // fsynced. On failure the temporary file is removed and `path` is untouched.
 // Errors name the file and the OS reason.
 absl::Status ReplaceFileDurably(const std::string& path, std::string_view contents, mode_t mode = 0600);
+
+// An exclusive flock on DIR/`lock_file`, held until destruction: one process
+// per directory. The holder's pid is written into the file so the refusal can
+// name it: "another `holder` is using DIR (pid N holds DIR/lock_file)".
+// Creates DIR (0700) if it does not exist.
+class DirectoryLock {
+ public:
+  static absl::StatusOr<DirectoryLock> Acquire(const std::string& dir, const std::string& lock_file,
+                                               const std::string& holder);
+  DirectoryLock(DirectoryLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  DirectoryLock& operator=(DirectoryLock&& other) noexcept;
+  DirectoryLock(const DirectoryLock&) = delete;
+  DirectoryLock& operator=(const DirectoryLock&) = delete;
+  ~DirectoryLock();
+
+ private:
+  explicit DirectoryLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
 
 }  // namespace ledger
 

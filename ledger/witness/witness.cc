@@ -1,7 +1,6 @@
 #include "ledger/witness/witness.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -74,13 +73,11 @@ Witness::Response Answer(int status, std::string body) {
 
 uint64_t SystemClockSeconds() { return static_cast<uint64_t>(std::time(nullptr)); }
 
-Witness::Witness(std::string dir, VerifierKey vkey, crypto::PrivateKey key, Clock clock, int lock_fd)
+Witness::Witness(std::string dir, VerifierKey vkey, crypto::PrivateKey key, Clock clock, DirectoryLock lock)
     : dir_(std::move(dir)), vkey_(std::move(vkey)), key_(std::move(key)), clock_(std::move(clock)),
-      lock_fd_(lock_fd) {}
+      lock_(std::move(lock)) {}
 
-Witness::~Witness() {
-  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
-}
+Witness::~Witness() = default;
 
 absl::StatusOr<std::unique_ptr<Witness>> Witness::Open(const std::string& dir, std::string name,
                                                        std::vector<VerifierKey> logs, Clock clock) {
@@ -115,33 +112,19 @@ absl::StatusOr<std::unique_ptr<Witness>> Witness::Open(const std::string& dir, s
     if (absl::Status synced = SyncParentDir(d + "/"); !synced.ok()) return synced;  // d itself
   }
 
-  const std::string lock_path = dir + "/" + kLockFile;
-  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("open ", lock_path));
-  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    int err = errno;
-    ::close(lock_fd);
-    if (err == EWOULDBLOCK) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(dir, " is in use by another ledger-witness (", lock_path, " is locked)"));
-    }
-    return absl::ErrnoToStatus(err, absl::StrCat("flock ", lock_path));
-  }
-  auto fail = [lock_fd](absl::Status status) {
-    ::close(lock_fd);
-    return status;
-  };
+  auto lock = DirectoryLock::Acquire(dir, kLockFile, "ledger-witness");
+  if (!lock.ok()) return lock.status();
 
   // The key: made once, reused ever after.
   const std::string key_path = dir + "/" + kKeyFile;
   std::vector<std::string> warnings;
   if (!fs::exists(key_path, error)) {
     absl::Status written = crypto::WritePrivateKeyFile(key_path, crypto::PrivateKey::Generate());
-    if (!written.ok()) return fail(written);
+    if (!written.ok()) return written;
   }
   std::string exposed;
   absl::StatusOr<crypto::PrivateKey> key = crypto::ReadPrivateKeyFile(key_path, &exposed);
-  if (!key.ok()) return fail(key.status());
+  if (!key.ok()) return key.status();
   if (!exposed.empty()) warnings.push_back(exposed);
 
   // Its verifier key: the name is fixed by the first start.
@@ -149,29 +132,29 @@ absl::StatusOr<std::unique_ptr<Witness>> Witness::Open(const std::string& dir, s
   const std::string vkey_path = dir + "/" + kVkeyFile;
   if (fs::exists(vkey_path, error)) {
     absl::StatusOr<std::string> text = ReadSmallFile(vkey_path);
-    if (!text.ok()) return fail(text.status());
+    if (!text.ok()) return text.status();
     std::string_view line = *text;
     if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
     absl::StatusOr<VerifierKey> stored = ParseVerifierKey(line);
     if (!stored.ok()) {
-      return fail(absl::DataLossError(absl::StrCat(vkey_path, " is not a verifier key: ", stored.status().message())));
+      return absl::DataLossError(absl::StrCat(vkey_path, " is not a verifier key: ", stored.status().message()));
     }
     if (stored->key.raw() != key->public_key().raw() || stored->type != kCosignatureV1Ed25519) {
-      return fail(absl::DataLossError(
-          absl::StrCat(vkey_path, " is not the cosignature key of ", key_path, "; restore the pair")));
+      return absl::DataLossError(
+          absl::StrCat(vkey_path, " is not the cosignature key of ", key_path, "; restore the pair"));
     }
     if (stored->name != name) {
-      return fail(absl::FailedPreconditionError(absl::StrCat(
+      return absl::FailedPreconditionError(absl::StrCat(
           dir, " belongs to witness \"", stored->name, "\" (", vkey_path, "), not \"", name,
           "\": the name is part of the witness's identity; use --name ", stored->name,
-          " or a new data directory")));
+          " or a new data directory"));
     }
   } else {
     absl::Status written = ReplaceFileDurably(vkey_path, vkey.text + "\n");
-    if (!written.ok()) return fail(written);
+    if (!written.ok()) return written;
   }
 
-  std::unique_ptr<Witness> witness(new Witness(dir, std::move(vkey), *std::move(key), std::move(clock), lock_fd));
+  std::unique_ptr<Witness> witness(new Witness(dir, std::move(vkey), *std::move(key), std::move(clock), *std::move(lock)));
   witness->warnings_ = std::move(warnings);
   for (VerifierKey& log : logs) {
     auto& slot = witness->origins_[log.name];

@@ -62,6 +62,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "ledger/common/files.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/merkle/tree.h"
 #include "ledger/witness/cosignature.h"
@@ -119,7 +120,7 @@ class Witness {
     std::string note ABSL_GUARDED_BY(mu);  // as persisted; empty if never cosigned
   };
 
-  Witness(std::string dir, VerifierKey vkey, crypto::PrivateKey key, Clock clock, int lock_fd);
+  Witness(std::string dir, VerifierKey vkey, crypto::PrivateKey key, Clock clock, DirectoryLock lock);
   // Replaces the origin's state file with `note` (atomically, durably).
   absl::Status Persist(const Origin& origin, std::string_view note) const;
   // A log-signed checkpoint with the stored size and another root: keeps
@@ -131,7 +132,7 @@ class Witness {
   const VerifierKey vkey_;
   const crypto::PrivateKey key_;
   const Clock clock_;
-  const int lock_fd_;
+  const DirectoryLock lock_;  // held while open
   std::vector<std::string> warnings_;
   // Built by Open, never changed after: read without a lock.
   std::map<std::string, std::unique_ptr<Origin>, std::less<>> origins_;

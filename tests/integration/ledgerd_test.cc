@@ -265,6 +265,25 @@ TEST(LedgerdRegistrarKey, WrittenOutsideTheDataDirectoryOnRequest) {
   EXPECT_NE(by_default.Stderr().find("operator holds a registrar's key"), std::string::npos) << by_default.Stderr();
 }
 
+// A second ledgerd on a served directory is refused before it touches
+// anything, in words an operator understands, and the first keeps serving.
+TEST(LedgerdDataDir, ASecondLedgerdIsToldAnotherIsUsingIt) {
+  LedgerdProcess first;
+  ASSERT_OK(first.Start());
+  LedgerdProcess second;
+  second.set_data_dir(first.data_dir());
+  absl::Status started = second.Start();
+  ASSERT_FALSE(started.ok());
+  EXPECT_NE(second.Stderr().find("another ledgerd is using " + first.data_dir()), std::string::npos)
+      << second.Stderr();
+  EXPECT_EQ(second.Stderr().find("LOCK"), std::string::npos) << "RocksDB's lock error leaked: " << second.Stderr();
+  LedgerClient client(first.address());
+  ASSERT_OK(client.Init());
+  ASSERT_OK(first.Stop().status());
+  // Released with the process: the directory serves again.
+  ASSERT_OK(first.Start());
+}
+
 // DESIGN §4 "Logs outlive releases": a ledger written under rules version 1
 // keeps them under this release until its operator runs --upgrade-rules,
 // which adopts the newest version as an operator-signed record.

@@ -49,6 +49,8 @@ class LedgerdProcess {
 
   // Arguments added after `--data DIR --listen 127.0.0.1:0` at every start.
   void set_extra_args(std::vector<std::string> args) { extra_args_ = std::move(args); }
+  // Serves `dir` instead of its own directory (e.g. another process's).
+  void set_data_dir(std::string dir) { data_dir_ = std::move(dir); }
 
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }

@@ -96,7 +96,7 @@ TEST_F(WitnessTest, ReopeningKeepsTheKeyAndRefusesAnotherName) {
     auto second = Witness::Open(dir_.Path("witness"), kName, {log_.vkey});
     ASSERT_FALSE(second.ok());
     EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition) << second.status();
-    EXPECT_NE(second.status().message().find("in use"), absl::string_view::npos) << second.status();
+    EXPECT_NE(second.status().message().find("another ledger-witness is using"), absl::string_view::npos) << second.status();
   }
   auto again = Open();
   ASSERT_NE(again, nullptr);
