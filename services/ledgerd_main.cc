@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -252,6 +253,24 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
 
 // Why ledgerd does not start: the plain line it has always printed, and one
 // log line to grep for ("ledgerd refused to start").
+// How to run ledgerctl from here: the one built or installed beside this
+// ledgerd (relative to the working directory when under it), else by name.
+std::string LedgerctlCommand() {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const fs::path self = fs::read_symlink("/proc/self/exe", error);
+  if (error) return "ledgerctl";
+  for (const fs::path& candidate : {self.parent_path() / "ledgerctl", self.parent_path() / "../tools/ledgerctl"}) {
+    if (!fs::exists(candidate, error)) continue;
+    const fs::path canonical = fs::canonical(candidate, error);
+    if (error) continue;
+    const fs::path relative = fs::relative(canonical, fs::current_path(error), error);
+    if (!error && !relative.empty() && *relative.begin() != "..") return relative.string();
+    return canonical.string();
+  }
+  return "ledgerctl";
+}
+
 int Refuse(const std::string& message, int exit_code) {
   std::cerr << "ledgerd: " << message << "\n" << std::flush;
   LOG(ERROR) << "ledgerd refused to start: " << message;
@@ -411,7 +430,7 @@ int main(int argc, char** argv) {
                           : "")
             << "  registrar key (new ledgers): "
             << (flags.registrar_key_out.empty() ? flags.data + "/registrar.key.pem" : flags.registrar_key_out) << "\n"
-            << "  try: ledgerctl --server " << address << " checkpoint\n"
+            << "  try: " << LedgerctlCommand() << " --server " << address << " checkpoint\n"
             << std::flush;
   LOG(INFO) << "ledgerd started: listening on " << address << ", data " << flags.data
             << ", ledger " << (*ledger)->info().ledger_id() << ", " << (*ledger)->size()
