@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <filesystem>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "ledger/crypto/sha256.h"
 #include "tools/ledgerctl/commands.h"
@@ -49,6 +51,18 @@ absl::Status RunKeygen(const Invocation& in) {
           absl::StrCat("key file ", public_out, ": already exists; refusing to overwrite"));
     }
   }
+  // A path under a directory not yet made (README: var/keys/NAME.pem) gets
+  // its directories, private to the user like the key itself.
+  for (const std::string& file : {out, public_out}) {
+    const std::filesystem::path parent = std::filesystem::path(file).parent_path();
+    std::error_code error;
+    if (parent.empty() || std::filesystem::exists(parent, error)) continue;
+    if (!std::filesystem::create_directories(parent, error) && error) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("key file ", file, ": cannot create directory ", parent.string(), ": ", error.message()));
+    }
+    std::filesystem::permissions(parent, std::filesystem::perms::owner_all, error);
+  }
   crypto::PrivateKey key = crypto::PrivateKey::Generate();
   if (absl::Status s = crypto::WritePrivateKeyFile(out, key); !s.ok()) return s;
   if (!public_out.empty()) {
@@ -58,7 +72,7 @@ absl::Status RunKeygen(const Invocation& in) {
     }
   }
   PrintLine(absl::StrCat("key_id: ", key.public_key().key_id()));
-  PrintLine(absl::StrCat("public_key: ", crypto::Base64Encode(key.public_key().raw())));
+  PrintLine(absl::StrCat("public_key (hex): ", absl::BytesToHexString(absl::string_view(key.public_key().raw().data(), key.public_key().raw().size()))));
   return absl::OkStatus();
 }
 
