@@ -14,6 +14,10 @@ grpc::Status ToGrpc(const absl::Status& status) {
     uint32_t value = 0;
     if (absl::SimpleAtoi(std::string(*index), &value)) detail.set_batch_index(value);
   }
+  if (auto position = status.GetPayload(kRecordedAtPayloadUrl); position.has_value()) {
+    uint64_t value = 0;
+    if (absl::SimpleAtoi(std::string(*position), &value)) detail.set_recorded_at(value);
+  }
   // absl and gRPC share the canonical code numbering.
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), detail.message(),
                       detail.SerializeAsString());

@@ -28,4 +28,12 @@ absl::Status AtBatchIndex(const absl::Status& status, size_t index, size_t batch
   return annotated;
 }
 
+absl::Status RecordedAt(const absl::Status& refusal, uint64_t position) {
+  absl::Status annotated(refusal.code(),
+                         absl::StrCat(refusal.message(), "; recorded as SubmissionRefused at position ", position));
+  refusal.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) { annotated.SetPayload(url, payload); });
+  annotated.SetPayload(kRecordedAtPayloadUrl, absl::Cord(absl::StrCat(position)));
+  return annotated;
+}
+
 }  // namespace ledger

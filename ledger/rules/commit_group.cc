@@ -117,7 +117,10 @@ class GroupDecider {
       result.positions.emplace_back(position, false);
       in_group_[id] = PriorUse{position, body_hash};
       ids_added.push_back(std::move(id));
-      for (v1::EventBody& system_body : effects->system_events) EmitSystem(std::move(system_body));
+      for (v1::EventBody& system_body : effects->system_events) {
+        result.implied.emplace_back(position, next_position());
+        EmitSystem(std::move(system_body));
+      }
     }
     if (result.status.ok()) return;
 
@@ -125,6 +128,7 @@ class GroupDecider {
     decision_.records.resize(first_record);
     for (const std::string& id : ids_added) in_group_.erase(id);
     result.positions.clear();
+    result.implied.clear();
     // A validly signed submission that broke a rule stays on the record,
     // but only as the log alone reproduces it: decided again without the
     // rest of its batch, with the plain refusal an auditor will see.
@@ -138,7 +142,9 @@ class GroupDecider {
             RecordRefusal(state_, *refused, alone, context(), &result.refusal_dropped)) {
       // Indexed under every version (state only; the first one kept), so a
       // ledger that adopts version 2 later knows the refusals before it.
-      IndexRefusedSubmission(state_, refused->signed_bytes, next_position(), kept->submission_refused().reason());
+      result.refusal_position = next_position();
+      IndexRefusedSubmission(state_, refused->signed_bytes, result.refusal_position,
+                             kept->submission_refused().reason());
       EmitSystem(*std::move(kept));
       decision_.records.back().refused = refused;
       result.refusal_recorded = true;

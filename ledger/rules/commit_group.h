@@ -106,6 +106,10 @@ struct SubmissionResult {
   // submission's (nothing new was written for it).
   std::vector<std::pair<uint64_t, bool>> positions;
   bool refusal_recorded = false;  // a SubmissionRefused among the records
+  uint64_t refusal_position = 0;  // ... at this position
+  // When OK: (event position, position of a system event it implied), in
+  // record order.
+  std::vector<std::pair<uint64_t, uint64_t>> implied;
   bool refusal_dropped = false;   // a broken rule beyond the daily allowance
 };
 

@@ -656,7 +656,9 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
   const uint64_t first_new = commit.records.empty() ? 0 : commit.records.front().position;
   for (size_t s = 0; s < group.size(); ++s) {
     if (!outcomes[s].ok()) {
-      group[s]->done(outcomes[s]);
+      // Durable now: the member may be told its refusal is on the record.
+      const bool recorded = results[s] != nullptr && results[s]->refusal_recorded && !commit.records.empty();
+      group[s]->done(recorded ? RecordedAt(outcomes[s], results[s]->refusal_position) : outcomes[s]);
       continue;
     }
     std::vector<SubmitResult> receipts;
@@ -678,6 +680,12 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
       result.receipt.set_leaf_hash(std::string(merkle::AsBytes(merkle::HashLeaf(record.record))));
       result.receipt.set_tree_size(commit.new_tree_size);
       result.receipt.set_checkpoint(note);
+      for (const auto& [cause, implied] : results[s]->implied) {
+        if (cause != position) continue;
+        v1::ImpliedRecord& record = *result.receipt.add_implied();
+        record.set_position(implied);
+        record.set_kind(EventKind(decision.records[implied - input.first_position].system));
+      }
       receipts.push_back(std::move(result));
     }
     if (failure.ok()) {

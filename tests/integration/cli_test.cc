@@ -494,8 +494,8 @@ TEST_F(CliTest, IdentityChangesAreListed) {
   r = Ctl({"identity-changes"});
   ASSERT_TRUE(Succeeded(r));
   EXPECT_TRUE(absl::StrContains(r.out, "notice ends")) << r.out;
-  EXPECT_TRUE(absl::StrContains(r.out, "IDENTITY_CHANGE_CONFIRMED")) << r.out;
-  EXPECT_TRUE(absl::StrContains(r.out, "IDENTITY_CHANGE_CANCELLED at")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "CONFIRMED")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "CANCELLED at")) << r.out;
 
   r = Ctl({"organisation", "salford-royal"});
   ASSERT_TRUE(Succeeded(r));

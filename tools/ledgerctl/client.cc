@@ -1,12 +1,15 @@
 #include "tools/ledgerctl/client.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "client/channel.h"
 #include "client/error_detail.h"
+#include "ledger/event/envelope.h"
 #include "grpcpp/client_context.h"
 
 namespace ledger::ctl {
@@ -140,6 +143,49 @@ absl::StatusOr<v1::RecordEntry> LedgerClient::Get(uint64_t position) {
                                             response->entry().position()));
   }
   return response->entry();
+}
+
+absl::Status NarrowToTimes(const ParsedFlags& flags, LedgerClient& client, uint64_t& from, uint64_t& to) {
+  uint64_t bound[2] = {from, to};
+  const char* names[2] = {"since", "until"};
+  bool narrowed = false;
+  for (int i = 0; i < 2; ++i) {
+    if (!flags.Has(names[i])) continue;
+    absl::Time time;
+    std::string error;
+    if (!absl::ParseTime(absl::RFC3339_full, flags.Get(names[i]), &time, &error)) {
+      return UsageError(absl::StrCat("--", names[i], " '", flags.Get(names[i]),
+                                     "' is not an RFC 3339 time (e.g. 2026-12-01T09:00:00Z): ", error));
+    }
+    absl::StatusOr<uint64_t> position = client.FirstPositionAtOrAfter(absl::ToUnixNanos(time));
+    if (!position.ok()) return position.status();
+    bound[i] = *position;
+    narrowed = true;
+  }
+  if (!narrowed) return absl::OkStatus();
+  from = std::max(from, bound[0]);
+  if (flags.Has("until")) to = to == 0 ? bound[1] : std::min(to, bound[1]);
+  if (flags.Has("until") && to <= from) from = to = 1;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> LedgerClient::FirstPositionAtOrAfter(int64_t unix_ns) {
+  absl::StatusOr<v1::GetLedgerInfoResponse> info = GetLedgerInfo();
+  if (!info.ok()) return info.status();
+  uint64_t low = 0, high = info->tree_size();  // the answer is in [low, high]
+  while (low < high) {
+    const uint64_t middle = low + (high - low) / 2;
+    absl::StatusOr<v1::RecordEntry> entry = Get(middle);
+    if (!entry.ok()) return entry.status();
+    absl::StatusOr<v1::Record> record = DecodeRecord(entry->record(), middle);
+    if (!record.ok()) return record.status();
+    if (record->ledger_time_unix_ns() < unix_ns) {
+      low = middle + 1;
+    } else {
+      high = middle;
+    }
+  }
+  return low;
 }
 
 absl::StatusOr<v1::ReadResponse> LedgerClient::Read(const v1::ReadRequest& request) {

@@ -25,8 +25,18 @@
 #include "grpcpp/channel.h"
 #include "ledger/v1/governance_service.grpc.pb.h"
 #include "ledger/v1/ledger_service.grpc.pb.h"
+#include "tools/ledgerctl/flags.h"
 
 namespace ledger::ctl {
+
+class LedgerClient;
+
+// --since / --until (RFC 3339, e.g. 2026-12-01T09:00:00Z): the positions
+// [from, to) of the records whose ledger time is in [since, until), narrowed
+// from [from, to) (to = 0: the end). Untouched when neither flag is given.
+// A range with no record in it comes out as [1, 1) (to = 0 would mean "to
+// the end").
+absl::Status NarrowToTimes(const ParsedFlags& flags, LedgerClient& client, uint64_t& from, uint64_t& to);
 
 class LedgerClient {
  public:
@@ -39,6 +49,10 @@ class LedgerClient {
 
   absl::StatusOr<v1::GetLedgerInfoResponse> GetLedgerInfo();
   absl::StatusOr<v1::AppendResponse> Append(const v1::SignedEvent& event);
+  // The first position whose ledger time is at or after `unix_ns`, or the
+  // tree size if none is: a binary search over Get (ledger time never goes
+  // backwards along the log), about log2(size) calls.
+  absl::StatusOr<uint64_t> FirstPositionAtOrAfter(int64_t unix_ns);
   // The entry at `position` (checked to be that position).
   absl::StatusOr<v1::RecordEntry> Get(uint64_t position);
   absl::StatusOr<v1::ReadResponse> Read(const v1::ReadRequest& request);

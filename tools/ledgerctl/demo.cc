@@ -317,7 +317,7 @@ class Demo {
     Say("\nvetoes (position, member, proposal, gateway, how it ended):");
     for (const auto& v : vetoes->vetoes()) {
       Say(absl::StrCat("  ", v.veto().at(), "  ", v.veto().org_id(), "  ", v.proposal_id(), "  ", v.veto().gateway_id(),
-                       "  ", v1::VetoOutcome_Name(v.veto().outcome()), "  \"", v.veto().rationale(), "\""));
+                       "  ", EnumText(v.veto().outcome()), "  \"", v.veto().rationale(), "\""));
     }
     auto overrules = client_.ListOverrules(filter);
     if (!overrules.ok()) return overrules.status();
@@ -331,7 +331,7 @@ class Demo {
     Say("\nrefusals (position, member, attempted, proposal, gateway, reason):");
     for (const auto& r : refusals->refusals()) {
       Say(absl::StrCat("  ", r.position(), "  ", r.org_id(), "  ", r.attempted_kind(), "  ", r.proposal_id(), "  ",
-                       r.gateway_id().empty() ? "-" : r.gateway_id(), "  ", v1::Reason_Name(r.reason()),
+                       r.gateway_id().empty() ? "-" : r.gateway_id(), "  ", EnumText(r.reason()),
                        r.attempted_reversal() ? "  (attempted reversal)" : ""));
     }
     auto adopted = client_.GetProposal(Id("shared-back-office"));

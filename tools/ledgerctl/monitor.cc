@@ -150,11 +150,11 @@ absl::Status RunVerifyProposal(const Invocation& in) {
   } else {
     const v1::VerifyProposalResponse& r = *response;
     std::string out = absl::StrCat("proposal ", r.proposal_id(), " of collective ", r.collective_id(), ": ",
-                                   v1::ProposalStatus_Name(r.status()), ", submitted at position ", r.submitted_at(),
+                                   EnumText(r.status()), ", submitted at position ", r.submitted_at(),
                                    "\n");
     for (const v1::GatewayLockEvidence& g : r.gateways()) {
       absl::StrAppend(&out, "gateway ", g.gateway_id(), g.superseded() ? " (earlier attempt)" : "", ": ",
-                      v1::GatewayStatus_Name(g.status()));
+                      EnumText(g.status()));
       if (g.locked()) absl::StrAppend(&out, ", locked at position ", g.locked_at());
       if (g.called_at() != 0) absl::StrAppend(&out, ", called at ", g.called_at());
       absl::StrAppend(&out, " (opened at ", g.opened_at(), ")");
@@ -162,7 +162,7 @@ absl::Status RunVerifyProposal(const Invocation& in) {
       absl::StrAppend(&out, "\n");
       std::vector<std::string> members;
       for (const v1::MemberPositionAtLock& m : g.positions()) {
-        members.push_back(m.voted() ? absl::StrCat(m.org_id(), " ", v1::Position_Name(m.position()), " (", m.at(), ")")
+        members.push_back(m.voted() ? absl::StrCat(m.org_id(), " ", EnumText(m.position()), " (", m.at(), ")")
                                     : absl::StrCat(m.org_id(), " did not vote"));
       }
       absl::StrAppend(&out, "  ", g.locked() ? "positions at the lock: " : "positions: ",
@@ -180,7 +180,7 @@ absl::Status RunVerifyProposal(const Invocation& in) {
     for (const v1::VerifyRefusedAttempt& a : r.refused_attempts()) {
       absl::StrAppend(&out, "  position ", a.position(), ": ", a.org_id(), " (key ", a.key_id(), ")",
                       a.gateway_id().empty() ? "" : absl::StrCat(" on gateway ", a.gateway_id()), ": ",
-                      v1::Reason_Name(a.reason()), "\n");
+                      EnumText(a.reason()), "\n");
     }
     absl::StrAppend(&out, "no reversal: ",
                     r.intact() ? "INTACT (nothing accepted changed a locked gateway)"

@@ -2,7 +2,10 @@
 
 #include <cstdio>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
@@ -12,26 +15,140 @@
 
 namespace ledger::ctl {
 
+namespace {
+constexpr absl::string_view kRecordLineFormat = "%-6s  %-24s  %-20s  %-24s  %-32s  %s";
+}  // namespace
+
+std::string RecordHeader() {
+  return absl::StrFormat(kRecordLineFormat, "pos", "ledger time (UTC)", "author", "kind", "key id", "what");
+}
+
 std::string DumpJson(const Json& json) {
   return json.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+namespace {
+
+// Protobuf's JSON prints 64-bit integers as strings (a JavaScript number
+// holds 53 bits exactly). Ours are positions, counts and times: printed as
+// numbers when they fit in 53 bits, as strings otherwise, field by field.
+void IntegersAsNumbers(const google::protobuf::Descriptor& descriptor, Json& object) {
+  using google::protobuf::FieldDescriptor;
+  if (!object.is_object() || absl::StartsWith(descriptor.full_name(), "google.protobuf.")) return;
+  constexpr uint64_t kExact = uint64_t{1} << 53;
+  auto convert = [&](const FieldDescriptor& field, Json& value) {
+    if (field.cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+      IntegersAsNumbers(*field.message_type(), value);
+      return;
+    }
+    if (!value.is_string()) return;
+    const std::string& text = value.get_ref<const std::string&>();
+    if (field.cpp_type() == FieldDescriptor::CPPTYPE_INT64) {
+      int64_t number = 0;
+      if (absl::SimpleAtoi(text, &number) && number <= static_cast<int64_t>(kExact) &&
+          number >= -static_cast<int64_t>(kExact)) {
+        value = number;
+      }
+    } else if (field.cpp_type() == FieldDescriptor::CPPTYPE_UINT64) {
+      uint64_t number = 0;
+      if (absl::SimpleAtoi(text, &number) && number <= kExact) value = number;
+    }
+  };
+  for (int i = 0; i < descriptor.field_count(); ++i) {
+    const FieldDescriptor& field = *descriptor.field(i);
+    auto found = object.find(field.name());
+    if (found == object.end() || field.is_map()) continue;
+    if (field.is_repeated() && found->is_array()) {
+      for (Json& element : *found) convert(field, element);
+    } else {
+      convert(field, *found);
+    }
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> ProtoToJson(const google::protobuf::Message& message) {
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
-  options.always_print_primitive_fields = false;
+  options.preserve_proto_field_names = true;     // snake_case, as the .proto files and our own JSON
+  options.always_print_primitive_fields = true;  // defaults too: a standing veto shows its empty end
   auto status = google::protobuf::util::MessageToJsonString(message, &out, options);
   if (!status.ok()) {
     return absl::InternalError(absl::StrCat(
         "cannot print ", message.GetTypeName(), " as JSON: ",
         absl::string_view(status.message().data(), status.message().size())));
   }
-  return out;
+  Json json = Json::parse(out, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) {
+    return absl::InternalError(absl::StrCat("protobuf printed ", message.GetTypeName(), " as JSON that does not parse"));
+  }
+  IntegersAsNumbers(*message.GetDescriptor(), json);
+  return DumpJson(json);
 }
 
 std::string FormatLedgerTime(int64_t unix_ns) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixNanos(unix_ns),
                           absl::UTCTimeZone());
+}
+
+std::string EnumText(const google::protobuf::EnumValueDescriptor& value) {
+  // The prefix every value of the enum shares, up to an underscore.
+  const google::protobuf::EnumDescriptor& type = *value.type();
+  std::string prefix = type.value(0)->name();
+  for (int i = 1; i < type.value_count(); ++i) {
+    const std::string& name = type.value(i)->name();
+    size_t common = 0;
+    while (common < prefix.size() && common < name.size() && prefix[common] == name[common]) ++common;
+    prefix.resize(common);
+  }
+  prefix.resize(type.value_count() > 1 && prefix.rfind('_') != std::string::npos ? prefix.rfind('_') + 1 : 0);
+  return value.name().substr(prefix.size());
+}
+
+std::string RecordSummary(const v1::EventBody& body) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection& reflection = *body.GetReflection();
+  const FieldDescriptor* payload_field =
+      reflection.GetOneofFieldDescriptor(body, v1::EventBody::descriptor()->FindOneofByName("payload"));
+  if (payload_field == nullptr) return "";
+  const google::protobuf::Message& payload = reflection.GetMessage(body, payload_field);
+  std::vector<std::string> parts;
+  if (body.has_submission_refused()) {
+    v1::SignedEvent refused;
+    v1::EventBody attempted;
+    if (refused.ParseFromString(body.submission_refused().signed_event()) && attempted.ParseFromString(refused.body())) {
+      parts.push_back(absl::StrCat("refused ", EventKind(attempted), " by ", attempted.author()));
+      if (std::string what = RecordSummary(attempted); !what.empty()) parts.push_back(absl::StrCat("(", what, ")"));
+    }
+  }
+  std::vector<const FieldDescriptor*> fields;
+  payload.GetReflection()->ListFields(payload, &fields);
+  for (const FieldDescriptor* field : fields) {
+    if (field->is_repeated()) continue;
+    const std::string& name = field->name();
+    const auto& r = *payload.GetReflection();
+    switch (field->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_STRING:
+        // Identifiers, not free text (a rationale can be kilobytes).
+        if (field->type() != FieldDescriptor::TYPE_BYTES &&
+            (absl::EndsWith(name, "_id") || name == "successor" || name == "caller")) {
+          parts.push_back(absl::StrCat(name, "=", r.GetString(payload, field)));
+        }
+        break;
+      case FieldDescriptor::CPPTYPE_ENUM:
+        parts.push_back(absl::StrCat(name, "=", EnumText(*r.GetEnum(payload, field))));
+        break;
+      case FieldDescriptor::CPPTYPE_UINT64:
+        if (absl::EndsWith(name, "_position") || absl::EndsWith(name, "_at")) {
+          parts.push_back(absl::StrCat(name, "=", r.GetUInt64(payload, field)));
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  return absl::StrJoin(parts, " ");
 }
 
 absl::StatusOr<std::string> FormatRecord(const v1::RecordEntry& entry,
@@ -49,11 +166,11 @@ absl::StatusOr<std::string> FormatRecord(const v1::RecordEntry& entry,
   const std::string& kind = EventKind(body);
 
   if (!json) {
-    return absl::StrFormat("%-6d  %s  %-20s  %-24s  %s", record->position(),
+    return absl::StrFormat(kRecordLineFormat, absl::StrCat(record->position()),
                            FormatLedgerTime(record->ledger_time_unix_ns()),
                            body.author().empty() ? "-" : body.author(),
                            kind.empty() ? "(no payload)" : kind,
-                           envelope->signed_event.key_id());
+                           envelope->signed_event.key_id(), RecordSummary(body));
   }
   absl::StatusOr<std::string> body_json = ProtoToJson(body);
   if (!body_json.ok()) return body_json.status();
@@ -80,6 +197,9 @@ absl::StatusOr<std::string> FormatReceipt(const v1::AppendResponse& response, bo
       "ledger_time: ", FormatLedgerTime(receipt.ledger_time_unix_ns()), "\n",
       "leaf_hash: ", crypto::ToHex(receipt.leaf_hash()), "\n",
       "tree_size: ", receipt.tree_size());
+  for (const v1::ImpliedRecord& implied : receipt.implied()) {
+    absl::StrAppend(&out, "\nimplied: ", implied.kind(), " at ", implied.position());
+  }
   if (response.replayed()) {
     absl::StrAppend(&out, "\nreplayed: true (an identical earlier submission; its receipt)");
   }

@@ -41,9 +41,6 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-std::string Name(v1::ProposalStatus s) { return v1::ProposalStatus_Name(s).substr(9); }  // "PROPOSAL_"
-std::string Name(v1::GatewayStatus s) { return v1::GatewayStatus_Name(s).substr(8); }    // "GATEWAY_"
-std::string Name(v1::VetoOutcome s) { return v1::VetoOutcome_Name(s).substr(5); }        // "VETO_"
 
 absl::Status PrintJsonOr(const Invocation& in, const google::protobuf::Message& message,
                          const std::string& human) {
@@ -59,21 +56,23 @@ absl::Status PrintJsonOr(const Invocation& in, const google::protobuf::Message& 
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::QueryFilter> FilterFrom(const ParsedFlags& flags) {
+// The filter the flags give (--since/--until are turned into positions).
+absl::StatusOr<v1::QueryFilter> FilterFrom(const ParsedFlags& flags, LedgerClient& client) {
   v1::QueryFilter filter;
   filter.set_collective_id(flags.Get("collective"));
   filter.set_proposal_id(flags.Get("proposal"));
   filter.set_org_id(flags.Get("org"));
   filter.set_page_token(flags.Get("page-token"));
-  for (auto [name, setter] : std::initializer_list<std::pair<const char*, void (v1::QueryFilter::*)(uint64_t)>>{
-           {"from", &v1::QueryFilter::set_from_position}, {"to", &v1::QueryFilter::set_to_position}}) {
-    auto value = flags.GetUint64(name, 0);
-    if (!value.ok()) return value.status();
-    (filter.*setter)(*value);
-  }
+  auto from = flags.GetUint64("from", 0);
+  if (!from.ok()) return from.status();
+  auto to = flags.GetUint64("to", 0);
+  if (!to.ok()) return to.status();
   auto limit = flags.GetUint64("limit", 0);
   if (!limit.ok()) return limit.status();
   if (*limit > 1000) return UsageError("--limit is at most 1000");
+  if (absl::Status narrowed = NarrowToTimes(flags, client, *from, *to); !narrowed.ok()) return narrowed;
+  filter.set_from_position(*from);
+  filter.set_to_position(*to);
   filter.set_limit(static_cast<uint32_t>(*limit));
   return filter;
 }
@@ -90,14 +89,14 @@ absl::Status RunProposal(const Invocation& in) {
                                  "  collective ", p->collective_id(), " (charter version ", p->charter_version(),
                                  "), category \"", p->submission().category(), "\"\n",
                                  "  proposed by ", p->proposer(), " at position ", p->submitted_at(), "\n",
-                                 "  status ", Name(p->status()));
+                                 "  status ", EnumText(p->status()));
   if (p->ended_at() != 0) absl::StrAppend(&out, " at position ", p->ended_at());
   absl::StrAppend(&out, "\n");
   if (!p->recused().empty()) absl::StrAppend(&out, "  recused: ", absl::StrJoin(p->recused(), ", "), "\n");
   Table gateways({"gateway", "status", "opened", "decided", "assent", "object", "abstain", "electorate", "caller"});
   for (int i = 0; i < p->gateway_states_size(); ++i) {
     const v1::GatewayState& g = p->gateway_states(i);
-    gateways.Add({g.gateway_id(), Name(g.status()), g.opened_at() ? absl::StrCat(g.opened_at()) : "-",
+    gateways.Add({g.gateway_id(), EnumText(g.status()), g.opened_at() ? absl::StrCat(g.opened_at()) : "-",
                   g.decided_at() ? absl::StrCat(g.decided_at()) : "-", absl::StrCat(g.tally().assent()),
                   absl::StrCat(g.tally().object()), absl::StrCat(g.tally().abstain()),
                   absl::StrCat(g.electorate_size()), g.caller().empty() ? "-" : g.caller()});
@@ -106,7 +105,7 @@ absl::Status RunProposal(const Invocation& in) {
   Table votes({"position", "gateway", "member", "vote", "rationale"});
   for (const v1::GatewayState& g : p->gateway_states()) {
     for (const v1::VoteRecord& v : g.votes()) {
-      votes.Add({absl::StrCat(v.at()), g.gateway_id(), v.org_id(), v1::Position_Name(v.position()), v.rationale()});
+      votes.Add({absl::StrCat(v.at()), g.gateway_id(), v.org_id(), EnumText(v.position()), v.rationale()});
     }
   }
   absl::StrAppend(&out, "\nvotes (a later vote of a member replaces its earlier one while the gateway is open):\n",
@@ -123,7 +122,8 @@ absl::Status RunProposal(const Invocation& in) {
 }
 
 absl::Status RunProposals(const Invocation& in) {
-  auto filter = FilterFrom(in.flags);
+  LedgerClient client(in.server, in.tls);
+  auto filter = FilterFrom(in.flags, client);
   if (!filter.ok()) return filter.status();
   v1::ListProposalsRequest request;
   *request.mutable_filter() = *filter;
@@ -134,14 +134,13 @@ absl::Status RunProposals(const Invocation& in) {
     }
     request.add_statuses(parsed);
   }
-  LedgerClient client(in.server, in.tls);
   auto response = client.ListProposals(request);
   if (!response.ok()) return response.status();
   Table table({"submitted", "proposal", "collective", "status", "gateway", "gateway status", "title"});
   for (const auto& s : response->proposals()) {
-    table.Add({absl::StrCat(s.submitted_at()), s.proposal_id(), s.collective_id(), Name(s.status()),
+    table.Add({absl::StrCat(s.submitted_at()), s.proposal_id(), s.collective_id(), EnumText(s.status()),
                s.current_gateway().empty() ? "-" : s.current_gateway(),
-               s.current_gateway().empty() ? "-" : Name(s.current_gateway_status()), s.title()});
+               s.current_gateway().empty() ? "-" : EnumText(s.current_gateway_status()), s.title()});
   }
   return PrintJsonOr(in, *response, table.Render() + NextPage(response->next_page_token()));
 }
@@ -161,7 +160,7 @@ absl::Status RunCollective(const Invocation& in) {
   if (!c->former_members().empty()) absl::StrAppend(&out, "  former members (still bound): ", absl::StrJoin(c->former_members(), ", "), "\n");
   Table gateways({"gateway", "rule", "callers", "deadline (s)"});
   for (const v1::Gateway& g : c->charter().gateways()) {
-    std::string rule = v1::RuleKind_Name(g.rule().kind() == v1::RULE_KIND_UNSPECIFIED ? v1::UNANIMITY : g.rule().kind());
+    std::string rule = EnumText(g.rule().kind() == v1::RULE_KIND_UNSPECIFIED ? v1::UNANIMITY : g.rule().kind());
     if (g.rule().kind() == v1::SUPERMAJORITY) absl::StrAppend(&rule, " ", g.rule().numerator(), "/", g.rule().denominator());
     if (g.rule().quorum_percent() > 0) absl::StrAppend(&rule, ", quorum ", g.rule().quorum_percent(), "%");
     gateways.Add({g.id(), rule, absl::StrJoin(g.callers(), ","), g.deadline_seconds() ? absl::StrCat(g.deadline_seconds()) : "-"});
@@ -199,38 +198,38 @@ absl::Status RunOrganisation(const Invocation& in) {
 }
 
 absl::Status RunVetoes(const Invocation& in) {
-  auto filter = FilterFrom(in.flags);
-  if (!filter.ok()) return filter.status();
   LedgerClient client(in.server, in.tls);
+  auto filter = FilterFrom(in.flags, client);
+  if (!filter.ok()) return filter.status();
   auto response = client.ListVetoes(*filter);
   if (!response.ok()) return response.status();
   Table table({"position", "time", "member", "proposal", "gateway", "ended", "at", "rationale"});
   for (const auto& v : response->vetoes()) {
     table.Add({absl::StrCat(v.veto().at()), FormatLedgerTime(v.veto().time_unix_ns()), v.veto().org_id(),
-               v.proposal_id(), v.veto().gateway_id(), Name(v.veto().outcome()),
+               v.proposal_id(), v.veto().gateway_id(), EnumText(v.veto().outcome()),
                v.veto().ended_at() ? absl::StrCat(v.veto().ended_at()) : "-", v.veto().rationale()});
   }
   return PrintJsonOr(in, *response, table.Render() + NextPage(response->next_page_token()));
 }
 
 absl::Status RunOverrules(const Invocation& in) {
-  auto filter = FilterFrom(in.flags);
-  if (!filter.ok()) return filter.status();
   LedgerClient client(in.server, in.tls);
+  auto filter = FilterFrom(in.flags, client);
+  if (!filter.ok()) return filter.status();
   auto response = client.ListOverrules(*filter);
   if (!response.ok()) return response.status();
   Table table({"call", "decided", "overruled", "caller", "proposal", "gateway", "outcome", "rationale"});
   for (const auto& o : response->overrules()) {
     table.Add({absl::StrCat(o.call_position()), absl::StrCat(o.decided_position()), o.org_id(), o.caller(),
-               o.proposal_id(), o.gateway_id(), v1::Outcome_Name(o.outcome()), o.rationale()});
+               o.proposal_id(), o.gateway_id(), EnumText(o.outcome()), o.rationale()});
   }
   return PrintJsonOr(in, *response, table.Render() + NextPage(response->next_page_token()));
 }
 
 absl::Status RunRefusals(const Invocation& in) {
-  auto filter = FilterFrom(in.flags);
-  if (!filter.ok()) return filter.status();
   LedgerClient client(in.server, in.tls);
+  auto filter = FilterFrom(in.flags, client);
+  if (!filter.ok()) return filter.status();
   auto response = client.ListRefusals(*filter);
   if (!response.ok()) return response.status();
   Table table({"position", "time", "member", "key", "attempted", "proposal", "gateway", "reason", "reversal",
@@ -238,7 +237,7 @@ absl::Status RunRefusals(const Invocation& in) {
   for (const auto& r : response->refusals()) {
     table.Add({absl::StrCat(r.position()), FormatLedgerTime(r.ledger_time_unix_ns()), r.org_id(),
                r.key_id().substr(0, 12), r.attempted_kind(), r.proposal_id().empty() ? "-" : r.proposal_id(),
-               r.gateway_id().empty() ? "-" : r.gateway_id(), v1::Reason_Name(r.reason()),
+               r.gateway_id().empty() ? "-" : r.gateway_id(), EnumText(r.reason()),
                r.attempted_reversal() ? "YES" : "no", absl::StrCat(r.dropped_before())});
   }
   std::string dropped;
@@ -250,16 +249,16 @@ absl::Status RunRefusals(const Invocation& in) {
 }
 
 absl::Status RunIdentityChanges(const Invocation& in) {
-  auto filter = FilterFrom(in.flags);
-  if (!filter.ok()) return filter.status();
   LedgerClient client(in.server, in.tls);
+  auto filter = FilterFrom(in.flags, client);
+  if (!filter.ok()) return filter.status();
   auto response = client.ListIdentityChanges(*filter);
   if (!response.ok()) return response.status();
   Table table({"position", "kind", "organisation", "key", "author", "status", "effective", "notice ends",
                "confirmed by", "signed by notice key"});
   for (const auto& view : response->changes()) {
     const v1::IdentityChangeState& c = view.change();
-    std::string status = v1::IdentityChangeStatus_Name(c.status());
+    std::string status = EnumText(c.status());
     if (c.status() == v1::IDENTITY_CHANGE_CANCELLED) {
       absl::StrAppend(&status, " at ", c.cancelled_at(), " by ", c.cancelled_by());
     }
@@ -277,12 +276,12 @@ absl::Status RunHistory(const Invocation& in) {
   if (in.flags.Get("proposal").empty() == in.flags.Get("org").empty()) {
     return UsageError("give exactly one of --proposal and --org");
   }
-  auto filter = FilterFrom(in.flags);
-  if (!filter.ok()) return filter.status();
   LedgerClient client(in.server, in.tls);
+  auto filter = FilterFrom(in.flags, client);
+  if (!filter.ok()) return filter.status();
   auto response = client.GetHistory(*filter);
   if (!response.ok()) return response.status();
-  std::string out;
+  std::string out = in.flags.Has("json") ? "" : RecordHeader() + "\n";
   for (const v1::RecordEntry& entry : response->entries()) {
     auto line = FormatRecord(entry, entry.position(), in.flags.Has("json"));
     if (!line.ok()) return line.status();
@@ -301,6 +300,8 @@ std::vector<FlagSpec> FilterFlags(std::vector<FlagSpec> own = {}) {
            {"org", "ID", "only this organisation"},
            {"from", "N", "only records at positions >= N"},
            {"to", "N", "only records at positions < N"},
+           {"since", "TIME", "only records at or after this ledger time (RFC 3339, e.g. 2026-12-01T09:00:00Z)"},
+           {"until", "TIME", "only records before this ledger time (RFC 3339)"},
            {"limit", "N", "at most N answers (default 100, at most 1000)"},
            {"page-token", "T", "continue from a previous answer"},
            {"json", "", "print protobuf JSON"}}) {

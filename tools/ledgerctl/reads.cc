@@ -16,8 +16,9 @@ namespace {
 constexpr uint32_t kMaxPage = 1000;  // LedgerService.Read's limit
 
 constexpr char kRecordFormat[] =
-    "Each record is one line: position, ledger time (UTC), author, event kind and\n"
-    "the signing key's id. With --json, one object per line:\n"
+    "A header line, then each record on one line: position, ledger time (UTC),\n"
+    "author, event kind, the signing key's id, and what the event is about (its\n"
+    "proposal, gateway, position taken...). With --json, one object per line:\n"
     "  {\"position\":N,\"ledger_time_unix_ns\":T,\"key_id\":\"..\",\"signature\":\"<base64>\",\n"
     "   \"body\":<EventBody as protobuf JSON>,\"leaf_hash\":\"<hex>\"}";
 
@@ -38,6 +39,7 @@ absl::Status RunGet(const Invocation& in) {
   LedgerClient client(in.server, in.tls);
   absl::StatusOr<v1::RecordEntry> entry = client.Get(*position);
   if (!entry.ok()) return entry.status();
+  if (!in.flags.Has("json")) PrintLine(RecordHeader());
   return PrintRecord(*entry, *position, in.flags.Has("json"));
 }
 
@@ -68,10 +70,14 @@ absl::Status RunRead(const Invocation& in) {
   request.set_author(in.flags.Get("author"));
   bool json = in.flags.Has("json");
 
-  // Page through until --limit records are printed or the log is exhausted.
+  // Page through until --limit records are printed or the log (or the
+  // --until time) is exhausted.
   LedgerClient client(in.server, in.tls);
+  uint64_t start = *from, end = 0;  // end 0: the end of the log
+  if (absl::Status narrowed = NarrowToTimes(in.flags, client, start, end); !narrowed.ok()) return narrowed;
   uint64_t remaining = *limit;
-  uint64_t next = *from;
+  uint64_t next = start;
+  if (!json) PrintLine(RecordHeader());
   while (remaining > 0) {
     request.set_from_position(next);
     request.set_limit(static_cast<uint32_t>(std::min<uint64_t>(remaining, kMaxPage)));
@@ -79,6 +85,7 @@ absl::Status RunRead(const Invocation& in) {
     if (!page.ok()) return page.status();
     uint64_t last = next;  // positions must increase within and across pages
     for (const v1::RecordEntry& entry : page->entries()) {
+      if (end != 0 && entry.position() >= end) return absl::OkStatus();
       if (entry.position() < last || entry.position() >= page->next_position()) {
         return absl::DataLossError(absl::StrCat(
             "Read at ", in.server, ": record position ", entry.position(),
@@ -89,8 +96,14 @@ absl::Status RunRead(const Invocation& in) {
       last = entry.position() + 1;
       if (--remaining == 0) break;
     }
+    if (remaining == 0 && last < (end != 0 ? end : page->tree_size())) {
+      // More records (of the filter, if any) may follow: say where to go on.
+      if (!json) PrintLine(absl::StrCat("(more: --from ", last, "; the log has ", page->tree_size(), " records)"));
+      break;
+    }
     // A page that did not advance means the end of the log.
     if (page->next_position() <= next || page->next_position() >= page->tree_size()) break;
+    if (end != 0 && page->next_position() >= end) break;
     next = page->next_position();
   }
   return absl::OkStatus();
@@ -109,6 +122,7 @@ absl::Status RunTail(const Invocation& in) {
   LedgerClient client(in.server, in.tls);
   uint64_t next = *from;
   uint64_t printed = 0;
+  if (!json) PrintLine(RecordHeader());
   absl::Status status = client.Subscribe(
       *from,
       [&](const v1::RecordEntry& entry) -> absl::StatusOr<bool> {
@@ -196,6 +210,8 @@ Command ReadCommand() {
                      {"limit", "L", "at most L records (default 100)"},
                      {"kind", "K", "only events of this kind, e.g. vote_cast", false, true},
                      {"author", "ORG", "only events authored by ORG"},
+                     {"since", "TIME", "from the first record at or after this ledger time (RFC 3339)"},
+                     {"until", "TIME", "only records before this ledger time (RFC 3339)"},
                      kJsonFlag}},
           &RunRead};
 }
