@@ -63,7 +63,11 @@ std::string FormatValue(double value) {
     return std::to_string(static_cast<int64_t>(value));
   }
   char buffer[64];
-  auto [end, error] = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  // Plain decimals ("0.0005", not "5e-04") where they stay short.
+  const double magnitude = std::fabs(value);
+  const std::chars_format format =
+      magnitude >= 1e-6 && magnitude < 1e15 ? std::chars_format::fixed : std::chars_format::general;
+  auto [end, error] = std::to_chars(buffer, buffer + sizeof(buffer), value, format);
   return std::string(buffer, end);
 }
 

@@ -11,6 +11,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -44,13 +45,13 @@ using Samples = std::map<std::string, double>;
 
 Samples ParseSamples(const std::string& body) {
   Samples samples;
-  for (std::string_view line : absl::StrSplit(body, '\n', absl::SkipEmpty())) {
+  for (absl::string_view line : absl::StrSplit(body, '\n', absl::SkipEmpty())) {
     if (line.front() == '#') continue;
     const size_t space = line.rfind(' ');
     double value = 0;
-    EXPECT_NE(space, std::string_view::npos) << line;
-    if (space == std::string_view::npos) continue;
-    const std::string_view text = line.substr(space + 1);
+    EXPECT_NE(space, absl::string_view::npos) << line;
+    if (space == absl::string_view::npos) continue;
+    const absl::string_view text = line.substr(space + 1);
     if (text == "+Inf") {
       value = std::numeric_limits<double>::infinity();
     } else {
@@ -76,7 +77,7 @@ std::string Appends(const std::string& method, const std::string& outcome, const
 
 // Runs `command` through the shell: its exit status and everything it wrote
 // (stdout and stderr).
-int Run(const std::string& command, std::string* output) {
+int RunShell(const std::string& command, std::string* output) {
   FILE* pipe = popen((command + " 2>&1").c_str(), "r");
   if (pipe == nullptr) return -1;
   char buffer[4096];
@@ -278,7 +279,7 @@ TEST_F(MetricsTest, CountersMoveByWhatWasDoneAndPromtoolAcceptsTheScrape) {
   ASSERT_EQ(access(kPromtool, X_OK), 0) << kPromtool << " is missing: install Debian's prometheus package "
                                         << "(tools/test.sh does)";
   std::string promtool_output;
-  EXPECT_EQ(Run(absl::StrCat(kPromtool, " check metrics < ", scrape_path), &promtool_output), 0)
+  EXPECT_EQ(RunShell(absl::StrCat(kPromtool, " check metrics < ", scrape_path), &promtool_output), 0)
       << promtool_output << "\n" << body;
   EXPECT_EQ(promtool_output, "") << body;
 
@@ -302,7 +303,7 @@ int RunLedgerd(const std::vector<std::string>& args, std::string* output) {
   TempDir dir;
   std::string command = absl::StrCat(LEDGERD_PATH, " --data ", dir.path(), "/data --listen 127.0.0.1:0");
   for (const std::string& arg : args) absl::StrAppend(&command, " '", arg, "'");
-  return Run(command, output);
+  return RunShell(command, output);
 }
 
 TEST(MetricsFlagTest, BadAddressIsAUsageErrorNamingTheFlag) {
