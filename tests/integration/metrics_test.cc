@@ -16,6 +16,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -34,6 +35,7 @@
 #include "tests/support/ledgerd_process.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/witness_process.h"
 
 namespace ledger::testing {
 namespace {
@@ -129,39 +131,64 @@ int HealthCheck(const std::string& address, const std::string& service, std::str
   return bytes[1];
 }
 
+// The port of the line ledgerd prints before "ledgerd listening on":
+// "metrics on http://127.0.0.1:PORT/metrics" (0 if it is not there).
+int MetricsPort(const std::string& out) {
+  const std::string prefix = "metrics on http://127.0.0.1:";
+  const size_t at = out.find(prefix);
+  const size_t end = at == std::string::npos ? at : out.find('\n', at);
+  if (end == std::string::npos) return 0;
+  const std::string line = out.substr(at, end - at);
+  int port = 0;
+  if (!absl::EndsWith(line, "/metrics") ||
+      !absl::SimpleAtoi(line.substr(prefix.size(), line.size() - prefix.size() - 8), &port)) {
+    return 0;
+  }
+  return port;
+}
+
+// GET /metrics: the body, after checking the status and content type.
+std::string Scrape(int port) {
+  httplib::Client http("127.0.0.1", port);
+  httplib::Result result = http.Get("/metrics");
+  EXPECT_TRUE(result) << "GET /metrics: " << httplib::to_string(result.error());
+  if (!result) return "";
+  EXPECT_EQ(result->status, 200);
+  EXPECT_EQ(result->get_header_value("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  return result->body;
+}
+
+// `promtool check metrics` on `body`: passes only with exit 0 and no output
+// (it prints one line per lint problem).
+void ExpectPromtoolAccepts(const std::string& body) {
+  TempDir dir;
+  const std::string scrape_path = dir.path() + "/scrape.txt";
+  {
+    std::ofstream out(scrape_path, std::ios::binary);
+    out << body;
+  }
+  ASSERT_EQ(access(kPromtool, X_OK), 0) << kPromtool << " is missing: install Debian's prometheus package "
+                                        << "(tools/test.sh does)";
+  std::string promtool_output;
+  EXPECT_EQ(RunShell(absl::StrCat(kPromtool, " check metrics < ", scrape_path), &promtool_output), 0)
+      << promtool_output << "\n" << body;
+  EXPECT_EQ(promtool_output, "") << body;
+}
+
 class MetricsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     server_.set_extra_args({"--metrics-listen", "127.0.0.1:0"});
     ASSERT_OK(server_.Start());
-    // The line printed before "ledgerd listening on": the real bound port.
-    const std::string out = server_.Stdout();
-    const std::string prefix = "metrics on http://127.0.0.1:";
-    const size_t at = out.find(prefix);
-    ASSERT_NE(at, std::string::npos) << out;
-    const size_t end = out.find('\n', at);
-    ASSERT_NE(end, std::string::npos) << out;
-    const std::string line = out.substr(at, end - at);
-    ASSERT_TRUE(absl::EndsWith(line, "/metrics")) << line;
-    const std::string port_text = line.substr(prefix.size(), line.size() - prefix.size() - 8);
-    ASSERT_TRUE(absl::SimpleAtoi(port_text, &metrics_port_)) << line;
-    ASSERT_GT(metrics_port_, 0) << line;
+    metrics_port_ = MetricsPort(server_.Stdout());
+    ASSERT_GT(metrics_port_, 0) << server_.Stdout();
     client_ = std::make_unique<LedgerClient>(server_.address());
     ASSERT_OK(client_->Init());
     ASSERT_OK_AND_ASSIGN(Org registrar, LoadRegistrar(server_.data_dir()));
     registrar_ = registrar;
   }
 
-  // GET /metrics: the body, after checking the status and content type.
-  std::string Scrape() {
-    httplib::Client http("127.0.0.1", metrics_port_);
-    httplib::Result result = http.Get("/metrics");
-    EXPECT_TRUE(result) << "GET /metrics: " << httplib::to_string(result.error());
-    if (!result) return "";
-    EXPECT_EQ(result->status, 200);
-    EXPECT_EQ(result->get_header_value("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
-    return result->body;
-  }
+  std::string Scrape() { return ledger::testing::Scrape(metrics_port_); }
 
   LedgerdProcess server_;
   int metrics_port_ = 0;
@@ -269,19 +296,7 @@ TEST_F(MetricsTest, CountersMoveByWhatWasDoneAndPromtoolAcceptsTheScrape) {
   // No witness policy: no lag to report.
   EXPECT_FALSE(absl::StrContains(body, "ledger_witnessed_checkpoint_lag")) << body;
 
-  // Valid, and no lint warning (promtool prints one line per problem).
-  TempDir dir;
-  const std::string scrape_path = dir.path() + "/scrape.txt";
-  {
-    std::ofstream out(scrape_path, std::ios::binary);
-    out << body;
-  }
-  ASSERT_EQ(access(kPromtool, X_OK), 0) << kPromtool << " is missing: install Debian's prometheus package "
-                                        << "(tools/test.sh does)";
-  std::string promtool_output;
-  EXPECT_EQ(RunShell(absl::StrCat(kPromtool, " check metrics < ", scrape_path), &promtool_output), 0)
-      << promtool_output << "\n" << body;
-  EXPECT_EQ(promtool_output, "") << body;
+  ExpectPromtoolAccepts(body);
 
   stream_context.TryCancel();
   while (reader->Read(&message)) {
@@ -295,6 +310,63 @@ TEST_F(MetricsTest, HealthSaysServingOnceServing) {
     std::string error;
     EXPECT_EQ(HealthCheck(server_.address(), service, &error), 1) << "service \"" << service << "\": " << error;
   }
+}
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  return text;
+}
+
+// With --witness-policy (one real ledger-witness, quorum of it): the lag is
+// 0 once the witness has cosigned the newest checkpoint, and exactly the
+// records appended after the witness stopped.
+TEST(MetricsWitnessTest, LagIsTheRecordsNotYetCosigned) {
+  TempDir dir;
+  LedgerdProcess server;
+  ASSERT_OK(server.Start());  // once, to create the ledger and its vkey
+  ASSERT_OK(server.Stop().status());
+  const std::string log_vkey = ReadText(server.data_dir() + "/operator.vkey");
+  WitnessProcess witness(dir.path() + "/w1", {"--name", "witness.test/w1", "--log-vkey", log_vkey});
+  ASSERT_OK(witness.Start());
+  const std::string policy_path = dir.path() + "/policy.txt";
+  std::ofstream(policy_path) << "log " << log_vkey << "\nwitness w1 " << ReadText(dir.path() + "/w1/witness.vkey")
+                             << " http://" << witness.address() << "\nquorum w1\n";
+  server.set_extra_args({"--witness-policy", policy_path, "--metrics-listen", "127.0.0.1:0"});
+  ASSERT_OK(server.Start());
+  const int port = MetricsPort(server.Stdout());
+  ASSERT_GT(port, 0) << server.Stdout();
+
+  LedgerClient client(server.address());
+  ASSERT_OK(client.Init());
+  ASSERT_OK_AND_ASSIGN(Org registrar, LoadRegistrar(server.data_dir()));
+  for (int i = 0; i < 3; ++i) ASSERT_OK(client.RegisterOrg(registrar, absl::StrCat("org-a", i)).status());
+
+  // Polled, bounded: the witness cosigns in the background.
+  Samples samples;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  do {
+    samples = ParseSamples(Scrape(port));
+    if (samples.count("ledger_witnessed_checkpoint_lag_records") &&
+        samples["ledger_witnessed_checkpoint_lag_records"] == 0) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  } while (std::chrono::steady_clock::now() < deadline);
+  ASSERT_EQ(Value(samples, "ledger_witnessed_checkpoint_lag_records"), 0) << server.Stderr();
+  EXPECT_EQ(Value(samples, "ledger_witnessed_checkpoint_lag_seconds"), 0);
+  EXPECT_EQ(Value(samples, "ledger_tree_size"), 4);
+
+  // The only witness gone: no quorum, the lag is what is appended now.
+  ASSERT_OK(witness.Stop().status());
+  for (int i = 0; i < 2; ++i) ASSERT_OK(client.RegisterOrg(registrar, absl::StrCat("org-b", i)).status());
+  const std::string body = Scrape(port);
+  samples = ParseSamples(body);
+  EXPECT_EQ(Value(samples, "ledger_witnessed_checkpoint_lag_records"), 2) << body;
+  ASSERT_TRUE(samples.count("ledger_witnessed_checkpoint_lag_seconds")) << body;
+  EXPECT_GE(samples["ledger_witnessed_checkpoint_lag_seconds"], 0) << body;
+  ExpectPromtoolAccepts(body);
 }
 
 // ledgerd with `args` (and a fresh data directory) run to its exit: the exit
