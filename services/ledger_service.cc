@@ -243,12 +243,19 @@ void LedgerServiceImpl::ExportMetrics(metrics::Registry* registry) {
       "ledger_append_duration_seconds", "Seconds from receiving an Append or AppendBatch call to its answer.",
       metrics::LatencyBuckets());
   open_streams_ = registry->AddGauge("ledger_subscribe_streams", "Subscribe streams open.");
+  append_accepted_ = appends_->With({"Append", "accepted", "OK", ""});
+  batch_accepted_ = appends_->With({"AppendBatch", "accepted", "OK", ""});
 }
 
-void LedgerServiceImpl::CountAppend(const char* method, const absl::Status& status, bool replayed,
+void LedgerServiceImpl::CountAppend(bool batch, const absl::Status& status, bool replayed,
                                     std::chrono::steady_clock::time_point started) {
   if (appends_ == nullptr) return;
   append_seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  if (status.ok() && !replayed) {
+    (batch ? batch_accepted_ : append_accepted_)->Increment();
+    return;
+  }
+  const char* method = batch ? "AppendBatch" : "Append";
   const v1::Reason reason = status.ok() ? v1::REASON_UNSPECIFIED : ReasonOf(status);
   const char* outcome = status.ok() ? (replayed ? "replayed" : "accepted")
                                     : (reason != v1::REASON_UNSPECIFIED ? "refused" : "rejected");
@@ -324,7 +331,7 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::Append(grpc::CallbackServerContext*
   auto* reactor = context->DefaultReactor();
   if (!request->has_event()) {
     absl::Status missing = Refuse(absl::StatusCode::kInvalidArgument, v1::MISSING_FIELD, "AppendRequest has no event");
-    CountAppend("Append", missing, false, started);
+    CountAppend(false, missing, false, started);
     reactor->Finish(ToGrpc(missing));
     return reactor;
   }
@@ -335,7 +342,7 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::Append(grpc::CallbackServerContext*
                       *response->mutable_receipt() = std::move(result->front().receipt);
                       response->set_replayed(replayed);
                     }
-                    CountAppend("Append", result.status(), replayed, started);
+                    CountAppend(false, result.status(), replayed, started);
                     reactor->Finish(ToGrpc(result.status()));
                   });
   return reactor;
@@ -356,7 +363,7 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::AppendBatch(grpc::CallbackServerCon
                         *response->add_receipts() = std::move(r.receipt);
                       }
                     }
-                    CountAppend("AppendBatch", result.status(), replayed, started);
+                    CountAppend(true, result.status(), replayed, started);
                     reactor->Finish(ToGrpc(result.status()));
                   });
   return reactor;

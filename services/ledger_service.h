@@ -70,7 +70,7 @@ class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
   void Unregister(SubscribeStream* stream);
   // Counts one Append/AppendBatch answer (ledger_appends_total) and its
   // latency; no-op without ExportMetrics.
-  void CountAppend(const char* method, const absl::Status& status, bool replayed,
+  void CountAppend(bool batch, const absl::Status& status, bool replayed,
                    std::chrono::steady_clock::time_point started);
 
   store::Ledger* ledger_;
@@ -81,6 +81,9 @@ class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
   metrics::CounterFamily* appends_ = nullptr;
   metrics::Histogram* append_seconds_ = nullptr;
   metrics::Gauge* open_streams_ = nullptr;
+  // The common case without the family's lock: Append, AppendBatch accepted.
+  metrics::Counter* append_accepted_ = nullptr;
+  metrics::Counter* batch_accepted_ = nullptr;
 
   // Lock order: mu_, then a stream's own mutex, then pump_mu_.
   absl::Mutex mu_;
