@@ -5,6 +5,7 @@
 #ifndef SERVICES_AUDIT_SERVICE_H_
 #define SERVICES_AUDIT_SERVICE_H_
 
+#include <algorithm>
 #include <atomic>
 
 #include "ledger/common/thread_pool.h"
@@ -29,6 +30,9 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   // (services/costly_rpcs.h). Call before the server starts; `policy`
   // outlives the service. Default: everyone.
   void RestrictCostlyRpcs(const CostlyRpcPolicy* policy) { costly_ = policy; }
+
+  // Verify calls running now (ledgerd's ledger_verifications_running).
+  int verifications_running() const { return std::min(verifications_.load(), max_verifications_); }
 
   grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* context,
                                           const v1::GetCheckpointRequest* request,

@@ -230,7 +230,39 @@ void LedgerServiceImpl::Schedule(SubscribeStream* stream) {
 
 void LedgerServiceImpl::Unregister(SubscribeStream* stream) {
   absl::MutexLock lock(&mu_);
-  streams_.erase(stream);
+  if (streams_.erase(stream) > 0 && open_streams_ != nullptr) open_streams_->Add(-1);
+}
+
+void LedgerServiceImpl::ExportMetrics(metrics::Registry* registry) {
+  appends_ = registry->AddCounterFamily(
+      "ledger_appends_total",
+      "Append and AppendBatch calls answered, by method and outcome: accepted, replayed (identical resubmission), "
+      "refused (a ledger reason, in reason) or rejected (a gRPC error without one); code is the gRPC status.",
+      {"method", "outcome", "code", "reason"});
+  append_seconds_ = registry->AddHistogram(
+      "ledger_append_duration_seconds", "Seconds from receiving an Append or AppendBatch call to its answer.",
+      metrics::LatencyBuckets());
+  open_streams_ = registry->AddGauge("ledger_subscribe_streams", "Subscribe streams open.");
+  append_accepted_ = appends_->With({"Append", "accepted", "OK", ""});
+  batch_accepted_ = appends_->With({"AppendBatch", "accepted", "OK", ""});
+}
+
+void LedgerServiceImpl::CountAppend(bool batch, const absl::Status& status, bool replayed,
+                                    std::chrono::steady_clock::time_point started) {
+  if (appends_ == nullptr) return;
+  append_seconds_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  if (status.ok() && !replayed) {
+    (batch ? batch_accepted_ : append_accepted_)->Increment();
+    return;
+  }
+  const char* method = batch ? "AppendBatch" : "Append";
+  const v1::Reason reason = status.ok() ? v1::REASON_UNSPECIFIED : ReasonOf(status);
+  const char* outcome = status.ok() ? (replayed ? "replayed" : "accepted")
+                                    : (reason != v1::REASON_UNSPECIFIED ? "refused" : "rejected");
+  appends_
+      ->With({method, outcome, absl::StatusCodeToString(status.code()),
+              reason == v1::REASON_UNSPECIFIED ? "" : v1::Reason_Name(reason)})
+      ->Increment();
 }
 
 void LedgerServiceImpl::PumpLoop() {
@@ -274,7 +306,10 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* LedgerServiceImpl::Subscribe(
     absl::MutexLock lock(&mu_);
     stopping = stopping_;
     full = !stopping && streams_.size() >= static_cast<size_t>(max_subscribers_);
-    if (!stopping && !full) streams_.insert(stream);
+    if (!stopping && !full) {
+      streams_.insert(stream);
+      if (open_streams_ != nullptr) open_streams_->Add(1);
+    }
   }
   if (stopping) {
     stream->Finish(ToGrpc(Refuse(absl::StatusCode::kUnavailable, v1::SHUTTING_DOWN,
@@ -292,18 +327,22 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* LedgerServiceImpl::Subscribe(
 grpc::ServerUnaryReactor* LedgerServiceImpl::Append(grpc::CallbackServerContext* context,
                                                     const v1::AppendRequest* request,
                                                     v1::AppendResponse* response) {
+  const auto started = std::chrono::steady_clock::now();
   auto* reactor = context->DefaultReactor();
   if (!request->has_event()) {
-    reactor->Finish(ToGrpc(Refuse(absl::StatusCode::kInvalidArgument, v1::MISSING_FIELD,
-                                  "AppendRequest has no event")));
+    absl::Status missing = Refuse(absl::StatusCode::kInvalidArgument, v1::MISSING_FIELD, "AppendRequest has no event");
+    CountAppend(false, missing, false, started);
+    reactor->Finish(ToGrpc(missing));
     return reactor;
   }
   ledger_->Submit({request->event()},
-                  [reactor, response](absl::StatusOr<std::vector<store::SubmitResult>> result) {
+                  [this, reactor, response, started](absl::StatusOr<std::vector<store::SubmitResult>> result) {
+                    const bool replayed = result.ok() && result->front().replayed;
                     if (result.ok()) {
                       *response->mutable_receipt() = std::move(result->front().receipt);
-                      response->set_replayed(result->front().replayed);
+                      response->set_replayed(replayed);
                     }
+                    CountAppend(false, result.status(), replayed, started);
                     reactor->Finish(ToGrpc(result.status()));
                   });
   return reactor;
@@ -312,15 +351,19 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::Append(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* LedgerServiceImpl::AppendBatch(grpc::CallbackServerContext* context,
                                                          const v1::AppendBatchRequest* request,
                                                          v1::AppendBatchResponse* response) {
+  const auto started = std::chrono::steady_clock::now();
   auto* reactor = context->DefaultReactor();
   std::vector<v1::SignedEvent> events(request->events().begin(), request->events().end());
   ledger_->Submit(std::move(events),
-                  [reactor, response](absl::StatusOr<std::vector<store::SubmitResult>> result) {
+                  [this, reactor, response, started](absl::StatusOr<std::vector<store::SubmitResult>> result) {
+                    bool replayed = result.ok();
                     if (result.ok()) {
                       for (store::SubmitResult& r : *result) {
+                        replayed = replayed && r.replayed;
                         *response->add_receipts() = std::move(r.receipt);
                       }
                     }
+                    CountAppend(true, result.status(), replayed, started);
                     reactor->Finish(ToGrpc(result.status()));
                   });
   return reactor;

@@ -11,11 +11,13 @@
 #ifndef SERVICES_LEDGER_SERVICE_H_
 #define SERVICES_LEDGER_SERVICE_H_
 
+#include <chrono>
 #include <deque>
 #include <thread>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "ledger/common/metrics.h"
 #include "ledger/common/thread_pool.h"
 #include "ledger/store/ledger.h"
 #include "ledger/v1/ledger_service.grpc.pb.h"
@@ -35,6 +37,11 @@ class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
   // admits (services/costly_rpcs.h); a Read by position is open to all. Call
   // before the server starts; `policy` outlives the service. Default: everyone.
   void RestrictCostlyRpcs(const CostlyRpcPolicy* policy) { costly_ = policy; }
+
+  // Registers ledger_appends_total, ledger_append_duration_seconds and
+  // ledger_subscribe_streams in `registry` (which outlives the service) and
+  // keeps them. Call before the server starts.
+  void ExportMetrics(metrics::Registry* registry);
 
   // Ends every open Subscribe stream (OK) and refuses new ones; call before
   // shutting the server down.
@@ -61,12 +68,22 @@ class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
   void Schedule(SubscribeStream* stream);  // queue a refill on the pump
   void PumpLoop();
   void Unregister(SubscribeStream* stream);
+  // Counts one Append/AppendBatch answer (ledger_appends_total) and its
+  // latency; no-op without ExportMetrics.
+  void CountAppend(bool batch, const absl::Status& status, bool replayed,
+                   std::chrono::steady_clock::time_point started);
 
   store::Ledger* ledger_;
   ThreadPool* const workers_;
   const CostlyRpcPolicy* costly_ = nullptr;
   const int max_subscribers_;
   int listener_id_;
+  metrics::CounterFamily* appends_ = nullptr;
+  metrics::Histogram* append_seconds_ = nullptr;
+  metrics::Gauge* open_streams_ = nullptr;
+  // The common case without the family's lock: Append, AppendBatch accepted.
+  metrics::Counter* append_accepted_ = nullptr;
+  metrics::Counter* batch_accepted_ = nullptr;
 
   // Lock order: mu_, then a stream's own mutex, then pump_mu_.
   absl::Mutex mu_;

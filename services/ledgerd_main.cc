@@ -6,8 +6,11 @@
 //           [--max-subscribers N] [--max-verifications N] [--max-inflight-submissions N]
 //           [--max-message-bytes N] [--max-concurrent-streams N] [--keepalive-seconds N]
 //           [--idle-timeout-seconds N]   (README "Limits")
+//           [--metrics-listen HOST:PORT]  (README "Metrics")
 //
-// Prints "ledgerd listening on HOST:PORT" once it serves. SIGTERM/SIGINT stop
+// Prints "metrics on http://HOST:PORT/metrics" (with --metrics-listen), then
+// "ledgerd listening on HOST:PORT" once it serves; the gRPC health service
+// says SERVING from then on (NOT_SERVING once it stops). SIGTERM/SIGINT stop
 // it: no new calls, in-flight commits finish, RocksDB closes cleanly.
 //
 // stdout carries the human lines above (tests and scripts read them); the log
@@ -37,6 +40,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "ledger/common/files.h"
+#include "ledger/common/metrics.h"
 #include "ledger/common/thread_pool.h"
 #include "ledger/event/envelope.h"
 #include "ledger/merkle/checkpoint.h"
@@ -48,6 +52,7 @@
 #include "services/data_dir.h"
 #include "services/governance_service.h"
 #include "services/ledger_service.h"
+#include "services/metrics.h"
 #include "services/witness_collector.h"
 
 // Defaults and meaning as in kUsage, which is what --help prints.
@@ -81,6 +86,7 @@ ABSL_FLAG(int64_t, max_message_bytes, static_cast<int64_t>(ledger::kMaxBatchEven
 ABSL_FLAG(int64_t, max_concurrent_streams, 100, "calls at once on one connection");
 ABSL_FLAG(int64_t, keepalive_seconds, 60, "server pings an idle-looking connection this often");
 ABSL_FLAG(int64_t, idle_timeout_seconds, 600, "a connection without calls for this long is closed");
+ABSL_FLAG(std::string, metrics_listen, "", "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one)");
 
 namespace {
 
@@ -112,6 +118,9 @@ constexpr char kUsage[] =
     "                      a C2SP tlog-policy (log, witness NAME VKEY URL, group, quorum):\n"
     "                      checkpoints go to every witness; the newest one a quorum\n"
     "                      cosigned is kept (ledgerctl checkpoint --witnessed)\n"
+    "  --metrics-listen HOST:PORT\n"
+    "                      serve Prometheus metrics at http://HOST:PORT/metrics (port 0\n"
+    "                      picks one; printed at start; README \"Metrics\"). Default: none\n"
     "limits (beyond them a call is refused RESOURCE_EXHAUSTED; README \"Limits\"):\n"
     "  --max-subscribers N          Subscribe streams open at once (default 256; each holds\n"
     "                               at most one message of up to 1 MiB)\n"
@@ -135,6 +144,7 @@ struct Flags {
   std::string tls_cert, tls_key, tls_client_ca;
   std::string costly_rpc_clients;
   std::string witness_policy;
+  std::string metrics_listen;
   int64_t max_subscribers = 256, max_verifications = 1, max_inflight_submissions = 4096, max_inflight_bytes = 256 << 20;
   int64_t max_message_bytes = 0, max_concurrent_streams = 100, keepalive_seconds = 60, idle_timeout_seconds = 600;
 };
@@ -211,6 +221,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
        &absl::GetFlagReflectionHandle(FLAGS_tls_client_ca),
        &absl::GetFlagReflectionHandle(FLAGS_costly_rpc_clients),
        &absl::GetFlagReflectionHandle(FLAGS_witness_policy),
+       &absl::GetFlagReflectionHandle(FLAGS_metrics_listen),
 
        &absl::GetFlagReflectionHandle(FLAGS_max_subscribers),
        &absl::GetFlagReflectionHandle(FLAGS_max_verifications),
@@ -240,6 +251,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   flags->tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
   flags->costly_rpc_clients = absl::GetFlag(FLAGS_costly_rpc_clients);
   flags->witness_policy = absl::GetFlag(FLAGS_witness_policy);
+  flags->metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   flags->max_subscribers = absl::GetFlag(FLAGS_max_subscribers);
   flags->max_verifications = absl::GetFlag(FLAGS_max_verifications);
   flags->max_inflight_submissions = absl::GetFlag(FLAGS_max_inflight_submissions);
@@ -305,6 +317,12 @@ int main(int argc, char** argv) {
   if (costly_rpcs->restricts() && flags.tls_client_ca.empty()) {
     return Refuse("--costly-rpc-clients needs mutual TLS (--tls-cert, --tls-key and --tls-client-ca)", 2);
   }
+  std::optional<ledger::services::HostPort> metrics_address;
+  if (!flags.metrics_listen.empty()) {
+    auto parsed = ledger::services::ParseHostPort(flags.metrics_listen);
+    if (!parsed.ok()) return Refuse(absl::StrCat("--metrics-listen: ", parsed.status().message()), 2);
+    metrics_address = *parsed;
+  }
   std::optional<ledger::witness::Policy> witness_policy;
   if (!flags.witness_policy.empty()) {
     auto policy = ledger::witness::Policy::Load(flags.witness_policy);
@@ -339,6 +357,10 @@ int main(int argc, char** argv) {
   // AuditService.Verify's. Declared before the ledger, so it outlives it.
   ledger::ThreadPool verify_pool(0);
   options->verify_pool = &verify_pool;
+  // What /metrics serves (--metrics-listen); outlives the ledger and the
+  // services, which register into it.
+  ledger::metrics::Registry metrics;
+  if (metrics_address.has_value()) options->metrics = &metrics;
   options->max_inflight_submissions = static_cast<size_t>(flags.max_inflight_submissions);
   options->max_inflight_bytes = static_cast<size_t>(flags.max_inflight_bytes);
   auto ledger = ledger::store::Ledger::Open(*std::move(options));
@@ -398,6 +420,12 @@ int main(int argc, char** argv) {
     ledger_service.RestrictCostlyRpcs(&*costly_rpcs);
     audit_service.RestrictCostlyRpcs(&*costly_rpcs);
   }
+  if (metrics_address.has_value()) {
+    ledger_service.ExportMetrics(&metrics);
+    metrics.AddCallbackGauge("ledger_verifications_running", "AuditService.Verify calls running.",
+                             [&audit_service] { return static_cast<double>(audit_service.verifications_running()); });
+    ledger::services::RegisterLedgerMetrics(&metrics, ledger->get(), witnesses.get());
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -418,6 +446,20 @@ int main(int argc, char** argv) {
   builder.RegisterService(&governance_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) return Refuse("cannot listen on " + flags.listen, 1);
+  // Readiness: NOT_SERVING until every listener is up. The tree was checked
+  // against the latest signed checkpoint when the ledger opened (above).
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  if (health != nullptr) health->SetServingStatus(false);
+  std::unique_ptr<ledger::services::MetricsServer> metrics_server;
+  if (metrics_address.has_value()) {
+    auto started = ledger::services::MetricsServer::Start(*metrics_address, &metrics);
+    if (!started.ok()) {
+      server->Shutdown();
+      return Refuse(absl::StrCat("--metrics-listen: ", started.status().message()), 1);
+    }
+    metrics_server = *std::move(started);
+    std::cout << "metrics on " << metrics_server->url() << "\n";
+  }
   std::string host = flags.listen.substr(0, flags.listen.rfind(':'));
   std::string address = host + ":" + std::to_string(port);
   std::cout << "ledgerd listening on " << address << "\n"
@@ -432,6 +474,12 @@ int main(int argc, char** argv) {
             << (flags.registrar_key_out.empty() ? flags.data + "/registrar.key.pem" : flags.registrar_key_out) << "\n"
             << "  try: " << LedgerctlCommand() << " --server " << address << " checkpoint\n"
             << std::flush;
+  if (health != nullptr) {
+    for (const char* service : {"ledger.v1.LedgerService", "ledger.v1.AuditService", "ledger.v1.GovernanceService"}) {
+      health->SetServingStatus(service, true);
+    }
+    health->SetServingStatus(true);
+  }
   LOG(INFO) << "ledgerd started: listening on " << address << ", data " << flags.data
             << ", ledger " << (*ledger)->info().ledger_id() << ", " << (*ledger)->size()
             << " records" << (flags.tls_cert.empty() ? "" : ", TLS")
@@ -445,6 +493,8 @@ int main(int argc, char** argv) {
   const char* signal_name = signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
   std::cout << "ledgerd: " << signal_name << ", shutting down" << std::endl;
   LOG(INFO) << "ledgerd stopping: " << signal_name;
+  if (health != nullptr) health->SetServingStatus(false);
+  if (metrics_server) metrics_server->Stop();
   ledger_service.StopStreams();
   if (witnesses) witnesses->Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));

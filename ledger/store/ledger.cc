@@ -81,6 +81,14 @@ int64_t SystemClock() {
 Ledger::Ledger(LedgerOptions options)
     : options_(std::move(options)), operator_key_(options_.operator_key) {
   if (!options_.clock) options_.clock = SystemClock;
+  if (options_.metrics != nullptr) {
+    group_records_metric_ = options_.metrics->AddHistogram(
+        "ledger_commit_group_records", "Records written per commit group (one synced RocksDB write).",
+        {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000});
+    refusals_metric_ = options_.metrics->AddCounterFamily(
+        "ledger_refusals_recorded_total", "Refused submissions kept on the record (SubmissionRefused), by reason.",
+        {"reason"});
+  }
 }
 
 absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(LedgerOptions options) {
@@ -638,6 +646,13 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
     last_time_ = now;
     groups_committed_++;
     records_committed_ += commit.records.size();
+    if (group_records_metric_ != nullptr) group_records_metric_->Observe(static_cast<double>(commit.records.size()));
+    if (refusals_metric_ != nullptr) {
+      for (const rules::GroupRecord& decided_record : decision.records) {
+        if (decided_record.refused == nullptr) continue;
+        refusals_metric_->With({v1::Reason_Name(decided_record.system.submission_refused().reason())})->Increment();
+      }
+    }
     rules_version_ = rules::RulesVersion(state_);
     {
       absl::MutexLock lock(&checkpoint_mu_);

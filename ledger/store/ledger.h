@@ -30,6 +30,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "ledger/common/metrics.h"
 #include "ledger/common/thread_pool.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/event/envelope.h"
@@ -78,6 +79,10 @@ struct LedgerOptions {
   // --max-inflight-bytes): one more that would pass it is refused, unless
   // nothing is in flight (a lone submission always fits). 0: no limit.
   size_t max_inflight_bytes = 0;
+  // If set (ledgerd --metrics-listen), the ledger registers its own metrics
+  // there: ledger_commit_group_records and ledger_refusals_recorded_total.
+  // Outlives the ledger.
+  metrics::Registry* metrics = nullptr;
 };
 
 struct SubmitResult {
@@ -239,6 +244,10 @@ class Ledger {
   // The rules version of the last commit (versions only rise), for the
   // verify pool's EventsToVerify: read off the sequencer thread.
   std::atomic<uint32_t> rules_version_{rules::kRulesV1};
+  // In options_.metrics, or null: records per commit group written, and
+  // refusals recorded, by reason (updated by the sequencer).
+  metrics::Histogram* group_records_metric_ = nullptr;
+  metrics::CounterFamily* refusals_metric_ = nullptr;
   absl::Mutex shutdown_mu_;
   std::thread sequencer_thread_;
 };

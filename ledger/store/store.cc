@@ -300,6 +300,13 @@ absl::Status Store::Write(const CommitGroup& group) {
   return absl::OkStatus();
 }
 
+std::optional<uint64_t> Store::IntProperty(const std::string& name, bool every_family) const {
+  uint64_t value = 0;
+  const bool known = every_family ? db_->GetAggregatedIntProperty(name, &value) : db_->GetIntProperty(name, &value);
+  if (!known) return std::nullopt;
+  return value;
+}
+
 absl::Status Store::Recover() {
   if (auto s = FromRocks(db_->Resume(), "resuming the ledger database"); !s.ok()) return s;
   std::string size_bytes;

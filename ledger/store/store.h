@@ -152,6 +152,12 @@ class Store : public merkle::NodeReader, public rules::StateSource {
   // tools; the ledger reads it on demand).
   absl::Status LoadState(rules::State* state) const;
 
+  // A RocksDB integer property ("rocksdb.total-sst-files-size", ...), summed
+  // over every column family when `every_family` (per-family properties),
+  // else the database's own (e.g. "rocksdb.is-write-stopped"); nullopt if
+  // RocksDB does not know it. Any thread (ledgerd's /metrics).
+  std::optional<uint64_t> IntProperty(const std::string& name, bool every_family) const;
+
  private:
   Store() = default;
   absl::Status ScanPositions(rocksdb::ColumnFamilyHandle* cf, std::string prefix,

@@ -291,7 +291,7 @@ class Rewriter:
         out.append(self.bins[base])
         prev = None
         for a in argv[1:]:
-            if prev == "--listen":
+            if prev in ("--listen", "--metrics-listen"):
                 a = "127.0.0.1:0"
             elif prev == "--data":
                 a = self.dir_for(a)
