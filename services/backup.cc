@@ -61,7 +61,7 @@ absl::Status RemoveBackupTempDir(const std::string& data_dir) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::BackupManifest> TakeSnapshot(const store::Store& store, const std::string& data_dir,
+absl::StatusOr<v1::BackupManifest> TakeSnapshot(const store::Store& source, const std::string& data_dir,
                                                 const std::string& snapshot_dir, const std::string& ledger_id,
                                                 const std::string& origin, const crypto::PublicKey& operator_key) {
   std::error_code error;
@@ -70,7 +70,7 @@ absl::StatusOr<v1::BackupManifest> TakeSnapshot(const store::Store& store, const
                                                error ? error.message() : "it already exists"));
   }
   ::chmod(snapshot_dir.c_str(), 0700);
-  if (auto s = store.CreateCheckpoint(snapshot_dir + "/db"); !s.ok()) return s;
+  if (auto s = source.CreateCheckpoint(snapshot_dir + "/db"); !s.ok()) return s;
   for (const std::string& name : BackupPublicFiles()) {
     const fs::path from = fs::path(data_dir) / name;
     if (!fs::exists(from)) continue;
@@ -137,11 +137,11 @@ v1::VerifyReport VerifyStoredLedger(const std::string& db_dir, const crypto::Pub
     report.set_error(absl::StrCat("cannot open the database in ", db_dir, ": ", opened.status().message()));
     return report;
   }
-  const store::Store& store = **opened;
-  const uint64_t size = store.tree_size();
+  const store::Store& db = **opened;
+  const uint64_t size = db.tree_size();
   audit::LogVerifier verifier({.operator_key = operator_key,
                                .origin = origin,
-                               .read_record = [&store](uint64_t position) { return store.GetRecord(position); }});
+                               .read_record = [&db](uint64_t position) { return db.GetRecord(position); }});
   // Signed checkpoints in order, a page at a time, fed after the record
   // that completes each one's tree.
   std::deque<std::pair<uint64_t, std::string>> checkpoints;
@@ -151,7 +151,7 @@ v1::VerifyReport VerifyStoredLedger(const std::string& db_dir, const crypto::Pub
   auto refill = [&] {
     if (!checkpoints.empty() || checkpoints_done) return;
     bool more = false;
-    absl::Status s = store.ScanCheckpoints(next_checkpoint, [&](uint64_t tree_size, std::string_view note) {
+    absl::Status s = db.ScanCheckpoints(next_checkpoint, [&](uint64_t tree_size, std::string_view note) {
       if (tree_size > size) return false;
       if (checkpoints.size() == 1000) {
         next_checkpoint = tree_size;
@@ -165,7 +165,7 @@ v1::VerifyReport VerifyStoredLedger(const std::string& db_dir, const crypto::Pub
     checkpoints_done = !more;
   };
   refill();
-  absl::Status scanned = store.ScanRecords(0, size, [&](uint64_t position, std::string_view bytes) {
+  absl::Status scanned = db.ScanRecords(0, size, [&](uint64_t position, std::string_view bytes) {
     if (!checkpoint_error.ok()) return false;
     if (!verifier.AddRecord(std::string(bytes))) return false;
     while (!checkpoints.empty() && checkpoints.front().first <= position + 1) {

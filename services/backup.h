@@ -51,7 +51,7 @@ absl::Status RemoveBackupTempDir(const std::string& data_dir);
 // manifest names the tree size, root and signed checkpoint the copy holds
 // (checked against `operator_key`), and every file with its size (not yet
 // its SHA-256: the streamer fills that in as it reads).
-absl::StatusOr<v1::BackupManifest> TakeSnapshot(const store::Store& store, const std::string& data_dir,
+absl::StatusOr<v1::BackupManifest> TakeSnapshot(const store::Store& source, const std::string& data_dir,
                                                 const std::string& snapshot_dir, const std::string& ledger_id,
                                                 const std::string& origin, const crypto::PublicKey& operator_key);
 

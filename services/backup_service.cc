@@ -79,15 +79,15 @@ class BackupReactor final : public grpc::ServerWriteReactor<v1::BackupChunk> {
   }
 
  private:
+  bool RoomOrCancelled() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return cancelled_ || queue_.size() < kQueuedChunks;
+  }
+
   // Waits for room in the queue; false if the call was cancelled.
   bool Push(v1::BackupChunk chunk) {
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](BackupReactor* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
-            return self->cancelled_ || self->queue_.size() < kQueuedChunks;
-          },
-          this));
+      mu_.Await(absl::Condition(this, &BackupReactor::RoomOrCancelled));
       if (cancelled_) return false;
       queue_.push_back(std::move(chunk));
     }
