@@ -234,7 +234,9 @@ absl::Status RunRestore(const Invocation& in) {
   options.log = [](const std::string& line) { std::fprintf(stderr, "restore: %s\n", line.c_str()); };
   auto result = services::RestoreBackup(backup, data, options);
   if (!result.ok()) return result.status();
-  std::fputs(audit::FormatReportText(result->report, absl::StrCat("restored copy in ", data)).c_str(), stdout);
+  std::string report = audit::FormatReportText(result->report, absl::StrCat("restored copy in ", data));
+  if (!report.empty() && report.back() != '\n') report.push_back('\n');
+  std::fputs(report.c_str(), stdout);
   std::printf("restored %llu records (tree size %llu, root %s) of %s from %s into %s\n",
               static_cast<unsigned long long>(result->manifest.tree_size()),
               static_cast<unsigned long long>(result->manifest.tree_size()),
