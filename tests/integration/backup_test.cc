@@ -4,7 +4,8 @@
 // restore` verifies the copy offline and a ledgerd on the restored directory
 // serves it (same bytes at every position, verify-server passes, appends
 // continue). Adversarial: a byte flipped in a backup file is refused naming
-// the file; restore and backup refuse a non-empty directory; a second backup
+// the file; restore and backup refuse a non-empty directory; restore refuses
+// a backup of another operator key than the one trusted; a second backup
 // while one runs is RESOURCE_EXHAUSTED; nothing is written on any refusal.
 //
 // No test asserts a duration or sleeps to synchronise: the writer stops once
@@ -240,6 +241,25 @@ TEST_F(BackupTest, RestoreAndBackupRefuseANonEmptyDirectory) {
   EXPECT_TRUE(Failed(r, 1, "not of the backup's operator key")) << r;
   EXPECT_FALSE(fs::exists(fresh));
   EXPECT_FALSE(fs::exists(fresh + ".partial"));
+}
+
+// Restore verifies against the operator key the restorer trusts: another one
+// is refused before anything is written.
+TEST_F(BackupTest, RestoreRefusesABackupOfAnotherOperatorKey) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  const std::string backup = TakeBackup("backup");
+  const std::string other = scratch_.Path("other.pem");
+  const std::string other_pub = scratch_.Path("other.pub.pem");
+  ASSERT_TRUE(Succeeded(RunCtl({"keygen", "--out", other, "--public-out", other_pub})));
+  const std::string target = scratch_.Path("restored");
+  CtlResult r = RunCtl({"restore", backup, "--data", target, "--operator-key", other_pub});
+  EXPECT_TRUE(Failed(r, 1, "is not the trusted operator key")) << r;
+  EXPECT_FALSE(fs::exists(target));
+  EXPECT_FALSE(fs::exists(target + ".partial"));
+  r = RunCtl({"restore", backup, "--data", target, "--operator-key", server_.data_dir() + "/operator.pub.pem"});
+  EXPECT_TRUE(Succeeded(r)) << r;
+  EXPECT_FALSE(fs::exists(target + "/operator.key.pem")) << "no private key unless given";
+  EXPECT_TRUE(absl::StrContains(r.out, "no operator private key yet")) << r;
 }
 
 TEST_F(BackupTest, SecondBackupWhileOneRunsIsRefused) {
