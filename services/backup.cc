@@ -73,7 +73,7 @@ absl::StatusOr<v1::BackupManifest> TakeSnapshot(const store::Store& source, cons
   if (auto s = source.CreateCheckpoint(snapshot_dir + "/db"); !s.ok()) return s;
   for (const std::string& name : BackupPublicFiles()) {
     const fs::path from = fs::path(data_dir) / name;
-    if (!fs::exists(from)) continue;
+    if (!fs::exists(from, error)) continue;
     fs::copy_file(from, fs::path(snapshot_dir) / name, error);
     if (error) return absl::UnavailableError(absl::StrCat("cannot copy ", from.string(), ": ", error.message()));
   }
@@ -110,13 +110,13 @@ absl::StatusOr<v1::BackupManifest> TakeSnapshot(const store::Store& source, cons
   std::vector<std::string> names;
   for (const auto& entry : fs::directory_iterator(snapshot_dir + "/db", error)) {
     const std::string file = entry.path().filename().string();
-    if (!entry.is_regular_file() || absl::StartsWith(file, "LOG")) continue;
+    if (!entry.is_regular_file(error) || absl::StartsWith(file, "LOG")) continue;
     names.push_back("db/" + file);
   }
   if (error) return absl::UnavailableError(absl::StrCat("cannot list ", snapshot_dir, "/db: ", error.message()));
   std::sort(names.begin(), names.end());
   for (const std::string& name : BackupPublicFiles()) {
-    if (fs::exists(fs::path(snapshot_dir) / name)) names.push_back(name);
+    if (fs::exists(fs::path(snapshot_dir) / name, error)) names.push_back(name);
   }
   for (const std::string& name : names) {
     const uint64_t size = fs::file_size(fs::path(snapshot_dir) / name, error);
@@ -300,8 +300,8 @@ absl::StatusOr<RestoreResult> RestoreInto(const std::string& backup_dir, const s
   std::error_code error;
   for (auto it = fs::recursive_directory_iterator(backup_dir, error); !error && it != fs::recursive_directory_iterator();
        it.increment(error)) {
-    if (it->is_directory()) continue;
-    const std::string name = fs::relative(it->path(), backup_dir).string();
+    if (it->is_directory(error)) continue;
+    const std::string name = it->path().lexically_relative(backup_dir).string();
     if (name == kBackupManifestName) continue;
     if (!listed.count(name)) {
       return absl::DataLossError(absl::StrCat("backup file ", name, " is not in the manifest"));
