@@ -48,6 +48,7 @@
 #include "ledger/rules/version.h"
 #include "services/audit_service.h"
 #include "services/command_line.h"
+#include "services/backup_service.h"
 #include "services/costly_rpcs.h"
 #include "services/data_dir.h"
 #include "services/governance_service.h"
@@ -72,7 +73,7 @@ ABSL_FLAG(std::string, tls_client_ca, "",
           "require client certificates signed by this CA (mutual TLS)");
 ABSL_FLAG(std::string, costly_rpc_clients, "",
           "mutual TLS: only these client certificate identities (CN or SAN) may call Verify, "
-          "ListCheckpoints and a filtered Read");
+          "ListCheckpoints, Backup and a filtered Read");
 ABSL_FLAG(std::string, witness_policy, "",
           "C2SP tlog-policy file: send checkpoints to its witnesses and keep the cosigned ones");
 // Limits on what clients can ask for (README "Limits").
@@ -112,8 +113,8 @@ constexpr char kUsage[] =
     "  --tls-client-ca PEM require client certificates signed by this CA (mutual TLS)\n"
     "  --costly-rpc-clients ID,ID,...\n"
     "                      with --tls-client-ca: only clients whose certificate CN or a SAN\n"
-    "                      is listed may call Verify, ListCheckpoints and a filtered Read\n"
-    "                      (kinds or author); others get PERMISSION_DENIED\n"
+    "                      is listed may call Verify, ListCheckpoints, Backup and a\n"
+    "                      filtered Read (kinds or author); others get PERMISSION_DENIED\n"
     "  --witness-policy FILE\n"
     "                      a C2SP tlog-policy (log, witness NAME VKEY URL, group, quorum):\n"
     "                      checkpoints go to every witness; the newest one a quorum\n"
@@ -416,9 +417,11 @@ int main(int argc, char** argv) {
   ledger::services::AuditServiceImpl audit_service(ledger->get(), &verify_pool, &scan_workers,
                                                    static_cast<int>(flags.max_verifications));
   ledger::services::GovernanceServiceImpl governance_service(&(*ledger)->store(), &scan_workers);
+  ledger::services::BackupServiceImpl backup_service(ledger->get(), flags.data);
   if (costly_rpcs->restricts()) {
     ledger_service.RestrictCostlyRpcs(&*costly_rpcs);
     audit_service.RestrictCostlyRpcs(&*costly_rpcs);
+    backup_service.RestrictCostlyRpcs(&*costly_rpcs);
   }
   if (metrics_address.has_value()) {
     ledger_service.ExportMetrics(&metrics);
@@ -444,6 +447,7 @@ int main(int argc, char** argv) {
   builder.RegisterService(&ledger_service);
   builder.RegisterService(&audit_service);
   builder.RegisterService(&governance_service);
+  builder.RegisterService(&backup_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) return Refuse("cannot listen on " + flags.listen, 1);
   // Readiness: NOT_SERVING until every listener is up. The tree was checked

@@ -20,7 +20,7 @@ declare -A allowed=(
   [ledger/audit]="ledger/v1/ ledger/common/ ledger/crypto/ ledger/merkle/ ledger/witness/ ledger/event/ ledger/rules/ ledger/audit/"
   [client]="ledger/v1/ ledger/event/ client/"
   [services]="ledger/ client/ services/"
-  [tools]="ledger/v1/ ledger/common/ ledger/crypto/ ledger/merkle/ ledger/witness/ ledger/event/ ledger/rules/ ledger/audit/ client/ services/command_line.h tools/"
+  [tools]="ledger/v1/ ledger/common/ ledger/crypto/ ledger/merkle/ ledger/witness/ ledger/event/ ledger/rules/ ledger/audit/ client/ services/command_line.h services/backup.h tools/"
 )
 # Our own include roots; anything else (absl/, grpcpp/, ...) is a library.
 ours='^(ledger|client|services|tools|tests)/'

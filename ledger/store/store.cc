@@ -9,6 +9,7 @@
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/table.h"
+#include "rocksdb/utilities/checkpoint.h"
 #include "rocksdb/write_batch.h"
 
 namespace ledger::store {
@@ -117,9 +118,13 @@ const std::vector<std::string>& FamilyNames() {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir) { return OpenWith(dir, false); }
+
+absl::StatusOr<std::unique_ptr<Store>> Store::OpenReadOnly(const std::string& dir) { return OpenWith(dir, true); }
+
+absl::StatusOr<std::unique_ptr<Store>> Store::OpenWith(const std::string& dir, bool read_only) {
   rocksdb::Options options;
-  options.create_if_missing = true;
+  options.create_if_missing = !read_only;
   options.create_missing_column_families = true;
   options.paranoid_checks = true;
   options.IncreaseParallelism(2);
@@ -161,7 +166,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   auto store = std::unique_ptr<Store>(new Store());
   store->dir_ = dir;
   rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(options, dir, families, &store->handles_, &db);
+  rocksdb::Status s = read_only ? rocksdb::DB::OpenForReadOnly(options, dir, families, &store->handles_, &db)
+                                : rocksdb::DB::Open(options, dir, families, &store->handles_, &db);
   if (!s.ok()) return FromRocks(s, absl::StrCat("opening the ledger database in ", dir));
   store->db_.reset(db);
   auto& h = store->handles_;
@@ -195,6 +201,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
         "records do not end at the stored tree size ", size, " (last record key ",
         it->Valid() ? absl::StrCat(ReadBE64(it->key().ToStringView())) : "none", ")"));
   }
+  if (read_only) return store;
   if (auto s = store->BackfillAuthorKind(); !s.ok()) return s;
   return store;
 }
@@ -555,6 +562,16 @@ absl::Status Store::LoadState(rules::State* state) const {
     }
   }
   return FromRocks(it->status(), "loading projected state");
+}
+
+absl::Status Store::CreateCheckpoint(const std::string& dir) const {
+  rocksdb::Checkpoint* raw = nullptr;
+  if (auto s = FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "preparing a checkpoint"); !s.ok()) return s;
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  // log_size_for_flush 0: the memtables are flushed first, so the copy is
+  // table files (hard links) and no write-ahead log to replay.
+  return FromRocks(checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0),
+                   absl::StrCat("creating a checkpoint of the ledger database in ", dir));
 }
 
 }  // namespace ledger::store

@@ -77,7 +77,15 @@ class Store : public merkle::NodeReader, public rules::StateSource {
  public:
   // Opens (creating if missing) the database in `dir`.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir);
+  // Opens an existing database read-only (a restored backup being checked):
+  // nothing is written, no index is built.
+  static absl::StatusOr<std::unique_ptr<Store>> OpenReadOnly(const std::string& dir);
   ~Store() override;
+
+  // A RocksDB checkpoint of the database in `dir` (which must not exist, on
+  // the same file system: table files are hard links): a consistent point in
+  // time holding every Write that returned before the call. Any thread.
+  absl::Status CreateCheckpoint(const std::string& dir) const;
 
   // Number of committed records (as of the last Write or Open).
   uint64_t tree_size() const { return tree_size_.load(std::memory_order_acquire); }
@@ -160,6 +168,7 @@ class Store : public merkle::NodeReader, public rules::StateSource {
 
  private:
   Store() = default;
+  static absl::StatusOr<std::unique_ptr<Store>> OpenWith(const std::string& dir, bool read_only);
   absl::Status ScanPositions(rocksdb::ColumnFamilyHandle* cf, std::string prefix,
                              uint64_t from, const PositionVisitor& visit) const;
   // Writes by_author_kind for every record unless the meta marker says it

@@ -10,7 +10,8 @@
 // page; the monitor refuses to trust a key on first use unless told; ledgerd
 // refuses the list without mutual TLS; bad TLS flags are clear errors; the
 // client library's TLS channel carries GovernanceService answers with their
-// server-side timing (trailing metadata client::kServerTimingMetadata).
+// server-side timing (trailing metadata client::kServerTimingMetadata); Backup
+// is denied to a client not listed.
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -148,6 +149,22 @@ TEST_F(TlsTest, ListedClientMayVerify) {
   r = CtlAs("auditor-a", {"export", "--out", bundle});
   EXPECT_TRUE(Succeeded(r));
   EXPECT_TRUE(fs::exists(bundle));
+}
+
+// Backup (ledgerctl backup) is a costly RPC: an unlisted client is denied and
+// nothing is written; a listed one gets the backup.
+TEST_F(TlsTest, BackupIsForListedClientsOnly) {
+  const std::string denied = absl::StrCat(server_.data_dir(), "/../denied-backup");
+  CtlResult r = CtlAs("member-b", {"backup", "--out", denied});
+  EXPECT_TRUE(Failed(r, 1, "PERMISSION_DENIED")) << r;
+  EXPECT_TRUE(absl::StrContains(r.err, "Backup is restricted")) << r;
+  EXPECT_TRUE(absl::StrContains(r.err, "\"member-b\"")) << r;
+  EXPECT_FALSE(fs::exists(denied));
+  EXPECT_FALSE(fs::exists(denied + ".partial"));
+  const std::string allowed = absl::StrCat(server_.data_dir(), "/../allowed-backup");
+  r = CtlAs("auditor-a", {"backup", "--out", allowed});
+  EXPECT_TRUE(Succeeded(r)) << r;
+  EXPECT_TRUE(fs::exists(allowed + "/MANIFEST.json"));
 }
 
 TEST_F(TlsTest, ClientNotListedIsDeniedTheCostlyRpcsButReadsAPage) {

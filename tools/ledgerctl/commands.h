@@ -57,6 +57,8 @@ Command DemoCommand();
 std::vector<Command> AuditCommands();
 // monitor.cc: verify-server, verify-proposal, audit
 std::vector<Command> MonitorCommands();
+// backup.cc: backup, restore
+std::vector<Command> BackupCommands();
 
 }  // namespace ledger::ctl
 

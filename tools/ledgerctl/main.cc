@@ -37,7 +37,7 @@ std::vector<Command> AllCommands() {
       ProveCommand(),
       ConsistencyCommand(),
   };
-  for (auto group : {GovernanceActionCommands(), QueryCommands(), AuditCommands(), MonitorCommands()}) {
+  for (auto group : {GovernanceActionCommands(), QueryCommands(), AuditCommands(), MonitorCommands(), BackupCommands()}) {
     commands.insert(commands.end(), group.begin(), group.end());
   }
   commands.push_back(DemoCommand());

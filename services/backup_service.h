@@ -1,0 +1,39 @@
+// BackupService over gRPC: an online backup of the data directory while
+// ledgerd serves (services/backup.h says what a backup holds). The copy is
+// made and streamed on a thread of its own, never on a gRPC reaction.
+#ifndef SERVICES_BACKUP_SERVICE_H_
+#define SERVICES_BACKUP_SERVICE_H_
+
+#include <atomic>
+#include <string>
+
+#include "ledger/store/ledger.h"
+#include "ledger/v1/backup_service.grpc.pb.h"
+#include "services/costly_rpcs.h"
+
+namespace ledger::services {
+
+class BackupServiceImpl final : public v1::BackupService::CallbackService {
+ public:
+  // `data_dir` is ledgerd's --data; a DATA/backup.tmp left by a crash is
+  // removed here (a warning is logged if it cannot be).
+  BackupServiceImpl(const store::Ledger* ledger, std::string data_dir);
+
+  // Backup is served only to callers `policy` admits (services/costly_rpcs.h).
+  // Call before the server starts; `policy` outlives the service.
+  void RestrictCostlyRpcs(const CostlyRpcPolicy* policy) { costly_ = policy; }
+
+  // One at a time: another while one runs is RESOURCE_EXHAUSTED LIMIT_REACHED.
+  grpc::ServerWriteReactor<v1::BackupChunk>* Backup(grpc::CallbackServerContext* context,
+                                                    const v1::BackupRequest* request) override;
+
+ private:
+  const store::Ledger* ledger_;
+  const std::string data_dir_;
+  std::atomic<bool> running_{false};
+  const CostlyRpcPolicy* costly_ = nullptr;
+};
+
+}  // namespace ledger::services
+
+#endif  // SERVICES_BACKUP_SERVICE_H_
