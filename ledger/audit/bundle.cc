@@ -103,7 +103,7 @@ absl::StatusOr<std::unique_ptr<BundleReader>> BundleReader::Open(const std::stri
   std::unique_ptr<BundleReader> reader(new BundleReader());
   reader->path_ = path;
   reader->in_.open(path, std::ios::binary);
-  if (!reader->in_) return absl::NotFoundError(absl::StrCat("bundle ", path, ": cannot open"));
+  if (!reader->in_) return absl::ErrnoToStatus(errno, absl::StrCat("bundle ", path));
   std::error_code error;
   reader->file_size_ = std::filesystem::file_size(path, error);
   std::string magic(kBundleMagic.size(), '\0');

@@ -59,6 +59,25 @@ void SetVerified(v1::VerifyReport& report) {
   report.set_verified(verified);
 }
 
+namespace {
+
+// What the verdict rests on: the operator key, and a checkpoint seen before.
+std::string TrustedText(const v1::VerifyReport& r) {
+  if (r.operator_key_id().empty()) return "";  // a server's report, or none was read
+  std::string out = absl::StrCat("trusted: operator key ", r.operator_key_id(),
+                                 r.operator_key_given() ? " (given with --operator-key)"
+                                                        : " (the evidence's own: proves self-consistency, not who signed)");
+  if (r.trusted_checkpoint_size() == 0) {
+    absl::StrAppend(&out, "; no earlier checkpoint given (--trusted-checkpoint)");
+  } else {
+    absl::StrAppend(&out, "; trusted checkpoint of size ", r.trusted_checkpoint_size(),
+                    r.trusted_checkpoint_matched() ? ": matched" : ": NOT matched");
+  }
+  return out + "\n";
+}
+
+}  // namespace
+
 std::string FormatReportText(const v1::VerifyReport& r, const std::string& subject) {
   const double rate = r.seconds() > 0 ? r.records() / r.seconds() : 0;
   std::string out = absl::StrCat(subject, " of ledger ", r.ledger_id(), ": ", r.records(), " records, ",
@@ -95,9 +114,10 @@ std::string FormatReportText(const v1::VerifyReport& r, const std::string& subje
                   // look at (ledgerctl identity-changes lists them).
                   "identity changes effective by notice ", r.identity_changes_by_notice(),
                   ", records signed by keys added by notice ", r.records_signed_by_notice_keys(), "\n",
-                  absl::StrFormat("verified in %.2f s on %d threads: %.0f records/s; with the %d signed "
+                  TrustedText(r),
+                  absl::StrFormat("%s in %.2f s on %d threads: %.0f records/s; with the %d signed "
                                   "checkpoints, %.0f signatures/s\n",
-                                  r.seconds(), r.threads(), rate, r.checkpoints(),
+                                  r.verified() ? "verified" : "checked", r.seconds(), r.threads(), rate, r.checkpoints(),
                                   r.seconds() > 0 ? (r.records() + r.checkpoints()) / r.seconds() : 0),
                   r.verified() ? "VERIFIED" : "NOT VERIFIED");
   return out;

@@ -991,6 +991,12 @@ v1::VerifyReport VerifyBundle(const std::string& path, const VerifyOptions& opti
   if (options.progress) options.progress((*reader)->offset(), (*reader)->file_size());
   v1::VerifyReport out = verifier.Report();
   out.set_ledger_id(report.ledger_id());
+  out.set_operator_key_id(operator_key->key_id());
+  out.set_operator_key_given(options.operator_key.has_value());
+  if (trusted.has_value()) {
+    out.set_trusted_checkpoint_size(trusted->size);
+    out.set_trusted_checkpoint_matched(verifier.trusted_seen() && out.verified());
+  }
   return finish(std::move(out));
 }
 

@@ -1,5 +1,6 @@
 // For auditors: `export` writes an evidence bundle from a server; `verify`
 // checks one offline, trusting nothing but the keys it is given.
+#include <cerrno>
 #include <time.h>
 #include <unistd.h>
 
@@ -274,6 +275,11 @@ absl::Status PrintVerifyBench(const std::string& path, const v1::VerifyReport& r
 }
 
 absl::Status RunVerify(const Invocation& in) {
+  // A bundle that cannot be read is one error with the OS's reason, not a
+  // report of checks that never ran.
+  if (std::ifstream probe(in.flags.Arg(0), std::ios::binary); !probe) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("bundle ", in.flags.Arg(0)));
+  }
   audit::VerifyOptions options;
   if (in.flags.Has("operator-key")) {
     auto key = crypto::ReadPublicKeyFile(in.flags.Get("operator-key"));
@@ -282,7 +288,7 @@ absl::Status RunVerify(const Invocation& in) {
   }
   if (in.flags.Has("trusted-checkpoint")) {
     std::ifstream file(in.flags.Get("trusted-checkpoint"), std::ios::binary);
-    if (!file) return absl::NotFoundError(absl::StrCat("trusted checkpoint ", in.flags.Get("trusted-checkpoint"), ": cannot open"));
+    if (!file) return absl::ErrnoToStatus(errno, absl::StrCat("trusted checkpoint ", in.flags.Get("trusted-checkpoint")));
     std::ostringstream text;
     text << file.rdbuf();
     options.trusted_checkpoint = text.str();
