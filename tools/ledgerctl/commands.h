@@ -57,6 +57,10 @@ Command DemoCommand();
 std::vector<Command> AuditCommands();
 // monitor.cc: verify-server, verify-proposal, audit
 std::vector<Command> MonitorCommands();
+// decision_evidence.cc: evidence, verify-evidence
+std::vector<Command> DecisionEvidenceCommands();
+// report.cc: report (the decision report, one HTML page)
+Command ReportCommand();
 
 }  // namespace ledger::ctl
 

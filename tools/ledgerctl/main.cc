@@ -37,9 +37,11 @@ std::vector<Command> AllCommands() {
       ProveCommand(),
       ConsistencyCommand(),
   };
-  for (auto group : {GovernanceActionCommands(), QueryCommands(), AuditCommands(), MonitorCommands()}) {
+  for (auto group : {GovernanceActionCommands(), QueryCommands(), AuditCommands(), MonitorCommands(),
+                      DecisionEvidenceCommands()}) {
     commands.insert(commands.end(), group.begin(), group.end());
   }
+  commands.push_back(ReportCommand());
   commands.push_back(DemoCommand());
   return commands;
 }
