@@ -3,6 +3,9 @@
 #include "tools/ledgerctl/decision_evidence.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -29,6 +32,7 @@ std::string Hex(const merkle::Hash& hash) { return crypto::ToHex(merkle::AsBytes
 // ---------------------------------------------------------------- building
 
 struct Builder {
+  explicit Builder(LedgerClient& c) : client(c) {}
   LedgerClient& client;
   std::set<uint64_t> positions;
   Json facts = Json::array();
@@ -398,7 +402,7 @@ absl::StatusOr<Json> BuildDecisionEvidence(LedgerClient& client, const std::vect
   if (!operator_key.ok()) {
     return absl::DataLossError(absl::StrCat("GetLedgerInfo: operator public key: ", operator_key.status().message()));
   }
-  Builder builder{client};
+  Builder builder(client);
   for (const std::string& id : proposal_ids) {
     if (auto s = builder.AddProposal(id); !s.ok()) return s;
   }

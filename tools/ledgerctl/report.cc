@@ -7,6 +7,7 @@
 // with id "verification". Every string that comes from a record is escaped
 // (Esc): members write rationales, and a rationale is not markup.
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <set>
 #include <string>
