@@ -187,15 +187,83 @@ class Page {
     auto calls = Facts(id, "call");
     auto overrules = Facts(id, "overruled");
     auto refusals = Facts(id, "refusal");
+
+    // The timeline: the moments that decided the proposal, in ledger order.
+    {
+      std::vector<std::pair<uint64_t, std::string>> moments;
+      moments.emplace_back(U(p, "submitted_at"), absl::StrCat("submitted by <b class=\"org\">", Esc(S(p, "proposer")), "</b>"));
+      for (const Json* f : Facts(id, "gateway_passed")) {
+        moments.emplace_back(U(*f, "position"), absl::StrCat("gateway <b>", Esc(S(*f, "gateway_id")), "</b> passed (locked)"));
+      }
+      for (const Json* v : vetoes) {
+        moments.emplace_back(U(*v, "position"), absl::StrCat("<span class=\"tag veto-tag\">veto</span> by <b class=\"org\">",
+                                                             Esc(S(*v, "org_id")), "</b> at ", Esc(S(*v, "gateway_id")), " &mdash; ",
+                                                             Esc(Words(S(*v, "outcome"), "VETO_"))));
+      }
+      for (const Json* c : calls) {
+        std::vector<std::string> who;
+        for (const Json* o : overrules) {
+          if (U(*o, "call_position") == U(*c, "position")) who.push_back(absl::StrCat("<b class=\"org\">", Esc(S(*o, "org_id")), "</b>"));
+        }
+        moments.emplace_back(U(*c, "position"),
+                             absl::StrCat("<span class=\"tag call-tag\">call</span> by <b class=\"org\">", Esc(S(*c, "org_id")),
+                                          "</b> at ", Esc(S(*c, "gateway_id")), ": ", Esc(S(*c, "outcome")),
+                                          who.empty() ? "" : absl::StrCat(", overruling ", absl::StrJoin(who, ", "))));
+      }
+      for (const Json* r : refusals) {
+        const bool reversal = r->value("attempted_reversal", false);
+        moments.emplace_back(U(*r, "position"),
+                             absl::StrCat(reversal ? "<span class=\"tag reversal-tag\">attempted reversal</span> "
+                                                   : "<span class=\"tag\">refused</span> ",
+                                          Esc(S(*r, "attempted_kind")), " by <b class=\"org\">", Esc(S(*r, "org_id")), "</b>",
+                                          S(*r, "gateway_id").empty() ? "" : absl::StrCat(" on ", Esc(S(*r, "gateway_id"))),
+                                          ": ", Esc(S(*r, "reason"))));
+      }
+      for (const char* end : {"adopted", "rejected", "withdrawn"}) {
+        for (const Json* f : Facts(id, end)) {
+          moments.emplace_back(U(*f, "position"), absl::StrCat("<b>", end, "</b>",
+                                                               (*f).contains("tapers") && !(*f)["tapers"].empty()
+                                                                   ? absl::StrCat(", with ", (*f)["tapers"].size(), " taper(s)")
+                                                                   : std::string()));
+        }
+      }
+      std::stable_sort(moments.begin(), moments.end(),
+                       [](const auto& a, const auto& b) { return a.first < b.first; });
+      absl::StrAppend(h, "<ol class=\"timeline\">");
+      for (const auto& [at, text] : moments) {
+        absl::StrAppend(h, "<li>", At(at), " <span class=\"when\">", When(at), "</span> ", text, "</li>");
+      }
+      absl::StrAppend(h, "</ol>\n");
+    }
     for (const Json& g : p["gateways"]) {
       const std::string gid = S(g, "gateway_id");
       const uint64_t opened = U(g, "opened_at");
       absl::StrAppend(h, "<section class=\"gateway\"><h3>", Esc(gid), " <span class=\"st ", StatusClass(S(g, "status")),
-                      "\">", Esc(Words(S(g, "status"), "GATEWAY_")), "</span></h3>\n<p class=\"meta\">opened at ",
-                      At(opened), " ", When(opened));
-      if (U(g, "decided_at") != 0) absl::StrAppend(h, " &middot; decided at ", At(U(g, "decided_at")), " ", When(U(g, "decided_at")));
-      absl::StrAppend(h, " &middot; tally: ", U(g, "assent"), " assent, ", U(g, "object"), " object, ", U(g, "abstain"),
-                      " abstain of ", U(g, "electorate"), "</p>\n");
+                      "\">", Esc(Words(S(g, "status"), "GATEWAY_")), "</span></h3>\n");
+      if (opened == 0) {  // position 0 is Genesis: this attempt never opened
+        absl::StrAppend(h, "<p class=\"meta\">not opened</p></section>\n");
+        continue;
+      }
+      absl::StrAppend(h, "<p class=\"meta\">opened at ", At(opened), " ", When(opened));
+      if (U(g, "decided_at") != 0) {
+        absl::StrAppend(h, " &middot; decided at ", At(U(g, "decided_at")), " ", When(U(g, "decided_at")), " &middot; tally: ",
+                        U(g, "assent"), " assent, ", U(g, "object"), " object, ", U(g, "abstain"), " abstain of ",
+                        U(g, "electorate"));
+      } else {
+        std::map<std::string, std::string> latest;  // each member's latest position so far
+        for (const Json* v : votes) {
+          if (S(*v, "gateway_id") == gid && U(*v, "position") >= opened) latest[S(*v, "org_id")] = S(*v, "vote");
+        }
+        int assent = 0, object = 0, abstain = 0;
+        for (const auto& [org, vote] : latest) {
+          assent += vote == "ASSENT";
+          object += vote == "OBJECT";
+          abstain += vote == "ABSTAIN";
+        }
+        absl::StrAppend(h, " &middot; so far: ", assent, " assent, ", object, " object, ", abstain,
+                        " abstain (each member's latest position)");
+      }
+      absl::StrAppend(h, "</p>\n");
       // Votes on this attempt: between its opening and the next attempt's.
       std::string rows;
       for (const Json* v : votes) {
@@ -352,6 +420,10 @@ tr.object td.pos{color:var(--bad);font-weight:600}
 .refusal{margin:.2rem 0}.refusal.reversal{background:#fff3cd;border-left:4px solid #c77700;padding:.2rem .5rem;list-style:none}
 .taper{display:inline-block;margin:.3rem 1.2rem .3rem 0;vertical-align:top}.taper svg text{font-size:11px;fill:#333}
 .taper .bar{fill:#3b6ea8}figcaption{font-size:12px;max-width:18rem}
+.timeline{list-style:none;padding:0;margin:.4rem 0 .8rem;font-size:14px}.timeline li{padding:.1rem 0}
+.timeline .when{color:var(--muted);font-size:12px}
+.tag{font-size:11px;font-weight:700;text-transform:uppercase;padding:0 .35em;border-radius:3px;background:#eee;color:#333}
+.veto-tag{background:var(--bad);color:#fff}.call-tag{background:#5b3fa8;color:#fff}.reversal-tag{background:#c77700;color:#fff}
 a.rec{font:12px ui-monospace,Menlo,Consolas,monospace;color:#2356a8;text-decoration:none}
 td.chk.ok{color:var(--ok)}td.chk.bad{color:var(--bad);font-weight:600}
 tr:target{background:#fff8c4}
