@@ -203,7 +203,7 @@ TEST_F(ReportTest, DemoReportVerifiesInChromiumAndATamperedOneDoesNot) {
   // The hostile rationale rendered as text, and did nothing.
   EXPECT_TRUE(absl::StrContains(dom, "&lt;/script&gt;&lt;script&gt;document.title="));
   EXPECT_TRUE(absl::StrContains(dom, "&lt;img src=x onerror="));
-  EXPECT_FALSE(absl::StrContains(dom, "data-pwned"));
+  EXPECT_FALSE(absl::StrContains(dom, "data-pwned=\"1\""));  // the attribute the script would set
   EXPECT_FALSE(absl::StrContains(dom, "<title>pwned"));
 
   // One byte of the record of the veto changed (re-encoded), nothing else.
@@ -304,6 +304,10 @@ TEST_F(ReportTest, ReportNeedsExactlyOneScope) {
                      "exactly one of --collective"));
   EXPECT_TRUE(Failed(Ctl({"report", "--collective", "no-such-collective", "--out", html}), 1, "no-such-collective"));
   EXPECT_FALSE(fs::exists(html));
+  // --org: the proposals of the collectives it belongs to (the demo's three).
+  CtlResult org = Ctl({"report", "--org", Id("stockport"), "--out", html});
+  ASSERT_TRUE(Succeeded(org));
+  EXPECT_TRUE(absl::StrContains(org.out, ": 3 proposals, ")) << org;
 }
 
 }  // namespace

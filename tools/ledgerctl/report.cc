@@ -623,26 +623,31 @@ absl::Status RunReport(const Invocation& in) {
     ids.push_back(in.flags.Get("proposal"));
     scope = absl::StrCat("proposal ", in.flags.Get("proposal"));
   } else {
-    v1::ListProposalsRequest request;
     const bool collective = in.flags.Has("collective");
     const std::string id = in.flags.Get(collective ? "collective" : "org");
     if (id.empty()) return UsageError(absl::StrCat("--", collective ? "collective" : "org", " must not be empty"));
+    std::vector<std::string> collectives;
     if (collective) {
       auto state = client.GetCollective(id);  // NOT_FOUND names an unknown collective
       if (!state.ok()) return state.status();
-      request.mutable_filter()->set_collective_id(id);
-    } else {
+      collectives.push_back(id);
+    } else {  // the collectives it belongs or belonged to
       auto org = client.GetOrganisation(id);
       if (!org.ok()) return org.status();
-      request.mutable_filter()->set_org_id(id);
+      collectives.assign(org->collectives().begin(), org->collectives().end());
+      collectives.insert(collectives.end(), org->former_collectives().begin(), org->former_collectives().end());
     }
-    request.mutable_filter()->set_limit(1000);
-    while (true) {
-      auto page = client.ListProposals(request);
-      if (!page.ok()) return page.status();
-      for (const auto& p : page->proposals()) ids.push_back(p.proposal_id());
-      if (page->next_page_token().empty()) break;
-      request.mutable_filter()->set_page_token(page->next_page_token());
+    for (const std::string& c : collectives) {
+      v1::ListProposalsRequest request;
+      request.mutable_filter()->set_collective_id(c);
+      request.mutable_filter()->set_limit(1000);
+      while (true) {
+        auto page = client.ListProposals(request);
+        if (!page.ok()) return page.status();
+        for (const auto& p : page->proposals()) ids.push_back(p.proposal_id());
+        if (page->next_page_token().empty()) break;
+        request.mutable_filter()->set_page_token(page->next_page_token());
+      }
     }
     if (ids.empty()) return absl::NotFoundError(absl::StrCat("no proposals for ", collective ? "collective " : "organisation ", id));
     scope = absl::StrCat(collective ? "collective " : "organisation ", id);
@@ -675,7 +680,7 @@ Command ReportCommand() {
                "network, no external assets; prints cleanly.",
            .flags = {{"collective", "ID", "every proposal of this collective"},
                      {"proposal", "ID", "one proposal"},
-                     {"org", "ID", "every proposal this organisation takes part in"},
+                     {"org", "ID", "every proposal of the collectives this organisation belongs (or belonged) to"},
                      {"out", "FILE", "the HTML file to write", true}}},
           &RunReport};
 }
