@@ -116,12 +116,14 @@ class Page {
                     "the same evidence is checked by <code>ledgerctl verify-evidence</code>.</p>\n</header>\n");
 
     // Summary.
-    absl::StrAppend(&h, "<nav><h2>Proposals</h2><ul>");
+    if (ev_["proposals"].size() > 1) absl::StrAppend(&h, "<nav><h2>Proposals</h2><ul>");
     for (const Json& p : ev_["proposals"]) {
+      if (ev_["proposals"].size() == 1) break;  // the one proposal follows at once
       absl::StrAppend(&h, "<li><a href=\"#p-", Esc(S(p, "proposal_id")), "\">", Esc(S(p, "title")), "</a> <span class=\"st ",
                       StatusClass(S(p, "status")), "\">", Esc(Words(S(p, "status"), "PROPOSAL_")), "</span></li>");
     }
-    absl::StrAppend(&h, "</ul></nav>\n<main>\n");
+    if (ev_["proposals"].size() > 1) absl::StrAppend(&h, "</ul></nav>\n");
+    absl::StrAppend(&h, "<main>\n");
     for (const Json& p : ev_["proposals"]) RenderProposal(p, &h);
     RenderRecords(&h);
     absl::StrAppend(&h, "</main>\n<script type=\"application/json\" id=\"evidence\">", ScriptJson(ev_), "</script>\n");
