@@ -7,7 +7,11 @@
 // byte of one embedded record changed must say "NOT verified" naming that
 // record. Screenshots go to <build>/artifacts/ (printed). `ledgerctl
 // evidence` + `verify-evidence` are checked offline, honest and tampered.
+#include <chrono>
 #include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <thread>
 #include <filesystem>
 #include <regex>
 #include <string>
@@ -24,6 +28,7 @@
 #include "tests/support/ledgerd_process.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/witness_process.h"
 
 namespace ledger::testing {
 namespace {
@@ -308,6 +313,74 @@ TEST_F(ReportTest, ReportNeedsExactlyOneScope) {
   CtlResult org = Ctl({"report", "--org", Id("stockport"), "--out", html});
   ASSERT_TRUE(Succeeded(org));
   EXPECT_TRUE(absl::StrContains(org.out, ": 3 proposals, ")) << org;
+}
+
+std::string ReadLine(const std::string& path) {
+  std::string text = ReadFileBytes(path);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  return text;
+}
+
+// With witnesses, the evidence rests on the newest witnessed checkpoint that
+// covers its records, with the cosignature lines as served, and
+// `verify-evidence --witness-policy` checks the quorum offline.
+TEST(ReportWitnessed, EvidenceCarriesTheCosignaturesAndTheQuorumIsChecked) {
+  TempDir dir("report-witnessed");
+  LedgerdProcess server;
+  ASSERT_OK(server.Start());
+  ASSERT_TRUE(server.Stop().ok());
+  const std::string vkey = ReadLine(server.data_dir() + "/operator.vkey");
+  std::string policy = absl::StrCat("log ", vkey, "\n");
+  std::vector<std::unique_ptr<WitnessProcess>> witnesses;
+  for (int i = 1; i <= 2; ++i) {
+    const std::string wdir = absl::StrCat(dir.path(), "/w", i);
+    witnesses.push_back(std::make_unique<WitnessProcess>(
+        wdir, std::vector<std::string>{"--name", absl::StrCat("witness.test/w", i), "--log-vkey", vkey}));
+    ASSERT_OK(witnesses.back()->Start());
+    absl::StrAppend(&policy, "witness w", i, " ", ReadLine(wdir + "/witness.vkey"), " http://",
+                    witnesses.back()->address(), "\n");
+  }
+  absl::StrAppend(&policy, "group both 2 w1 w2\nquorum both\n");
+  const std::string policy_path = dir.Path("policy.txt");
+  WriteFileBytes(policy_path, policy);
+  server.set_extra_args({"--witness-policy", policy_path});
+  ASSERT_OK(server.Start());
+  const std::string keys = dir.Path("keys");
+  CtlResult demo = RunCtl({"--server", server.address(), "demo", "--registrar-key",
+                           server.data_dir() + "/registrar.key.pem", "--keys-dir", keys}, 180);
+  ASSERT_TRUE(Succeeded(demo));
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(demo.out, m, std::regex("collective gm-federation-([0-9a-f]+) formed")));
+  const std::string proposal = absl::StrCat("stroke-reconfiguration-", m[1].str());
+  const std::string out = dir.Path("evidence");
+  // The witnesses cosign a little after the demo's last append: a bounded poll.
+  CtlResult evidence;
+  for (int attempt = 0; attempt < 300; ++attempt) {
+    evidence = RunCtl({"--server", server.address(), "evidence", "--proposal", proposal, "--out", out});
+    ASSERT_TRUE(Succeeded(evidence));
+    if (absl::StrContains(evidence.out, "proved against witnessed checkpoint")) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(absl::StrContains(evidence.out, "proved against witnessed checkpoint")) << evidence;
+  const std::string note = ReadFileBytes(out + "/checkpoint.note");
+  EXPECT_TRUE(absl::StrContains(note, "\xe2\x80\x94 witness.test/w1 ")) << note;
+  EXPECT_TRUE(absl::StrContains(note, "\xe2\x80\x94 witness.test/w2 ")) << note;
+  const std::string operator_key = server.data_dir() + "/operator.pub.pem";
+  CtlResult checked = RunCtl({"verify-evidence", out, "--operator-key", operator_key, "--witness-policy", policy_path});
+  ASSERT_TRUE(Succeeded(checked));
+  EXPECT_TRUE(absl::StrContains(checked.out, "witnessed: quorum ")) << checked;
+  // A policy whose quorum these cosignatures do not meet: w1 and a third
+  // witness ledgerd never asked.
+  const std::string w3dir = dir.Path("w3");
+  WitnessProcess w3(w3dir, {"--name", "witness.test/w3", "--log-vkey", vkey});
+  ASSERT_OK(w3.Start());
+  const std::string strict_path = dir.Path("strict.txt");
+  std::string strict_policy = policy.substr(0, policy.find("witness w2 "));
+  absl::StrAppend(&strict_policy, "witness w3 ", ReadLine(w3dir + "/witness.vkey"), " http://", w3.address(),
+                  "\ngroup both 2 w1 w3\nquorum both\n");
+  WriteFileBytes(strict_path, strict_policy);
+  CtlResult strict = RunCtl({"verify-evidence", out, "--operator-key", operator_key, "--witness-policy", strict_path});
+  EXPECT_TRUE(Failed(strict, 1, "NOT verified: checkpoint: witness policy: "));
 }
 
 }  // namespace
