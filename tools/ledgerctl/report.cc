@@ -570,7 +570,9 @@ tr:target{background:#fff8c4}
           var se = fields(field(rec, 3).b), body = field(se, 1).b, kid = dec.decode(field(se, 2).b), sg = field(se, 3).b;
           bodies[r.position] = body;
           var k = keys[kid];
+          var af = field(fields(body), 2), author = af ? dec.decode(af.b) : '';
           if (!k) why = 'its signing key ' + kid + ' is not in the evidence';
+          else if (k.org_id !== author) why = 'signed by key ' + kid + ' of ' + k.org_id + ', not of its author ' + author;
           else if (hex((await sha256(b64(k.public_key))).subarray(0, 16)) !== kid) why = 'key ' + kid + ' does not match its id';
           else if (edAvailable) {
             var pk = await ed25519Key(b64(k.public_key));
