@@ -499,9 +499,9 @@ absl::StatusOr<Json> BuildDecisionEvidence(LedgerClient& client, const std::vect
   return evidence;
 }
 
-EvidenceCheck CheckDecisionEvidence(const Json& evidence, const crypto::PublicKey& operator_key,
+DecisionEvidenceCheck CheckDecisionEvidence(const Json& evidence, const crypto::PublicKey& operator_key,
                                     const witness::Policy* policy) {
-  EvidenceCheck check;
+  DecisionEvidenceCheck check;
   auto& failures = check.failures;
   check.operator_key_id = operator_key.key_id();
   std::string format;
@@ -752,7 +752,7 @@ absl::Status RunVerifyEvidence(const Invocation& in) {
     if (!loaded.ok()) return loaded.status();
     policy = *std::move(loaded);
   }
-  EvidenceCheck check = CheckDecisionEvidence(*evidence, *key, policy.has_value() ? &*policy : nullptr);
+  DecisionEvidenceCheck check = CheckDecisionEvidence(*evidence, *key, policy.has_value() ? &*policy : nullptr);
   if (!check.verified) {
     for (const std::string& f : check.failures) std::fprintf(stderr, "NOT verified: %s\n", f.c_str());
     return absl::DataLossError(absl::StrCat("evidence in ", in.flags.Arg(0), " NOT verified (", check.failures.size(),

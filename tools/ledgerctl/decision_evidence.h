@@ -46,7 +46,7 @@ absl::StatusOr<Json> BuildDecisionEvidence(LedgerClient& client,
                                            const std::vector<std::string>& proposal_ids);
 
 // The outcome of checking evidence offline.
-struct EvidenceCheck {
+struct DecisionEvidenceCheck {
   bool verified = false;
   std::vector<std::string> failures;  // each says exactly what failed
   std::string operator_key_id;
@@ -64,7 +64,7 @@ struct EvidenceCheck {
 // root, each record's position, each record's signature by the key its
 // author registered in a record present (system events: the operator key of
 // Genesis), and each fact against the record it names.
-EvidenceCheck CheckDecisionEvidence(const Json& evidence, const crypto::PublicKey& operator_key,
+DecisionEvidenceCheck CheckDecisionEvidence(const Json& evidence, const crypto::PublicKey& operator_key,
                                     const witness::Policy* policy);
 
 // Parses DIR/evidence.json (errors name the file and what is wrong).

@@ -658,6 +658,19 @@ absl::Status RunReport(const Invocation& in) {
   }
   auto evidence = BuildDecisionEvidence(client, ids);
   if (!evidence.ok()) return evidence.status();
+  // What the page shows must be what its records say: checked here as
+  // verify-evidence would (under the key the server names), before writing.
+  auto operator_key = crypto::PublicKey::FromRaw([&] {
+    std::string raw;
+    crypto::Base64Decode((*evidence)["operator"]["public_key"].get<std::string>(), &raw);
+    return raw;
+  }());
+  if (!operator_key.ok()) return operator_key.status();
+  DecisionEvidenceCheck check = CheckDecisionEvidence(*evidence, *operator_key, nullptr);
+  if (!check.verified) {
+    return absl::DataLossError(absl::StrCat("the server's evidence does not check, so no report was written: ",
+                                            absl::StrJoin(check.failures, "; ")));
+  }
   Page page(*evidence, scope);
   if (auto s = ReplaceFileDurably(out, page.Render(), 0644); !s.ok()) return s;
   PrintLine(absl::StrCat("wrote ", out, ": ", ids.size(), ids.size() == 1 ? " proposal, " : " proposals, ",
