@@ -617,7 +617,8 @@ DecisionEvidenceCheck CheckDecisionEvidence(const Json& evidence, const crypto::
   // Keys, as the proven records register them.
   std::map<std::string, KeyOrigin> keys;
   std::string operator_id;
-  for (const auto& [position, envelope] : envelopes) {
+  for (const auto& [at, envelope] : envelopes) {
+    const uint64_t position = at;  // a lambda may not capture a structured binding (clang 14)
     const v1::EventBody& body = envelope.body;
     auto add = [&](const std::string& org, const std::string& raw) {
       keys.try_emplace(crypto::KeyIdOf(raw), KeyOrigin{org, raw, position});
