@@ -59,6 +59,10 @@ std::vector<Command> AuditCommands();
 std::vector<Command> MonitorCommands();
 // backup.cc: backup, restore
 std::vector<Command> BackupCommands();
+// decision_evidence.cc: evidence, verify-evidence
+std::vector<Command> DecisionEvidenceCommands();
+// report.cc: report (the decision report, one HTML page)
+Command ReportCommand();
 
 }  // namespace ledger::ctl
 

@@ -37,9 +37,11 @@ std::vector<Command> AllCommands() {
       ProveCommand(),
       ConsistencyCommand(),
   };
-  for (auto group : {GovernanceActionCommands(), QueryCommands(), AuditCommands(), MonitorCommands(), BackupCommands()}) {
+  for (auto group : {GovernanceActionCommands(), QueryCommands(), AuditCommands(), MonitorCommands(), BackupCommands(),
+                     DecisionEvidenceCommands()}) {
     commands.insert(commands.end(), group.begin(), group.end());
   }
+  commands.push_back(ReportCommand());
   commands.push_back(DemoCommand());
   return commands;
 }
