@@ -522,9 +522,8 @@ absl::Status ProposalSubmitted(Decision& d) {
   for (const v1::Gateway& gateway : proposal.gateways()) {
     proposal.add_gateway_states()->set_gateway_id(gateway.id());
   }
-  v1::CollectiveState updated = *collective;
-  updated.add_proposal_ids(proposal.proposal_id());
-  d.state.PutCollective(std::move(updated));
+  // The collective's entry is not rewritten: the proposal is listed under it
+  // by the "cp/" index PutProposal writes (rules/state.h).
   OpenGateway(d, proposal, 0, d.at());
   Decide(d, proposal);
   d.state.PutProposal(std::move(proposal));

@@ -22,10 +22,18 @@ std::string EntryId(const v1::NoticeKeyRecord& m) { return NoticeKeyRecordId(m.k
 
 absl::string_view AbslView(std::string_view view) { return absl::string_view(view.data(), view.size()); }
 
+// An entry as the current layout holds it: a collective no longer lists its
+// proposals (the "cp/" index does; entries of earlier releases did).
+template <typename Message>
+void Upgrade(Message*) {}
+void Upgrade(v1::CollectiveState* collective) { collective->clear_proposal_ids(); }
+
 // Decodes `value` into a message whose id must equal `id`.
 template <typename Message>
 bool DecodeEntry(absl::string_view value, absl::string_view id, Message* out) {
-  return out->ParseFromArray(value.data(), static_cast<int>(value.size())) && EntryId(*out) == id;
+  if (!out->ParseFromArray(value.data(), static_cast<int>(value.size())) || EntryId(*out) != id) return false;
+  Upgrade(out);
+  return true;
 }
 
 absl::Status Corrupt(absl::string_view key) {
@@ -55,6 +63,29 @@ std::string NoticeKeyRecordId(absl::string_view key_id, uint64_t position) {
   id.push_back('\0');
   absl::StrAppend(&id, IdentityChangeId(position));
   return id;
+}
+
+std::string CollectiveProposalPrefix(absl::string_view collective_id) {
+  std::string prefix = absl::StrCat(kCollectiveProposalPrefix, collective_id);
+  prefix.push_back('\0');
+  return prefix;
+}
+
+std::string CollectiveProposalKey(absl::string_view collective_id, uint64_t submitted_at,
+                                  absl::string_view proposal_id) {
+  std::string key = CollectiveProposalPrefix(collective_id);
+  absl::StrAppend(&key, IdentityChangeId(submitted_at));
+  key.push_back('\0');
+  absl::StrAppend(&key, proposal_id);
+  return key;
+}
+
+std::optional<std::string> CollectiveProposalId(absl::string_view key, absl::string_view prefix) {
+  if (!absl::StartsWith(key, prefix)) return std::nullopt;
+  const absl::string_view rest = key.substr(prefix.size());
+  uint64_t position = 0;
+  if (rest.size() < 22 || rest[20] != '\0' || !absl::SimpleAtoi(rest.substr(0, 20), &position)) return std::nullopt;
+  return std::string(rest.substr(21));
 }
 
 std::string DeadlineIndexKey(int64_t deadline, absl::string_view proposal_id) {
@@ -169,7 +200,18 @@ absl::Status State::Open(const StateSource* source, size_t cache_bytes, bool* re
     ForEach<v1::IdentityChangeState>(identity_changes_, kIdentityChangePrefix,
                                      [&](const v1::IdentityChangeState& change) { IndexNotice(nullptr, &change); });
     write_index_marker_ = true;
+    if (auto s = MigrateCollectiveProposals(); !s.ok()) return s;
     return source_status_;
+  }
+  if (**marker != kDerivedIndexesVersion) {
+    if (**marker != "1") {
+      return absl::FailedPreconditionError(absl::StrCat("the projected state's layout \"", **marker,
+                                                        "\" is not one this release knows (a later release's?)"));
+    }
+    // The release before the collective-proposal index: derive it once (the
+    // deadline and notice indexes below are as that release wrote them).
+    write_index_marker_ = true;
+    if (auto s = MigrateCollectiveProposals(); !s.ok()) return s;
   }
   absl::Status bad;
   auto load = [&](absl::string_view prefix, auto insert) {
@@ -197,6 +239,36 @@ absl::Status State::Open(const StateSource* source, size_t cache_bytes, bool* re
     notices_.insert({notice_end, position});
     return true;
   });
+}
+
+absl::Status State::MigrateCollectiveProposals() {
+  absl::Status bad;
+  absl::Status scanned = source_->Scan(std::string(kProposalPrefix), [&](std::string_view key, std::string_view value) {
+    v1::ProposalState proposal;
+    if (!DecodeEntry(AbslView(value), AbslView(key).substr(kProposalPrefix.size()), &proposal)) {
+      bad = Corrupt(AbslView(key));
+      return false;
+    }
+    migration_.emplace_back(
+        CollectiveProposalKey(proposal.collective_id(), proposal.submitted_at(), proposal.proposal_id()), "");
+    return true;
+  });
+  if (!scanned.ok()) return scanned;
+  if (!bad.ok()) return bad;
+  scanned = source_->Scan(std::string(kCollectivePrefix), [&](std::string_view key, std::string_view value) {
+    v1::CollectiveState collective;
+    if (!collective.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      bad = Corrupt(AbslView(key));
+      return false;
+    }
+    if (collective.proposal_ids_size() > 0) {
+      collective.clear_proposal_ids();
+      migration_.emplace_back(std::string(key), collective.SerializeAsString());
+    }
+    return true;
+  });
+  if (!scanned.ok()) return scanned;
+  return bad;
 }
 
 std::optional<int64_t> State::NextDue() const {
@@ -303,7 +375,12 @@ void State::PutNoticeKeyRecord(v1::NoticeKeyRecord record) {
 
 void State::PutProposal(v1::ProposalState proposal) {
   std::string id = proposal.proposal_id();
-  IndexDeadline(FindProposal(id), &proposal);
+  const v1::ProposalState* before = FindProposal(id);
+  if (before == nullptr) {
+    // Written as the proposal is then (absent if rolled back: PendingChanges).
+    dirty_indexes_.insert(CollectiveProposalKey(proposal.collective_id(), proposal.submitted_at(), id));
+  }
+  IndexDeadline(before, &proposal);
   Put(proposals_, kProposalPrefix, id, std::move(proposal));
   // Put's undo restores the entry; the deadline index must follow it.
   std::function<void()> restore_entry = std::move(undo_.back());
@@ -322,8 +399,8 @@ void State::RollbackTo(size_t mark) {
 }
 
 std::vector<State::Change> State::PendingChanges() const {
-  std::vector<Change> changes;
-  changes.reserve(dirty_.size());
+  std::vector<Change> changes = migration_;  // first: a pending change of the same entry follows it
+  changes.reserve(migration_.size() + dirty_.size() + dirty_indexes_.size() + 1);
   for (const std::string& key : dirty_) {
     std::optional<std::string> value;
     auto id = [&](absl::string_view prefix) { return key.substr(prefix.size()); };
@@ -353,7 +430,15 @@ std::vector<State::Change> State::PendingChanges() const {
   }
   for (const std::string& key : dirty_indexes_) {
     bool present = false;
-    if (absl::StartsWith(key, kDeadlineIndexPrefix)) {
+    if (absl::StartsWith(key, kCollectiveProposalPrefix)) {
+      const absl::string_view rest = absl::string_view(key).substr(kCollectiveProposalPrefix.size());
+      const size_t end = rest.find('\0');
+      const absl::string_view collective_id = rest.substr(0, end);
+      const std::optional<std::string> id = CollectiveProposalId(key, CollectiveProposalPrefix(collective_id));
+      const v1::ProposalState* proposal = id.has_value() ? FindProposal(*id) : nullptr;
+      present = proposal != nullptr && proposal->collective_id() == collective_id &&
+                key == CollectiveProposalKey(collective_id, proposal->submitted_at(), *id);
+    } else if (absl::StartsWith(key, kDeadlineIndexPrefix)) {
       const absl::string_view rest = absl::string_view(key).substr(kDeadlineIndexPrefix.size());
       present = deadlines_.contains({*IndexTime(rest), std::string(rest.substr(16))});
     } else {
@@ -363,7 +448,7 @@ std::vector<State::Change> State::PendingChanges() const {
     }
     changes.emplace_back(key, present ? std::optional<std::string>("") : std::nullopt);
   }
-  if (write_index_marker_) changes.emplace_back(std::string(kDerivedIndexesKey), "1");
+  if (write_index_marker_) changes.emplace_back(std::string(kDerivedIndexesKey), std::string(kDerivedIndexesVersion));
   return changes;
 }
 
@@ -371,6 +456,7 @@ void State::CommitChanges() {
   dirty_.clear();
   dirty_indexes_.clear();
   write_index_marker_ = false;
+  migration_.clear();
   undo_.clear();
   if (source_ == nullptr || held_bytes_ <= cache_bytes_) return;
   // Everything held is now in the source too: over the budget, the cache
@@ -398,7 +484,8 @@ absl::Status State::LoadEntry(absl::string_view key, absl::string_view value) {
     if (!info_.ParseFromArray(value.data(), static_cast<int>(value.size()))) return Corrupt(key);
     has_genesis_ = true;
   } else if (absl::StartsWith(key, kOrganisationKeyPrefix) || absl::StartsWith(key, kDeadlineIndexPrefix) ||
-             absl::StartsWith(key, kNoticeIndexPrefix) || key == kDerivedIndexesKey) {
+             absl::StartsWith(key, kNoticeIndexPrefix) || absl::StartsWith(key, kCollectiveProposalPrefix) ||
+             key == kDerivedIndexesKey) {
     // Derived; rebuilt below from what they derive from.
   } else if (absl::StartsWith(key, kOrganisationPrefix)) {
     return load(organisations_, kOrganisationPrefix);

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -97,8 +100,39 @@ absl::StatusOr<v1::ProposalState> Queries::Proposal(const std::string& id) const
   return ReadEntry<v1::ProposalState>(*store_, rules::kProposalPrefix, id, "proposal", v1::UNKNOWN_PROPOSAL);
 }
 
+absl::StatusOr<std::vector<std::string>> Queries::CollectiveProposalIds(const v1::CollectiveState& collective) const {
+  // A collective entry of an earlier release lists them itself until the
+  // ledger's first commit group after the upgrade writes the "cp/" index.
+  if (collective.proposal_ids_size() > 0) {
+    return std::vector<std::string>(collective.proposal_ids().begin(), collective.proposal_ids().end());
+  }
+  std::vector<std::string> ids;
+  const std::string prefix = rules::CollectiveProposalPrefix(collective.collective_id());
+  absl::Status bad = absl::OkStatus();
+  absl::Status scanned = store_->ScanState(prefix, [&](std::string_view key, std::string_view) {
+    std::optional<std::string> id = rules::CollectiveProposalId(absl::string_view(key.data(), key.size()), prefix);
+    if (!id.has_value()) {
+      bad = absl::DataLossError(absl::StrCat("projected state index entry of collective ",
+                                             collective.collective_id(), " does not decode"));
+      return false;
+    }
+    ids.push_back(*std::move(id));
+    return true;
+  });
+  if (!scanned.ok()) return scanned;
+  if (!bad.ok()) return bad;
+  return ids;
+}
+
 absl::StatusOr<v1::CollectiveState> Queries::Collective(const std::string& id) const {
-  return ReadEntry<v1::CollectiveState>(*store_, rules::kCollectivePrefix, id, "collective", v1::UNKNOWN_COLLECTIVE);
+  auto collective =
+      ReadEntry<v1::CollectiveState>(*store_, rules::kCollectivePrefix, id, "collective", v1::UNKNOWN_COLLECTIVE);
+  if (!collective.ok()) return collective.status();
+  auto ids = CollectiveProposalIds(*collective);
+  if (!ids.ok()) return ids.status();
+  collective->clear_proposal_ids();
+  for (std::string& proposal_id : *ids) collective->add_proposal_ids(std::move(proposal_id));
+  return collective;
 }
 
 absl::StatusOr<v1::OrganisationView> Queries::Organisation(const std::string& id) const {
@@ -151,9 +185,12 @@ absl::StatusOr<std::vector<v1::ProposalState>> Queries::SelectProposals(const v1
     return out;
   }
   if (!filter.collective_id().empty()) {
-    auto collective = Collective(filter.collective_id());
+    auto collective = ReadEntry<v1::CollectiveState>(*store_, rules::kCollectivePrefix, filter.collective_id(),
+                                                     "collective", v1::UNKNOWN_COLLECTIVE);
     if (!collective.ok()) return collective.status();
-    for (const std::string& id : collective->proposal_ids()) {
+    auto ids = CollectiveProposalIds(*collective);
+    if (!ids.ok()) return ids.status();
+    for (const std::string& id : *ids) {
       auto proposal = Proposal(id);
       if (!proposal.ok()) return proposal.status();
       out.push_back(*std::move(proposal));
