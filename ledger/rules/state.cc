@@ -343,6 +343,17 @@ void State::IndexDeadline(const v1::ProposalState* before, const v1::ProposalSta
   }
 }
 
+void State::IndexDeadline(const std::string& proposal_id, int64_t before, int64_t after) {
+  if (before != 0) {
+    deadlines_.erase({before, proposal_id});
+    dirty_indexes_.insert(DeadlineIndexKey(before, proposal_id));
+  }
+  if (after != 0) {
+    deadlines_.insert({after, proposal_id});
+    dirty_indexes_.insert(DeadlineIndexKey(after, proposal_id));
+  }
+}
+
 void State::IndexNotice(const v1::IdentityChangeState* before, const v1::IdentityChangeState* after) {
   if (before != nullptr && before->status() == v1::IDENTITY_CHANGE_PENDING) {
     notices_.erase({before->notice_ends_unix_ns(), before->position()});
@@ -389,6 +400,117 @@ void State::PutProposal(v1::ProposalState proposal) {
     restore_entry();
     IndexDeadline(nullptr, FindProposal(id));
   };
+}
+
+namespace {
+
+// The lists of a proposal an edit appends to or leaves alone, moved out of
+// it (Swap: nothing is copied) and back.
+struct LongLists {
+  std::vector<google::protobuf::RepeatedPtrField<v1::VoteRecord>> votes;
+  google::protobuf::RepeatedField<uint64_t> history;
+  google::protobuf::RepeatedPtrField<v1::VetoState> vetoes;
+  google::protobuf::RepeatedPtrField<v1::GatewayState> superseded;
+  v1::ProposalSubmitted submission;
+  v1::Charter charter;
+
+  void SwapWith(v1::ProposalState& proposal) {
+    votes.resize(static_cast<size_t>(proposal.gateway_states_size()));
+    for (int i = 0; i < proposal.gateway_states_size(); ++i) {
+      votes[static_cast<size_t>(i)].Swap(proposal.mutable_gateway_states(i)->mutable_votes());
+    }
+    history.Swap(proposal.mutable_history());
+    vetoes.Swap(proposal.mutable_vetoes());
+    superseded.Swap(proposal.mutable_superseded());
+    submission.Swap(proposal.mutable_submission());
+    charter.Swap(proposal.mutable_charter());
+  }
+};
+
+// What an EditProposal changed, to undo it: the proposal without its long
+// lists, how long those were, and each veto's end.
+struct ProposalDelta {
+  v1::ProposalState rest;
+  std::vector<int> votes;  // per gateway state
+  int history = 0;
+  int superseded = 0;
+  std::vector<std::pair<v1::VetoOutcome, uint64_t>> vetoes;  // outcome, ended_at
+
+  // Whether `after` is `before` with only what an edit may do (see
+  // EditProposal): checked by sizes, which is what the undo relies on.
+  bool Allows(const v1::ProposalState& after) const {
+    if (after.gateway_states_size() != static_cast<int>(votes.size()) || after.history_size() < history ||
+        after.vetoes_size() < static_cast<int>(vetoes.size()) || after.superseded_size() != superseded) {
+      return false;
+    }
+    for (size_t i = 0; i < votes.size(); ++i) {
+      if (after.gateway_states(static_cast<int>(i)).votes_size() < votes[i]) return false;
+    }
+    return true;
+  }
+};
+
+}  // namespace
+
+bool State::EditProposal(const std::string& id, const std::function<void(v1::ProposalState&)>& edit) {
+  if (Lookup(proposals_, kProposalPrefix, id) == nullptr) return false;
+  v1::ProposalState& held = proposals_.find(id)->second;
+  ProposalDelta delta;
+  {
+    LongLists lists;
+    lists.SwapWith(held);
+    delta.rest = held;  // without its long lists: a bounded copy
+    lists.SwapWith(held);
+  }
+  for (const v1::GatewayState& gateway : held.gateway_states()) delta.votes.push_back(gateway.votes_size());
+  delta.history = held.history_size();
+  delta.superseded = held.superseded_size();
+  for (const v1::VetoState& veto : held.vetoes()) delta.vetoes.emplace_back(veto.outcome(), veto.ended_at());
+  const int64_t before_deadline = OpenDeadline(held);
+  ProposalDelta shape;  // the sizes alone, to check the edit against
+  shape.votes = delta.votes;
+  shape.history = delta.history;
+  shape.superseded = delta.superseded;
+  shape.vetoes.resize(delta.vetoes.size());
+  // Pushed before the edit: whatever the edit journals (another entry it
+  // puts) is undone first.
+  undo_.push_back([this, id, delta = std::move(delta), before_deadline]() mutable {
+    v1::ProposalState& edited = proposals_.find(id)->second;  // held until the next commit
+    IndexDeadline(id, OpenDeadline(edited), 0);
+    for (size_t i = 0; i < delta.votes.size(); ++i) {
+      auto* votes = edited.mutable_gateway_states(static_cast<int>(i))->mutable_votes();
+      votes->DeleteSubrange(delta.votes[i], votes->size() - delta.votes[i]);
+    }
+    edited.mutable_history()->Truncate(delta.history);
+    auto* vetoes = edited.mutable_vetoes();
+    vetoes->DeleteSubrange(static_cast<int>(delta.vetoes.size()), vetoes->size() - static_cast<int>(delta.vetoes.size()));
+    for (size_t i = 0; i < delta.vetoes.size(); ++i) {
+      v1::VetoState* veto = vetoes->Mutable(static_cast<int>(i));
+      veto->set_outcome(delta.vetoes[i].first);
+      veto->set_ended_at(delta.vetoes[i].second);
+    }
+    LongLists lists;
+    lists.SwapWith(edited);      // the restored lists out of the edited proposal
+    edited.Swap(&delta.rest);    // the rest as it was
+    lists.SwapWith(edited);      // and the lists into it
+    IndexDeadline(id, 0, before_deadline);
+  });
+  edit(held);
+  if (!shape.Allows(held)) {
+    // The journal could not undo it exactly: nothing decided now may be committed.
+    FailSource(absl::InternalError(absl::StrCat("proposal ", id, " was edited beyond appending (a rules bug)")));
+  } else if (source_ != nullptr) {
+    size_t added = 0;  // what the edit appended, as Put counts a whole entry
+    for (size_t i = 0; i < shape.votes.size(); ++i) {
+      const auto& votes = held.gateway_states(static_cast<int>(i)).votes();
+      for (int v = shape.votes[i]; v < votes.size(); ++v) added += votes[v].ByteSizeLong();
+    }
+    for (int v = static_cast<int>(shape.vetoes.size()); v < held.vetoes_size(); ++v) added += held.vetoes(v).ByteSizeLong();
+    held_bytes_ += added + 10 * static_cast<size_t>(held.history_size() - shape.history);
+  }
+  IndexDeadline(id, before_deadline, OpenDeadline(held));
+  dirty_.insert(absl::StrCat(kProposalPrefix, id));
+  return true;
 }
 
 void State::RollbackTo(size_t mark) {

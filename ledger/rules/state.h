@@ -117,6 +117,15 @@ class State {
   void PutKey(v1::KeyState key);
   void PutCollective(v1::CollectiveState collective);
   void PutProposal(v1::ProposalState proposal);
+  // Changes the proposal `id` in place with `edit` and journals a delta, not
+  // the old entry, so applying and undoing a vote copies none of the
+  // proposal's votes, history or vetoes (VoteCast). `edit` may only append
+  // to those lists (a vote to a gateway's votes, a position to the history, a
+  // veto) and end vetoes (their outcome and ended_at); it leaves the
+  // submission, charter and superseded attempts alone and adds no gateway.
+  // An edit that breaks this is reported as a source failure (the decision
+  // must not be committed). False if there is no such proposal.
+  bool EditProposal(const std::string& id, const std::function<void(v1::ProposalState&)>& edit);
   void PutRefusalCounter(v1::RefusalCounter counter);
   void PutIdentityChange(v1::IdentityChangeState change);
   void PutNoticeKeyRecord(v1::NoticeKeyRecord record);
@@ -163,6 +172,7 @@ class State {
   absl::Status MigrateCollectiveProposals();
   // Keeps deadlines_ in step with one proposal's entry (nullptr: removed).
   void IndexDeadline(const v1::ProposalState* before, const v1::ProposalState* after);
+  void IndexDeadline(const std::string& proposal_id, int64_t before, int64_t after);
   // Keeps notices_ in step with one identity change's entry.
   void IndexNotice(const v1::IdentityChangeState* before, const v1::IdentityChangeState* after);
 
