@@ -1297,6 +1297,34 @@ TEST_F(LedgerTest, AProposalIsListedUnderItsCollectiveWithoutRewritingIt) {
   ASSERT_TRUE(listed.ok()) << listed.status();
   ASSERT_EQ(listed->proposals_size(), 3);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(listed->proposals(i).proposal_id(), in_order[i]);
+  EXPECT_TRUE(listed->next_page_token().empty());
+  const uint64_t p2_at = listed->proposals(1).submitted_at();
+  // Pages of two, with and without a filter, resume where the last stopped.
+  request.mutable_filter()->set_limit(2);
+  listed = store::Queries(&ledger_->store()).Proposals(request);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->proposals_size(), 2);
+  EXPECT_EQ(listed->proposals(1).proposal_id(), "p2");
+  ASSERT_FALSE(listed->next_page_token().empty());
+  request.mutable_filter()->set_page_token(listed->next_page_token());
+  listed = store::Queries(&ledger_->store()).Proposals(request);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->proposals_size(), 1);
+  EXPECT_EQ(listed->proposals(0).proposal_id(), "a-later-one");
+  EXPECT_TRUE(listed->next_page_token().empty());
+  request.mutable_filter()->clear_page_token();
+  request.mutable_filter()->set_limit(1);
+  request.mutable_filter()->set_from_position(p2_at);  // p2 and a-later-one
+  listed = store::Queries(&ledger_->store()).Proposals(request);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->proposals_size(), 1);
+  EXPECT_EQ(listed->proposals(0).proposal_id(), "p2");
+  request.mutable_filter()->set_page_token(listed->next_page_token());
+  listed = store::Queries(&ledger_->store()).Proposals(request);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->proposals_size(), 1);
+  EXPECT_EQ(listed->proposals(0).proposal_id(), "a-later-one");
+  EXPECT_TRUE(listed->next_page_token().empty());
   EXPECT_EQ(ReplayedState(), StoredState());
 }
 
