@@ -2101,7 +2101,7 @@ TEST(Governance, VotesRollBackExactlyOneAtATimeAndTogether) {
   std::vector<Step> steps = {{"a", "need", v1::OBJECT},  {"b", "need", v1::ASSENT}, {"a", "need", v1::ASSENT},
                              {"c", "need", v1::OBJECT},  {"c", "need", v1::ABSTAIN}, {"c", "need", v1::OBJECT},
                              {"c", "need", v1::ASSENT},  {"d", "need", v1::ASSENT}};
-  for (const std::string& gateway : {"principles", "process", "nature", "final"}) {
+  for (const char* gateway : {"principles", "process", "nature", "final"}) {
     for (const std::string& org : Founders()) steps.push_back({org, gateway, v1::ASSENT});
   }
   for (const Step& step : steps) {

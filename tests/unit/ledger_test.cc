@@ -1255,7 +1255,9 @@ v1::CollectiveState StoredCollective(const store::Store& store, const std::strin
   v1::CollectiveState collective;
   auto value = store.GetState(absl::StrCat(rules::kCollectivePrefix, collective_id));
   EXPECT_TRUE(value.ok() && value->has_value()) << collective_id;
-  if (value.ok() && value->has_value()) EXPECT_TRUE(collective.ParseFromString(**value));
+  if (value.ok() && value->has_value()) {
+    EXPECT_TRUE(collective.ParseFromString(**value));
+  }
   return collective;
 }
 
