@@ -522,9 +522,8 @@ absl::Status ProposalSubmitted(Decision& d) {
   for (const v1::Gateway& gateway : proposal.gateways()) {
     proposal.add_gateway_states()->set_gateway_id(gateway.id());
   }
-  v1::CollectiveState updated = *collective;
-  updated.add_proposal_ids(proposal.proposal_id());
-  d.state.PutCollective(std::move(updated));
+  // The collective's entry is not rewritten: the proposal is listed under it
+  // by the "cp/" index PutProposal writes (rules/state.h).
   OpenGateway(d, proposal, 0, d.at());
   Decide(d, proposal);
   d.state.PutProposal(std::move(proposal));
@@ -557,8 +556,10 @@ absl::Status InterestDeclared(Decision& d) {
 
 absl::Status VoteCast(Decision& d) {
   const auto& event = d.envelope.body.vote_cast();
-  auto proposal = FindProposal(d.state, event.proposal_id());
-  if (!proposal.ok()) return proposal.status();
+  // Read in place and changed in place (State::EditProposal): a vote copies
+  // none of the proposal's votes, history or vetoes.
+  const v1::ProposalState* proposal = d.state.FindProposal(event.proposal_id());
+  if (proposal == nullptr) return RuleBroken(v1::UNKNOWN_PROPOSAL, absl::StrCat("no proposal ", event.proposal_id()));
   if (event.position() != v1::ASSENT && event.position() != v1::OBJECT && event.position() != v1::ABSTAIN) {
     return RuleBroken(v1::INVALID_POSITION, "a vote must assent, object or abstain");
   }
@@ -600,37 +601,38 @@ absl::Status VoteCast(Decision& d) {
                                      event.proposal_id(), " ", kMaxPositionChanges, " times, the most a member may"));
     }
   }
-  v1::GatewayState& gs = *proposal->mutable_gateway_states(index);
-  v1::VoteRecord* vote = gs.add_votes();
-  vote->set_org_id(d.author());
-  vote->set_position(event.position());
-  vote->set_rationale(event.rationale());
-  vote->set_at(d.at());
-  vote->set_time_unix_ns(d.now());
-  proposal->add_history(d.at());
+  d.state.EditProposal(event.proposal_id(), [&](v1::ProposalState& edited) {
+    v1::GatewayState& gs = *edited.mutable_gateway_states(index);
+    v1::VoteRecord* vote = gs.add_votes();
+    vote->set_org_id(d.author());
+    vote->set_position(event.position());
+    vote->set_rationale(event.rationale());
+    vote->set_at(d.at());
+    vote->set_time_unix_ns(d.now());
+    edited.add_history(d.at());
 
-  if (Normalised(proposal->gateways(index).rule()).kind() == v1::UNANIMITY) {
-    bool standing = false;
-    for (v1::VetoState& veto : *proposal->mutable_vetoes()) {
-      if (veto.outcome() == v1::VETO_STANDING && veto.gateway_id() == gs.gateway_id() && veto.org_id() == d.author()) {
-        standing = true;
-        if (event.position() != v1::OBJECT) {
-          veto.set_outcome(v1::VETO_WITHDRAWN);
-          veto.set_ended_at(d.at());
+    if (Normalised(edited.gateways(index).rule()).kind() == v1::UNANIMITY) {
+      bool standing = false;
+      for (v1::VetoState& veto : *edited.mutable_vetoes()) {
+        if (veto.outcome() == v1::VETO_STANDING && veto.gateway_id() == gs.gateway_id() && veto.org_id() == d.author()) {
+          standing = true;
+          if (event.position() != v1::OBJECT) {
+            veto.set_outcome(v1::VETO_WITHDRAWN);
+            veto.set_ended_at(d.at());
+          }
         }
       }
+      if (event.position() == v1::OBJECT && !standing) {
+        v1::VetoState* veto = edited.add_vetoes();
+        veto->set_org_id(d.author());
+        veto->set_gateway_id(gs.gateway_id());
+        veto->set_at(d.at());
+        veto->set_time_unix_ns(d.now());
+        veto->set_rationale(event.rationale());
+      }
     }
-    if (event.position() == v1::OBJECT && !standing) {
-      v1::VetoState* veto = proposal->add_vetoes();
-      veto->set_org_id(d.author());
-      veto->set_gateway_id(gs.gateway_id());
-      veto->set_at(d.at());
-      veto->set_time_unix_ns(d.now());
-      veto->set_rationale(event.rationale());
-    }
-  }
-  Decide(d, *proposal);
-  d.state.PutProposal(*std::move(proposal));
+    Decide(d, edited);
+  });
   return absl::OkStatus();
 }
 

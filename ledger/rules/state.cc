@@ -22,10 +22,18 @@ std::string EntryId(const v1::NoticeKeyRecord& m) { return NoticeKeyRecordId(m.k
 
 absl::string_view AbslView(std::string_view view) { return absl::string_view(view.data(), view.size()); }
 
+// An entry as the current layout holds it: a collective no longer lists its
+// proposals (the "cp/" index does; entries of earlier releases did).
+template <typename Message>
+void Upgrade(Message*) {}
+void Upgrade(v1::CollectiveState* collective) { collective->clear_proposal_ids(); }
+
 // Decodes `value` into a message whose id must equal `id`.
 template <typename Message>
 bool DecodeEntry(absl::string_view value, absl::string_view id, Message* out) {
-  return out->ParseFromArray(value.data(), static_cast<int>(value.size())) && EntryId(*out) == id;
+  if (!out->ParseFromArray(value.data(), static_cast<int>(value.size())) || EntryId(*out) != id) return false;
+  Upgrade(out);
+  return true;
 }
 
 absl::Status Corrupt(absl::string_view key) {
@@ -55,6 +63,29 @@ std::string NoticeKeyRecordId(absl::string_view key_id, uint64_t position) {
   id.push_back('\0');
   absl::StrAppend(&id, IdentityChangeId(position));
   return id;
+}
+
+std::string CollectiveProposalPrefix(absl::string_view collective_id) {
+  std::string prefix = absl::StrCat(kCollectiveProposalPrefix, collective_id);
+  prefix.push_back('\0');
+  return prefix;
+}
+
+std::string CollectiveProposalKey(absl::string_view collective_id, uint64_t submitted_at,
+                                  absl::string_view proposal_id) {
+  std::string key = CollectiveProposalPrefix(collective_id);
+  absl::StrAppend(&key, IdentityChangeId(submitted_at));
+  key.push_back('\0');
+  absl::StrAppend(&key, proposal_id);
+  return key;
+}
+
+std::optional<std::string> CollectiveProposalId(absl::string_view key, absl::string_view prefix) {
+  if (!absl::StartsWith(key, prefix)) return std::nullopt;
+  const absl::string_view rest = key.substr(prefix.size());
+  uint64_t position = 0;
+  if (rest.size() < 22 || rest[20] != '\0' || !absl::SimpleAtoi(rest.substr(0, 20), &position)) return std::nullopt;
+  return std::string(rest.substr(21));
 }
 
 std::string DeadlineIndexKey(int64_t deadline, absl::string_view proposal_id) {
@@ -169,7 +200,18 @@ absl::Status State::Open(const StateSource* source, size_t cache_bytes, bool* re
     ForEach<v1::IdentityChangeState>(identity_changes_, kIdentityChangePrefix,
                                      [&](const v1::IdentityChangeState& change) { IndexNotice(nullptr, &change); });
     write_index_marker_ = true;
+    if (auto s = MigrateCollectiveProposals(); !s.ok()) return s;
     return source_status_;
+  }
+  if (**marker != kDerivedIndexesVersion) {
+    if (**marker != "1") {
+      return absl::FailedPreconditionError(absl::StrCat("the projected state's layout \"", **marker,
+                                                        "\" is not one this release knows (a later release's?)"));
+    }
+    // The release before the collective-proposal index: derive it once (the
+    // deadline and notice indexes below are as that release wrote them).
+    write_index_marker_ = true;
+    if (auto s = MigrateCollectiveProposals(); !s.ok()) return s;
   }
   absl::Status bad;
   auto load = [&](absl::string_view prefix, auto insert) {
@@ -197,6 +239,36 @@ absl::Status State::Open(const StateSource* source, size_t cache_bytes, bool* re
     notices_.insert({notice_end, position});
     return true;
   });
+}
+
+absl::Status State::MigrateCollectiveProposals() {
+  absl::Status bad;
+  absl::Status scanned = source_->Scan(std::string(kProposalPrefix), [&](std::string_view key, std::string_view value) {
+    v1::ProposalState proposal;
+    if (!DecodeEntry(AbslView(value), AbslView(key).substr(kProposalPrefix.size()), &proposal)) {
+      bad = Corrupt(AbslView(key));
+      return false;
+    }
+    migration_.emplace_back(
+        CollectiveProposalKey(proposal.collective_id(), proposal.submitted_at(), proposal.proposal_id()), "");
+    return true;
+  });
+  if (!scanned.ok()) return scanned;
+  if (!bad.ok()) return bad;
+  scanned = source_->Scan(std::string(kCollectivePrefix), [&](std::string_view key, std::string_view value) {
+    v1::CollectiveState collective;
+    if (!collective.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      bad = Corrupt(AbslView(key));
+      return false;
+    }
+    if (collective.proposal_ids_size() > 0) {
+      collective.clear_proposal_ids();
+      migration_.emplace_back(std::string(key), collective.SerializeAsString());
+    }
+    return true;
+  });
+  if (!scanned.ok()) return scanned;
+  return bad;
 }
 
 std::optional<int64_t> State::NextDue() const {
@@ -271,6 +343,17 @@ void State::IndexDeadline(const v1::ProposalState* before, const v1::ProposalSta
   }
 }
 
+void State::IndexDeadline(const std::string& proposal_id, int64_t before, int64_t after) {
+  if (before != 0) {
+    deadlines_.erase({before, proposal_id});
+    dirty_indexes_.insert(DeadlineIndexKey(before, proposal_id));
+  }
+  if (after != 0) {
+    deadlines_.insert({after, proposal_id});
+    dirty_indexes_.insert(DeadlineIndexKey(after, proposal_id));
+  }
+}
+
 void State::IndexNotice(const v1::IdentityChangeState* before, const v1::IdentityChangeState* after) {
   if (before != nullptr && before->status() == v1::IDENTITY_CHANGE_PENDING) {
     notices_.erase({before->notice_ends_unix_ns(), before->position()});
@@ -303,7 +386,12 @@ void State::PutNoticeKeyRecord(v1::NoticeKeyRecord record) {
 
 void State::PutProposal(v1::ProposalState proposal) {
   std::string id = proposal.proposal_id();
-  IndexDeadline(FindProposal(id), &proposal);
+  const v1::ProposalState* before = FindProposal(id);
+  if (before == nullptr) {
+    // Written as the proposal is then (absent if rolled back: PendingChanges).
+    dirty_indexes_.insert(CollectiveProposalKey(proposal.collective_id(), proposal.submitted_at(), id));
+  }
+  IndexDeadline(before, &proposal);
   Put(proposals_, kProposalPrefix, id, std::move(proposal));
   // Put's undo restores the entry; the deadline index must follow it.
   std::function<void()> restore_entry = std::move(undo_.back());
@@ -314,6 +402,117 @@ void State::PutProposal(v1::ProposalState proposal) {
   };
 }
 
+namespace {
+
+// The lists of a proposal an edit appends to or leaves alone, moved out of
+// it (Swap: nothing is copied) and back.
+struct LongLists {
+  std::vector<google::protobuf::RepeatedPtrField<v1::VoteRecord>> votes;
+  google::protobuf::RepeatedField<uint64_t> history;
+  google::protobuf::RepeatedPtrField<v1::VetoState> vetoes;
+  google::protobuf::RepeatedPtrField<v1::GatewayState> superseded;
+  v1::ProposalSubmitted submission;
+  v1::Charter charter;
+
+  void SwapWith(v1::ProposalState& proposal) {
+    votes.resize(static_cast<size_t>(proposal.gateway_states_size()));
+    for (int i = 0; i < proposal.gateway_states_size(); ++i) {
+      votes[static_cast<size_t>(i)].Swap(proposal.mutable_gateway_states(i)->mutable_votes());
+    }
+    history.Swap(proposal.mutable_history());
+    vetoes.Swap(proposal.mutable_vetoes());
+    superseded.Swap(proposal.mutable_superseded());
+    submission.Swap(proposal.mutable_submission());
+    charter.Swap(proposal.mutable_charter());
+  }
+};
+
+// What an EditProposal changed, to undo it: the proposal without its long
+// lists, how long those were, and each veto's end.
+struct ProposalDelta {
+  v1::ProposalState rest;
+  std::vector<int> votes;  // per gateway state
+  int history = 0;
+  int superseded = 0;
+  std::vector<std::pair<v1::VetoOutcome, uint64_t>> vetoes;  // outcome, ended_at
+
+  // Whether `after` is `before` with only what an edit may do (see
+  // EditProposal): checked by sizes, which is what the undo relies on.
+  bool Allows(const v1::ProposalState& after) const {
+    if (after.gateway_states_size() != static_cast<int>(votes.size()) || after.history_size() < history ||
+        after.vetoes_size() < static_cast<int>(vetoes.size()) || after.superseded_size() != superseded) {
+      return false;
+    }
+    for (size_t i = 0; i < votes.size(); ++i) {
+      if (after.gateway_states(static_cast<int>(i)).votes_size() < votes[i]) return false;
+    }
+    return true;
+  }
+};
+
+}  // namespace
+
+bool State::EditProposal(const std::string& id, const std::function<void(v1::ProposalState&)>& edit) {
+  if (Lookup(proposals_, kProposalPrefix, id) == nullptr) return false;
+  v1::ProposalState& held = proposals_.find(id)->second;
+  ProposalDelta delta;
+  {
+    LongLists lists;
+    lists.SwapWith(held);
+    delta.rest = held;  // without its long lists: a bounded copy
+    lists.SwapWith(held);
+  }
+  for (const v1::GatewayState& gateway : held.gateway_states()) delta.votes.push_back(gateway.votes_size());
+  delta.history = held.history_size();
+  delta.superseded = held.superseded_size();
+  for (const v1::VetoState& veto : held.vetoes()) delta.vetoes.emplace_back(veto.outcome(), veto.ended_at());
+  const int64_t before_deadline = OpenDeadline(held);
+  ProposalDelta shape;  // the sizes alone, to check the edit against
+  shape.votes = delta.votes;
+  shape.history = delta.history;
+  shape.superseded = delta.superseded;
+  shape.vetoes.resize(delta.vetoes.size());
+  // Pushed before the edit: whatever the edit journals (another entry it
+  // puts) is undone first.
+  undo_.push_back([this, id, delta = std::move(delta), before_deadline]() mutable {
+    v1::ProposalState& edited = proposals_.find(id)->second;  // held until the next commit
+    IndexDeadline(id, OpenDeadline(edited), 0);
+    for (size_t i = 0; i < delta.votes.size(); ++i) {
+      auto* votes = edited.mutable_gateway_states(static_cast<int>(i))->mutable_votes();
+      votes->DeleteSubrange(delta.votes[i], votes->size() - delta.votes[i]);
+    }
+    edited.mutable_history()->Truncate(delta.history);
+    auto* vetoes = edited.mutable_vetoes();
+    vetoes->DeleteSubrange(static_cast<int>(delta.vetoes.size()), vetoes->size() - static_cast<int>(delta.vetoes.size()));
+    for (size_t i = 0; i < delta.vetoes.size(); ++i) {
+      v1::VetoState* veto = vetoes->Mutable(static_cast<int>(i));
+      veto->set_outcome(delta.vetoes[i].first);
+      veto->set_ended_at(delta.vetoes[i].second);
+    }
+    LongLists lists;
+    lists.SwapWith(edited);      // the restored lists out of the edited proposal
+    edited.Swap(&delta.rest);    // the rest as it was
+    lists.SwapWith(edited);      // and the lists into it
+    IndexDeadline(id, 0, before_deadline);
+  });
+  edit(held);
+  if (!shape.Allows(held)) {
+    // The journal could not undo it exactly: nothing decided now may be committed.
+    FailSource(absl::InternalError(absl::StrCat("proposal ", id, " was edited beyond appending (a rules bug)")));
+  } else if (source_ != nullptr) {
+    size_t added = 0;  // what the edit appended, as Put counts a whole entry
+    for (size_t i = 0; i < shape.votes.size(); ++i) {
+      const auto& votes = held.gateway_states(static_cast<int>(i)).votes();
+      for (int v = shape.votes[i]; v < votes.size(); ++v) added += votes[v].ByteSizeLong();
+    }
+    for (int v = static_cast<int>(shape.vetoes.size()); v < held.vetoes_size(); ++v) added += held.vetoes(v).ByteSizeLong();
+    held_bytes_ += added + 10 * static_cast<size_t>(held.history_size() - shape.history);
+  }
+  IndexDeadline(id, before_deadline, OpenDeadline(held));
+  dirty_.insert(absl::StrCat(kProposalPrefix, id));
+  return true;
+}
+
 void State::RollbackTo(size_t mark) {
   while (undo_.size() > mark) {
     undo_.back()();
@@ -322,8 +521,8 @@ void State::RollbackTo(size_t mark) {
 }
 
 std::vector<State::Change> State::PendingChanges() const {
-  std::vector<Change> changes;
-  changes.reserve(dirty_.size());
+  std::vector<Change> changes = migration_;  // first: a pending change of the same entry follows it
+  changes.reserve(migration_.size() + dirty_.size() + dirty_indexes_.size() + 1);
   for (const std::string& key : dirty_) {
     std::optional<std::string> value;
     auto id = [&](absl::string_view prefix) { return key.substr(prefix.size()); };
@@ -353,7 +552,15 @@ std::vector<State::Change> State::PendingChanges() const {
   }
   for (const std::string& key : dirty_indexes_) {
     bool present = false;
-    if (absl::StartsWith(key, kDeadlineIndexPrefix)) {
+    if (absl::StartsWith(key, kCollectiveProposalPrefix)) {
+      const absl::string_view rest = absl::string_view(key).substr(kCollectiveProposalPrefix.size());
+      const size_t end = rest.find('\0');
+      const absl::string_view collective_id = rest.substr(0, end);
+      const std::optional<std::string> id = CollectiveProposalId(key, CollectiveProposalPrefix(collective_id));
+      const v1::ProposalState* proposal = id.has_value() ? FindProposal(*id) : nullptr;
+      present = proposal != nullptr && proposal->collective_id() == collective_id &&
+                key == CollectiveProposalKey(collective_id, proposal->submitted_at(), *id);
+    } else if (absl::StartsWith(key, kDeadlineIndexPrefix)) {
       const absl::string_view rest = absl::string_view(key).substr(kDeadlineIndexPrefix.size());
       present = deadlines_.contains({*IndexTime(rest), std::string(rest.substr(16))});
     } else {
@@ -363,7 +570,7 @@ std::vector<State::Change> State::PendingChanges() const {
     }
     changes.emplace_back(key, present ? std::optional<std::string>("") : std::nullopt);
   }
-  if (write_index_marker_) changes.emplace_back(std::string(kDerivedIndexesKey), "1");
+  if (write_index_marker_) changes.emplace_back(std::string(kDerivedIndexesKey), std::string(kDerivedIndexesVersion));
   return changes;
 }
 
@@ -371,6 +578,7 @@ void State::CommitChanges() {
   dirty_.clear();
   dirty_indexes_.clear();
   write_index_marker_ = false;
+  migration_.clear();
   undo_.clear();
   if (source_ == nullptr || held_bytes_ <= cache_bytes_) return;
   // Everything held is now in the source too: over the budget, the cache
@@ -398,7 +606,8 @@ absl::Status State::LoadEntry(absl::string_view key, absl::string_view value) {
     if (!info_.ParseFromArray(value.data(), static_cast<int>(value.size()))) return Corrupt(key);
     has_genesis_ = true;
   } else if (absl::StartsWith(key, kOrganisationKeyPrefix) || absl::StartsWith(key, kDeadlineIndexPrefix) ||
-             absl::StartsWith(key, kNoticeIndexPrefix) || key == kDerivedIndexesKey) {
+             absl::StartsWith(key, kNoticeIndexPrefix) || absl::StartsWith(key, kCollectiveProposalPrefix) ||
+             key == kDerivedIndexesKey) {
     // Derived; rebuilt below from what they derive from.
   } else if (absl::StartsWith(key, kOrganisationPrefix)) {
     return load(organisations_, kOrganisationPrefix);

@@ -117,6 +117,15 @@ class State {
   void PutKey(v1::KeyState key);
   void PutCollective(v1::CollectiveState collective);
   void PutProposal(v1::ProposalState proposal);
+  // Changes the proposal `id` in place with `edit` and journals a delta, not
+  // the old entry, so applying and undoing a vote copies none of the
+  // proposal's votes, history or vetoes (VoteCast). `edit` may only append
+  // to those lists (a vote to a gateway's votes, a position to the history, a
+  // veto) and end vetoes (their outcome and ended_at); it leaves the
+  // submission, charter and superseded attempts alone and adds no gateway.
+  // An edit that breaks this is reported as a source failure (the decision
+  // must not be committed). False if there is no such proposal.
+  bool EditProposal(const std::string& id, const std::function<void(v1::ProposalState&)>& edit);
   void PutRefusalCounter(v1::RefusalCounter counter);
   void PutIdentityChange(v1::IdentityChangeState change);
   void PutNoticeKeyRecord(v1::NoticeKeyRecord record);
@@ -132,7 +141,14 @@ class State {
   // the journal, and empties the cache of a backed State over its bytes.
   void CommitChanges();
 
+  // Open found the layout of a release before the collective-proposal index
+  // ("cp/"): it is derived once and written, with the collectives without
+  // their old proposal_ids lists, by the next commit group.
+  bool migrated_collective_proposals() const { return !migration_.empty(); }
+
   // Rebuilds one entry of an in-memory State from a `state` column family.
+  // An entry of an earlier layout loads as the current one would hold it (a
+  // collective's proposal_ids list is dropped: see kCollectiveProposalPrefix).
   absl::Status LoadEntry(absl::string_view key, absl::string_view value);
   // Every entry of an in-memory State, serialized, in key order: two states
   // are equal exactly when their snapshots are.
@@ -151,8 +167,12 @@ class State {
   template <typename Message>
   void Put(Cache<Message>& cache, absl::string_view key_prefix, const std::string& id, Message value);
   void FailSource(absl::Status status) const;
+  // Open: the "cp/" index of every proposal, and each collective without
+  // its proposal_ids, into migration_.
+  absl::Status MigrateCollectiveProposals();
   // Keeps deadlines_ in step with one proposal's entry (nullptr: removed).
   void IndexDeadline(const v1::ProposalState* before, const v1::ProposalState* after);
+  void IndexDeadline(const std::string& proposal_id, int64_t before, int64_t after);
   // Keeps notices_ in step with one identity change's entry.
   void IndexNotice(const v1::IdentityChangeState* before, const v1::IdentityChangeState* after);
 
@@ -182,6 +202,9 @@ class State {
   // now are, present or absent); and whether the index marker is to be written.
   absl::flat_hash_set<std::string> dirty_indexes_;
   bool write_index_marker_ = false;
+  // Open's migration of an earlier layout, written before the pending
+  // changes by the next commit (and kept until one succeeds).
+  std::vector<Change> migration_;
 };
 
 // Keys of the `state` column family.
@@ -203,10 +226,25 @@ inline constexpr absl::string_view kRefusedSubmissionPrefix = "rs/";  // + raw S
 // State loads them instead of every proposal and identity change:
 // "dl/" deadline proposal id -> "" for each open gateway with a deadline,
 // "nt/" notice end position -> "" for each pending identity change (times as
-// 16 hex digits, so key order is time order), and "di" -> "1" once they exist.
+// 16 hex digits, so key order is time order), and "di" -> kDerivedIndexesVersion
+// once they exist ("1": a release before the "cp/" index, migrated at Open).
 inline constexpr absl::string_view kDeadlineIndexPrefix = "dl/";
 inline constexpr absl::string_view kNoticeIndexPrefix = "nt/";
 inline constexpr absl::string_view kDerivedIndexesKey = "di";
+inline constexpr absl::string_view kDerivedIndexesVersion = "2";
+// A collective's proposals, in submission order: "cp/" collective \0
+// submission position (20 digits) \0 proposal id -> "". Derived from the
+// proposals (each names its collective and position) and written once, when
+// one is submitted, so submitting the n-th proposal of a collective costs
+// what the first did (the collective's entry is not rewritten: it once
+// listed them in proposal_ids). Not part of Snapshot().
+inline constexpr absl::string_view kCollectiveProposalPrefix = "cp/";
+std::string CollectiveProposalPrefix(absl::string_view collective_id);  // "cp/" collective \0
+std::string CollectiveProposalKey(absl::string_view collective_id, uint64_t submitted_at,
+                                  absl::string_view proposal_id);
+// The proposal id of a "cp/" key of `prefix` (CollectiveProposalPrefix), or
+// nullopt if the key is not one.
+std::optional<std::string> CollectiveProposalId(absl::string_view key, absl::string_view prefix);
 std::string DeadlineIndexKey(int64_t deadline, absl::string_view proposal_id);
 std::string NoticeIndexKey(int64_t notice_end, uint64_t position);
 // Index of an organisation's keys, derived from the keys: "ok/" org \0 key id

@@ -158,6 +158,10 @@ absl::Status Ledger::LoadFromStore() {
     LOG(WARNING) << "the ledger in " << options_.data_dir << " was written by an earlier release: its derived "
                  << "state indexes are rebuilt (once; they are written with the next commit group)";
   }
+  if (state_.migrated_collective_proposals()) {
+    LOG(WARNING) << "the ledger in " << options_.data_dir << " lists each collective's proposals in the collective's "
+                 << "state entry (an earlier release): they move to entries of their own with the next commit group";
+  }
   // Refusals recorded by a release before the refused-bytes index (rules
   // version 2 answers them from it): indexed with the derived indexes, and
   // written with them (they are pending changes of the state).

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -97,8 +100,39 @@ absl::StatusOr<v1::ProposalState> Queries::Proposal(const std::string& id) const
   return ReadEntry<v1::ProposalState>(*store_, rules::kProposalPrefix, id, "proposal", v1::UNKNOWN_PROPOSAL);
 }
 
+absl::StatusOr<std::vector<std::string>> Queries::CollectiveProposalIds(const v1::CollectiveState& collective) const {
+  // A collective entry of an earlier release lists them itself until the
+  // ledger's first commit group after the upgrade writes the "cp/" index.
+  if (collective.proposal_ids_size() > 0) {
+    return std::vector<std::string>(collective.proposal_ids().begin(), collective.proposal_ids().end());
+  }
+  std::vector<std::string> ids;
+  const std::string prefix = rules::CollectiveProposalPrefix(collective.collective_id());
+  absl::Status bad = absl::OkStatus();
+  absl::Status scanned = store_->ScanState(prefix, [&](std::string_view key, std::string_view) {
+    std::optional<std::string> id = rules::CollectiveProposalId(absl::string_view(key.data(), key.size()), prefix);
+    if (!id.has_value()) {
+      bad = absl::DataLossError(absl::StrCat("projected state index entry of collective ",
+                                             collective.collective_id(), " does not decode"));
+      return false;
+    }
+    ids.push_back(*std::move(id));
+    return true;
+  });
+  if (!scanned.ok()) return scanned;
+  if (!bad.ok()) return bad;
+  return ids;
+}
+
 absl::StatusOr<v1::CollectiveState> Queries::Collective(const std::string& id) const {
-  return ReadEntry<v1::CollectiveState>(*store_, rules::kCollectivePrefix, id, "collective", v1::UNKNOWN_COLLECTIVE);
+  auto collective =
+      ReadEntry<v1::CollectiveState>(*store_, rules::kCollectivePrefix, id, "collective", v1::UNKNOWN_COLLECTIVE);
+  if (!collective.ok()) return collective.status();
+  auto ids = CollectiveProposalIds(*collective);
+  if (!ids.ok()) return ids.status();
+  collective->clear_proposal_ids();
+  for (std::string& proposal_id : *ids) collective->add_proposal_ids(std::move(proposal_id));
+  return collective;
 }
 
 absl::StatusOr<v1::OrganisationView> Queries::Organisation(const std::string& id) const {
@@ -151,9 +185,12 @@ absl::StatusOr<std::vector<v1::ProposalState>> Queries::SelectProposals(const v1
     return out;
   }
   if (!filter.collective_id().empty()) {
-    auto collective = Collective(filter.collective_id());
+    auto collective = ReadEntry<v1::CollectiveState>(*store_, rules::kCollectivePrefix, filter.collective_id(),
+                                                     "collective", v1::UNKNOWN_COLLECTIVE);
     if (!collective.ok()) return collective.status();
-    for (const std::string& id : collective->proposal_ids()) {
+    auto ids = CollectiveProposalIds(*collective);
+    if (!ids.ok()) return ids.status();
+    for (const std::string& id : *ids) {
       auto proposal = Proposal(id);
       if (!proposal.ok()) return proposal.status();
       out.push_back(*std::move(proposal));
@@ -180,14 +217,14 @@ absl::StatusOr<std::vector<v1::ProposalState>> Queries::SelectProposals(const v1
 absl::StatusOr<v1::ListProposalsResponse> Queries::Proposals(const v1::ListProposalsRequest& request) const {
   auto page = PageOf(request.filter());
   if (!page.ok()) return page.status();
-  auto proposals = SelectProposals(request.filter());
-  if (!proposals.ok()) return proposals.status();
-  std::vector<v1::ProposalSummary> all;
-  for (const v1::ProposalState& p : *proposals) {
-    const auto& statuses = request.statuses();
-    if (!statuses.empty() && std::find(statuses.begin(), statuses.end(), p.status()) == statuses.end()) continue;
-    if (!InRange(request.filter(), p.submitted_at())) continue;
-    if (!request.filter().org_id().empty() && p.proposer() != request.filter().org_id()) continue;
+  const v1::QueryFilter& filter = request.filter();
+  const auto& statuses = request.statuses();
+  auto summarise = [&](const v1::ProposalState& p) -> std::optional<v1::ProposalSummary> {
+    if (!statuses.empty() && std::find(statuses.begin(), statuses.end(), p.status()) == statuses.end()) {
+      return std::nullopt;
+    }
+    if (!InRange(filter, p.submitted_at())) return std::nullopt;
+    if (!filter.org_id().empty() && p.proposer() != filter.org_id()) return std::nullopt;
     v1::ProposalSummary s;
     s.set_proposal_id(p.proposal_id());
     s.set_collective_id(p.collective_id());
@@ -201,9 +238,44 @@ absl::StatusOr<v1::ListProposalsResponse> Queries::Proposals(const v1::ListPropo
     }
     s.set_submitted_at(p.submitted_at());
     s.set_ended_at(p.ended_at());
-    all.push_back(std::move(s));
-  }
+    return s;
+  };
   v1::ListProposalsResponse response;
+  if (!filter.collective_id().empty() && filter.proposal_id().empty()) {
+    // A collective's proposals in submission order ("cp/" entries): only the
+    // page's proposals (and, with filters, those before it) are read, and
+    // the scan stops after the page.
+    auto collective = ReadEntry<v1::CollectiveState>(*store_, rules::kCollectivePrefix, filter.collective_id(),
+                                                     "collective", v1::UNKNOWN_COLLECTIVE);
+    if (!collective.ok()) return collective.status();
+    auto ids = CollectiveProposalIds(*collective);
+    if (!ids.ok()) return ids.status();
+    const bool unfiltered = statuses.empty() && filter.from_position() == 0 && filter.to_position() == 0 &&
+                            filter.org_id().empty();
+    size_t matched = 0;
+    for (const std::string& id : *ids) {
+      if (unfiltered && matched < page->offset) {  // before the page: not read
+        ++matched;
+        continue;
+      }
+      auto proposal = Proposal(id);
+      if (!proposal.ok()) return proposal.status();
+      std::optional<v1::ProposalSummary> summary = summarise(*proposal);
+      if (!summary.has_value() || matched++ < page->offset) continue;
+      if (static_cast<size_t>(response.proposals_size()) == page->limit) {
+        response.set_next_page_token(absl::StrCat(page->offset + page->limit));
+        break;
+      }
+      *response.add_proposals() = *std::move(summary);
+    }
+    return response;
+  }
+  auto proposals = SelectProposals(filter);
+  if (!proposals.ok()) return proposals.status();
+  std::vector<v1::ProposalSummary> all;
+  for (const v1::ProposalState& p : *proposals) {
+    if (std::optional<v1::ProposalSummary> summary = summarise(p)) all.push_back(*std::move(summary));
+  }
   Paginate(std::move(all), *page, &response, response.mutable_proposals());
   return response;
 }

@@ -9,6 +9,9 @@
 #ifndef LEDGER_STORE_QUERIES_H_
 #define LEDGER_STORE_QUERIES_H_
 
+#include <string>
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "ledger/store/store.h"
 #include "ledger/v1/governance_service.pb.h"
@@ -47,6 +50,8 @@ class Queries {
  private:
   // Proposals the filter's collective / proposal narrow to, in submission order.
   absl::StatusOr<std::vector<v1::ProposalState>> SelectProposals(const v1::QueryFilter& filter) const;
+  // A collective's proposals, in submission order (its "cp/" index entries).
+  absl::StatusOr<std::vector<std::string>> CollectiveProposalIds(const v1::CollectiveState& collective) const;
 
   const Store* store_;
 };

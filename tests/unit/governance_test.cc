@@ -2080,6 +2080,49 @@ TEST(Governance, MarkAndRollbackRestoreTheStateExactly) {
   EXPECT_TRUE(g.state.Snapshot() == before);
 }
 
+// A vote changes its proposal in place and journals a delta (not the
+// proposal): each vote undone on its own — objections that become vetoes, a
+// withdrawn veto, the votes that pass a gateway and open the next (with its
+// deadline), the one that adopts — and all of them together leave the state
+// and the deadline index exactly as before.
+TEST(Governance, VotesRollBackExactlyOneAtATimeAndTogether) {
+  v1::Charter charter = StandardCharter();
+  for (v1::Gateway& gateway : *charter.mutable_gateways()) gateway.set_deadline_seconds(3600);
+  Gov g;
+  g.Form("fed", charter);
+  g.Submitted();
+  const auto start = g.state.Snapshot();
+  const auto start_deadlines = g.state.deadlines();
+  const size_t outer = g.state.Mark();
+  struct Step {
+    std::string org, gateway;
+    v1::Position position;
+  };
+  std::vector<Step> steps = {{"a", "need", v1::OBJECT},  {"b", "need", v1::ASSENT}, {"a", "need", v1::ASSENT},
+                             {"c", "need", v1::OBJECT},  {"c", "need", v1::ABSTAIN}, {"c", "need", v1::OBJECT},
+                             {"c", "need", v1::ASSENT},  {"d", "need", v1::ASSENT}};
+  for (const char* gateway : {"principles", "process", "nature", "final"}) {
+    for (const std::string& org : Founders()) steps.push_back({org, gateway, v1::ASSENT});
+  }
+  for (const Step& step : steps) {
+    SCOPED_TRACE(absl::StrCat(step.org, " on ", step.gateway));
+    const auto before = g.state.Snapshot();
+    const auto deadlines = g.state.deadlines();
+    const size_t mark = g.state.Mark();
+    g.Ok(step.org, Vote("p1", step.gateway, step.position));
+    EXPECT_FALSE(g.state.Snapshot() == before);
+    g.state.RollbackTo(mark);
+    EXPECT_TRUE(g.state.Snapshot() == before) << "the vote's undo did not restore the state";
+    EXPECT_TRUE(g.state.deadlines() == deadlines) << "the vote's undo did not restore the deadline index";
+    g.Ok(step.org, Vote("p1", step.gateway, step.position));
+  }
+  EXPECT_EQ(g.P("p1").status(), v1::PROPOSAL_ADOPTED);
+  EXPECT_EQ(g.P("p1").vetoes_size(), 3);
+  g.state.RollbackTo(outer);
+  EXPECT_TRUE(g.state.Snapshot() == start);
+  EXPECT_TRUE(g.state.deadlines() == start_deadlines);
+}
+
 // ====================================================== charter arithmetic
 
 v1::DecisionRule Rule(v1::RuleKind kind, uint32_t quorum = 0,

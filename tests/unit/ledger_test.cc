@@ -181,6 +181,8 @@ class LedgerTest : public ::testing::Test {
   // Stories shared with TinyStateCacheLedgerTest.
   void ReopenedStateEqualsReplayFromGenesis();
   void GovernanceProjectionAfterRestartEqualsReplay();
+  void ARefusedBatchLeavesNoProposalOfTheCollectiveBehind();
+  void AnEarlierLayoutsCollectiveProposalsAreMigrated(bool without_marker);
 
   absl::StatusOr<std::vector<SubmitResult>> Submit(std::vector<v1::SignedEvent> events) {
     Answer answer;
@@ -337,6 +339,13 @@ class LedgerTest : public ::testing::Test {
     body.mutable_vote_cast()->set_proposal_id("p1");
     body.mutable_vote_cast()->set_gateway_id(gateway);
     body.mutable_vote_cast()->set_position(position);
+    return Act(org, body);
+  }
+  absl::StatusOr<std::vector<SubmitResult>> Propose(const std::string& org, const std::string& proposal_id) {
+    v1::EventBody body;
+    body.mutable_proposal_submitted()->set_collective_id("fed");
+    body.mutable_proposal_submitted()->set_proposal_id(proposal_id);
+    body.mutable_proposal_submitted()->set_title(absl::StrCat("proposal ", proposal_id));
     return Act(org, body);
   }
   // Collective "fed" under `charter` (proposed by its first founder, accepted
@@ -1220,6 +1229,198 @@ TEST_F(LedgerTest, AnEarlierReleasesDataDirectoryGetsItsDerivedIndexes) {
     }
   }
   EXPECT_EQ(ReplayedState(), StoredState());
+}
+
+// ------------------------------------------------------------ a collective's proposals
+
+// The "cp/" entries of a collective, in key order (submission order).
+std::vector<std::string> CollectiveProposalEntries(const store::Store& store, const std::string& collective_id) {
+  std::vector<std::string> ids;
+  const std::string prefix = rules::CollectiveProposalPrefix(collective_id);
+  EXPECT_TRUE(store
+                  .ScanState(prefix,
+                             [&](std::string_view key, std::string_view value) {
+                               auto id = rules::CollectiveProposalId(absl::string_view(key.data(), key.size()), prefix);
+                               EXPECT_TRUE(id.has_value()) << key;
+                               EXPECT_TRUE(value.empty()) << key;
+                               ids.push_back(id.value_or("?"));
+                               return true;
+                             })
+                  .ok());
+  return ids;
+}
+
+// The collective's entry as stored (not as GetCollective answers).
+v1::CollectiveState StoredCollective(const store::Store& store, const std::string& collective_id) {
+  v1::CollectiveState collective;
+  auto value = store.GetState(absl::StrCat(rules::kCollectivePrefix, collective_id));
+  EXPECT_TRUE(value.ok() && value->has_value()) << collective_id;
+  if (value.ok() && value->has_value()) {
+    EXPECT_TRUE(collective.ParseFromString(**value));
+  }
+  return collective;
+}
+
+std::vector<std::string> ListedProposals(const store::Store& store, const std::string& collective_id) {
+  auto collective = store::Queries(&store).Collective(collective_id);
+  EXPECT_TRUE(collective.ok()) << collective.status();
+  if (!collective.ok()) return {};
+  return {collective->proposal_ids().begin(), collective->proposal_ids().end()};
+}
+
+v1::Charter OneGatewayCharter() {
+  v1::Charter charter;
+  for (const char* org : {"trust-a", "trust-b", "trust-c"}) charter.add_founding_members(org);
+  v1::Gateway* gateway = charter.add_gateways();
+  gateway->set_id("need");
+  gateway->mutable_rule()->set_kind(v1::UNANIMITY);
+  return charter;
+}
+
+// Each proposal is an entry of its own under its collective ("cp/"): a
+// submission writes it and leaves the collective's entry as it was, so the
+// n-th proposal of a collective costs what the first did.
+TEST_F(LedgerTest, AProposalIsListedUnderItsCollectiveWithoutRewritingIt) {
+  RegisterMembers({"trust-a", "trust-b", "trust-c"});
+  FormAndPropose(OneGatewayCharter());
+  auto collective_entry = ledger_->store().GetState(absl::StrCat(rules::kCollectivePrefix, "fed"));
+  ASSERT_TRUE(collective_entry.ok() && collective_entry->has_value());
+  ASSERT_TRUE(Propose("trust-b", "p2").ok());
+  ASSERT_TRUE(Propose("trust-c", "a-later-one").ok());
+  EXPECT_EQ(ledger_->store().GetState(absl::StrCat(rules::kCollectivePrefix, "fed")).value(), *collective_entry)
+      << "a submission rewrote the collective's entry";
+  EXPECT_EQ(StoredCollective(ledger_->store(), "fed").proposal_ids_size(), 0);
+  const std::vector<std::string> in_order = {"p1", "p2", "a-later-one"};  // submission order, not id order
+  EXPECT_EQ(CollectiveProposalEntries(ledger_->store(), "fed"), in_order);
+  EXPECT_EQ(ListedProposals(ledger_->store(), "fed"), in_order);
+  v1::ListProposalsRequest request;
+  request.mutable_filter()->set_collective_id("fed");
+  auto listed = store::Queries(&ledger_->store()).Proposals(request);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->proposals_size(), 3);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(listed->proposals(i).proposal_id(), in_order[i]);
+  EXPECT_TRUE(listed->next_page_token().empty());
+  const uint64_t p2_at = listed->proposals(1).submitted_at();
+  // Pages of two, with and without a filter, resume where the last stopped.
+  request.mutable_filter()->set_limit(2);
+  listed = store::Queries(&ledger_->store()).Proposals(request);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->proposals_size(), 2);
+  EXPECT_EQ(listed->proposals(1).proposal_id(), "p2");
+  ASSERT_FALSE(listed->next_page_token().empty());
+  request.mutable_filter()->set_page_token(listed->next_page_token());
+  listed = store::Queries(&ledger_->store()).Proposals(request);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->proposals_size(), 1);
+  EXPECT_EQ(listed->proposals(0).proposal_id(), "a-later-one");
+  EXPECT_TRUE(listed->next_page_token().empty());
+  request.mutable_filter()->clear_page_token();
+  request.mutable_filter()->set_limit(1);
+  request.mutable_filter()->set_from_position(p2_at);  // p2 and a-later-one
+  listed = store::Queries(&ledger_->store()).Proposals(request);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->proposals_size(), 1);
+  EXPECT_EQ(listed->proposals(0).proposal_id(), "p2");
+  request.mutable_filter()->set_page_token(listed->next_page_token());
+  listed = store::Queries(&ledger_->store()).Proposals(request);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->proposals_size(), 1);
+  EXPECT_EQ(listed->proposals(0).proposal_id(), "a-later-one");
+  EXPECT_TRUE(listed->next_page_token().empty());
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+
+// A proposal submitted in a batch that is then refused (the batch is all or
+// nothing) leaves no "cp/" entry behind; submitted again alone it is listed.
+void LedgerTest::ARefusedBatchLeavesNoProposalOfTheCollectiveBehind() {
+  RegisterMembers({"trust-a", "trust-b", "trust-c"});
+  FormAndPropose(OneGatewayCharter());
+  v1::EventBody proposal = Body("trust-a", "batch/p2");
+  proposal.mutable_proposal_submitted()->set_collective_id("fed");
+  proposal.mutable_proposal_submitted()->set_proposal_id("p2");
+  proposal.mutable_proposal_submitted()->set_title("in a refused batch");
+  v1::EventBody vote = Body("trust-b", "batch/vote");
+  vote.mutable_vote_cast()->set_proposal_id("p2");
+  vote.mutable_vote_cast()->set_gateway_id("nowhere");
+  vote.mutable_vote_cast()->set_position(v1::ASSENT);
+  ExpectRefusal(Submit({SealEvent(proposal, member_keys_.at("trust-a")), SealEvent(vote, member_keys_.at("trust-b"))}),
+                absl::StatusCode::kFailedPrecondition, v1::UNKNOWN_GATEWAY);
+  EXPECT_EQ(CollectiveProposalEntries(ledger_->store(), "fed"), std::vector<std::string>{"p1"});
+  EXPECT_EQ(ListedProposals(ledger_->store(), "fed"), std::vector<std::string>{"p1"});
+  EXPECT_FALSE(StoredState().contains(absl::StrCat(rules::kProposalPrefix, "p2")));
+  ASSERT_TRUE(Propose("trust-a", "p2").ok());
+  EXPECT_EQ(CollectiveProposalEntries(ledger_->store(), "fed"), (std::vector<std::string>{"p1", "p2"}));
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+
+TEST_F(LedgerTest, ARefusedBatchLeavesNoProposalOfTheCollectiveBehind) {
+  ARefusedBatchLeavesNoProposalOfTheCollectiveBehind();
+}
+TEST_F(TinyStateCacheLedgerTest, ARefusedBatchLeavesNoProposalOfTheCollectiveBehind) {
+  ARefusedBatchLeavesNoProposalOfTheCollectiveBehind();
+}
+
+// A data directory of a release that listed a collective's proposals in its
+// entry (proposal_ids; derived-index marker "1", or none before that): the
+// ledger opens it, answers from the old list until its first commit group,
+// which writes the "cp/" entries and the collectives without their lists.
+void LedgerTest::AnEarlierLayoutsCollectiveProposalsAreMigrated(bool without_marker) {
+  RegisterMembers({"trust-a", "trust-b", "trust-c"});
+  FormAndPropose(OneGatewayCharter());
+  ASSERT_TRUE(Propose("trust-b", "p2").ok());
+  const auto state = StoredState();
+  const uint64_t size = ledger_->size();
+  Close();
+  {
+    auto store = store::Store::Open(dir_.path());
+    ASSERT_TRUE(store.ok()) << store.status();
+    store::CommitGroup earlier;
+    const std::vector<std::string> ids = CollectiveProposalEntries(**store, "fed");
+    ASSERT_EQ(ids, (std::vector<std::string>{"p1", "p2"}));
+    ASSERT_TRUE((*store)
+                    ->ScanState(std::string(rules::kCollectiveProposalPrefix),
+                                [&](std::string_view key, std::string_view) {
+                                  earlier.state_changes.emplace_back(std::string(key), std::nullopt);
+                                  return true;
+                                })
+                    .ok());
+    v1::CollectiveState collective = StoredCollective(**store, "fed");
+    for (const std::string& id : ids) collective.add_proposal_ids(id);
+    earlier.state_changes.emplace_back(absl::StrCat(rules::kCollectivePrefix, "fed"), collective.SerializeAsString());
+    earlier.state_changes.emplace_back(std::string(rules::kDerivedIndexesKey),
+                                       without_marker ? std::nullopt : std::optional<std::string>("1"));
+    earlier.new_tree_size = size;
+    auto note = (*store)->GetCheckpoint(size);
+    ASSERT_TRUE(note.ok());
+    earlier.checkpoint_note = *note;
+    ASSERT_TRUE((*store)->Write(earlier).ok());
+    ASSERT_TRUE(CollectiveProposalEntries(**store, "fed").empty());
+  }
+  OpenLedger(/*with_genesis=*/false);
+  EXPECT_EQ(StoredCollective(ledger_->store(), "fed").proposal_ids_size(), 2) << "not the earlier layout";
+  EXPECT_EQ(ListedProposals(ledger_->store(), "fed"), (std::vector<std::string>{"p1", "p2"}));
+  EXPECT_EQ(StoredState(), state) << "the earlier layout loads as the current one";
+  ASSERT_TRUE(Propose("trust-c", "p3").ok());
+  const std::vector<std::string> all = {"p1", "p2", "p3"};
+  EXPECT_EQ(CollectiveProposalEntries(ledger_->store(), "fed"), all);
+  EXPECT_EQ(StoredCollective(ledger_->store(), "fed").proposal_ids_size(), 0);
+  EXPECT_EQ(ListedProposals(ledger_->store(), "fed"), all);
+  auto marker = ledger_->store().GetState(std::string(rules::kDerivedIndexesKey));
+  ASSERT_TRUE(marker.ok() && marker->has_value());
+  EXPECT_EQ(**marker, rules::kDerivedIndexesVersion);
+  EXPECT_EQ(ReplayedState(), StoredState());
+  // Once: a restart finds the current layout.
+  Close();
+  OpenLedger(/*with_genesis=*/false);
+  ASSERT_TRUE(Propose("trust-a", "p4").ok());
+  EXPECT_EQ(ListedProposals(ledger_->store(), "fed"), (std::vector<std::string>{"p1", "p2", "p3", "p4"}));
+}
+
+TEST_F(LedgerTest, AnEarlierLayoutsCollectiveProposalsAreMigrated) {
+  AnEarlierLayoutsCollectiveProposalsAreMigrated(/*without_marker=*/false);
+}
+TEST_F(LedgerTest, AnEarlierLayoutsCollectiveProposalsAreMigratedWithItsIndexes) {
+  AnEarlierLayoutsCollectiveProposalsAreMigrated(/*without_marker=*/true);
 }
 
 // ------------------------------------------------------------ shutdown

@@ -8,6 +8,8 @@
 
 #include <functional>
 #include <limits>
+#include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -827,6 +829,53 @@ TEST(Journal, RolledBackNewEntriesArePendingDeletions) {
   for (const auto& [key, value] : state.PendingChanges()) {
     EXPECT_FALSE(value.has_value()) << key << " was rolled back but would be written";
   }
+}
+
+// A proposal's "cp/" entry (its collective's list) is pending with it, and a
+// deletion once it is rolled back; a later change of it writes none.
+TEST(Journal, ANewProposalIsListedUnderItsCollectiveUntilRolledBack) {
+  State state;
+  v1::ProposalState proposal;
+  proposal.set_proposal_id("p1");
+  proposal.set_collective_id("fed");
+  proposal.set_submitted_at(7);
+  const std::string listed = CollectiveProposalKey("fed", 7, "p1");
+  auto pending = [&]() {
+    std::map<std::string, std::optional<std::string>> out;
+    for (auto& [key, value] : state.PendingChanges()) out[key] = value;
+    return out;
+  };
+  const size_t mark = state.Mark();
+  state.PutProposal(proposal);
+  EXPECT_EQ(pending()[listed], std::optional<std::string>(""));
+  EXPECT_EQ(CollectiveProposalId(listed, CollectiveProposalPrefix("fed")), std::optional<std::string>("p1"));
+  EXPECT_EQ(CollectiveProposalId(listed, CollectiveProposalPrefix("fe")), std::nullopt);
+  state.RollbackTo(mark);
+  EXPECT_TRUE(pending().contains(listed));
+  EXPECT_EQ(pending()[listed], std::nullopt) << "a rolled-back proposal stays listed";
+  state.PutProposal(proposal);
+  state.CommitChanges();
+  proposal.set_status(v1::PROPOSAL_WITHDRAWN);
+  state.PutProposal(proposal);
+  EXPECT_FALSE(pending().contains(listed)) << "a change of a proposal rewrites its listing";
+}
+
+// The auditor's saved rules state (and a ledger's state) of a release that
+// listed a collective's proposals in its entry loads as the current layout.
+TEST(Journal, ACollectiveOfAnEarlierLayoutLoadsWithoutItsProposalList) {
+  v1::CollectiveState collective;
+  collective.set_collective_id("fed");
+  collective.add_members("org-a");
+  collective.add_proposal_ids("p1");
+  collective.add_proposal_ids("p2");
+  State state;
+  ASSERT_TRUE(state.LoadEntry("c/fed", collective.SerializeAsString()).ok());
+  ASSERT_TRUE(state.LoadEntry(CollectiveProposalKey("fed", 7, "p1"), "").ok());  // derived: not state
+  v1::CollectiveState current = collective;
+  current.clear_proposal_ids();
+  EXPECT_EQ(state.Snapshot(), (absl::btree_map<std::string, std::string>{{"c/fed", current.SerializeAsString()}}));
+  ASSERT_NE(state.FindCollective("fed"), nullptr);
+  EXPECT_EQ(state.FindCollective("fed")->proposal_ids_size(), 0);
 }
 
 TEST(Journal, LoadEntryRejectsCorruption) {
