@@ -22,6 +22,7 @@
 #include "ledger/audit/verifier.h"
 #include "ledger/common/files.h"
 #include "ledger/crypto/sha256.h"
+#include "ledger/event/envelope.h"
 #include "ledger/merkle/checkpoint.h"
 
 namespace ledger::services {
@@ -165,9 +166,15 @@ v1::VerifyReport VerifyStoredLedger(const std::string& db_dir, const crypto::Pub
     checkpoints_done = !more;
   };
   refill();
+  std::string ledger_id;  // Genesis's, once its record has verified
   absl::Status scanned = db.ScanRecords(0, size, [&](uint64_t position, std::string_view bytes) {
     if (!checkpoint_error.ok()) return false;
     if (!verifier.AddRecord(std::string(bytes))) return false;
+    if (position == 0) {
+      auto record = DecodeRecord(bytes, 0);
+      auto envelope = record.ok() ? DecodeStoredEvent(*record) : absl::StatusOr<Envelope>(record.status());
+      if (envelope.ok()) ledger_id = envelope->body.ledger_id();
+    }
     while (!checkpoints.empty() && checkpoints.front().first <= position + 1) {
       if (checkpoints.front().first == position + 1 &&
           !verifier.AddCheckpoint(checkpoints.front().first, std::move(checkpoints.front().second))) {
@@ -196,6 +203,7 @@ v1::VerifyReport VerifyStoredLedger(const std::string& db_dir, const crypto::Pub
     verifier.CheckWitnessedAtEnd();
   }
   v1::VerifyReport report = verifier.Report();
+  report.set_ledger_id(ledger_id);
   report.set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return report;
 }
@@ -333,10 +341,13 @@ absl::StatusOr<RestoreResult> RestoreInto(const std::string& backup_dir, const s
 
   log(absl::StrCat("verifying the copy's ", manifest.tree_size(), " records offline"));
   result.report = VerifyStoredLedger(partial + "/db", *backup_key, manifest.origin());
-  result.report.set_ledger_id(manifest.ledger_id());
   if (!result.report.verified()) {
     return absl::DataLossError(absl::StrCat("the restored copy does not verify:\n",
                                             audit::FormatReportText(result.report, "the restored copy")));
+  }
+  if (result.report.ledger_id() != manifest.ledger_id()) {
+    return absl::DataLossError(absl::StrCat("the manifest names ledger \"", manifest.ledger_id(),
+                                            "\"; the verified records are of ledger \"", result.report.ledger_id(), "\""));
   }
   if (result.report.to_position() != manifest.tree_size() || result.report.root_hash() != manifest.root_hash()) {
     return absl::DataLossError(absl::StrCat("the restored copy holds ", result.report.to_position(),

@@ -24,6 +24,10 @@ namespace {
 
 constexpr size_t kChunkBytes = 1 << 20;   // well under gRPC's 4 MiB message limit
 constexpr size_t kQueuedChunks = 4;       // read ahead of the network at most this much
+// A client that reads nothing for this long loses the call: otherwise it
+// would hold the one backup slot, and the snapshot's hard links would pin
+// table files compaction has replaced, until the disk fills.
+constexpr absl::Duration kStallTimeout = absl::Seconds(60);
 
 // Test hook (tests/integration/backup_test.cc): with this environment
 // variable set, each Backup holds its slot after its first chunk until the
@@ -44,8 +48,9 @@ class FinishedWriter final : public grpc::ServerWriteReactor<v1::BackupChunk> {
 // StartWrite and Finish are never called under mu_.
 class BackupReactor final : public grpc::ServerWriteReactor<v1::BackupChunk> {
  public:
-  BackupReactor(const store::Ledger* ledger, std::string data_dir, std::atomic<bool>* running)
-      : ledger_(ledger), data_dir_(std::move(data_dir)), running_(running) {
+  BackupReactor(grpc::CallbackServerContext* context, const store::Ledger* ledger, std::string data_dir,
+                std::atomic<bool>* running)
+      : context_(context), ledger_(ledger), data_dir_(std::move(data_dir)), running_(running) {
     worker_ = std::thread([this] { Run(); });
   }
 
@@ -79,18 +84,32 @@ class BackupReactor final : public grpc::ServerWriteReactor<v1::BackupChunk> {
   }
 
  private:
+  bool IsCancelled() {
+    absl::MutexLock lock(&mu_);
+    return cancelled_;
+  }
   bool RoomOrCancelled() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return cancelled_ || queue_.size() < kQueuedChunks;
   }
 
-  // Waits for room in the queue; false if the call was cancelled.
+  // Waits for room in the queue; false if the call was cancelled, or is
+  // now because the client stalled.
   bool Push(v1::BackupChunk chunk) {
+    bool stalled = false;
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(this, &BackupReactor::RoomOrCancelled));
-      if (cancelled_) return false;
-      queue_.push_back(std::move(chunk));
+      if (!mu_.AwaitWithTimeout(absl::Condition(this, &BackupReactor::RoomOrCancelled), kStallTimeout)) {
+        stalled = true;
+        cancelled_ = true;
+        queue_.clear();
+      }
+      if (!cancelled_) queue_.push_back(std::move(chunk));
     }
+    if (stalled) {
+      LOG(WARNING) << "backup: the client read nothing for " << kStallTimeout << "; the call is cancelled";
+      context_->TryCancel();  // (not under mu_: OnCancel takes it) ends the stalled write, so OnDone frees the slot
+    }
+    if (stalled || IsCancelled()) return false;
     Pump();
     return true;
   }
@@ -194,6 +213,7 @@ class BackupReactor final : public grpc::ServerWriteReactor<v1::BackupChunk> {
     Complete(absl::OkStatus());
   }
 
+  grpc::CallbackServerContext* const context_;
   const store::Ledger* ledger_;
   const std::string data_dir_;
   std::atomic<bool>* running_;
@@ -228,7 +248,7 @@ grpc::ServerWriteReactor<v1::BackupChunk>* BackupServiceImpl::Backup(grpc::Callb
                                             "a backup is already running, the most this server allows "
                                             "(one at a time); try again later")));
   }
-  return new BackupReactor(ledger_, data_dir_, &running_);
+  return new BackupReactor(context, ledger_, data_dir_, &running_);
 }
 
 }  // namespace ledger::services

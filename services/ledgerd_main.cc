@@ -479,7 +479,8 @@ int main(int argc, char** argv) {
             << "  try: " << LedgerctlCommand() << " --server " << address << " checkpoint\n"
             << std::flush;
   if (health != nullptr) {
-    for (const char* service : {"ledger.v1.LedgerService", "ledger.v1.AuditService", "ledger.v1.GovernanceService"}) {
+    for (const char* service : {"ledger.v1.LedgerService", "ledger.v1.AuditService", "ledger.v1.GovernanceService",
+                                "ledger.v1.BackupService"}) {
       health->SetServingStatus(service, true);
     }
     health->SetServingStatus(true);

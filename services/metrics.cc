@@ -128,6 +128,14 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const HostPo
   metrics->server_ = std::make_unique<httplib::Server>();
   httplib::Server& server = *metrics->server_;
   server.set_tcp_nodelay(true);
+  // A scraper asks once and goes: connections that idle or send a body are
+  // closed quickly, and two threads serve them (anyone who can reach the
+  // port can open connections; README says to keep it on a scrape network).
+  server.new_task_queue = [] { return new httplib::ThreadPool(2); };
+  server.set_read_timeout(2, 0);
+  server.set_write_timeout(5, 0);
+  server.set_keep_alive_max_count(1);
+  server.set_payload_max_length(4096);
   server.Get("/metrics", [registry](const httplib::Request&, httplib::Response& response) {
     response.set_content(registry->Render(), metrics::kContentType);
   });

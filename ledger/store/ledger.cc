@@ -682,6 +682,7 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
     }
     std::vector<SubmitResult> receipts;
     absl::Status failure;
+    size_t implied_at = 0;
     for (const auto& [position, replayed] : results[s]->positions) {
       if (replayed || commit.records.empty()) {
         auto result = ReceiptFor(position, replayed);
@@ -699,11 +700,13 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
       result.receipt.set_leaf_hash(std::string(merkle::AsBytes(merkle::HashLeaf(record.record))));
       result.receipt.set_tree_size(commit.new_tree_size);
       result.receipt.set_checkpoint(note);
-      for (const auto& [cause, implied] : results[s]->implied) {
-        if (cause != position) continue;
+      // Both lists run in record order: one walk over `implied`.
+      const auto& implied = results[s]->implied;
+      while (implied_at < implied.size() && implied[implied_at].first < position) ++implied_at;
+      for (; implied_at < implied.size() && implied[implied_at].first == position; ++implied_at) {
         v1::ImpliedRecord& record = *result.receipt.add_implied();
-        record.set_position(implied);
-        record.set_kind(EventKind(decision.records[implied - input.first_position].system));
+        record.set_position(implied[implied_at].second);
+        record.set_kind(EventKind(decision.records[implied[implied_at].second - input.first_position].system));
       }
       receipts.push_back(std::move(result));
     }

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -32,6 +33,13 @@ namespace {
 // Protobuf's JSON prints 64-bit integers as strings (a JavaScript number
 // holds 53 bits exactly). Ours are positions, counts and times: printed as
 // numbers when they fit in 53 bits, as strings otherwise, field by field.
+// Beyond 2^53 a JSON number loses precision in JavaScript: a string then.
+Json JsonInteger(int64_t value) {
+  constexpr int64_t kExact = int64_t{1} << 53;
+  if (value <= kExact && value >= -kExact) return value;
+  return absl::StrCat(value);
+}
+
 void IntegersAsNumbers(const google::protobuf::Descriptor& descriptor, Json& object) {
   using google::protobuf::FieldDescriptor;
   if (!object.is_object() || absl::StartsWith(descriptor.full_name(), "google.protobuf.")) return;
@@ -106,7 +114,19 @@ std::string EnumText(const google::protobuf::EnumValueDescriptor& value) {
   return value.name().substr(prefix.size());
 }
 
-std::string RecordSummary(const v1::EventBody& body) {
+namespace {
+
+// A value from a record, fit for one terminal line: a hostile member chooses
+// the strings of its own events (and of the attempt a refusal keeps), so
+// control characters are escaped and the length capped.
+std::string Printable(absl::string_view value) {
+  constexpr size_t kMaxShown = 128;
+  std::string out = absl::CHexEscape(value.substr(0, kMaxShown));
+  if (value.size() > kMaxShown) absl::StrAppend(&out, "...");
+  return out;
+}
+
+std::string Summary(const v1::EventBody& body, bool nested) {
   using google::protobuf::FieldDescriptor;
   const google::protobuf::Reflection& reflection = *body.GetReflection();
   const FieldDescriptor* payload_field =
@@ -114,12 +134,14 @@ std::string RecordSummary(const v1::EventBody& body) {
   if (payload_field == nullptr) return "";
   const google::protobuf::Message& payload = reflection.GetMessage(body, payload_field);
   std::vector<std::string> parts;
-  if (body.has_submission_refused()) {
+  if (body.has_submission_refused() && !nested) {
+    // One level only: the attempt kept may itself claim to be a refusal
+    // (a member's bytes, refused), nested as deep as its size allows.
     v1::SignedEvent refused;
     v1::EventBody attempted;
     if (refused.ParseFromString(body.submission_refused().signed_event()) && attempted.ParseFromString(refused.body())) {
-      parts.push_back(absl::StrCat("refused ", EventKind(attempted), " by ", attempted.author()));
-      if (std::string what = RecordSummary(attempted); !what.empty()) parts.push_back(absl::StrCat("(", what, ")"));
+      parts.push_back(absl::StrCat("refused ", EventKind(attempted), " by ", Printable(attempted.author())));
+      if (std::string what = Summary(attempted, true); !what.empty()) parts.push_back(absl::StrCat("(", what, ")"));
     }
   }
   std::vector<const FieldDescriptor*> fields;
@@ -133,7 +155,7 @@ std::string RecordSummary(const v1::EventBody& body) {
         // Identifiers, not free text (a rationale can be kilobytes).
         if (field->type() != FieldDescriptor::TYPE_BYTES &&
             (absl::EndsWith(name, "_id") || name == "successor" || name == "caller")) {
-          parts.push_back(absl::StrCat(name, "=", r.GetString(payload, field)));
+          parts.push_back(absl::StrCat(name, "=", Printable(r.GetString(payload, field))));
         }
         break;
       case FieldDescriptor::CPPTYPE_ENUM:
@@ -150,6 +172,10 @@ std::string RecordSummary(const v1::EventBody& body) {
   }
   return absl::StrJoin(parts, " ");
 }
+
+}  // namespace
+
+std::string RecordSummary(const v1::EventBody& body) { return Summary(body, false); }
 
 absl::StatusOr<std::string> FormatRecord(const v1::RecordEntry& entry,
                                          uint64_t expected_position, bool json) {
@@ -182,7 +208,7 @@ absl::StatusOr<std::string> FormatRecord(const v1::RecordEntry& entry,
   merkle::Hash leaf = merkle::HashLeaf(entry.record());
   return DumpJson(Json{
       {"position", static_cast<uint64_t>(record->position())},
-      {"ledger_time_unix_ns", static_cast<int64_t>(record->ledger_time_unix_ns())},
+      {"ledger_time_unix_ns", JsonInteger(record->ledger_time_unix_ns())},
       {"key_id", envelope->signed_event.key_id()},
       {"signature", crypto::Base64Encode(envelope->signed_event.signature())},
       {"body", std::move(body_value)},

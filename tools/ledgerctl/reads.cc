@@ -98,7 +98,9 @@ absl::Status RunRead(const Invocation& in) {
     }
     if (remaining == 0 && last < (end != 0 ? end : page->tree_size())) {
       // More records (of the filter, if any) may follow: say where to go on.
-      if (!json) PrintLine(absl::StrCat("(more: --from ", last, "; the log has ", page->tree_size(), " records)"));
+      // On stderr: stdout stays records only, for scripts.
+      if (!json) std::fprintf(stderr, "(more: --from %llu; the log has %llu records)\n",
+                              static_cast<unsigned long long>(last), static_cast<unsigned long long>(page->tree_size()));
       break;
     }
     // A page that did not advance means the end of the log.
