@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -370,7 +371,10 @@ absl::StatusOr<RestoreResult> RestoreBackup(const std::string& backup_dir, const
     if (!fs::is_directory(target, error)) {
       return absl::FailedPreconditionError(absl::StrCat(target, " exists and is not a directory"));
     }
-    if (!fs::is_empty(target, error)) {
+    // A fresh file system's lost+found does not count: a data volume's
+    // mount point is a directory restore must be able to fill.
+    for (const fs::directory_entry& entry : fs::directory_iterator(target, error)) {
+      if (entry.path().filename() == "lost+found") continue;
       return absl::FailedPreconditionError(absl::StrCat(
           target, " is not empty: restore writes only into a new or empty directory (nothing was written)"));
     }
@@ -378,7 +382,10 @@ absl::StatusOr<RestoreResult> RestoreBackup(const std::string& backup_dir, const
   if (!fs::is_directory(backup_dir, error)) {
     return absl::NotFoundError(absl::StrCat("backup directory ", backup_dir, " does not exist"));
   }
-  const std::string partial = target + ".partial";
+  // Built beside the target, or inside an existing one (it may be a mount
+  // point: another file system than its parent, and not removable), then
+  // moved into place by renames on the same file system.
+  const std::string partial = target_exists ? target + "/.restore.partial" : target + ".partial";
   if (fs::exists(partial, error)) {
     return absl::FailedPreconditionError(absl::StrCat(
         partial, " exists (an earlier restore that did not finish?); remove it and run restore again"));
@@ -388,13 +395,23 @@ absl::StatusOr<RestoreResult> RestoreBackup(const std::string& backup_dir, const
     fs::remove_all(partial, error);
     return result.status();
   }
-  if (target_exists) fs::remove(target, error);
-  fs::rename(partial, target, error);
+  if (!target_exists) {
+    fs::rename(partial, target, error);
+  } else {
+    std::vector<fs::path> entries;
+    for (const fs::directory_entry& entry : fs::directory_iterator(partial, error)) entries.push_back(entry.path());
+    for (const fs::path& entry : entries) {
+      if (error) break;
+      fs::rename(entry, fs::path(target) / entry.filename(), error);
+    }
+    if (!error) fs::remove(partial, error);
+  }
   if (error) {
     std::error_code ignored;
     fs::remove_all(partial, ignored);
-    return absl::UnavailableError(absl::StrCat("cannot rename ", partial, " to ", target, ": ", error.message()));
+    return absl::UnavailableError(absl::StrCat("cannot move ", partial, " to ", target, ": ", error.message()));
   }
+  if (auto s = SyncParentDir(target + "/"); !s.ok()) return s;
   if (auto s = SyncParentDir(target); !s.ok()) return s;
   return result;
 }

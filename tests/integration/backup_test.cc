@@ -243,6 +243,28 @@ TEST_F(BackupTest, RestoreAndBackupRefuseANonEmptyDirectory) {
   EXPECT_FALSE(fs::exists(fresh + ".partial"));
 }
 
+// A data volume's mount point exists (maybe with lost+found) and cannot be
+// replaced by a rename from its parent's file system: restore fills it in
+// place, and a ledgerd on it serves the copy.
+TEST_F(BackupTest, RestoreFillsAnExistingEmptyDirectoryKeepingLostAndFound) {
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  const std::string backup = TakeBackup("backup");
+  const std::string volume = scratch_.Path("volume");
+  fs::create_directories(volume + "/lost+found");
+  CtlResult r = RunCtl({"restore", backup, "--data", volume, "--operator-private-key",
+                        server_.data_dir() + "/operator.key.pem"});
+  ASSERT_TRUE(Succeeded(r)) << r;
+  EXPECT_TRUE(fs::is_directory(volume + "/lost+found"));
+  EXPECT_TRUE(fs::is_directory(volume + "/db"));
+  EXPECT_FALSE(fs::exists(volume + "/.restore.partial"));
+  EXPECT_FALSE(fs::exists(volume + ".partial"));
+  LedgerdProcess restored;
+  restored.set_data_dir(volume);
+  ASSERT_OK(restored.Start());
+  LedgerClient client(restored.address());
+  ASSERT_OK(client.Init());
+}
+
 // Restore verifies against the operator key the restorer trusts: another one
 // is refused before anything is written.
 TEST_F(BackupTest, RestoreRefusesABackupOfAnotherOperatorKey) {

@@ -405,6 +405,39 @@ TEST_F(CliTest, ServerRefusalsExitOneWithCodeAndReason) {
   EXPECT_EQ(Size(), after_refusal);
 }
 
+// A member chooses the bytes of its own refused attempt: here a "refusal"
+// nesting refusals (as deep as 64 KiB allows, a reader that walked them would
+// spend memory and time per level), whose innermost names an author with a
+// newline and an id with a terminal escape. The record prints as one line:
+// the attempt is summarised one level deep, so neither reaches the output.
+TEST_F(CliTest, AMembersNestedRefusalPrintsAsOneEscapedLine) {
+  ASSERT_OK_AND_ASSIGN(Org registrar, LoadRegistrar(server_.data_dir()));
+  ASSERT_OK_AND_ASSIGN(Org member, client_->RegisterOrg(registrar, "trust-x"));
+  v1::EventBody innermost = client_->NewBody("evil\n42      forged line");
+  innermost.mutable_vote_cast()->set_proposal_id("p\x1b[31m");
+  v1::SignedEvent nested;
+  nested.set_body(innermost.SerializeAsString());
+  for (int level = 0; level < 3; ++level) {
+    v1::EventBody wrapper = client_->NewBody("operator");
+    wrapper.mutable_submission_refused()->set_signed_event(nested.SerializeAsString());
+    nested.set_body(wrapper.SerializeAsString());
+  }
+  v1::EventBody attempt = client_->NewBody(member.id);
+  attempt.mutable_submission_refused()->set_signed_event(nested.SerializeAsString());
+  v1::AppendResponse response;
+  grpc::Status refused = client_->AppendEvent(attempt, member.key(), &response);
+  ASSERT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << refused.error_message();
+  EXPECT_TRUE(absl::StrContains(refused.error_message(), "recorded as SubmissionRefused at position"))
+      << refused.error_message();
+  const uint64_t position = Size() - 1;
+  CtlResult r = Ctl({"get", absl::StrCat(position)});
+  ASSERT_TRUE(Succeeded(r)) << r;
+  const std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << r.out;  // the header and the record
+  EXPECT_TRUE(absl::StrContains(lines[1], "refused submission_refused by trust-x")) << lines[1];
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+}
+
 TEST_F(CliTest, ProofFailuresExitOne) {
   const uint64_t size = Size();
   ASSERT_GE(size, 1u);

@@ -77,12 +77,16 @@ absl::Status RunRead(const Invocation& in) {
   if (absl::Status narrowed = NarrowToTimes(in.flags, client, start, end); !narrowed.ok()) return narrowed;
   uint64_t remaining = *limit;
   uint64_t next = start;
-  if (!json) PrintLine(RecordHeader());
+  bool header_printed = json;  // once the server has answered: an error leaves stdout empty
   while (remaining > 0) {
     request.set_from_position(next);
     request.set_limit(static_cast<uint32_t>(std::min<uint64_t>(remaining, kMaxPage)));
     absl::StatusOr<v1::ReadResponse> page = client.Read(request);
     if (!page.ok()) return page.status();
+    if (!header_printed) {
+      PrintLine(RecordHeader());
+      header_printed = true;
+    }
     uint64_t last = next;  // positions must increase within and across pages
     for (const v1::RecordEntry& entry : page->entries()) {
       if (end != 0 && entry.position() >= end) return absl::OkStatus();
@@ -124,17 +128,23 @@ absl::Status RunTail(const Invocation& in) {
   LedgerClient client(in.server, in.tls);
   uint64_t next = *from;
   uint64_t printed = 0;
-  if (!json) PrintLine(RecordHeader());
+  bool header_printed = json;  // with the first record or the catch-up, not before the server answers
+  auto print_header = [&] {
+    if (!header_printed) PrintLine(RecordHeader());
+    header_printed = true;
+  };
   absl::Status status = client.Subscribe(
       *from,
       [&](const v1::RecordEntry& entry) -> absl::StatusOr<bool> {
         // Records must arrive dense and in order; FormatRecord checks it.
+        print_header();
         if (absl::Status s = PrintRecord(entry, next, json); !s.ok()) return s;
         ++next;
         ++printed;
         return *count == 0 || printed < *count;
       },
       [&](uint64_t tree_size) {
+        print_header();
         if (!json) {
           std::fprintf(stderr, "ledgerctl tail: caught up at tree size %llu; following\n",
                        static_cast<unsigned long long>(tree_size));
