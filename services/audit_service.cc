@@ -15,6 +15,7 @@
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/store/proposal_evidence.h"
 #include "services/grpc_status.h"
+#include "services/store_verification.h"
 #include "services/worker.h"
 
 namespace ledger::services {
@@ -160,44 +161,9 @@ class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> 
                                  .read_record = [this](uint64_t position) {
                                    return ledger_->store().GetRecord(position);
                                  }});
-    // Signed checkpoints whose tree ends inside the range, a page at a time.
-    std::deque<std::pair<uint64_t, std::string>> checkpoints;
-    uint64_t next_checkpoint = from_ + 1;
-    bool checkpoints_done = false;
-    absl::Status checkpoint_error;
-    auto refill = [&] {
-      if (!checkpoints.empty() || checkpoints_done) return;
-      bool more = false;
-      absl::Status s = ledger_->store().ScanCheckpoints(next_checkpoint, [&](uint64_t size, std::string_view note) {
-        if (size > to_) return false;
-        if (checkpoints.size() == 1000) {
-          next_checkpoint = size;
-          more = true;
-          return false;
-        }
-        checkpoints.emplace_back(size, std::string(note));
-        return true;
-      });
-      if (!s.ok()) checkpoint_error = s;
-      checkpoints_done = !more;
-    };
-    refill();
-    absl::Status scanned = ledger_->store().ScanRecords(0, to_, [&](uint64_t position, std::string_view bytes) {
-      if (cancelled() || !checkpoint_error.ok()) return false;
-      if (!verifier.AddRecord(std::string(bytes))) return false;
-      while (!checkpoints.empty() && checkpoints.front().first <= position + 1) {
-        if (checkpoints.front().first == position + 1 &&
-            !verifier.AddCheckpoint(checkpoints.front().first, std::move(checkpoints.front().second))) {
-          return false;
-        }
-        checkpoints.pop_front();
-        refill();
-      }
-      return true;
-    });
+    absl::Status fed = FeedStoredLog(ledger_->store(), from_, to_, verifier, [this] { return cancelled(); });
     if (cancelled()) return Complete(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
-    if (!scanned.ok()) return Complete(ToGrpc(scanned));
-    if (!checkpoint_error.ok()) return Complete(ToGrpc(checkpoint_error));
+    if (!fed.ok()) return Complete(ToGrpc(fed));
     if (verifier.Flush()) {
       if (verifier.records() != to_) {
         verifier.Fail(audit::CheckId::kDensity, verifier.records(),

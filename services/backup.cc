@@ -8,7 +8,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -25,6 +24,7 @@
 #include "ledger/crypto/sha256.h"
 #include "ledger/event/envelope.h"
 #include "ledger/merkle/checkpoint.h"
+#include "services/store_verification.h"
 
 namespace ledger::services {
 namespace fs = std::filesystem;
@@ -144,51 +144,16 @@ v1::VerifyReport VerifyStoredLedger(const std::string& db_dir, const crypto::Pub
   audit::LogVerifier verifier({.operator_key = operator_key,
                                .origin = origin,
                                .read_record = [&db](uint64_t position) { return db.GetRecord(position); }});
-  // Signed checkpoints in order, a page at a time, fed after the record
-  // that completes each one's tree.
-  std::deque<std::pair<uint64_t, std::string>> checkpoints;
-  uint64_t next_checkpoint = 1;
-  bool checkpoints_done = false;
-  absl::Status checkpoint_error;
-  auto refill = [&] {
-    if (!checkpoints.empty() || checkpoints_done) return;
-    bool more = false;
-    absl::Status s = db.ScanCheckpoints(next_checkpoint, [&](uint64_t tree_size, std::string_view note) {
-      if (tree_size > size) return false;
-      if (checkpoints.size() == 1000) {
-        next_checkpoint = tree_size;
-        more = true;
-        return false;
-      }
-      checkpoints.emplace_back(tree_size, std::string(note));
-      return true;
-    });
-    if (!s.ok()) checkpoint_error = s;
-    checkpoints_done = !more;
-  };
-  refill();
   std::string ledger_id;  // Genesis's, once its record has verified
-  absl::Status scanned = db.ScanRecords(0, size, [&](uint64_t position, std::string_view bytes) {
-    if (!checkpoint_error.ok()) return false;
-    if (!verifier.AddRecord(std::string(bytes))) return false;
-    if (position == 0) {
-      auto record = DecodeRecord(bytes, 0);
-      auto envelope = record.ok() ? DecodeStoredEvent(*record) : absl::StatusOr<Envelope>(record.status());
-      if (envelope.ok()) ledger_id = envelope->body.ledger_id();
-    }
-    while (!checkpoints.empty() && checkpoints.front().first <= position + 1) {
-      if (checkpoints.front().first == position + 1 &&
-          !verifier.AddCheckpoint(checkpoints.front().first, std::move(checkpoints.front().second))) {
-        return false;
-      }
-      checkpoints.pop_front();
-      refill();
-    }
-    return true;
+  absl::Status fed = FeedStoredLog(db, 0, size, verifier, {}, [&](uint64_t position, std::string_view bytes) {
+    if (position != 0) return;
+    auto record = DecodeRecord(bytes, 0);
+    auto envelope = record.ok() ? DecodeStoredEvent(*record) : absl::StatusOr<Envelope>(record.status());
+    if (envelope.ok()) ledger_id = envelope->body.ledger_id();
   });
-  if (!scanned.ok() || !checkpoint_error.ok()) {
+  if (!fed.ok()) {
     v1::VerifyReport report = verifier.Report();
-    report.set_error(std::string((!scanned.ok() ? scanned : checkpoint_error).message()));
+    report.set_error(std::string(fed.message()));
     report.set_verified(false);
     return report;
   }
