@@ -264,8 +264,6 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   return true;
 }
 
-// Why ledgerd does not start: the plain line it has always printed, and one
-// log line to grep for ("ledgerd refused to start").
 // How to run ledgerctl from here: the one built or installed beside this
 // ledgerd (relative to the working directory when under it), else by name.
 std::string LedgerctlCommand() {
@@ -284,6 +282,8 @@ std::string LedgerctlCommand() {
   return "ledgerctl";
 }
 
+// Why ledgerd does not start: the plain line it has always printed, and one
+// log line to grep for ("ledgerd refused to start").
 int Refuse(const std::string& message, int exit_code) {
   std::cerr << "ledgerd: " << message << "\n" << std::flush;
   LOG(ERROR) << "ledgerd refused to start: " << message;

@@ -30,9 +30,6 @@ std::string DumpJson(const Json& json) {
 
 namespace {
 
-// Protobuf's JSON prints 64-bit integers as strings (a JavaScript number
-// holds 53 bits exactly). Ours are positions, counts and times: printed as
-// numbers when they fit in 53 bits, as strings otherwise, field by field.
 // Beyond 2^53 a JSON number loses precision in JavaScript: a string then.
 Json JsonInteger(int64_t value) {
   constexpr int64_t kExact = int64_t{1} << 53;
@@ -40,6 +37,9 @@ Json JsonInteger(int64_t value) {
   return absl::StrCat(value);
 }
 
+// Protobuf's JSON prints 64-bit integers as strings (a JavaScript number
+// holds 53 bits exactly). Ours are positions, counts and times: printed as
+// numbers when they fit in 53 bits, as strings otherwise, field by field.
 void IntegersAsNumbers(const google::protobuf::Descriptor& descriptor, Json& object) {
   using google::protobuf::FieldDescriptor;
   if (!object.is_object() || absl::StartsWith(descriptor.full_name(), "google.protobuf.")) return;
@@ -80,7 +80,7 @@ absl::StatusOr<std::string> ProtoToJson(const google::protobuf::Message& message
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;     // snake_case, as the .proto files and our own JSON
-  options.always_print_primitive_fields = true;  // defaults too: a standing veto shows its empty end
+  options.always_print_primitive_fields = true;  // defaults too: a standing veto's outcome (0) says VETO_STANDING
   auto status = google::protobuf::util::MessageToJsonString(message, &out, options);
   if (!status.ok()) {
     return absl::InternalError(absl::StrCat(
