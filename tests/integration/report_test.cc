@@ -229,6 +229,17 @@ TEST_F(ReportTest, DemoReportVerifiesInChromiumAndATamperedOneDoesNot) {
   EXPECT_TRUE(absl::StartsWith(bad_badge, "NOT verified: ")) << bad_badge;
   EXPECT_TRUE(absl::StrContains(bad_badge, absl::StrCat("record ", position, ": "))) << bad_badge;
   EXPECT_TRUE(absl::StrContains(tag, "badge bad")) << tag;
+
+  // The records untouched, but what the evidence says a veto's rationale
+  // was edited: the page decodes the signed vote and finds the difference.
+  const std::string said = "\"rationale\":\"travel times for our population\"";
+  ASSERT_TRUE(absl::StrContains(page, said));
+  const std::string edited = tmp_.Path("edited-fact.html");
+  WriteFileBytes(edited, absl::StrReplaceAll(page, {{said, "\"rationale\":\"no objection really\""}}));
+  const std::string edited_dom = OpenInChromium(edited);
+  const std::string edited_badge = ElementText(edited_dom, "verification", &tag);
+  EXPECT_TRUE(absl::StartsWith(edited_badge, "NOT verified: ")) << edited_badge;
+  EXPECT_TRUE(absl::StrContains(edited_badge, "shown is not what the record says")) << edited_badge;
 }
 
 TEST_F(ReportTest, EvidenceVerifiesOfflineAndSaysWhatFailed) {

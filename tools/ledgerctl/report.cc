@@ -105,15 +105,18 @@ class Page {
                     "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n",
                     "<title>Decision report: ", Esc(scope_), "</title>\n<style>", kStyle, "</style></head>\n<body>\n");
     absl::StrAppend(&h, "<header><h1>Decision report</h1>\n<p class=\"scope\">", Esc(scope_), " &middot; ledger <code>",
-                    Esc(S(ev_, "origin")), "</code> &middot; checkpoint ", U(ev_["checkpoint"], "tree_size"),
-                    ev_["checkpoint"].value("witnessed", false) ? " (witnessed)" : "", "</p>\n");
+                    Esc(S(ev_, "origin")), "</code> &middot; checkpoint ", U(ev_["checkpoint"], "tree_size"), "</p>\n");
     absl::StrAppend(&h, "<div id=\"verification\" class=\"badge pending\">NOT verified: the page's check has not run "
                         "(it needs JavaScript)</div>\n");
     absl::StrAppend(&h, "<p class=\"trust\">This page checks itself against the operator key <code id=\"operator-key-id\">",
                     Esc(S(ev_["operator"], "key_id")),
                     "</code>, which it carries. Compare that key id with the operator's published key: a page "
-                    "checked against a key you have not compared proves only that it agrees with itself. Offline, "
-                    "the same evidence is checked by <code>ledgerctl verify-evidence</code>.</p>\n</header>\n");
+                    "checked against a key you have not compared proves only that it agrees with itself. In this "
+                    "browser it checks every embedded record (hash, inclusion proof, signature by a key of its "
+                    "author), the checkpoint's signature, and that each vote, veto and call shown says what its "
+                    "record says. The rest of the text (statuses, tallies, tapers, refusals) was drawn from the "
+                    "records by ledgerctl: <code>ledgerctl verify-evidence</code> checks those facts, the witness "
+                    "cosignatures and the same evidence offline.</p>\n</header>\n");
 
     // Summary.
     if (ev_["proposals"].size() > 1) absl::StrAppend(&h, "<nav><h2>Proposals</h2><ul>");
@@ -496,7 +499,8 @@ tr:target{background:#fff8c4}
     }
     return out;
   }
-  function field(fs, n) { for (var k = 0; k < fs.length; k++) if (fs[k].f === n) return fs[k]; return null; }
+  // Protobuf keeps the last occurrence of a singular field: so does this.
+  function field(fs, n) { for (var k = fs.length - 1; k >= 0; k--) if (fs[k].f === n) return fs[k]; return null; }
   // RFC 9162 2.1.3.2.
   async function included(leaf, index, size, proof, root) {
     if (index >= size) return false;
@@ -531,8 +535,11 @@ tr:target{background:#fff8c4}
     if (opRaw.length !== 32) throw new Error('the operator key is not 32 bytes');
     var opId = hex((await sha256(opRaw)).subarray(0, 16));
     document.getElementById('operator-key-id').textContent = opId;
-    var opKey = await ed25519Key(opRaw);
-    var edAvailable = opKey !== null;
+    // Whether this browser has Ed25519 at all (a fixed valid key: the
+    // RFC 8032 test 1 public key), apart from whether the operator key imports.
+    var edAvailable = (await ed25519Key(unhex('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a'))) !== null;
+    var opKey = edAvailable ? await ed25519Key(opRaw) : null;
+    if (edAvailable && !opKey) fail.push('the operator key ' + opId + ' is not a usable Ed25519 key');
     // The checkpoint: a C2SP signed note.
     var note = ev.checkpoint.note, split = note.indexOf('\n\n');
     if (split < 0) throw new Error('the checkpoint note has no blank line');
@@ -543,15 +550,23 @@ tr:target{background:#fff8c4}
     if (root.length !== 32) throw new Error('the checkpoint root is not 32 bytes');
     if (origin !== ev.origin) fail.push('checkpoint: origin "' + origin + '" is not the evidence origin "' + ev.origin + '"');
     var keyHash = (await sha256(cat(enc.encode(origin + '\n'), Uint8Array.of(1), opRaw))).subarray(0, 4);
-    var sig = null;
+    var sigs = [], cosignatures = 0;
     note.slice(split + 2).split('\n').forEach(function (l) {
       var m = /^\u2014 (\S+) (\S+)$/.exec(l);
-      if (!m || m[1] !== origin) return;
-      try { var blob = b64(m[2]); if (blob.length === 68 && eq(blob.subarray(0, 4), keyHash)) sig = blob.subarray(4); } catch (e) {}
+      if (!m) return;
+      if (m[1] !== origin) { cosignatures++; return; }
+      try { var blob = b64(m[2]); if (blob.length === 68 && eq(blob.subarray(0, 4), keyHash)) sigs.push(blob.subarray(4)); } catch (e) {}
     });
-    if (!sig) fail.push('checkpoint ' + size + ': no signature line by operator key ' + opId);
-    else if (!edAvailable) caveats.push('this browser has no WebCrypto Ed25519, so the checkpoint and record signatures were NOT checked here (ledgerctl verify-evidence checks them)');
-    else if (!(await crypto.subtle.verify({ name: 'Ed25519' }, opKey, sig, enc.encode(text)))) fail.push('checkpoint ' + size + ': the operator signature does not verify');
+    if (!sigs.length) fail.push('checkpoint ' + size + ': no signature line by operator key ' + opId);
+    else if (!edAvailable) caveats.push('this browser has no WebCrypto Ed25519, so no signature was checked here');
+    else if (opKey) {
+      // Every line that claims the operator key must verify (as ledgerctl checks).
+      for (var s = 0; s < sigs.length; s++) {
+        if (!(await crypto.subtle.verify({ name: 'Ed25519' }, opKey, sigs[s], enc.encode(text)))) {
+          fail.push('checkpoint ' + size + ': the operator signature does not verify'); break;
+        }
+      }
+    }
     // Keys the records register (ledgerctl verify-evidence also checks who registered them).
     var keys = {};
     (ev.keys || []).forEach(function (k) { keys[k.key_id] = k; });
@@ -591,14 +606,30 @@ tr:target{background:#fff8c4}
       if (b) for (var j = 0; j + raw.length <= b.length && !found; j++) found = eq(b.subarray(j, j + raw.length), raw);
       if (!found) fail.push('key ' + k.key_id + ' of ' + k.org_id + ': record ' + k.registered_at + ' does not register it');
     });
-    // Every fact on the page rests on a verified record.
+    // Every fact on the page rests on a verified record; a vote, veto or call
+    // says what its record says (author, proposal, gateway, position or
+    // outcome, rationale), decoded here from the signed bytes.
     var missing = {};
-    ev.facts.forEach(function (f) { if (!verified[f.position]) missing[f.position] = true; });
+    var POSITIONS = { ASSENT: 1n, OBJECT: 2n, ABSTAIN: 3n }, OUTCOMES = { PASS: 1n, FAIL: 2n };
+    function str(fs, n) { var x = field(fs, n); return x && x.b ? dec.decode(x.b) : ''; }
+    function num(fs, n) { var x = field(fs, n); return x && x.v !== undefined ? x.v : 0n; }
+    ev.facts.forEach(function (f) {
+      if (!verified[f.position]) { missing[f.position] = true; return; }
+      var payload = null, want = null, body = fields(bodies[f.position]);
+      if (f.kind === 'vote' || f.kind === 'veto') { payload = field(body, 24); want = f.kind === 'veto' ? 2n : POSITIONS[f.vote]; }
+      else if (f.kind === 'call') { payload = field(body, 26); want = OUTCOMES[f.outcome]; }
+      else return;
+      var p = payload && payload.b ? fields(payload.b) : null;
+      if (!p || str(body, 2) !== f.org_id || str(p, 1) !== f.proposal_id || str(p, 2) !== f.gateway_id ||
+          num(p, 3) !== want || str(p, 4) !== (f.rationale || ''))
+        fail.push('record ' + f.position + ': the ' + f.kind + ' shown is not what the record says');
+    });
     var m = Object.keys(missing);
     if (m.length) fail.push('facts rest on record' + (m.length > 1 ? 's ' : ' ') + m.join(', ') + ', not verified');
     if (fail.length) { show(false, 'NOT verified: ' + fail.join('; ')); return; }
-    show(true, 'verified against checkpoint ' + size + ' of ' + origin + (ev.checkpoint.witnessed ? ' (witnessed)' : '') +
-         ': ' + ev.records.length + ' records, operator key ' + opId + (caveats.length ? '; but ' + caveats.join('; ') : ''));
+    if (caveats.length) { show(false, 'NOT verified: ' + caveats.join('; ') + ' (ledgerctl verify-evidence checks them offline)'); return; }
+    show(true, 'verified against checkpoint ' + size + ' of ' + origin + ': ' + ev.records.length + ' records, operator key ' + opId +
+         (cosignatures ? '; the checkpoint carries ' + cosignatures + ' cosignature lines, not checked here (verify-evidence --witness-policy checks them)' : ''));
   }
   window.addEventListener('beforeprint', function () {
     document.querySelectorAll('details').forEach(function (d) { d.open = true; });
