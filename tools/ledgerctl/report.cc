@@ -67,6 +67,10 @@ uint64_t U(const Json& j, const char* name) {
   if (!j.contains(name) || !j[name].is_number_unsigned()) return 0;
   return j[name].get<uint64_t>();
 }
+int64_t I(const Json& j, const char* name) {
+  if (!j.contains(name) || !j[name].is_number_integer()) return 0;
+  return j[name].get<int64_t>();
+}
 
 struct RecordInfo {
   std::string kind;
@@ -330,7 +334,7 @@ class Page {
       absl::StrAppend(h, "<section class=\"tapers\"><h3>Impacts and tapers</h3>");
       for (const Json* i : impacts) {
         absl::StrAppend(h, "<p><b class=\"org\">", Esc(S(*i, "org_id")), "</b> declared ",
-                        Money((*i)["annual_impact_pence"].get<int64_t>()), " a year at ", At(U(*i, "position")), ": <q>",
+                        Money(I(*i, "annual_impact_pence")), " a year at ", At(U(*i, "position")), ": <q>",
                         Esc(S(*i, "description")), "</q></p>");
       }
       for (const Json& t : p["tapers"]) absl::StrAppend(h, TaperChart(t, U(p, "ended_at")));
@@ -360,7 +364,9 @@ class Page {
   std::string TaperChart(const Json& t, uint64_t adopted_at) const {
     const int64_t impact = t.value("annual_impact_pence", int64_t{0});
     std::vector<int64_t> years;
-    if (t.contains("support_by_year_pence")) years = t["support_by_year_pence"].get<std::vector<int64_t>>();
+    if (t.contains("support_by_year_pence") && t["support_by_year_pence"].is_array()) {
+      for (const Json& year : t["support_by_year_pence"]) years.push_back(year.is_number_integer() ? year.get<int64_t>() : 0);
+    }
     const int w = 56, top = 18, hmax = 70;
     std::string svg = absl::StrCat("<figure class=\"taper\"><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"",
                                    w * static_cast<int>(years.size()) + 10, "\" height=\"", top + hmax + 20,
