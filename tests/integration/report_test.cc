@@ -270,6 +270,43 @@ TEST_F(ReportTest, EvidenceVerifiesOfflineAndSaysWhatFailed) {
     EXPECT_TRUE(Failed(r, 1, absl::StrCat("NOT verified: fact (call of ", Id("stroke-reconfiguration"), ") at record ", at,
                                           ": its rationale is 'clinical evidence")));
   }
+  // A veto's end hidden (ended_at zeroed), or its outcome edited: each is
+  // bound to the record that ended it.
+  for (const char* edit : {"ended_at", "outcome"}) {
+    nlohmann::ordered_json edited = evidence;
+    bool done = false;
+    for (auto& fact : edited["facts"]) {
+      if (fact["kind"] != "veto" || done) continue;
+      ASSERT_EQ(fact["outcome"], "VETO_OVERRULED");
+      if (std::string(edit) == "ended_at") fact["ended_at"] = 0;
+      else fact["outcome"] = "VETO_STANDING";
+      done = true;
+    }
+    ASSERT_TRUE(done);
+    WriteFileBytes(dir + "/evidence.json", edited.dump(1));
+    CtlResult r = RunCtl({"verify-evidence", dir, "--operator-key", OperatorKey()});
+    EXPECT_TRUE(Failed(r, 1, std::string(edit) == "ended_at" ? "a veto without an end is STANDING"
+                                                               : "a veto that ended is not STANDING")) << r;
+  }
+  // An overrule pinned to another record than its call.
+  {
+    nlohmann::ordered_json edited = evidence;
+    uint64_t submitted_at = 0;
+    for (const auto& fact : edited["facts"]) {
+      if (fact["kind"] == "submitted") submitted_at = fact["position"].get<uint64_t>();
+    }
+    bool done = false;
+    for (auto& fact : edited["facts"]) {
+      if (fact["kind"] == "overruled" && !done) {
+        fact["call_position"] = submitted_at;
+        done = true;
+      }
+    }
+    ASSERT_TRUE(done);
+    WriteFileBytes(dir + "/evidence.json", edited.dump(1));
+    CtlResult r = RunCtl({"verify-evidence", dir, "--operator-key", OperatorKey()});
+    EXPECT_TRUE(Failed(r, 1, absl::StrCat("record ", submitted_at, " is not ", Id("nhs-england"), "'s call"))) << r;
+  }
   // One byte of a record changed.
   {
     nlohmann::ordered_json edited = evidence;

@@ -256,11 +256,26 @@ std::string CheckFact(const Json& fact, const v1::EventBody& body, const std::ma
     }
     if (v.rationale() != Str(fact, "rationale")) return differs("its rationale", Str(fact, "rationale"), v.rationale());
     uint64_t ended_at = 0;
-    if (kind == "veto" && Field(fact, "ended_at", &ended_at) && ended_at != 0) {
+    if (kind == "veto") Field(fact, "ended_at", &ended_at);
+    // A standing veto has no end, and an ended one names the record that
+    // ended it: an edited outcome cannot hide behind a zeroed end.
+    if (kind == "veto" && (ended_at == 0) != (Str(fact, "outcome") == "VETO_STANDING")) {
+      return absl::StrCat("a veto ", ended_at == 0 ? "without an end is STANDING" : "that ended is not STANDING",
+                          ", the evidence claims ", Str(fact, "outcome"), ended_at == 0 ? "" : absl::StrCat(" ended at ", ended_at));
+    }
+    if (kind == "veto" && ended_at != 0) {
       auto it = bodies.find(ended_at);
       if (it == bodies.end()) return absl::StrCat("the record that ended the veto (", ended_at, ") is not in the evidence");
       const v1::EventBody& end = it->second;
       const std::string outcome = Str(fact, "outcome");
+      if (outcome == "VETO_LAPSED" && !(end.has_gateway_lapsed() && end.gateway_lapsed().proposal_id() == proposal &&
+                                        end.gateway_lapsed().gateway_id() == gateway)) {
+        return absl::StrCat("record ", ended_at, " is not the lapse of ", gateway, " of ", proposal);
+      }
+      if (outcome == "VETO_PROPOSAL_WITHDRAWN" &&
+          !(end.has_proposal_withdrawn() && end.proposal_withdrawn().proposal_id() == proposal)) {
+        return absl::StrCat("record ", ended_at, " is not the withdrawal of ", proposal);
+      }
       if (outcome == "VETO_WITHDRAWN" &&
           !(end.has_vote_cast() && end.author() == org && end.vote_cast().proposal_id() == proposal &&
             end.vote_cast().gateway_id() == gateway && end.vote_cast().position() != v1::OBJECT)) {
@@ -305,6 +320,20 @@ std::string CheckFact(const Json& fact, const v1::EventBody& body, const std::ma
       return absl::StrCat("it does not list ", org, " as overruled");
     }
     if (caller != Str(fact, "caller")) return differs("its caller", Str(fact, "caller"), caller);
+    if (body.has_gateway_passed() && body.gateway_passed().gateway_id() != gateway) {
+      return differs("its gateway", gateway, body.gateway_passed().gateway_id());
+    }
+    // The call the page attaches this overrule to is that caller's call here.
+    uint64_t call_position = 0;
+    if (Field(fact, "call_position", &call_position) && call_position != 0) {
+      auto call = bodies.find(call_position);
+      if (call == bodies.end()) return absl::StrCat("the call it names (", call_position, ") is not in the evidence");
+      const v1::EventBody& c = call->second;
+      if (!(c.has_decision_called() && c.author() == caller && c.decision_called().proposal_id() == proposal &&
+            (gateway.empty() || c.decision_called().gateway_id() == gateway))) {
+        return absl::StrCat("record ", call_position, " is not ", caller, "'s call on ", gateway, " of ", proposal);
+      }
+    }
     return "";
   }
   if (kind == "gateway_passed") {
@@ -339,8 +368,22 @@ std::string CheckFact(const Json& fact, const v1::EventBody& body, const std::ma
     if (EventKind(attempted) != Str(fact, "attempted_kind")) {
       return differs("the refused event's kind", Str(fact, "attempted_kind"), EventKind(attempted));
     }
+    if (r.message() != Str(fact, "message")) return differs("its message", Str(fact, "message"), r.message());
+    if (attempted.has_vote_cast() && (attempted.vote_cast().proposal_id() != proposal ||
+                                      attempted.vote_cast().gateway_id() != gateway)) {
+      return absl::StrCat("the refused vote is on ", attempted.vote_cast().gateway_id(), " of ",
+                          attempted.vote_cast().proposal_id(), ", the evidence claims ", gateway, " of ", proposal);
+    }
+    if (attempted.has_proposal_submitted() && attempted.proposal_submitted().proposal_id() != proposal) {
+      return differs("the refused proposal", proposal, attempted.proposal_submitted().proposal_id());
+    }
     bool reversal = false;
     Field(fact, "attempted_reversal", &reversal);
+    // As the ledger's own queries call it: a refusal on a locked gateway.
+    if (reversal != (r.reason() == v1::GATEWAY_LOCKED)) {
+      return absl::StrCat("a refusal ", r.reason() == v1::GATEWAY_LOCKED ? "on a locked gateway is" : "for another reason is not",
+                          " an attempted reversal; the evidence claims the opposite");
+    }
     if (reversal && !(attempted.has_vote_cast() && attempted.vote_cast().proposal_id() == proposal &&
                       attempted.vote_cast().gateway_id() == gateway && r.reason() == v1::GATEWAY_LOCKED)) {
       return absl::StrCat("it is not a vote on the locked gateway ", gateway, " of ", proposal,
