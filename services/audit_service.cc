@@ -82,7 +82,6 @@ class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> 
     } else {
       worker_.join();
     }
-    active_->fetch_sub(1);
     delete this;
   }
 
@@ -134,7 +133,12 @@ class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> 
       }
     }
     if (action == kWrite) StartWrite(&current_);
-    if (action == kFinish) Finish(status);  // `this` may be gone after this
+    if (action == kFinish) {
+      // The slot is free before the client can see the answer: a client that
+      // verifies again at once is not refused by its own finished call.
+      active_->fetch_sub(1);
+      Finish(status);  // `this` may be gone after this
+    }
   }
 
   void Complete(grpc::Status status) {

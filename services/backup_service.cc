@@ -79,7 +79,6 @@ class BackupReactor final : public grpc::ServerWriteReactor<v1::BackupChunk> {
     } else {
       worker_.join();
     }
-    running_->store(false);
     delete this;
   }
 
@@ -133,7 +132,11 @@ class BackupReactor final : public grpc::ServerWriteReactor<v1::BackupChunk> {
       }
     }
     if (action == kWrite) StartWrite(&current_);
-    if (action == kFinish) Finish(status);  // `this` may be gone after this
+    if (action == kFinish) {
+      // Free before the client sees the answer (as Verify's slot).
+      running_->store(false);
+      Finish(status);  // `this` may be gone after this
+    }
   }
 
   void Complete(const absl::Status& status) {
