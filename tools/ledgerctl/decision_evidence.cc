@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -26,6 +27,24 @@
 
 namespace ledger::ctl {
 namespace {
+
+// visit(org, raw public key) for each key `body` registers: Genesis (the
+// operator's and the registrars'), an organisation's registration, KeyAdded.
+void ForEachRegisteredKey(const v1::EventBody& body,
+                          const std::function<void(const std::string&, const std::string&)>& visit) {
+  if (body.has_genesis()) {
+    visit(body.genesis().operator_id(), body.genesis().operator_public_key());
+    for (const auto& r : body.genesis().registrars()) {
+      for (const std::string& raw : r.public_keys()) visit(r.org_id(), raw);
+    }
+  } else if (body.has_organisation_registered()) {
+    for (const std::string& raw : body.organisation_registered().public_keys()) {
+      visit(body.organisation_registered().org_id(), raw);
+    }
+  } else if (body.has_key_added()) {
+    visit(body.key_added().org_id(), body.key_added().public_key());
+  }
+}
 
 std::string Hex(const merkle::Hash& hash) { return crypto::ToHex(merkle::AsBytes(hash)); }
 
@@ -178,22 +197,9 @@ absl::StatusOr<std::map<std::string, KeyOrigin>> RegisteredKeys(LedgerClient& cl
       if (!record.ok()) return record.status();
       auto envelope = DecodeStoredEvent(*record);
       if (!envelope.ok()) return envelope.status();
-      const v1::EventBody& body = envelope->body;
-      auto add = [&](const std::string& org, const std::string& raw) {
+      ForEachRegisteredKey(envelope->body, [&](const std::string& org, const std::string& raw) {
         keys.try_emplace(crypto::KeyIdOf(raw), KeyOrigin{org, raw, entry.position()});
-      };
-      if (body.has_genesis()) {
-        add(body.genesis().operator_id(), body.genesis().operator_public_key());
-        for (const auto& r : body.genesis().registrars()) {
-          for (const std::string& raw : r.public_keys()) add(r.org_id(), raw);
-        }
-      } else if (body.has_organisation_registered()) {
-        for (const std::string& raw : body.organisation_registered().public_keys()) {
-          add(body.organisation_registered().org_id(), raw);
-        }
-      } else if (body.has_key_added()) {
-        add(body.key_added().org_id(), body.key_added().public_key());
-      }
+      });
     }
     if (page->entries().empty() || page->next_position() >= page->tree_size()) break;
     request.set_from_position(page->next_position());
@@ -663,9 +669,6 @@ DecisionEvidenceCheck CheckDecisionEvidence(const Json& evidence, const crypto::
   for (const auto& [at, envelope] : envelopes) {
     const uint64_t position = at;  // a lambda may not capture a structured binding (clang 14)
     const v1::EventBody& body = envelope.body;
-    auto add = [&](const std::string& org, const std::string& raw) {
-      keys.try_emplace(crypto::KeyIdOf(raw), KeyOrigin{org, raw, position});
-    };
     if (body.has_genesis()) {
       operator_id = body.genesis().operator_id();
       if (body.genesis().operator_public_key() != operator_key.raw()) {
@@ -673,17 +676,10 @@ DecisionEvidenceCheck CheckDecisionEvidence(const Json& evidence, const crypto::
                                         crypto::KeyIdOf(body.genesis().operator_public_key()), ", not ",
                                         operator_key.key_id()));
       }
-      add(body.genesis().operator_id(), body.genesis().operator_public_key());
-      for (const auto& r : body.genesis().registrars()) {
-        for (const std::string& raw : r.public_keys()) add(r.org_id(), raw);
-      }
-    } else if (body.has_organisation_registered()) {
-      for (const std::string& raw : body.organisation_registered().public_keys()) {
-        add(body.organisation_registered().org_id(), raw);
-      }
-    } else if (body.has_key_added()) {
-      add(body.key_added().org_id(), body.key_added().public_key());
     }
+    ForEachRegisteredKey(body, [&](const std::string& org, const std::string& raw) {
+      keys.try_emplace(crypto::KeyIdOf(raw), KeyOrigin{org, raw, position});
+    });
   }
   for (const auto& [position, envelope] : envelopes) {
     std::string where = absl::StrCat("record ", position, " (", EventKind(envelope.body), " by ", envelope.body.author(), ")");
