@@ -232,6 +232,9 @@ absl::Status PrintVerifyBench(const std::string& path, const v1::VerifyReport& r
   const double equivalent_cpu_ratio =
       verifies_per_cpu_second > 0 ? equivalent_per_cpu_second / verifies_per_cpu_second : 0;
   const double records_per_second = report.seconds() > 0 ? report.to_position() / report.seconds() : 0;
+  // Issue 9's bar, held in verify-equivalents: each point check weighted by
+  // its cost, since a record that registers a key costs two curve operations.
+  constexpr double kTargetRatio = 0.8;
   const double ratio = all.rate() > 0 ? records_per_second / all.rate() : 0;
   if (json) {
     nlohmann::ordered_json out;
@@ -255,21 +258,24 @@ absl::Status PrintVerifyBench(const std::string& path, const v1::VerifyReport& r
                     {"verify_equivalent_ratio", bench::Round(equivalent_ratio, 3)},
                     {"verify_equivalents_per_cpu_second", bench::Round(equivalent_per_cpu_second, 1)},
                     {"verify_equivalent_cpu_ratio", bench::Round(equivalent_cpu_ratio, 3)},
-                    {"target_ratio", 0.8},
+                    {"target_ratio", kTargetRatio},
+                    {"target_measure", "verify_equivalent_ratio"},
                     {"load_average", bench::Round(bench::LoadAverage(), 2)}};
     PrintLine(bench::DumpJson(out));
   } else {
     PrintLine(absl::StrFormat(
         "bench: %d records verified in %.2f s = %.0f records/s (%d threads); all-core Ed25519 verify in the same "
-        "run: %.0f/s (%u threads, libsodium, %zu sample events, %.1f s); ratio %.3f (target >= 0.8); load average %.2f\n"
+        "run: %.0f/s (%u threads, libsodium, %zu sample events, %.1f s); ratio %.3f; load average %.2f\n"
         "bench per CPU-second (not skewed by other work): %.0f records vs %.0f Ed25519 verifies; ratio %.3f\n"
         "bench per curve operation: %d signature verifies (records and checkpoints) + %d point checks (registered "
         "keys) = %.0f operations/s, ratio %.3f; a point check costs %.2f of a verify here (all-core %.0f/s), so "
-        "%.0f verify-equivalents/s, ratio %.3f; per CPU-second %.0f verify-equivalents, ratio %.3f",
+        "%.0f verify-equivalents/s, ratio %.3f; per CPU-second %.0f verify-equivalents, ratio %.3f\n"
+        "bench: %s  verify-equivalents/s >= 0.8 x all-core Ed25519 verifies/s (README, Decisions)  %.3f",
         report.to_position(), report.seconds(), records_per_second, report.threads(), all.rate(), cores,
         bodies.size(), all.seconds, ratio, bench::LoadAverage(), records_per_cpu_second, verifies_per_cpu_second,
         cpu_ratio, verifies, *point_checks, ops_per_second, ops_ratio, point_cost, points.rate(),
-        equivalent_per_second, equivalent_ratio, equivalent_per_cpu_second, equivalent_cpu_ratio));
+        equivalent_per_second, equivalent_ratio, equivalent_per_cpu_second, equivalent_cpu_ratio,
+        equivalent_ratio >= kTargetRatio ? "PASS" : "MISS", equivalent_ratio));
   }
   return absl::OkStatus();
 }
