@@ -237,7 +237,7 @@ class BackupTest : public ::testing::Test {
       ASSERT_GRPC_OK(client_->AppendBatch(events, &response));
     }
   }
-  static constexpr int kFillBatches = 10;
+  static constexpr int kFillBatches = 30;
 
   CtlResult Ctl(std::vector<std::string> args) {
     args.insert(args.begin(), {"--server", server_.address()});
@@ -329,6 +329,7 @@ TEST_F(BackupTest, BackupDuringWritesRestoresEveryAcknowledgedEvent) {
   writer.join();
   ASSERT_TRUE(held) << "the backup's stream ended before " << kHeldAfter << " bytes: " << r;
   ASSERT_TRUE(Succeeded(r)) << r;
+  const std::string backup_out = r.out;
   EXPECT_EQ(writer_errors.load(), 0);
   EXPECT_TRUE(absl::StrContains(r.out, "backup of ")) << r;
   EXPECT_TRUE(absl::StrContains(r.out, "written to " + backup)) << r;
@@ -343,6 +344,7 @@ TEST_F(BackupTest, BackupDuringWritesRestoresEveryAcknowledgedEvent) {
     std::lock_guard<std::mutex> lock(mu);
     after_start = acked.size() - before.size();
   }
+  std::cout << backup_out.substr(0, backup_out.find('\n')) << "\n";
   std::cout << "events acknowledged while the backup ran: " << during.size() << " held, " << after_start
             << " by the writer (or after it began)\n";
 
@@ -366,9 +368,10 @@ TEST_F(BackupTest, BackupDuringWritesRestoresEveryAcknowledgedEvent) {
   // records): those acknowledged before it began are in it, those
   // acknowledged while it was held came after it and are not.
   uint64_t copied = 0;
-  const size_t at = r.out.find("backup of ");
-  ASSERT_NE(at, std::string::npos) << r;
-  ASSERT_TRUE(absl::SimpleAtoi(r.out.substr(at + 10, r.out.find(' ', at + 10) - at - 10), &copied)) << r;
+  const size_t at = backup_out.find("backup of ");
+  ASSERT_NE(at, std::string::npos) << backup_out;
+  ASSERT_TRUE(absl::SimpleAtoi(backup_out.substr(at + 10, backup_out.find(' ', at + 10) - at - 10), &copied))
+      << backup_out;
   EXPECT_EQ(restored_size, copied);
   EXPECT_GT(copied, before.back().position);
   ASSERT_EQ(during.size(), 5u);
@@ -545,6 +548,7 @@ TEST_F(BackupTest, SecondBackupWhileOneRunsIsRefusedUntilTheFirstClientGoesAway)
     }
   }
   EXPECT_TRUE(served) << r;
+  std::cout << r.out.substr(0, r.out.find('\n')) << "\n";
   EXPECT_TRUE(fs::exists(out + "/MANIFEST.json"));
   while (reader->Read(&chunk)) {
   }
