@@ -108,8 +108,12 @@ class WorkerStreamReactor : public grpc::ServerWriteReactor<Message> {
   virtual grpc::Status Work() = 0;
 
   // Starts the worker; the last thing a subclass's constructor does.
-  void StartWorker() {
+  void StartWorker() ABSL_LOCKS_EXCLUDED(mu_) {
+    // Assigned under mu_, which the worker takes first: worker_ is set before
+    // anything the worker does (its Finish, and so OnDone, which joins it).
+    absl::MutexLock lock(&mu_);
     worker_ = std::thread([this] {
+      { absl::MutexLock started(&mu_); }
       grpc::Status status = Work();
       {
         absl::MutexLock lock(&mu_);
