@@ -5,7 +5,9 @@
 // DOM must show the veto, the overrule with its caller, the refused reversal
 // and "verified against checkpoint N of <origin>"; the same page with one
 // byte of one embedded record changed must say "NOT verified" naming that
-// record. Screenshots go to <build>/artifacts/ (printed). `ledgerctl
+// record, and so must the page with its checkpoint's operator signature
+// altered or its evidence emptied of records, naming what failed.
+// Screenshots go to <build>/artifacts/ (printed). `ledgerctl
 // evidence` + `verify-evidence` are checked offline, honest and tampered.
 #include <chrono>
 #include <cstdlib>
