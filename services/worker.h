@@ -64,7 +64,8 @@ class WorkerStreamReactor : public grpc::ServerWriteReactor<Message> {
   struct Options {
     // Push() waits while this many messages are queued (0: no bound).
     size_t max_queued = 0;
-    // A client that reads nothing for this long while Push() waits for room
+    // A client that reads nothing for this long while Push() waits for room,
+    // or while the last messages wait to be written after Work() returned,
     // loses the call (CANCELLED; logged with `name`).
     absl::Duration stall_timeout = absl::InfiniteDuration();
     // Called once, just before Finish: frees the call's slot (a limit on
@@ -115,6 +116,7 @@ class WorkerStreamReactor : public grpc::ServerWriteReactor<Message> {
     worker_ = std::thread([this] {
       { absl::MutexLock started(&mu_); }
       grpc::Status status = Work();
+      Drain();
       {
         absl::MutexLock lock(&mu_);
         worker_done_ = true;
@@ -155,6 +157,37 @@ class WorkerStreamReactor : public grpc::ServerWriteReactor<Message> {
     return cancelled_ || options_.max_queued == 0 || queue_.size() < options_.max_queued;
   }
 
+  bool Drained() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return cancelled_ || queue_.size() + (writing_ ? 1 : 0) <= drain_target_;
+  }
+
+  // With a stall timeout: waits, message by message, for what is queued to
+  // be written, so a client that stops reading the last messages loses the
+  // call too (and frees its slot) instead of holding it.
+  void Drain() ABSL_LOCKS_EXCLUDED(mu_) {
+    if (options_.stall_timeout == absl::InfiniteDuration()) return;
+    bool stalled = false;
+    {
+      absl::MutexLock lock(&mu_);
+      while (!cancelled_ && (writing_ || !queue_.empty())) {
+        drain_target_ = queue_.size() + (writing_ ? 1 : 0) - 1;
+        if (!mu_.AwaitWithTimeout(absl::Condition(this, &WorkerStreamReactor::Drained), options_.stall_timeout)) {
+          stalled = true;
+          CancelLocked();
+        }
+      }
+    }
+    if (stalled) StallCancel();
+  }
+
+  void StallCancel() ABSL_LOCKS_EXCLUDED(mu_) {
+    LOG(WARNING) << options_.name << ": the client read nothing for " << options_.stall_timeout
+                 << "; the call is cancelled";
+    // (Not under mu_: OnCancel takes it.) Ends the stalled write, so the
+    // call finishes and its slot is freed.
+    context_->TryCancel();
+  }
+
   bool Queue(Message message, bool replaceable) ABSL_LOCKS_EXCLUDED(mu_) {
     bool stalled = false;
     bool queued = false;
@@ -176,13 +209,7 @@ class WorkerStreamReactor : public grpc::ServerWriteReactor<Message> {
         }
       }
     }
-    if (stalled) {
-      LOG(WARNING) << options_.name << ": the client read nothing for " << options_.stall_timeout
-                   << "; the call is cancelled";
-      // (Not under mu_: OnCancel takes it.) Ends the stalled write, so the
-      // call finishes and its slot is freed.
-      context_->TryCancel();
-    }
+    if (stalled) StallCancel();
     if (!queued) return false;
     Pump();
     return true;
@@ -223,6 +250,7 @@ class WorkerStreamReactor : public grpc::ServerWriteReactor<Message> {
   absl::Mutex mu_;
   std::deque<Message> queue_ ABSL_GUARDED_BY(mu_);
   bool back_replaceable_ ABSL_GUARDED_BY(mu_) = false;  // queue_.back() came from PushReplacing
+  size_t drain_target_ ABSL_GUARDED_BY(mu_) = 0;         // Drain waits until this few are left
   Message current_;  // the write in flight (touched only by Pump, one at a time: writing_)
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool worker_done_ ABSL_GUARDED_BY(mu_) = false;
