@@ -2,11 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <cstdlib>
-#include <deque>
-#include <mutex>
-#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -27,13 +23,6 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const 
   return reactor;
 }
 
-// A Verify call refused before any work: finishes at once.
-class FinishedWriter final : public grpc::ServerWriteReactor<v1::VerifyProgress> {
- public:
-  explicit FinishedWriter(const grpc::Status& status) { Finish(status); }
-  void OnDone() override { delete this; }
-};
-
 // Test hook (tests/integration/limits_test.cc): with this environment
 // variable set, each Verify holds its slot after its first message until the
 // client cancels it, so a test can hold one deterministically.
@@ -42,121 +31,34 @@ bool HoldVerificationsForTests() {
   return hold;
 }
 
-// One Verify call: a worker thread runs the checks over the store and queues
-// messages; the reactor writes them one at a time (progress messages not yet
-// written are replaced by newer ones, so the queue stays short).
-class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> {
+// One Verify call: its worker runs the checks over the store and queues
+// messages (a progress message not yet written is replaced by a newer one,
+// so the queue stays short); services/worker.h writes them.
+class VerifyReactor final : public WorkerStreamReactor<v1::VerifyProgress> {
  public:
-  VerifyReactor(const store::Ledger* ledger, ThreadPool* verify_pool, std::atomic<int>* active, uint64_t from,
-                uint64_t to, uint64_t size)
-      : ledger_(ledger), verify_pool_(verify_pool), active_(active), from_(from), to_(to), size_(size) {
-    worker_ = std::thread([this] { Run(); });
-  }
-
-  void OnWriteDone(bool ok) override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      writing_ = false;
-      if (!ok) {
-        cancelled_ = true;  // the client is gone
-        queue_.clear();
-      }
-    }
-    cancelled_cv_.notify_all();
-    Pump();
-  }
-  void OnCancel() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      cancelled_ = true;
-      queue_.clear();
-    }
-    cancelled_cv_.notify_all();
-    Pump();
-  }
-  void OnDone() override {
-    // Finish may complete inline on the worker thread; it touches nothing
-    // after calling Finish.
-    if (worker_.get_id() == std::this_thread::get_id()) {
-      worker_.detach();
-    } else {
-      worker_.join();
-    }
-    delete this;
+  VerifyReactor(grpc::CallbackServerContext* context, const store::Ledger* ledger, ThreadPool* verify_pool,
+                std::atomic<int>* active, uint64_t from, uint64_t to, uint64_t size)
+      : WorkerStreamReactor(context, {// The slot is free before the client can see the answer: a
+                                      // client that verifies again at once is not refused by its own
+                                      // finished call.
+                                      .on_finish = [active] { active->fetch_sub(1); },
+                                      .name = "verify"}),
+        ledger_(ledger), verify_pool_(verify_pool), from_(from), to_(to), size_(size) {
+    StartWorker();
   }
 
  private:
-  bool cancelled() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return cancelled_;
-  }
-
-  void Push(v1::VerifyProgress message) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (cancelled_) return;
-      if (message.has_progress() && !queue_.empty() && queue_.back().has_progress()) {
-        queue_.back() = std::move(message);
-      } else {
-        queue_.push_back(std::move(message));
-      }
-    }
-    Pump();
-  }
-
   void Progress(uint64_t done) {
     v1::VerifyProgress message;
     message.mutable_progress()->set_records_done(done);
     message.mutable_progress()->set_records_total(to_);
-    Push(std::move(message));
+    PushReplacing(std::move(message));
   }
 
-  // Starts the next write, or finishes once the worker is done and
-  // everything is written. Called without mu_ held: StartWrite and Finish
-  // may run reactions inline.
-  void Pump() {
-    enum { kNothing, kWrite, kFinish } action = kNothing;
-    grpc::Status status;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (writing_ || finished_) return;
-      if (!queue_.empty() && !cancelled_) {
-        current_ = std::move(queue_.front());
-        queue_.pop_front();
-        writing_ = true;
-        action = kWrite;
-      } else if (worker_done_) {
-        finished_ = true;
-        status = cancelled_ && final_status_.ok() ? grpc::Status(grpc::StatusCode::CANCELLED, "cancelled")
-                                                  : final_status_;
-        action = kFinish;
-      }
-    }
-    if (action == kWrite) StartWrite(&current_);
-    if (action == kFinish) {
-      // The slot is free before the client can see the answer: a client that
-      // verifies again at once is not refused by its own finished call.
-      active_->fetch_sub(1);
-      Finish(status);  // `this` may be gone after this
-    }
-  }
-
-  void Complete(grpc::Status status) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      worker_done_ = true;
-      final_status_ = std::move(status);
-    }
-    Pump();
-  }
-
-  void Run() {
+  grpc::Status Work() override {
     const auto start = std::chrono::steady_clock::now();
     Progress(0);
-    if (HoldVerificationsForTests()) {
-      std::unique_lock<std::mutex> lock(mu_);
-      cancelled_cv_.wait(lock, [this] { return cancelled_; });
-    }
+    if (HoldVerificationsForTests()) AwaitCancelled();
     audit::LogVerifier verifier({.operator_key = ledger_->operator_public_key(),
                                  .origin = ledger_->info().origin(),
                                  .pool = verify_pool_,
@@ -165,9 +67,9 @@ class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> 
                                  .read_record = [this](uint64_t position) {
                                    return ledger_->store().GetRecord(position);
                                  }});
-    absl::Status fed = FeedStoredLog(ledger_->store(), from_, to_, verifier, [this] { return cancelled(); });
-    if (cancelled()) return Complete(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
-    if (!fed.ok()) return Complete(ToGrpc(fed));
+    absl::Status fed = FeedStoredLog(ledger_->store(), from_, to_, verifier, [this] { return Cancelled(); });
+    if (Cancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    if (!fed.ok()) return ToGrpc(fed);
     if (verifier.Flush()) {
       if (verifier.records() != to_) {
         verifier.Fail(audit::CheckId::kDensity, verifier.records(),
@@ -192,24 +94,12 @@ class VerifyReactor final : public grpc::ServerWriteReactor<v1::VerifyProgress> 
     report.set_to_position(to_);  // the range asked for, even if verification stopped earlier
     report.set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     Push(std::move(last));
-    Complete(grpc::Status::OK);
+    return grpc::Status::OK;
   }
 
   const store::Ledger* ledger_;
   ThreadPool* const verify_pool_;
-  std::atomic<int>* active_;
   const uint64_t from_, to_, size_;
-  std::thread worker_;
-
-  std::mutex mu_;
-  std::condition_variable cancelled_cv_;  // cancelled_ set
-  std::deque<v1::VerifyProgress> queue_;
-  v1::VerifyProgress current_;  // the write in flight
-  bool writing_ = false;
-  bool worker_done_ = false;
-  bool finished_ = false;
-  bool cancelled_ = false;
-  grpc::Status final_status_;
 };
 
 }  // namespace
@@ -296,26 +186,26 @@ grpc::ServerWriteReactor<v1::VerifyProgress>* AuditServiceImpl::Verify(grpc::Cal
                                                                        const v1::VerifyRequest* request) {
   if (costly_ != nullptr) {
     if (absl::Status allowed = costly_->Check(*context, "Verify"); !allowed.ok()) {
-      return new FinishedWriter(ToGrpc(allowed));
+      return new FinishedStream<v1::VerifyProgress>(ToGrpc(allowed));
     }
   }
   const uint64_t size = ledger_->size();
   const uint64_t to = request->to_position() == 0 ? size : request->to_position();
   if (to > size) {
-    return new FinishedWriter(ToGrpc(absl::OutOfRangeError(
+    return new FinishedStream<v1::VerifyProgress>(ToGrpc(absl::OutOfRangeError(
         absl::StrCat("to_position ", to, " is beyond the log (", size, " records)"))));
   }
   if (request->from_position() > to || (request->from_position() == to && to != 0)) {
-    return new FinishedWriter(ToGrpc(absl::InvalidArgumentError(
+    return new FinishedStream<v1::VerifyProgress>(ToGrpc(absl::InvalidArgumentError(
         absl::StrCat("from_position ", request->from_position(), " must be below to_position ", to))));
   }
   if (verifications_.fetch_add(1) >= max_verifications_) {
     verifications_.fetch_sub(1);
-    return new FinishedWriter(ToGrpc(Refuse(absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED,
+    return new FinishedStream<v1::VerifyProgress>(ToGrpc(Refuse(absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED,
         absl::StrCat(max_verifications_, " verifications are already running, the most this server allows "
                      "(ledgerd --max-verifications); try again later"))));
   }
-  return new VerifyReactor(ledger_, verify_pool_, &verifications_, request->from_position(), to, size);
+  return new VerifyReactor(context, ledger_, verify_pool_, &verifications_, request->from_position(), to, size);
 }
 
 grpc::ServerUnaryReactor* AuditServiceImpl::VerifyProposal(grpc::CallbackServerContext* context,

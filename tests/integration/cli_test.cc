@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -171,6 +172,76 @@ TEST_F(CliTest, UsageErrorsExitTwoAndAppendNothing) {
     EXPECT_EQ(Size(), before);
   }
   EXPECT_EQ(Size(), before);
+}
+
+// Flag values are checked before ledgerctl connects (issue 11 leftovers): in
+// place of a server, a TCP listener that never accepts, where a connection
+// attempt would wait in the backlog. Every command whose help offers --since
+// or --until refuses a bad time (and a bad number for --from or --limit) with
+// exit 2 naming the flag, and nothing connected.
+TEST(CliWithoutServerTest, BadTimesAreUsageErrorsBeforeConnecting) {
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0) << std::strerror(errno);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0) << std::strerror(errno);
+  ASSERT_EQ(listen(listener, 64), 0) << std::strerror(errno);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const std::string server = absl::StrCat("127.0.0.1:", ntohs(address.sin_port));
+  // A connection, if any was made, waiting to be accepted (closed here).
+  auto connected = [&] {
+    const int accepted = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (accepted >= 0) close(accepted);
+    return accepted >= 0;
+  };
+
+  // The commands, from the command list, that take --since.
+  CtlResult list = RunCtl({"--help"}, kCliTimeoutSeconds);
+  ASSERT_TRUE(Succeeded(list)) << list;
+  std::vector<std::string> with_times;
+  const std::string commands = list.out.substr(list.out.find("Commands:\n") + 10);
+  for (absl::string_view line : absl::StrSplit(commands, '\n')) {
+    if (!absl::StartsWith(line, "  ")) break;
+    const std::string name(absl::StripLeadingAsciiWhitespace(line).substr(
+        0, absl::StripLeadingAsciiWhitespace(line).find(' ')));
+    CtlResult help = RunCtl({name, "--help"}, kCliTimeoutSeconds);
+    ASSERT_TRUE(Succeeded(help)) << help;
+    if (absl::StrContains(help.out, "--since")) {
+      EXPECT_TRUE(absl::StrContains(help.out, "--until")) << name;
+      with_times.push_back(name);
+    }
+  }
+  for (const char* name : {"read", "proposals", "vetoes", "overrules", "refusals", "history", "identity-changes"}) {
+    EXPECT_NE(std::find(with_times.begin(), with_times.end(), name), with_times.end()) << name;
+  }
+
+  for (const std::string& command : with_times) {
+    const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+        {{"--since", "yesterday"}, "--since 'yesterday' is not an RFC 3339 time"},
+        {{"--since", "2026-12-01T09:00:00Z", "--until", "2026-12-01 10:00"},
+         "--until '2026-12-01 10:00' is not an RFC 3339 time"},
+        {{"--until=2026-13-01T00:00:00Z"}, "--until '2026-13-01T00:00:00Z' is not an RFC 3339 time"},
+        {{"--from", "ten"}, "--from: 'ten' is not a non-negative decimal integer"},
+        {{"--limit", "-1"}, "--limit: '-1' is not a non-negative decimal integer"},
+    };
+    for (const auto& [flags, what] : cases) {
+      std::vector<std::string> args = {"--server", server, command};
+      args.insert(args.end(), flags.begin(), flags.end());
+      SCOPED_TRACE(absl::StrJoin(args, " "));
+      CtlResult r = RunCtl(args, kCliTimeoutSeconds);
+      EXPECT_TRUE(Failed(r, 2, what)) << r;
+      EXPECT_TRUE(absl::StrContains(r.err, "--help")) << r;
+      EXPECT_FALSE(connected()) << "ledgerctl connected before checking its flags";
+    }
+  }
+  // The listener does take a connection (what the checks above would see).
+  const int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(connect(probe, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0) << std::strerror(errno);
+  EXPECT_TRUE(connected());
+  close(probe);
+  close(listener);
 }
 
 // Export writes FILE.partial only if nothing is there: a link planted at that

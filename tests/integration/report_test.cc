@@ -5,7 +5,9 @@
 // DOM must show the veto, the overrule with its caller, the refused reversal
 // and "verified against checkpoint N of <origin>"; the same page with one
 // byte of one embedded record changed must say "NOT verified" naming that
-// record. Screenshots go to <build>/artifacts/ (printed). `ledgerctl
+// record, and so must the page with its checkpoint's operator signature
+// altered or its evidence emptied of records, naming what failed.
+// Screenshots go to <build>/artifacts/ (printed). `ledgerctl
 // evidence` + `verify-evidence` are checked offline, honest and tampered.
 #include <chrono>
 #include <cstdlib>
@@ -240,6 +242,81 @@ TEST_F(ReportTest, DemoReportVerifiesInChromiumAndATamperedOneDoesNot) {
   const std::string edited_badge = ElementText(edited_dom, "verification", &tag);
   EXPECT_TRUE(absl::StartsWith(edited_badge, "NOT verified: ")) << edited_badge;
   EXPECT_TRUE(absl::StrContains(edited_badge, "shown is not what the record says")) << edited_badge;
+}
+
+// The page's embedded evidence, parsed; and a page with it replaced (JSON
+// written as the report writes it: "<" escaped, so no string ends the script).
+nlohmann::ordered_json EmbeddedEvidence(const std::string& page) {
+  const std::string open = "<script type=\"application/json\" id=\"evidence\">";
+  const size_t start = page.find(open);
+  if (start == std::string::npos) return nullptr;
+  const size_t from = start + open.size();
+  return nlohmann::ordered_json::parse(page.substr(from, page.find("</script>", from) - from), nullptr, false);
+}
+std::string WithEvidence(const std::string& page, const nlohmann::ordered_json& evidence) {
+  const std::string open = "<script type=\"application/json\" id=\"evidence\">";
+  const size_t from = page.find(open) + open.size();
+  const size_t to = page.find("</script>", from);
+  return page.substr(0, from) + absl::StrReplaceAll(evidence.dump(), {{"<", "\\u003c"}}) + page.substr(to);
+}
+
+// What the page says, in Chromium, of evidence it carries that does not hold
+// up: a checkpoint whose operator signature was altered, and an evidence
+// element emptied of its records. Each names what failed.
+TEST_F(ReportTest, ABadCheckpointSignatureOrMissingRecordsAreNamedInTheBrowser) {
+  const std::string html = tmp_.Path("report.html");
+  ASSERT_TRUE(Succeeded(Ctl({"report", "--proposal", Id("stroke-reconfiguration"), "--out", html})));
+  const std::string page = ReadFileBytes(html);
+  const nlohmann::ordered_json evidence = EmbeddedEvidence(page);
+  ASSERT_TRUE(evidence.is_object()) << "no evidence element";
+  std::string tag;
+
+  // One bit of the operator's signature on the checkpoint flipped.
+  {
+    nlohmann::ordered_json edited = evidence;
+    std::string note = edited["checkpoint"]["note"].get<std::string>();
+    const std::string origin = note.substr(0, note.find('\n'));
+    const std::string size = note.substr(origin.size() + 1, note.find('\n', origin.size() + 1) - origin.size() - 1);
+    const std::string line = absl::StrCat("\xE2\x80\x94 ", origin, " ");  // "— origin "
+    const size_t at = note.find(line);
+    ASSERT_NE(at, std::string::npos) << note;
+    const size_t sig_from = at + line.size();
+    const size_t sig_to = note.find('\n', sig_from);
+    std::string blob;
+    ASSERT_TRUE(crypto::Base64Decode(note.substr(sig_from, sig_to - sig_from), &blob));
+    ASSERT_EQ(blob.size(), 68u);  // key hash and Ed25519 signature
+    blob[40] ^= 0x01;
+    note = note.substr(0, sig_from) + crypto::Base64Encode(blob) + note.substr(sig_to);
+    edited["checkpoint"]["note"] = note;
+    const std::string bad = tmp_.Path("bad-checkpoint-signature.html");
+    WriteFileBytes(bad, WithEvidence(page, edited));
+    const std::string badge = ElementText(OpenInChromium(bad, LEDGER_ARTIFACTS_DIR "/report-bad-signature.png"),
+                                          "verification", &tag);
+    EXPECT_TRUE(absl::StartsWith(badge, "NOT verified: ")) << badge;
+    EXPECT_TRUE(absl::StrContains(badge, absl::StrCat("checkpoint ", size, ": the operator signature does not verify")))
+        << badge;
+    EXPECT_TRUE(absl::StrContains(tag, "badge bad")) << tag;
+  }
+  // The evidence emptied of records: every fact rests on a record not there.
+  {
+    nlohmann::ordered_json edited = evidence;
+    ASSERT_FALSE(edited["records"].empty());
+    edited["records"] = nlohmann::ordered_json::array();
+    const std::string bad = tmp_.Path("no-records.html");
+    WriteFileBytes(bad, WithEvidence(page, edited));
+    const std::string badge = ElementText(OpenInChromium(bad), "verification", &tag);
+    EXPECT_TRUE(absl::StartsWith(badge, "NOT verified: ")) << badge;
+    EXPECT_TRUE(absl::StrContains(badge, "facts rest on records ")) << badge;
+    EXPECT_TRUE(absl::StrContains(badge, "not verified")) << badge;
+    // It names the record of the call among them.
+    uint64_t call_at = 0;
+    for (const auto& fact : evidence["facts"]) {
+      if (fact["kind"] == "call") call_at = fact["position"].get<uint64_t>();
+    }
+    ASSERT_NE(call_at, 0u);
+    EXPECT_TRUE(std::regex_search(badge, std::regex(absl::StrCat("records [0-9, ]*\\b", call_at, "\\b")))) << badge;
+    EXPECT_TRUE(absl::StrContains(tag, "badge bad")) << tag;
+  }
 }
 
 TEST_F(ReportTest, EvidenceVerifiesOfflineAndSaysWhatFailed) {

@@ -172,6 +172,14 @@ class LedgerTest : public ::testing::Test {
     ledger_ = std::move(*reopened);
   }
 
+  // Back-pressure: reopens on `held` with the in-flight limit `limit` sets;
+  // `events` (answered into `first`) take the only slot it leaves, and one
+  // more submission (org-c's registration) is refused at once,
+  // RESOURCE_EXHAUSTED LIMIT_REACHED naming `flag`; nothing of it is queued.
+  void FillTheOnlySlotAndRefuseTheNext(HeldVerifyPool& held, const std::function<void(LedgerOptions&)>& limit,
+                                       std::vector<v1::SignedEvent> events, Answer& first,
+                                       const std::string& flag);
+
   void SetUp() override { OpenLedger(); }
 
   uint32_t genesis_rules_version_ = rules::kLatestRulesVersion;  // what a new ledger starts under
@@ -390,6 +398,21 @@ void ExpectRefusal(const absl::StatusOr<std::vector<SubmitResult>>& result, absl
   ASSERT_FALSE(result.ok()) << "accepted";
   EXPECT_EQ(result.status().code(), code) << result.status();
   EXPECT_EQ(ReasonOf(result.status()), reason) << result.status();
+}
+
+void LedgerTest::FillTheOnlySlotAndRefuseTheNext(HeldVerifyPool& held,
+                                                 const std::function<void(LedgerOptions&)>& limit,
+                                                 std::vector<v1::SignedEvent> events, Answer& first,
+                                                 const std::string& flag) {
+  ASSERT_NO_FATAL_FAILURE(ReopenOnHeldPool(held, limit));
+  ledger_->Submit(std::move(events), first.Callback());
+  EXPECT_EQ(ledger_->inflight_submissions(), 1u);
+  Answer second;
+  ledger_->Submit({Register("org-c", {RawKeyFor("c1")})}, second.Callback());
+  auto refused = second.Wait();
+  ExpectRefusal(refused, absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED);
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), flag)) << refused.status();
+  EXPECT_EQ(ledger_->inflight_submissions(), 1u);
 }
 
 std::optional<std::string> BatchIndex(const absl::Status& status) {
@@ -757,19 +780,10 @@ TEST_F(LedgerTest, InflightLimitRefusesBeyondItAndAcceptedRetriesSkipTheQueue) {
   const v1::SignedEvent accepted = Register("org-a", {RawKeyFor("a1")});
   const SubmitResult original = SubmitOne(accepted);
   HeldVerifyPool held;
-  ASSERT_NO_FATAL_FAILURE(
-      ReopenOnHeldPool(held, [](LedgerOptions& options) { options.max_inflight_submissions = 1; }));
-
   Answer first;
-  ledger_->Submit({Register("org-b", {RawKeyFor("b1")})}, first.Callback());
-  EXPECT_EQ(ledger_->inflight_submissions(), 1u);
-  // One more is refused at once, naming the flag; nothing of it is queued.
-  Answer second;
-  ledger_->Submit({Register("org-c", {RawKeyFor("c1")})}, second.Callback());
-  auto refused = second.Wait();
-  ExpectRefusal(refused, absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED);
-  EXPECT_TRUE(absl::StrContains(refused.status().message(), "--max-inflight-submissions")) << refused.status();
-  EXPECT_EQ(ledger_->inflight_submissions(), 1u);
+  ASSERT_NO_FATAL_FAILURE(FillTheOnlySlotAndRefuseTheNext(
+      held, [](LedgerOptions& options) { options.max_inflight_submissions = 1; },
+      {Register("org-b", {RawKeyFor("b1")})}, first, "--max-inflight-submissions"));
 
   // The accepted event sent again is answered now, while the pool that
   // checks signatures is still held: from the idempotency index, the
@@ -838,19 +852,11 @@ TEST_F(LedgerTest, TheVerifyPoolTakesAuthorsInTurn) {
 
 TEST_F(LedgerTest, InflightBytesLimitRefusesBeyondItButTakesALoneSubmission) {
   HeldVerifyPool held;
-  ASSERT_NO_FATAL_FAILURE(ReopenOnHeldPool(held, [](LedgerOptions& options) {
-    options.max_inflight_bytes = 1;  // smaller than any submission
-  }));
-
   // Nothing in flight: taken, however large.
   Answer first;
-  ledger_->Submit({Register("org-a", {RawKeyFor("a1")}), Register("org-b", {RawKeyFor("b1")})}, first.Callback());
-  EXPECT_EQ(ledger_->inflight_submissions(), 1u);
-  Answer second;
-  ledger_->Submit({Register("org-c", {RawKeyFor("c1")})}, second.Callback());
-  auto refused = second.Wait();
-  ExpectRefusal(refused, absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED);
-  EXPECT_TRUE(absl::StrContains(refused.status().message(), "--max-inflight-bytes")) << refused.status();
+  ASSERT_NO_FATAL_FAILURE(FillTheOnlySlotAndRefuseTheNext(
+      held, [](LedgerOptions& options) { options.max_inflight_bytes = 1; },  // smaller than any submission
+      {Register("org-a", {RawKeyFor("a1")}), Register("org-b", {RawKeyFor("b1")})}, first, "--max-inflight-bytes"));
 
   held.gate.Notify();
   ASSERT_TRUE(first.Wait().ok());

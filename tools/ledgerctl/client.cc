@@ -1,6 +1,7 @@
 #include "tools/ledgerctl/client.h"
 
 #include <algorithm>
+#include <optional>
 #include <chrono>
 #include <utility>
 
@@ -148,24 +149,23 @@ absl::StatusOr<v1::RecordEntry> LedgerClient::Get(uint64_t position) {
 absl::Status NarrowToTimes(const ParsedFlags& flags, LedgerClient& client, uint64_t& from, uint64_t& to) {
   uint64_t bound[2] = {from, to};
   const char* names[2] = {"since", "until"};
-  bool narrowed = false;
+  std::optional<absl::Time> times[2];
+  // Every flag is checked before the first call to the server.
   for (int i = 0; i < 2; ++i) {
-    if (!flags.Has(names[i])) continue;
-    absl::Time time;
-    std::string error;
-    if (!absl::ParseTime(absl::RFC3339_full, flags.Get(names[i]), &time, &error)) {
-      return UsageError(absl::StrCat("--", names[i], " '", flags.Get(names[i]),
-                                     "' is not an RFC 3339 time (e.g. 2026-12-01T09:00:00Z): ", error));
-    }
-    absl::StatusOr<uint64_t> position = client.FirstPositionAtOrAfter(absl::ToUnixNanos(time));
+    absl::StatusOr<std::optional<absl::Time>> time = flags.GetTime(names[i]);
+    if (!time.ok()) return time.status();
+    times[i] = *time;
+  }
+  if (!times[0] && !times[1]) return absl::OkStatus();
+  for (int i = 0; i < 2; ++i) {
+    if (!times[i]) continue;
+    absl::StatusOr<uint64_t> position = client.FirstPositionAtOrAfter(absl::ToUnixNanos(*times[i]));
     if (!position.ok()) return position.status();
     bound[i] = *position;
-    narrowed = true;
   }
-  if (!narrowed) return absl::OkStatus();
   from = std::max(from, bound[0]);
-  if (flags.Has("until")) to = to == 0 ? bound[1] : std::min(to, bound[1]);
-  if (flags.Has("until") && to <= from) from = to = 1;
+  if (times[1]) to = to == 0 ? bound[1] : std::min(to, bound[1]);
+  if (times[1] && to <= from) from = to = 1;
   return absl::OkStatus();
 }
 

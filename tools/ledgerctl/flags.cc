@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 namespace ledger::ctl {
 namespace {
@@ -68,6 +69,15 @@ absl::StatusOr<uint64_t> ParseUint64(absl::string_view what, absl::string_view t
   return value;
 }
 
+absl::StatusOr<absl::Time> ParseRfc3339(absl::string_view what, absl::string_view text) {
+  absl::Time time;
+  std::string error;
+  if (!absl::ParseTime(absl::RFC3339_full, text, &time, &error)) {
+    return UsageError(absl::StrCat(what, " '", text, "' is not an RFC 3339 time (e.g. 2026-12-01T09:00:00Z): ", error));
+  }
+  return time;
+}
+
 bool ParsedFlags::Has(absl::string_view name) const {
   return values_.find(name) != values_.end();
 }
@@ -88,6 +98,13 @@ absl::StatusOr<uint64_t> ParsedFlags::GetUint64(absl::string_view name,
                                                 uint64_t default_value) const {
   if (!Has(name)) return default_value;
   return ParseUint64(absl::StrCat("--", name), Get(name));
+}
+
+absl::StatusOr<std::optional<absl::Time>> ParsedFlags::GetTime(absl::string_view name) const {
+  if (!Has(name)) return std::nullopt;
+  absl::StatusOr<absl::Time> time = ParseRfc3339(absl::StrCat("--", name), Get(name));
+  if (!time.ok()) return time.status();
+  return *time;
 }
 
 absl::StatusOr<ParsedFlags> ParseCommand(const CommandSpec& spec,
@@ -139,6 +156,11 @@ absl::StatusOr<ParsedFlags> ParseCommand(const CommandSpec& spec,
         return UsageError(absl::StrCat("--", name, " needs a value (", flag->value_name, ")"));
       }
       value = argv[++i];
+    }
+    if (flag->value == FlagValue::kNumber) {
+      if (auto number = ParseUint64(absl::StrCat("--", name), value); !number.ok()) return number.status();
+    } else if (flag->value == FlagValue::kTime) {
+      if (auto time = ParseRfc3339(absl::StrCat("--", name), value); !time.ok()) return time.status();
     }
     std::vector<std::string>& values = parsed.values_[flag->name];
     if (!values.empty() && !flag->repeated) {

@@ -12,16 +12,26 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace ledger::ctl {
 
 inline constexpr char kDefaultServer[] = "127.0.0.1:7400";
+
+// What a flag's value must be. ParseCommand checks it, so a malformed value
+// is a usage error before the command runs (before it waits to connect).
+enum class FlagValue {
+  kText,
+  kNumber,  // a non-negative decimal integer (ParsedFlags::GetUint64)
+  kTime,    // an RFC 3339 time, e.g. 2026-12-01T09:00:00Z (ParsedFlags::GetTime)
+};
 
 struct FlagSpec {
   std::string name;        // without the leading "--"
@@ -29,6 +39,7 @@ struct FlagSpec {
   std::string help = {};
   bool required = false;
   bool repeated = false;
+  FlagValue value = FlagValue::kText;
 };
 
 struct CommandSpec {
@@ -50,6 +61,9 @@ class ParsedFlags {
   // naming the flag if it is not a number.
   absl::StatusOr<uint64_t> GetUint64(absl::string_view name,
                                      uint64_t default_value) const;
+  // The flag as an RFC 3339 time; nullopt if absent; a usage error naming
+  // the flag if it is not one.
+  absl::StatusOr<std::optional<absl::Time>> GetTime(absl::string_view name) const;
   // Positional argument i (declared in CommandSpec::args).
   const std::string& Arg(size_t i) const { return args_[i]; }
   bool help() const { return help_; }
@@ -77,6 +91,8 @@ bool IsUsageError(const absl::Status& status);
 
 // Parses a decimal uint64, or returns a usage error naming `what`.
 absl::StatusOr<uint64_t> ParseUint64(absl::string_view what, absl::string_view text);
+// Parses an RFC 3339 time, or returns a usage error naming `what`.
+absl::StatusOr<absl::Time> ParseRfc3339(absl::string_view what, absl::string_view text);
 
 }  // namespace ledger::ctl
 

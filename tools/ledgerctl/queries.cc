@@ -298,11 +298,12 @@ std::vector<FlagSpec> FilterFlags(std::vector<FlagSpec> own = {}) {
            {"collective", "ID", "only this collective"},
            {"proposal", "ID", "only this proposal"},
            {"org", "ID", "only this organisation"},
-           {"from", "N", "only records at positions >= N"},
-           {"to", "N", "only records at positions < N"},
-           {"since", "TIME", "only records at or after this ledger time (RFC 3339, e.g. 2026-12-01T09:00:00Z)"},
-           {"until", "TIME", "only records before this ledger time (RFC 3339)"},
-           {"limit", "N", "at most N answers (default 100, at most 1000)"},
+           {"from", "N", "only records at positions >= N", false, false, FlagValue::kNumber},
+           {"to", "N", "only records at positions < N", false, false, FlagValue::kNumber},
+           {"since", "TIME", "only records at or after this ledger time (RFC 3339, e.g. 2026-12-01T09:00:00Z)",
+            false, false, FlagValue::kTime},
+           {"until", "TIME", "only records before this ledger time (RFC 3339)", false, false, FlagValue::kTime},
+           {"limit", "N", "at most N answers (default 100, at most 1000)", false, false, FlagValue::kNumber},
            {"page-token", "T", "continue from a previous answer"},
            {"json", "", "print protobuf JSON"}}) {
     own.push_back(std::move(flag));

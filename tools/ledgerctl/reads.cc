@@ -218,12 +218,14 @@ Command ReadCommand() {
   return {{.name = "read",
            .summary = "Print records from a position, optionally filtered.",
            .description = kRecordFormat,
-           .flags = {{"from", "N", "first position to read (default 0)"},
-                     {"limit", "L", "at most L records (default 100)"},
+           .flags = {{"from", "N", "first position to read (default 0)", false, false, FlagValue::kNumber},
+                     {"limit", "L", "at most L records (default 100)", false, false, FlagValue::kNumber},
                      {"kind", "K", "only events of this kind, e.g. vote_cast", false, true},
                      {"author", "ORG", "only events authored by ORG"},
-                     {"since", "TIME", "from the first record at or after this ledger time (RFC 3339)"},
-                     {"until", "TIME", "only records before this ledger time (RFC 3339)"},
+                     {"since", "TIME", "from the first record at or after this ledger time (RFC 3339)", false,
+                      false, FlagValue::kTime},
+                     {"until", "TIME", "only records before this ledger time (RFC 3339)", false, false,
+                      FlagValue::kTime},
                      kJsonFlag}},
           &RunRead};
 }
