@@ -6,6 +6,8 @@
 //          -> sequencer thread: idempotency, rules, positions, Merkle nodes,
 //             checkpoint; many submissions form one commit group
 //          -> one synced WriteBatch -> answers -> listeners notified
+//          -> a group of more than 256 KiB of events is freed on the verify
+//             pool, not the sequencer thread (issue 9)
 //
 // Thread contract: every public method is thread-safe. Completion callbacks
 // run on a ledger thread (the caller's for a refusal found while decoding,
