@@ -192,6 +192,7 @@ class SubscribeStream final : public grpc::ServerWriteReactor<v1::SubscribeRespo
 
 LedgerServiceImpl::LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers, int max_subscribers)
     : ledger_(ledger), workers_(workers), max_subscribers_(std::max(1, max_subscribers)) {
+  SetMessageAllocatorFor_AppendBatch(&append_batch_allocator_);
   {
     absl::MutexLock lock(&pump_mu_);
     committed_size_ = ledger_->size();
@@ -353,7 +354,16 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::AppendBatch(grpc::CallbackServerCon
                                                          v1::AppendBatchResponse* response) {
   const auto started = std::chrono::steady_clock::now();
   auto* reactor = context->DefaultReactor();
-  std::vector<v1::SignedEvent> events(request->events().begin(), request->events().end());
+  // The request is ours (AppendBatchAllocator): its events are moved into the
+  // submission, not copied.
+  auto* messages = static_cast<grpc::MessageHolder<v1::AppendBatchRequest, v1::AppendBatchResponse>*>(
+      context->GetRpcAllocatorState());
+  std::vector<v1::SignedEvent> events;
+  events.reserve(request->events_size());
+  for (v1::SignedEvent& event : *messages->request()->mutable_events()) events.push_back(std::move(event));
+  // What is left of the request is freed here, not when the call is done
+  // (which may be on the sequencer thread, inside Finish).
+  v1::AppendBatchRequest().Swap(messages->request());
   ledger_->Submit(std::move(events),
                   [this, reactor, response, started](absl::StatusOr<std::vector<store::SubmitResult>> result) {
                     bool replayed = result.ok();

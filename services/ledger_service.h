@@ -17,6 +17,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "grpcpp/support/message_allocator.h"
 #include "ledger/common/metrics.h"
 #include "ledger/common/thread_pool.h"
 #include "ledger/store/ledger.h"
@@ -26,6 +27,31 @@
 namespace ledger::services {
 
 class SubscribeStream;
+
+// AppendBatch's request and response, owned by the service rather than by
+// gRPC, so the handler takes the events out of the request instead of
+// copying them (a batch may be ~4 MB; issue 9).
+class AppendBatchMessages final
+    : public grpc::MessageHolder<v1::AppendBatchRequest, v1::AppendBatchResponse> {
+ public:
+  AppendBatchMessages() {
+    set_request(&request_);
+    set_response(&response_);
+  }
+  void Release() override { delete this; }
+
+ private:
+  v1::AppendBatchRequest request_;
+  v1::AppendBatchResponse response_;
+};
+
+class AppendBatchAllocator final
+    : public grpc::MessageAllocator<v1::AppendBatchRequest, v1::AppendBatchResponse> {
+ public:
+  grpc::MessageHolder<v1::AppendBatchRequest, v1::AppendBatchResponse>* AllocateMessages() override {
+    return new AppendBatchMessages();
+  }
+};
 
 class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
  public:
@@ -73,6 +99,7 @@ class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
   void CountAppend(bool batch, const absl::Status& status, bool replayed,
                    std::chrono::steady_clock::time_point started);
 
+  AppendBatchAllocator append_batch_allocator_;
   store::Ledger* ledger_;
   ThreadPool* const workers_;
   const CostlyRpcPolicy* costly_ = nullptr;

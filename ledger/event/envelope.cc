@@ -34,6 +34,11 @@ absl::Status CheckId(absl::string_view what, absl::string_view id) {
 
 absl::StatusOr<Envelope> OpenSubmission(const v1::SignedEvent& signed_event,
                                         std::string_view ledger_id) {
+  return OpenSubmission(v1::SignedEvent(signed_event), ledger_id);
+}
+
+absl::StatusOr<Envelope> OpenSubmission(v1::SignedEvent&& signed_event,
+                                        std::string_view ledger_id) {
   if (signed_event.body().empty()) return Missing("signed event has an empty body");
   if (signed_event.body().size() > kMaxBodyBytes) {
     return Oversize(absl::StrCat("event body is ", signed_event.body().size(),
@@ -76,8 +81,8 @@ absl::StatusOr<Envelope> OpenSubmission(const v1::SignedEvent& signed_event,
                   absl::StrCat("event is for ledger \"", body.ledger_id(),
                                "\", this is ledger \"", std::string(ledger_id), "\""));
   }
-  envelope.signed_event = signed_event;
   envelope.signed_bytes = signed_event.SerializeAsString();
+  envelope.signed_event = std::move(signed_event);
   return envelope;
 }
 

@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -49,6 +50,11 @@ constexpr int64_t kStorageRetryNanos = 1'000'000'000;
 // A commit group that takes longer than this (decide, write, answer) is
 // logged: every organisation's appends wait behind it.
 constexpr absl::Duration kSlowCommitGroup = absl::Milliseconds(250);
+// A commit group holding more signed bytes than this is freed on the verify
+// pool once answered, not on the sequencer thread: a refused batch of 1,000
+// maximal votes is ~12 MB of envelopes, and freeing them is latency for
+// every organisation's next commit (issue 9).
+constexpr size_t kReleaseOffSequencerBytes = 256 << 10;
 
 // How many of a submission's events the verify pool checks. A submission is
 // decided all or nothing, event by event in order (rules/commit_group.h), so
@@ -68,6 +74,16 @@ size_t EventsToVerify(const std::vector<Envelope>& envelopes, uint32_t rules_ver
     if (++votes[voter] > rules::kMaxPositionChanges + 1) return i + 1;
   }
   return envelopes.size();
+}
+
+// The event index a batch's refusal names (AtBatchIndex); nullopt for an
+// acceptance or a refusal that names none.
+std::optional<size_t> BatchIndexOf(const absl::Status& status) {
+  if (status.ok()) return std::nullopt;
+  auto payload = status.GetPayload(kBatchIndexPayloadUrl);
+  size_t index = 0;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &index)) return std::nullopt;
+  return index;
 }
 
 int64_t SystemClock() {
@@ -308,7 +324,7 @@ void Ledger::Submit(std::vector<v1::SignedEvent> events, Done done) {
   auto submission = std::make_shared<Submission>();
   submission->envelopes.reserve(events.size());
   for (size_t i = 0; i < events.size(); ++i) {
-    auto envelope = OpenSubmission(events[i], info_.ledger_id());
+    auto envelope = OpenSubmission(std::move(events[i]), info_.ledger_id());
     if (!envelope.ok()) {
       done(AtBatchIndex(envelope.status(), i, events.size()));
       return;
@@ -502,30 +518,66 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
   const int64_t now = std::max(options_.clock(), last_time_);
 
   // What the decision needs from storage: earlier uses of the group's
-  // idempotency keys. A submission whose lookup fails is answered with the
+  // idempotency keys. First only those of the events a decision can reach:
+  // a submission is decided in order and stops at its first refusal, and
+  // its to_verify prefix ends at an event refused whatever the state, so a
+  // hostile batch of 1,000 votes costs ten reads on this thread, not 1,000
+  // (issue 9). Should a decision go past a prefix after all (a replayed
+  // event does not change a position), the rest is read and the group is
+  // decided again. A submission whose lookup fails is answered with the
   // failure and left out of the group.
   std::vector<absl::Status> outcomes(group.size());
   rules::PriorUses prior_uses;
-  rules::GroupInput input{store_->tree_size(), now, {}, &prior_uses};
-  std::vector<size_t> decided;  // group index of each input submission
-  for (size_t s = 0; s < group.size(); ++s) {
+  std::vector<size_t> looked_up(group.size(), 0);  // per submission, events read
+  auto look_up = [&](size_t s, size_t end) {
     const Submission& submission = *group[s];
-    for (const Envelope& envelope : submission.envelopes) {
+    for (size_t i = looked_up[s]; i < end; ++i) {
+      const Envelope& envelope = submission.envelopes[i];
       auto found = store_->FindIdempotency(envelope.body.author(), envelope.body.idempotency_key());
       if (!found.ok()) {
         outcomes[s] = found.status();
-        break;
+        return;
       }
       if (found->has_value()) {
         prior_uses[rules::IdempotencyId(envelope.body.author(), envelope.body.idempotency_key())] =
             rules::PriorUse{(*found)->position, (*found)->body_hash};
       }
     }
-    if (!outcomes[s].ok()) continue;
-    input.submissions.push_back(rules::SubmissionInput{submission.envelopes, submission.verified});
-    decided.push_back(s);
+    looked_up[s] = end;
+  };
+  rules::GroupInput input{store_->tree_size(), now, {}, &prior_uses};
+  std::vector<size_t> decided;  // group index of each input submission
+  auto gather = [&] {
+    input.submissions.clear();
+    decided.clear();
+    for (size_t s = 0; s < group.size(); ++s) {
+      if (!outcomes[s].ok()) continue;
+      input.submissions.push_back(rules::SubmissionInput{group[s]->envelopes, group[s]->verified});
+      decided.push_back(s);
+    }
+  };
+  for (size_t s = 0; s < group.size(); ++s) {
+    const size_t events = group[s]->envelopes.size();
+    const size_t reachable = group[s]->to_verify;  // 0: not computed (Genesis)
+    look_up(s, reachable == 0 ? events : std::min(reachable, events));
   }
+  gather();
   rules::GroupDecision decision = rules::DecideGroup(state_, input);
+  bool read_more = false;
+  for (size_t i = 0; i < decided.size(); ++i) {
+    const size_t s = decided[i];
+    const size_t events = group[s]->envelopes.size();
+    if (looked_up[s] == events) continue;
+    const std::optional<size_t> stopped_at = BatchIndexOf(decision.submissions[i].status);
+    if (stopped_at.has_value() && *stopped_at < looked_up[s]) continue;  // decided on what was read
+    look_up(s, events);
+    read_more = true;
+  }
+  if (read_more && state_.source_status().ok()) {
+    state_.RollbackTo(group_mark);
+    gather();
+    decision = rules::DecideGroup(state_, input);
+  }
   if (!state_.source_status().ok()) {
     // A state entry could not be read: the decisions may rest on the
     // misreading, so none is kept, and the state is reloaded before the next.
@@ -726,6 +778,17 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
                  << " records at position " << input.first_position << ", " << absl::ToDoubleMilliseconds(took)
                  << " ms";
   }
+  ReleaseOffSequencer(std::move(group));
+}
+
+void Ledger::ReleaseOffSequencer(std::vector<std::shared_ptr<Submission>> group) {
+  size_t bytes = 0;
+  for (const auto& submission : group) {
+    for (const Envelope& envelope : submission->envelopes) bytes += envelope.signed_bytes.size();
+  }
+  // Small groups are freed here: a task would cost more than the frees.
+  if (bytes < kReleaseOffSequencerBytes || verify_pool_ == nullptr) return;
+  verify_pool_->Schedule([group = std::move(group)]() mutable { group.clear(); });
 }
 
 absl::StatusOr<std::optional<std::vector<SubmitResult>>> Ledger::ReplayFromIndex(

@@ -6,6 +6,8 @@
 //          -> sequencer thread: idempotency, rules, positions, Merkle nodes,
 //             checkpoint; many submissions form one commit group
 //          -> one synced WriteBatch -> answers -> listeners notified
+//          -> a group of more than 256 KiB of events is freed on the verify
+//             pool, not the sequencer thread (issue 9)
 //
 // Thread contract: every public method is thread-safe. Completion callbacks
 // run on a ledger thread (the caller's for a refusal found while decoding,
@@ -164,6 +166,9 @@ class Ledger {
   // thread (or in Start, before any thread exists).
   void CommitGroup(std::vector<std::shared_ptr<Submission>> group);
   absl::StatusOr<SubmitResult> ReceiptFor(uint64_t position, bool replayed) const;
+  // Drops the sequencer's references to an answered group; a large one is
+  // freed on the verify pool instead (sequencer thread).
+  void ReleaseOffSequencer(std::vector<std::shared_ptr<Submission>> group);
   // The replayed receipts if every envelope's signed bytes are those of an
   // accepted record (found through the idempotency index) and none is in the
   // refused-bytes index; nullopt if any is not (the sequencer decides it).

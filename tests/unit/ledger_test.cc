@@ -1144,6 +1144,49 @@ TEST_F(HostileBatchLedgerTest, IsCheckedOnlyUpToTheVoteBeyondThePositionCap) {
   EXPECT_EQ(ReplayedState(), StoredState());
 }
 
+// The sequencer reads earlier uses of idempotency keys only for the events a
+// decision can reach (the verify prefix). A replayed vote counts toward that
+// prefix but changes no position, so a decision can go past it: then every
+// event's earlier use is read and the group decided again, and a replay
+// after the prefix is answered as the replay it is, not decided anew.
+TEST_F(HostileBatchLedgerTest, AReplayPastTheVerifyPrefixIsStillAnsweredAsAReplay) {
+  RegisterMembers({"trust-a", "trust-b"});
+  v1::Charter charter;
+  for (const char* org : {"trust-a", "trust-b"}) charter.add_founding_members(org);
+  v1::Gateway* gateway = charter.add_gateways();
+  gateway->set_id("need");
+  gateway->mutable_rule()->set_kind(v1::UNANIMITY);
+  FormAndPropose(charter);
+  const PrivateKey& key = member_keys_.at("trust-b");
+  std::vector<v1::SignedEvent> batch;
+  for (int i = 0; i <= rules::kMaxPositionChanges; ++i) {  // a first vote and every change, accepted
+    v1::EventBody body = Body("trust-b", absl::StrCat("vote/", i));
+    body.mutable_vote_cast()->set_proposal_id("p1");
+    body.mutable_vote_cast()->set_gateway_id("need");
+    body.mutable_vote_cast()->set_position(i % 2 == 0 ? v1::ASSENT : v1::OBJECT);
+    batch.push_back(SealEvent(body, key));
+    SubmitOne(batch.back());
+  }
+  const v1::SignedEvent accepted_key = AddKey("trust-b", RawKeyFor("b2"), "trust-b", key);
+  const SubmitResult original = SubmitOne(accepted_key);
+  const uint64_t size = ledger_->size();
+  // Every vote again, the first twice (the prefix ends there), then a new
+  // event and the accepted key again: both past the prefix.
+  batch.push_back(batch.front());
+  ASSERT_EQ(batch.size(), rules::kMaxPositionChanges + 2u);
+  batch.push_back(AddKey("trust-b", RawKeyFor("b3"), "trust-b", key));
+  batch.push_back(accepted_key);
+  auto result = Submit(batch);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->size(), batch.size());
+  EXPECT_FALSE((*result)[batch.size() - 2].replayed);
+  EXPECT_EQ((*result)[batch.size() - 2].receipt.position(), size);
+  EXPECT_TRUE(result->back().replayed);
+  EXPECT_EQ(result->back().receipt.position(), original.receipt.position());
+  EXPECT_EQ(ledger_->size(), size + 1);  // only the new key
+  EXPECT_EQ(ReplayedState(), StoredState());
+}
+
 class HostileBatchV2LedgerTest : public HostileBatchLedgerTest {
  protected:
   void SetUp() override {
