@@ -84,6 +84,15 @@ grpc::ServerUnaryReactor* GovernanceServiceImpl::ListRefusals(grpc::CallbackServ
 grpc::ServerUnaryReactor* GovernanceServiceImpl::GetHistory(grpc::CallbackServerContext* context,
                                                             const v1::QueryFilter* request,
                                                             v1::HistoryResponse* response) {
+  // A proposal's history page is point reads (the proposal, then its page
+  // of records in one batched read), answered inline like GetProposal: a
+  // hand-off to a worker cost more than the reads on a busy machine. An
+  // organisation's history scans an index, and a page over kInlineHistoryLimit
+  // is a big read: those go to a worker.
+  constexpr uint32_t kInlineHistoryLimit = 100;
+  if (!request->proposal_id().empty() && request->limit() <= kInlineHistoryLimit) {
+    return Answer(context, response, [this, request] { return queries_.History(*request); });
+  }
   return AnswerOnWorker(context, workers_, response, [this, request] { return queries_.History(*request); });
 }
 grpc::ServerUnaryReactor* GovernanceServiceImpl::ListIdentityChanges(grpc::CallbackServerContext* context,

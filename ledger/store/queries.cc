@@ -500,14 +500,20 @@ absl::StatusOr<v1::HistoryResponse> Queries::History(const v1::QueryFilter& filt
     return Refuse(absl::StatusCode::kInvalidArgument, v1::MISSING_FIELD, "history needs a proposal_id or an org_id");
   }
   v1::HistoryResponse response;
-  for (size_t i = 0; i < positions.size() && i < page->limit; ++i) {
-    auto bytes = store_->GetRecord(positions[i]);
-    if (!bytes.ok()) return bytes.status();
+  std::optional<uint64_t> next;
+  if (positions.size() > page->limit) {
+    next = positions[page->limit];
+    positions.resize(page->limit);
+  }
+  // The page's records in one batched read (positions ascend).
+  auto records = store_->GetRecords(positions);
+  if (!records.ok()) return records.status();
+  for (size_t i = 0; i < positions.size(); ++i) {
     v1::RecordEntry* entry = response.add_entries();
     entry->set_position(positions[i]);
-    entry->set_record(*std::move(bytes));
+    entry->set_record(std::move((*records)[i]));
   }
-  if (positions.size() > page->limit) response.set_next_page_token(PositionToken(positions[page->limit]));
+  if (next.has_value()) response.set_next_page_token(PositionToken(*next));
   return response;
 }
 

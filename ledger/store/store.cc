@@ -1,5 +1,7 @@
 #include "ledger/store/store.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include <sys/statvfs.h>
 
@@ -358,6 +360,57 @@ absl::StatusOr<std::string> Store::GetRecord(uint64_t position) const {
   }
   if (*leaf != merkle::HashLeaf(value)) return AlteredRecord(position);
   return value;
+}
+
+absl::StatusOr<std::vector<std::string>> Store::GetRecords(const std::vector<uint64_t>& positions) const {
+  const uint64_t size = tree_size();
+  const size_t n = positions.size();
+  std::vector<std::string> record_keys, leaf_keys;
+  record_keys.reserve(n);
+  leaf_keys.reserve(n);
+  for (uint64_t position : positions) {
+    if (position >= size) {
+      return Refuse(absl::StatusCode::kNotFound, v1::NO_SUCH_POSITION,
+                    absl::StrCat("no record at position ", position, "; the log has ", size));
+    }
+    record_keys.push_back(BE64(position));
+    leaf_keys.push_back(NodeKey(0, position));
+  }
+  std::vector<rocksdb::Slice> record_slices(record_keys.begin(), record_keys.end());
+  std::vector<rocksdb::Slice> leaf_slices(leaf_keys.begin(), leaf_keys.end());
+  std::vector<rocksdb::PinnableSlice> records(n), leaves(n);
+  std::vector<rocksdb::Status> record_statuses(n), leaf_statuses(n);
+  const bool sorted = std::is_sorted(positions.begin(), positions.end());
+  const rocksdb::ReadOptions options;
+  db_->MultiGet(options, records_, n, record_slices.data(), records.data(), record_statuses.data(), sorted);
+  db_->MultiGet(options, tree_, n, leaf_slices.data(), leaves.data(), leaf_statuses.data(), sorted);
+  std::vector<std::string> out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t position = positions[i];
+    if (record_statuses[i].IsNotFound()) {
+      return absl::DataLossError(absl::StrCat("record at position ", position, " is missing"));
+    }
+    if (auto status = FromRocks(record_statuses[i], absl::StrCat("reading record ", position)); !status.ok()) {
+      return status;
+    }
+    if (leaf_statuses[i].IsNotFound()) {
+      return absl::DataLossError(absl::StrCat("Merkle leaf of record ", position, ": no tree node at level 0 index ",
+                                              position));
+    }
+    if (auto status = FromRocks(leaf_statuses[i], "reading a tree node"); !status.ok()) {
+      return absl::DataLossError(absl::StrCat("Merkle leaf of record ", position, ": ", status.message()));
+    }
+    auto leaf = merkle::HashFromBytes(leaves[i].ToStringView());
+    if (!leaf.ok()) {
+      return absl::DataLossError(absl::StrCat("Merkle leaf of record ", position, ": tree node at level 0 index ",
+                                              position, " is corrupt"));
+    }
+    const std::string_view value = records[i].ToStringView();
+    if (*leaf != merkle::HashLeaf(value)) return AlteredRecord(position);
+    out.emplace_back(value);
+  }
+  return out;
 }
 
 absl::StatusOr<merkle::Hash> Store::ReadNode(int level, uint64_t index) const {

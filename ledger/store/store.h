@@ -102,6 +102,10 @@ class Store : public merkle::NodeReader, public rules::StateSource {
   // NotFound if position >= tree_size(); DataLoss if the stored bytes are
   // missing.
   absl::StatusOr<std::string> GetRecord(uint64_t position) const;
+  // GetRecord of each of `positions` (ascending), with the same checks and
+  // errors, as one batched read of the records and one of their Merkle
+  // leaves (a history page of 100 records is two MultiGets, not 200 Gets).
+  absl::StatusOr<std::vector<std::string>> GetRecords(const std::vector<uint64_t>& positions) const;
   absl::StatusOr<merkle::Hash> ReadNode(int level, uint64_t index) const override;
   // NotFound unless a checkpoint of exactly this size was written.
   absl::StatusOr<std::string> GetCheckpoint(uint64_t tree_size) const;

@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,8 @@
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "grpcpp/grpcpp.h"
+#include "ledger/v1/governance_service.grpc.pb.h"
 #include "ledger/v1/governance_service.pb.h"
 #include "ledger/v1/ledger_service.pb.h"
 #include "ledger/v1/state.pb.h"
@@ -743,6 +746,73 @@ std::string DemoSuffix(const std::string& out) {
   size_t end = out.find(' ', start);
   if (end == std::string::npos || out.compare(end, 8, " formed:") != 0) return "";
   return out.substr(start, end - start);
+}
+
+// A proposal's history read in small pages (answered inline) is exactly the
+// one big page (over 100: answered from a worker): the same records, in
+// position order, each once, one per distinct position of its history list.
+TEST_F(CliTest, ProposalHistoryPagesAreTheWholeHistory) {
+  CtlResult demo = Ctl({"demo", "--registrar-key", RegistrarKey()}, 60);
+  ASSERT_TRUE(Succeeded(demo));
+  const std::string proposal = absl::StrCat("stroke-reconfiguration-", DemoSuffix(demo.out));
+  CtlResult r = Ctl({"proposal", proposal, "--json"});
+  ASSERT_TRUE(Succeeded(r));
+  ASSERT_PARSED(state, v1::ProposalState, r.out);
+  std::set<uint64_t> expected(state.history().begin(), state.history().end());
+  ASSERT_GT(expected.size(), 7u);
+
+  auto governance = v1::GovernanceService::NewStub(
+      grpc::CreateChannel(server_.address(), grpc::InsecureChannelCredentials()));
+  auto history = [&](uint32_t limit, const std::string& token, v1::HistoryResponse* page) {
+    v1::QueryFilter filter;
+    filter.set_proposal_id(proposal);
+    filter.set_limit(limit);
+    filter.set_page_token(token);
+    grpc::ClientContext context;
+    return governance->GetHistory(&context, filter, page);
+  };
+  v1::HistoryResponse whole;
+  grpc::Status status = history(1000, "", &whole);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(whole.next_page_token().empty());
+  std::vector<uint64_t> positions;
+  for (const v1::RecordEntry& entry : whole.entries()) positions.push_back(entry.position());
+  EXPECT_EQ(positions, std::vector<uint64_t>(expected.begin(), expected.end()));
+  for (const v1::RecordEntry& entry : whole.entries()) {  // each is the log's record at its position
+    v1::ReadRequest read;
+    read.set_from_position(entry.position());
+    read.set_limit(1);
+    v1::ReadResponse got;
+    grpc::ClientContext context;
+    ASSERT_TRUE(client_->ledger().Read(&context, read, &got).ok());
+    ASSERT_EQ(got.entries_size(), 1);
+    EXPECT_EQ(got.entries(0).record(), entry.record()) << entry.position();
+  }
+
+  std::vector<v1::RecordEntry> paged;
+  std::string token;
+  int pages = 0;
+  do {
+    v1::HistoryResponse page;
+    status = history(7, token, &page);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_LE(page.entries_size(), 7);
+    paged.insert(paged.end(), page.entries().begin(), page.entries().end());
+    token = page.next_page_token();
+  } while (!token.empty() && ++pages < 100);
+  ASSERT_EQ(paged.size(), static_cast<size_t>(whole.entries_size()));
+  for (size_t i = 0; i < paged.size(); ++i) {
+    EXPECT_EQ(paged[i].position(), whole.entries(i).position()) << i;
+    EXPECT_EQ(paged[i].record(), whole.entries(i).record()) << i;
+    EXPECT_FALSE(paged[i].record().empty()) << i;
+  }
+  // An unknown proposal is NOT_FOUND on the inline path too.
+  v1::QueryFilter unknown;
+  unknown.set_proposal_id("no-such-proposal");
+  grpc::ClientContext context;
+  v1::HistoryResponse none;
+  status = governance->GetHistory(&context, unknown, &none);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
 }
 
 struct Answers {

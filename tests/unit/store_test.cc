@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "ledger/crypto/ed25519.h"
@@ -608,6 +609,53 @@ TEST(StoreCorruption, MissingMiddleRecordIsDataLossOnRead) {
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
   EXPECT_TRUE(seen.empty());
   EXPECT_EQ(RecordsIn(*store, 3, 6), Range(3, 6));
+}
+
+// GetRecords (a history page's batched read) answers and fails exactly as
+// GetRecord does, record by record.
+TEST(Store, GetRecordsIsGetRecordOfEach) {
+  TempDir dir("store_test");
+  GroupBuilder builder;
+  for (int i = 0; i < 9; ++i) builder.Add(i % 2 ? "org-a" : "org-b", 11 + i % 3);
+  auto store = OpenOrDie(dir.path());
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Write(builder.Take()).ok());
+  const std::vector<uint64_t> positions = {0, 2, 3, 7, 8};
+  auto records = store->GetRecords(positions);
+  ASSERT_TRUE(records.ok()) << records.status();
+  ASSERT_EQ(records->size(), positions.size());
+  for (size_t i = 0; i < positions.size(); ++i) EXPECT_EQ((*records)[i], builder.record(positions[i])) << i;
+  auto none = store->GetRecords({});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
+  // A position past the log: NotFound, naming it, as GetRecord.
+  auto past = store->GetRecords({1, 9});
+  EXPECT_EQ(past.status().code(), absl::StatusCode::kNotFound) << past.status();
+  EXPECT_TRUE(absl::StrContains(past.status().message(), "position 9")) << past.status();
+}
+
+TEST(StoreCorruption, GetRecordsFindsAMissingOrAlteredRecordAsGetRecordDoes) {
+  TempDir dir("store_test");
+  WriteRecords(dir.path(), 6);
+  Tamper(dir.path(), [](rocksdb::DB* db, auto& cf) {
+    ASSERT_TRUE(db->Delete(Synced(), cf.at("records"), BE64(2)).ok());
+    std::string other;
+    ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cf.at("records"), BE64(3), &other).ok());
+    ASSERT_TRUE(db->Put(Synced(), cf.at("records"), BE64(4), other).ok());
+    std::string leaf(1, '\0');
+    leaf += BE64(5);
+    ASSERT_TRUE(db->Delete(Synced(), cf.at("tree"), leaf).ok());
+  });
+  auto store = OpenOrDie(dir.path());
+  ASSERT_NE(store, nullptr);
+  for (uint64_t bad : {2, 4, 5}) {
+    auto one = store->GetRecord(bad);
+    auto batch = store->GetRecords({0, 1, bad});
+    EXPECT_EQ(one.status().code(), absl::StatusCode::kDataLoss) << bad << ": " << one.status();
+    EXPECT_EQ(batch.status(), one.status()) << bad;
+  }
+  auto good = store->GetRecords({0, 1, 3});
+  EXPECT_TRUE(good.ok()) << good.status();
 }
 
 TEST(StoreCorruption, CorruptNodeAndIdempotencyEntriesAreDataLoss) {
