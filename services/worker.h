@@ -1,6 +1,6 @@
 // Long work off the gRPC reaction threads (STYLE: reactions never block).
 //  - FinishOnWorker: a unary call whose answer needs a scan (RocksDB
-//    iteration, a proposal's history) is answered from a worker pool, never
+//    iteration, an organisation's history, a long page) is answered from a worker pool, never
 //    from the reaction that received it.
 //  - WorkerStreamReactor: a server stream whose messages a thread of its own
 //    produces (Backup, Verify): a queue, one write in flight, Finish once
