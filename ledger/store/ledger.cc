@@ -564,16 +564,21 @@ void Ledger::CommitGroup(std::vector<std::shared_ptr<Submission>> group) {
   gather();
   rules::GroupDecision decision = rules::DecideGroup(state_, input);
   bool read_more = false;
-  for (size_t i = 0; i < decided.size(); ++i) {
+  for (size_t i = 0; i < decided.size() && !read_more; ++i) {
     const size_t s = decided[i];
-    const size_t events = group[s]->envelopes.size();
-    if (looked_up[s] == events) continue;
+    if (looked_up[s] == group[s]->envelopes.size()) continue;
     const std::optional<size_t> stopped_at = BatchIndexOf(decision.submissions[i].status);
     if (stopped_at.has_value() && *stopped_at < looked_up[s]) continue;  // decided on what was read
-    look_up(s, events);
     read_more = true;
   }
   if (read_more && state_.source_status().ok()) {
+    // Every submission is read whole before the group is decided again: one
+    // decided differently changes what the ones after it reach (a batch that
+    // repeats an event goes past its prefix as replays), so a second round
+    // on partial reads could miss an earlier use. This is the old path.
+    for (size_t s = 0; s < group.size(); ++s) {
+      if (outcomes[s].ok()) look_up(s, group[s]->envelopes.size());
+    }
     state_.RollbackTo(group_mark);
     gather();
     decision = rules::DecideGroup(state_, input);
