@@ -110,8 +110,6 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
 
 constexpr size_t kWriteBufferBytes = 64 << 20;
 constexpr size_t kBlockCacheBytes = 64 << 20;
-constexpr uint64_t kLevelBaseBytes = 32 << 20;
-constexpr uint64_t kTargetFileBytes = 8 << 20;
 
 const std::vector<std::string>& FamilyNames() {
   static const auto* names = new std::vector<std::string>{
@@ -138,14 +136,6 @@ absl::StatusOr<std::unique_ptr<Store>> Store::OpenWith(const std::string& dir, b
   // blocks alike — in one shared cache of kBlockCacheBytes (index and filter
   // blocks held outside it would grow with every table file).
   options.db_write_buffer_size = kWriteBufferBytes;
-  // Nine families share those 64 MiB, so each flushes a few MiB at a time.
-  // Level 1 is kept as small: at RocksDB's default of 256 MiB every L0->L1
-  // compaction of a family with random keys (state, idempotency, tree nodes
-  // of every level) rewrote all of its L1, a cost per append that grew with
-  // the ledger until L1 filled. With a small L1 the data moves on to L2 one
-  // file at a time, at a cost per byte that does not depend on the size.
-  options.max_bytes_for_level_base = kLevelBaseBytes;
-  options.target_file_size_base = kTargetFileBytes;
   // Flushes and compactions write their files in the background while every
   // commit group waits for its WAL fsync: syncing their writes every MiB
   // keeps one large sync at the end of a file from queueing ahead of it.
