@@ -1109,8 +1109,9 @@ TEST_F(TinyStateCacheLedgerTest, ReopenedStateEqualsReplayFromGenesis) { Reopene
 // (Before v3 there is no cap: the forgery refuses the batch.)
 class HostileBatchLedgerTest : public LedgerTest {
  protected:
-  // trust-b's batch of `votes` votes on gateway "need" of p1, the last forged.
-  absl::StatusOr<std::vector<SubmitResult>> SubmitHostileBatch(int votes) {
+  // Members trust-a and trust-b, and proposal p1 of their collective with
+  // one unanimity gateway, "need", open.
+  void OpenGatewayNeed() {
     RegisterMembers({"trust-a", "trust-b"});
     v1::Charter charter;
     for (const char* org : {"trust-a", "trust-b"}) charter.add_founding_members(org);
@@ -1118,6 +1119,11 @@ class HostileBatchLedgerTest : public LedgerTest {
     gateway->set_id("need");
     gateway->mutable_rule()->set_kind(v1::UNANIMITY);
     FormAndPropose(charter);
+  }
+
+  // trust-b's batch of `votes` votes on gateway "need" of p1, the last forged.
+  absl::StatusOr<std::vector<SubmitResult>> SubmitHostileBatch(int votes) {
+    OpenGatewayNeed();
     std::vector<v1::SignedEvent> batch;
     for (int i = 0; i < votes; ++i) {
       v1::EventBody body = Body("trust-b", absl::StrCat("hostile/", i));
@@ -1150,13 +1156,7 @@ TEST_F(HostileBatchLedgerTest, IsCheckedOnlyUpToTheVoteBeyondThePositionCap) {
 // event's earlier use is read and the group decided again, and a replay
 // after the prefix is answered as the replay it is, not decided anew.
 TEST_F(HostileBatchLedgerTest, AReplayPastTheVerifyPrefixIsStillAnsweredAsAReplay) {
-  RegisterMembers({"trust-a", "trust-b"});
-  v1::Charter charter;
-  for (const char* org : {"trust-a", "trust-b"}) charter.add_founding_members(org);
-  v1::Gateway* gateway = charter.add_gateways();
-  gateway->set_id("need");
-  gateway->mutable_rule()->set_kind(v1::UNANIMITY);
-  FormAndPropose(charter);
+  OpenGatewayNeed();
   const PrivateKey& key = member_keys_.at("trust-b");
   std::vector<v1::SignedEvent> batch;
   for (int i = 0; i <= rules::kMaxPositionChanges; ++i) {  // a first vote and every change, accepted
