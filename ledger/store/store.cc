@@ -332,24 +332,10 @@ absl::Status Store::Recover() {
 }
 
 absl::StatusOr<std::string> Store::GetRecord(uint64_t position) const {
-  if (position >= tree_size()) {
-    return Refuse(absl::StatusCode::kNotFound, v1::NO_SUCH_POSITION,
-                  absl::StrCat("no record at position ", position, "; the log has ", tree_size()));
-  }
-  std::string value;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), records_, BE64(position), &value);
-  if (s.IsNotFound()) {
-    return absl::DataLossError(absl::StrCat("record at position ", position, " is missing"));
-  }
-  if (auto status = FromRocks(s, absl::StrCat("reading record ", position)); !status.ok()) {
-    return status;
-  }
-  auto leaf = ReadNode(0, position);
-  if (!leaf.ok()) {
-    return absl::DataLossError(absl::StrCat("Merkle leaf of record ", position, ": ", leaf.status().message()));
-  }
-  if (*leaf != merkle::HashLeaf(value)) return AlteredRecord(position);
-  return value;
+  // One home for the checks (bounds, missing record, its Merkle leaf).
+  auto records = GetRecords({position});
+  if (!records.ok()) return records.status();
+  return std::move(records->front());
 }
 
 absl::StatusOr<std::vector<std::string>> Store::GetRecords(const std::vector<uint64_t>& positions) const {
