@@ -11,13 +11,14 @@
 #ifndef SERVICES_LEDGER_SERVICE_H_
 #define SERVICES_LEDGER_SERVICE_H_
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <thread>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
-#include "grpcpp/support/message_allocator.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "ledger/common/metrics.h"
 #include "ledger/common/thread_pool.h"
 #include "ledger/store/ledger.h"
@@ -28,32 +29,16 @@ namespace ledger::services {
 
 class SubscribeStream;
 
-// AppendBatch's request and response, owned by the service rather than by
-// gRPC, so the handler takes the events out of the request instead of
-// copying them (a batch may be ~4 MB; issue 9).
-class AppendBatchMessages final
-    : public grpc::MessageHolder<v1::AppendBatchRequest, v1::AppendBatchResponse> {
- public:
-  AppendBatchMessages() {
-    set_request(&request_);
-    set_response(&response_);
-  }
-  void Release() override { delete this; }
+// The generated CallbackService, with AppendBatch taking its request as raw
+// bytes: a batch may be ~4 MB, and it is decoded where the service chooses
+// (see AppendBatch), not on gRPC's few reaction threads. A method added to
+// the proto must be added here too.
+using LedgerServiceBase = v1::LedgerService::WithCallbackMethod_Append<
+    v1::LedgerService::WithRawCallbackMethod_AppendBatch<v1::LedgerService::WithCallbackMethod_Get<
+        v1::LedgerService::WithCallbackMethod_Read<v1::LedgerService::WithCallbackMethod_Subscribe<
+            v1::LedgerService::WithCallbackMethod_GetLedgerInfo<v1::LedgerService::Service>>>>>>;
 
- private:
-  v1::AppendBatchRequest request_;
-  v1::AppendBatchResponse response_;
-};
-
-class AppendBatchAllocator final
-    : public grpc::MessageAllocator<v1::AppendBatchRequest, v1::AppendBatchResponse> {
- public:
-  grpc::MessageHolder<v1::AppendBatchRequest, v1::AppendBatchResponse>* AllocateMessages() override {
-    return new AppendBatchMessages();
-  }
-};
-
-class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
+class LedgerServiceImpl final : public LedgerServiceBase {
  public:
   // `workers` runs Read; it outlives the service. `max_subscribers` >= 1.
   LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers, int max_subscribers = 256);
@@ -76,9 +61,10 @@ class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
   grpc::ServerUnaryReactor* Append(grpc::CallbackServerContext* context,
                                    const v1::AppendRequest* request,
                                    v1::AppendResponse* response) override;
-  grpc::ServerUnaryReactor* AppendBatch(grpc::CallbackServerContext* context,
-                                        const v1::AppendBatchRequest* request,
-                                        v1::AppendBatchResponse* response) override;
+  // An AppendBatchRequest up to kInlineBatchBytes is decoded and submitted on
+  // the calling reaction thread; a larger one on the bulk-intake thread.
+  grpc::ServerUnaryReactor* AppendBatch(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
                                 const v1::GetRequest* request, v1::GetResponse* response) override;
   grpc::ServerUnaryReactor* Read(grpc::CallbackServerContext* context,
@@ -98,8 +84,10 @@ class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
   // latency; no-op without ExportMetrics.
   void CountAppend(bool batch, const absl::Status& status, bool replayed,
                    std::chrono::steady_clock::time_point started);
+  // Decodes one AppendBatchRequest, submits its events and answers.
+  void DecodeAndSubmitBatch(grpc::ServerUnaryReactor* reactor, grpc::ByteBuffer request, grpc::ByteBuffer* response,
+                            std::chrono::steady_clock::time_point started);
 
-  AppendBatchAllocator append_batch_allocator_;
   store::Ledger* ledger_;
   ThreadPool* const workers_;
   const CostlyRpcPolicy* costly_ = nullptr;
@@ -124,6 +112,17 @@ class LedgerServiceImpl final : public v1::LedgerService::CallbackService {
   // Set by the commit listener; the pump wakes every stream when it grows.
   uint64_t committed_size_ ABSL_GUARDED_BY(pump_mu_) = 0;
   std::thread pump_;
+
+  // Batches larger than kInlineBatchBytes wait here to be decoded and
+  // submitted, one at a time, on a thread of lower CPU priority: a member
+  // sending 4 MB batches (issue 9's hostile member) holds neither gRPC's
+  // reaction threads nor, when the cores are busy, the CPU that other
+  // members' appends need. Bounded by bulk_limit_bytes_ of raw requests
+  // queued; one more is refused LIMIT_REACHED. Last member: destroyed (its
+  // queue run out) first.
+  const size_t bulk_limit_bytes_;
+  std::atomic<size_t> bulk_queued_bytes_{0};
+  ThreadPool bulk_intake_{1};
 };
 
 }  // namespace ledger::services

@@ -142,6 +142,7 @@ class Ledger {
   // Commit groups and records written since Open (for the operator's log).
   uint64_t groups_committed() const { return groups_committed_.load(); }
   uint64_t records_committed() const { return records_committed_.load(); }
+  size_t max_inflight_bytes() const { return options_.max_inflight_bytes; }
   // Submissions accepted and not yet answered (see max_inflight_submissions).
   size_t inflight_submissions() const { return inflight_.load(); }
 
