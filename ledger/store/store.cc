@@ -1,6 +1,7 @@
 #include "ledger/store/store.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include <sys/statvfs.h>
@@ -37,11 +38,14 @@ uint64_t ReadBE64(std::string_view bytes) {
   for (int i = 0; i < 8; ++i) value = value << 8 | static_cast<uint8_t>(bytes[i]);
   return value;
 }
-std::string NodeKey(int level, uint64_t index) {
+// The tree family's two layouts (store.h).
+constexpr char kAppendOrderTreeMark = '\xff';
+std::string LevelFirstNodeKey(int level, uint64_t index) {
   std::string key(1, static_cast<char>(level));
   AppendBE(&key, index, 8);
   return key;
 }
+bool IsTreeNodeKey(std::string_view key) { return key.size() == 10 && key[0] == kAppendOrderTreeMark; }
 std::string IdempotencyKey(std::string_view author, std::string_view key) {
   std::string out(author);
   out.push_back('\0');
@@ -119,6 +123,13 @@ const std::vector<std::string>& FamilyNames() {
 }
 
 }  // namespace
+
+std::string TreeNodeKey(int level, uint64_t index) {
+  std::string key(1, kAppendOrderTreeMark);
+  AppendBE(&key, ((index + 1) << level) - 1, 8);
+  key.push_back(static_cast<char>(level));
+  return key;
+}
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir) { return OpenWith(dir, false); }
 
@@ -207,7 +218,11 @@ absl::StatusOr<std::unique_ptr<Store>> Store::OpenWith(const std::string& dir, b
         "records do not end at the stored tree size ", size, " (last record key ",
         it->Valid() ? absl::StrCat(ReadBE64(it->key().ToStringView())) : "none", ")"));
   }
+  if (auto s = store->DetectTreeLayout(read_only); !s.ok()) return s;
   if (read_only) return store;
+  if (store->level_first_tree_) {
+    if (auto s = store->ConvertTreeLayout(); !s.ok()) return s;
+  }
   if (auto s = store->BackfillAuthorKind(); !s.ok()) return s;
   return store;
 }
@@ -258,6 +273,75 @@ absl::Status Store::BackfillAuthorKind() {
   return FromRocks(db_->Put(sync, meta_, kAuthorKindIndexedKey, "1"), "writing the index marker");
 }
 
+std::string Store::TreeKey(int level, uint64_t index) const {
+  return level_first_tree_ ? LevelFirstNodeKey(level, index) : TreeNodeKey(level, index);
+}
+
+absl::Status Store::DetectTreeLayout(bool read_only) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), tree_));
+  it->SeekToFirst();
+  if (!it->status().ok()) return FromRocks(it->status(), "reading the Merkle tree");
+  if (!it->Valid() || IsTreeNodeKey(it->key().ToStringView())) return absl::OkStatus();
+  level_first_tree_ = true;
+  it->SeekToLast();
+  if (!it->status().ok()) return FromRocks(it->status(), "reading the Merkle tree");
+  if (read_only && it->Valid() && IsTreeNodeKey(it->key().ToStringView())) {
+    return absl::FailedPreconditionError(
+        "the ledger database's Merkle tree is half converted to its new layout (a conversion was interrupted); "
+        "start ledgerd on it once to finish, then open it again");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Store::ConvertTreeLayout() {
+  constexpr size_t kNodesPerBatch = 1 << 16;
+  const auto started = std::chrono::steady_clock::now();
+  uint64_t converted = 0;
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  // The iterator reads the tree as it was when created: the batches written
+  // meanwhile (level-first keys deleted, append-order keys, which sort after
+  // every level-first one, put) are not seen.
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), tree_));
+  rocksdb::WriteBatch batch;
+  size_t in_batch = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view key = it->key().ToStringView();
+    if (IsTreeNodeKey(key)) break;  // converted before an interruption
+    if (key.size() != 9) {
+      return absl::DataLossError(absl::StrCat("Merkle tree key of ", key.size(), " bytes (expected 9)"));
+    }
+    const int level = static_cast<uint8_t>(key[0]);
+    const uint64_t index = ReadBE64(key.substr(1));
+    if (level > 63 || (index >> (63 - level)) != 0) {
+      return absl::DataLossError(absl::StrCat("Merkle tree key of level ", level, " index ", index, " is out of range"));
+    }
+    batch.Put(tree_, TreeNodeKey(level, index), it->value());
+    batch.Delete(tree_, it->key());
+    ++converted;
+    if (++in_batch == kNodesPerBatch) {
+      if (auto s = FromRocks(db_->Write(sync, &batch), "converting the Merkle tree's layout"); !s.ok()) return s;
+      batch.Clear();
+      in_batch = 0;
+    }
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "reading the Merkle tree");
+  if (in_batch > 0) {
+    if (auto s = FromRocks(db_->Write(sync, &batch), "converting the Merkle tree's layout"); !s.ok()) return s;
+  }
+  it.reset();
+  level_first_tree_ = false;
+  // The deleted keys' tombstones go at once, not at some later compaction.
+  rocksdb::CompactRangeOptions compact;
+  if (auto s = FromRocks(db_->CompactRange(compact, tree_, nullptr, nullptr), "compacting the converted tree");
+      !s.ok()) {
+    return s;
+  }
+  LOG(INFO) << "converted " << converted << " Merkle tree nodes to the append-order layout in "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() << " s";
+  return absl::OkStatus();
+}
+
 Store::~Store() {
   if (!db_) return;
   for (auto* handle : handles_) db_->DestroyColumnFamilyHandle(handle);
@@ -278,7 +362,7 @@ absl::Status Store::Write(const CommitGroup& group) {
     if (!r.refused_author.empty()) batch.Put(by_author_kind_, AuthorPrefix(r.refused_author) + KindPrefix(0) + position, "");
   }
   for (const merkle::Node& node : group.nodes) {
-    batch.Put(tree_, NodeKey(node.level, node.index), merkle::AsBytes(node.hash));
+    batch.Put(tree_, TreeNodeKey(node.level, node.index), merkle::AsBytes(node.hash));
   }
   for (const auto& [key, value] : group.state_changes) {
     if (value.has_value()) {
@@ -350,7 +434,7 @@ absl::StatusOr<std::vector<std::string>> Store::GetRecords(const std::vector<uin
                     absl::StrCat("no record at position ", position, "; the log has ", size));
     }
     record_keys.push_back(BE64(position));
-    leaf_keys.push_back(NodeKey(0, position));
+    leaf_keys.push_back(TreeKey(0, position));
   }
   std::vector<rocksdb::Slice> record_slices(record_keys.begin(), record_keys.end());
   std::vector<rocksdb::Slice> leaf_slices(leaf_keys.begin(), leaf_keys.end());
@@ -391,7 +475,7 @@ absl::StatusOr<std::vector<std::string>> Store::GetRecords(const std::vector<uin
 
 absl::StatusOr<merkle::Hash> Store::ReadNode(int level, uint64_t index) const {
   std::string value;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), tree_, NodeKey(level, index), &value);
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), tree_, TreeKey(level, index), &value);
   if (s.IsNotFound()) {
     return absl::NotFoundError(absl::StrCat("no tree node at level ", level, " index ", index));
   }
@@ -479,15 +563,22 @@ absl::Status Store::ScanRecords(uint64_t from, uint64_t to, const RecordVisitor&
   rocksdb::Slice upper_slice(upper);
   options.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(options, records_));
-  // Every record is checked against its Merkle leaf as it is read.
+  // Every record is checked against its Merkle leaf as it is read. In the
+  // append-order layout the nodes a leaf completes follow it: skipped.
   std::unique_ptr<rocksdb::Iterator> leaves(db_->NewIterator(rocksdb::ReadOptions(), tree_));
-  leaves->Seek(NodeKey(0, from));
+  auto next_leaf = [&] {
+    while (leaves->Valid() && IsTreeNodeKey(leaves->key().ToStringView()) && leaves->key()[9] != 0) {
+      leaves->Next();
+    }
+  };
+  leaves->Seek(TreeKey(0, from));
   uint64_t expected = from;
   for (it->Seek(BE64(from)); it->Valid(); it->Next(), leaves->Next(), ++expected) {
     if (it->key().size() != 8 || ReadBE64(it->key().ToStringView()) != expected) {
       return absl::DataLossError(absl::StrCat("record at position ", expected, " is missing"));
     }
-    if (!leaves->Valid() || leaves->key().ToStringView() != NodeKey(0, expected) ||
+    next_leaf();
+    if (!leaves->Valid() || leaves->key().ToStringView() != TreeKey(0, expected) ||
         leaves->value().ToStringView() != merkle::AsBytes(merkle::HashLeaf(it->value().ToStringView()))) {
       return AlteredRecord(expected);
     }

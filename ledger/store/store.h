@@ -3,7 +3,15 @@
 //
 // Column families (keys big-endian so that they sort by position):
 //   records      BE64(position) -> Record bytes (the Merkle leaf)
-//   tree         u8 level, BE64 index -> 32-byte hash of a complete subtree
+//   tree         0xFF, BE64(last leaf it covers), u8 level -> 32-byte hash of
+//                a complete subtree (node `index` at `level` covers leaves
+//                index * 2^level .. (index + 1) * 2^level - 1). Keys grow in
+//                append order, so RocksDB moves new tables down its levels
+//                without rewriting older ones; keyed by level first (the
+//                layout before 2026-12, u8 level, BE64 index), every flush
+//                overlapped the whole tree and each compaction rewrote half
+//                of it (issue 9). A store in that layout is converted once
+//                at Open; opened read-only, it is read as it is.
 //   checkpoints  BE64(tree size) -> C2SP signed note
 //   idempotency  author \0 idempotency key -> BE64(position) || SHA-256(body)
 //   by_author    author \0 BE64(position) -> ""
@@ -45,6 +53,9 @@
 #include "rocksdb/db.h"
 
 namespace ledger::store {
+
+// The tree family's key of a node (the append-order layout above).
+std::string TreeNodeKey(int level, uint64_t index);
 
 // One record of a commit group, with what its indexes need.
 struct PendingRecord {
@@ -178,12 +189,22 @@ class Store : public merkle::NodeReader, public rules::StateSource {
   // Writes by_author_kind for every record unless the meta marker says it
   // is complete (stores written before it existed); logs its progress.
   absl::Status BackfillAuthorKind();
+  // Finds which layout the tree family is in (see the layout above); a
+  // read-only store half converted is refused.
+  absl::Status DetectTreeLayout(bool read_only);
+  // Rewrites a tree family in the level-first layout into the append-order
+  // one, in synced batches; an interrupted conversion resumes at the next
+  // Open.
+  absl::Status ConvertTreeLayout();
+  // The tree family's key of a node, in this store's layout.
+  std::string TreeKey(int level, uint64_t index) const;
 
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
   rocksdb::ColumnFamilyHandle* records_ = nullptr;
   rocksdb::ColumnFamilyHandle* tree_ = nullptr;
+  bool level_first_tree_ = false;  // set at Open, before any read
   rocksdb::ColumnFamilyHandle* checkpoints_ = nullptr;
   rocksdb::ColumnFamilyHandle* idempotency_ = nullptr;
   rocksdb::ColumnFamilyHandle* by_author_ = nullptr;

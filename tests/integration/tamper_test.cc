@@ -43,6 +43,7 @@
 #include "ledger/event/envelope.h"
 #include "ledger/merkle/checkpoint.h"
 #include "ledger/merkle/tree.h"
+#include "ledger/store/store.h"
 #include "ledger/v1/governance_service.grpc.pb.h"
 #include "rocksdb/db.h"
 #include "services/grpc_status.h"
@@ -62,7 +63,6 @@ std::string BE64(uint64_t value) {
   for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(value >> (8 * i)));
   return out;
 }
-std::string NodeKey(int level, uint64_t index) { return std::string(1, static_cast<char>(level)) + BE64(index); }
 
 // ---------------------------------------------------------------- raw RocksDB
 
@@ -534,7 +534,7 @@ void TamperTest::FlippedLeafIsDataLoss() {
   {
     auto raw = OpenRaw();
     ASSERT_NE(raw, nullptr);
-    ASSERT_OK(raw->FlipByte("tree", NodeKey(0, p), 5));
+    ASSERT_OK(raw->FlipByte("tree", store::TreeNodeKey(0, p), 5));
   }
   ASSERT_OK(StartServer());
   ExpectPositionDataLoss(p);
@@ -551,7 +551,7 @@ void TamperTest::FlippedInteriorNodeIsNeverServedAsAProof() {
   {
     auto raw = OpenRaw();
     ASSERT_NE(raw, nullptr);
-    ASSERT_OK(raw->FlipByte("tree", NodeKey(1, 10), 0));
+    ASSERT_OK(raw->FlipByte("tree", store::TreeNodeKey(1, 10), 0));
   }
   ASSERT_OK(StartServer());
   for (uint64_t p : {20, 21, 22, 23}) ExpectServedIntact(p);  // the records are intact
@@ -583,7 +583,7 @@ void TamperTest::FlippedFrontierNodeRefusesToStart() {
   {
     auto raw = OpenRaw();
     ASSERT_NE(raw, nullptr);
-    ASSERT_OK(raw->FlipByte("tree", NodeKey(TopLevel(fixture->size), 0), 31));
+    ASSERT_OK(raw->FlipByte("tree", store::TreeNodeKey(TopLevel(fixture->size), 0), 31));
   }
   ExpectRefusesToStart("does not match the latest signed checkpoint");
 }

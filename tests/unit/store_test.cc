@@ -499,6 +499,120 @@ TEST(Store, AuthorKindIndexIsBuiltOnceForAnOlderStore) {
   EXPECT_TRUE(ByAuthorKind(*store, "org-a", key_added, 0).empty());
 }
 
+// Rewrites the tree family of the store in `dir` into the layout stores had
+// before 2026-12 (u8 level, BE64 index), at most `limit` nodes of it.
+void ToLevelFirstTree(const std::string& dir, size_t limit = SIZE_MAX) {
+  Tamper(dir, [&](rocksdb::DB* db, auto& cf) {
+    std::vector<std::pair<std::string, std::string>> nodes;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cf.at("tree")));
+    for (it->SeekToFirst(); it->Valid() && nodes.size() < limit; it->Next()) {
+      nodes.emplace_back(it->key().ToString(), it->value().ToString());
+    }
+    ASSERT_TRUE(it->status().ok());
+    for (const auto& [key, value] : nodes) {
+      ASSERT_EQ(key.size(), 10u);
+      const int level = static_cast<uint8_t>(key[9]);
+      uint64_t last_leaf = 0;
+      for (int i = 1; i <= 8; ++i) last_leaf = last_leaf << 8 | static_cast<uint8_t>(key[i]);
+      std::string old_key(1, static_cast<char>(level));
+      old_key += BE64(((last_leaf + 1) >> level) - 1);
+      ASSERT_TRUE(db->Put(Synced(), cf.at("tree"), old_key, value).ok());
+      ASSERT_TRUE(db->Delete(Synced(), cf.at("tree"), key).ok());
+    }
+  });
+}
+
+// Every key of the tree family, in order.
+std::vector<std::string> TreeKeys(const std::string& dir) {
+  std::vector<std::string> keys;
+  Tamper(dir, [&](rocksdb::DB* db, auto& cf) {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cf.at("tree")));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) keys.push_back(it->key().ToString());
+  });
+  return keys;
+}
+
+// What a reader sees of a store: every record (each checked against its
+// leaf), and the root of every size (which reads interior nodes).
+void ExpectReadsAsWritten(const Store& store, const std::vector<std::string>& records,
+                          const std::vector<merkle::Hash>& roots) {
+  std::vector<std::string> scanned;
+  ASSERT_TRUE(store.ScanRecords(0, records.size(), [&](uint64_t, std::string_view r) {
+                     scanned.emplace_back(r);
+                     return true;
+                   }).ok());
+  EXPECT_EQ(scanned, records);
+  std::vector<uint64_t> all(records.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  auto got = store.GetRecords(all);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, records);
+  for (uint64_t size = 1; size <= roots.size(); ++size) {
+    auto root = merkle::RootAt(store, size);
+    ASSERT_TRUE(root.ok()) << root.status();
+    EXPECT_EQ(*root, roots[size - 1]) << "root of size " << size;
+  }
+}
+
+TEST(Store, ATreeInTheLevelFirstLayoutIsReadAsItIsAndConvertedOnce) {
+  TempDir dir("store_test");
+  constexpr int kRecords = 37;  // several levels, an incomplete frontier
+  std::vector<std::string> records;
+  std::vector<merkle::Hash> roots;
+  {
+    auto store = OpenOrDie(dir.path());
+    ASSERT_NE(store, nullptr);
+    GroupBuilder builder;
+    for (int i = 0; i < kRecords; ++i) {
+      builder.Add("org-a", 11);
+      records.push_back(builder.record(i));
+      ASSERT_TRUE(store->Write(builder.Take()).ok());
+      roots.push_back(builder.root());
+    }
+  }
+  const std::vector<std::string> converted_keys = TreeKeys(dir.path());
+  ASSERT_GT(converted_keys.size(), static_cast<size_t>(kRecords));
+  for (const std::string& key : converted_keys) EXPECT_EQ(key.size(), 10u);
+  // Append order: the keys sort as they were written (leaf, then the nodes it completes).
+  EXPECT_EQ(converted_keys.front(), TreeNodeKey(0, 0));
+  EXPECT_EQ(converted_keys[1], TreeNodeKey(0, 1));
+  EXPECT_EQ(converted_keys[2], TreeNodeKey(1, 0));
+
+  // Half converted (an interrupted conversion): refused read-only, finished
+  // by a read-write open.
+  ToLevelFirstTree(dir.path(), converted_keys.size() / 2);
+  {
+    auto read_only = Store::OpenReadOnly(dir.path());
+    ASSERT_FALSE(read_only.ok());
+    EXPECT_EQ(read_only.status().code(), absl::StatusCode::kFailedPrecondition) << read_only.status();
+    EXPECT_TRUE(absl::StrContains(read_only.status().message(), "half converted")) << read_only.status();
+  }
+  {
+    auto store = OpenOrDie(dir.path());
+    ASSERT_NE(store, nullptr);
+    ExpectReadsAsWritten(*store, records, roots);
+  }
+  EXPECT_EQ(TreeKeys(dir.path()), converted_keys);
+
+  // Wholly in the old layout: read as it is read-only, converted by a
+  // read-write open, and then written to in the new one.
+  ToLevelFirstTree(dir.path());
+  ASSERT_EQ(TreeKeys(dir.path()).size(), converted_keys.size());
+  EXPECT_NE(TreeKeys(dir.path()), converted_keys);
+  {
+    auto read_only = Store::OpenReadOnly(dir.path());
+    ASSERT_TRUE(read_only.ok()) << read_only.status();
+    ExpectReadsAsWritten(**read_only, records, roots);
+  }
+  EXPECT_NE(TreeKeys(dir.path()), converted_keys);
+  {
+    auto store = OpenOrDie(dir.path());
+    ASSERT_NE(store, nullptr);
+    ExpectReadsAsWritten(*store, records, roots);
+  }
+  EXPECT_EQ(TreeKeys(dir.path()), converted_keys);
+}
+
 // ------------------------------------------------------------ corruption
 
 // A store with `n` records in one group, closed.
@@ -642,9 +756,7 @@ TEST(StoreCorruption, GetRecordsFindsAMissingOrAlteredRecordAsGetRecordDoes) {
     std::string other;
     ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), cf.at("records"), BE64(3), &other).ok());
     ASSERT_TRUE(db->Put(Synced(), cf.at("records"), BE64(4), other).ok());
-    std::string leaf(1, '\0');
-    leaf += BE64(5);
-    ASSERT_TRUE(db->Delete(Synced(), cf.at("tree"), leaf).ok());
+    ASSERT_TRUE(db->Delete(Synced(), cf.at("tree"), TreeNodeKey(0, 5)).ok());
   });
   auto store = OpenOrDie(dir.path());
   ASSERT_NE(store, nullptr);
@@ -662,9 +774,7 @@ TEST(StoreCorruption, CorruptNodeAndIdempotencyEntriesAreDataLoss) {
   TempDir dir("store_test");
   WriteRecords(dir.path(), 4);
   Tamper(dir.path(), [](rocksdb::DB* db, auto& cf) {
-    std::string node_key(1, '\x01');
-    node_key += BE64(0);
-    ASSERT_TRUE(db->Put(Synced(), cf.at("tree"), node_key, std::string(31, 'h')).ok());
+    ASSERT_TRUE(db->Put(Synced(), cf.at("tree"), TreeNodeKey(1, 0), std::string(31, 'h')).ok());
     ASSERT_TRUE(db->Put(Synced(), cf.at("idempotency"), std::string("org-a\0idem-1", 12), "short").ok());
   });
   auto store = OpenOrDie(dir.path());
