@@ -212,12 +212,18 @@ class SubscribeStream final : public grpc::ServerWriteReactor<v1::SubscribeRespo
   bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-LedgerServiceImpl::LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers, int max_subscribers)
+LedgerServiceImpl::LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers, int max_subscribers,
+                                     ThreadPool* bulk_intake)
     : ledger_(ledger),
       workers_(workers),
       max_subscribers_(std::max(1, max_subscribers)),
-      bulk_limit_bytes_(ledger->max_inflight_bytes()) {
-  bulk_intake_.Schedule([] { LowerThisThreadsPriority(); });
+      bulk_limit_bytes_(ledger->max_inflight_bytes()),
+      bulk_intake_(bulk_intake) {
+  if (bulk_intake_ == nullptr) {
+    own_bulk_intake_ = std::make_unique<ThreadPool>(1);
+    bulk_intake_ = own_bulk_intake_.get();
+    bulk_intake_->Schedule([] { LowerThisThreadsPriority(); });
+  }
   {
     absl::MutexLock lock(&pump_mu_);
     committed_size_ = ledger_->size();
@@ -398,7 +404,7 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::AppendBatch(grpc::CallbackServerCon
     reactor->Finish(ToGrpc(full));
     return reactor;
   }
-  bulk_intake_.Schedule([this, reactor, bytes = std::move(bytes), response, started, size]() mutable {
+  bulk_intake_->Schedule([this, reactor, bytes = std::move(bytes), response, started, size]() mutable {
     bulk_queued_bytes_.fetch_sub(size);
     DecodeAndSubmitBatch(reactor, std::move(bytes), response, started);
   });

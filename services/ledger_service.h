@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <memory>
 #include <thread>
 
 #include "absl/container/flat_hash_set.h"
@@ -41,7 +42,11 @@ using LedgerServiceBase = v1::LedgerService::WithCallbackMethod_Append<
 class LedgerServiceImpl final : public LedgerServiceBase {
  public:
   // `workers` runs Read; it outlives the service. `max_subscribers` >= 1.
-  LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers, int max_subscribers = 256);
+  // `bulk_intake`: where batches over kInlineBatchBytes are decoded, one at a
+  // time (a pool of one thread that outlives the service; tests hold it);
+  // default: the service's own, of lower CPU priority.
+  LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers, int max_subscribers = 256,
+                    ThreadPool* bulk_intake = nullptr);
   ~LedgerServiceImpl() override;
 
   // A filtered Read (kinds or author) is served only to callers `policy`
@@ -118,11 +123,12 @@ class LedgerServiceImpl final : public LedgerServiceBase {
   // sending 4 MB batches (issue 9's hostile member) holds neither gRPC's
   // reaction threads nor, when the cores are busy, the CPU that other
   // members' appends need. Bounded by bulk_limit_bytes_ of raw requests
-  // queued; one more is refused LIMIT_REACHED. Last member: destroyed (its
-  // queue run out) first.
+  // queued; one more is refused LIMIT_REACHED. Last members: the service's
+  // own pool is destroyed (its queue run out) first.
   const size_t bulk_limit_bytes_;
   std::atomic<size_t> bulk_queued_bytes_{0};
-  ThreadPool bulk_intake_{1};
+  std::unique_ptr<ThreadPool> own_bulk_intake_;
+  ThreadPool* bulk_intake_;
 };
 
 }  // namespace ledger::services

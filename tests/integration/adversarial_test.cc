@@ -8,6 +8,7 @@
 // in ledger_test and tamper_test, where a test can hold the operator key.
 #include <chrono>
 #include <functional>
+#include <future>
 #include <map>
 #include <string>
 #include <thread>
@@ -16,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "client/error_detail.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "ledger/crypto/ed25519.h"
 #include "ledger/event/envelope.h"
@@ -517,6 +519,53 @@ TEST_F(AdversarialTest, AHostileBatchOfMaximalVotesIsRefusedAtTheCap) {
   EXPECT_EQ(report.find("NOT VERIFIED"), std::string::npos) << report;
   EXPECT_NE(report.find(absl::StrCat(" + ", 2 + orgs_.size(), " point checks (registered keys)")), std::string::npos)
       << report;
+}
+
+// AppendBatch takes its request as bytes and decodes it itself: inline up to
+// 256 KiB, on the bulk-intake thread beyond. Garbage of either size is
+// refused as malformed and changes nothing; a valid batch beyond 256 KiB is
+// taken whole, its receipts in order.
+TEST_F(AdversarialTest, AppendBatchBytesAreDecodedWhateverTheirSize) {
+  grpc::GenericStub generic(grpc::CreateChannel(server_.address(), grpc::InsecureChannelCredentials()));
+  const uint64_t size = TreeSize();
+  for (size_t bytes : {size_t{64}, size_t{1} << 20}) {
+    // 0xff: field 31 with wire type 7, which protobuf does not have.
+    const std::string garbage(bytes, '\xff');
+    grpc::Slice slice(garbage);
+    grpc::ByteBuffer request(&slice, 1), response;
+    grpc::ClientContext context;
+    client_->PrepareCall(&context);
+    std::promise<grpc::Status> done;
+    generic.UnaryCall(&context, "/ledger.v1.LedgerService/AppendBatch", grpc::StubOptions(), &request, &response,
+                      [&done](grpc::Status status) { done.set_value(std::move(status)); });
+    const grpc::Status status = done.get_future().get();
+    EXPECT_TRUE(Refused(status, grpc::StatusCode::INVALID_ARGUMENT, v1::MALFORMED)) << bytes << " bytes";
+    EXPECT_NE(status.error_message().find("not a valid ledger.v1.AppendBatchRequest"), std::string::npos)
+        << status.error_message();
+  }
+  EXPECT_EQ(TreeSize(), size);
+
+  FormCollective("pact", {"trust-a", "trust-b"}, {{"need", v1::MAJORITY, 0}});
+  const uint64_t before = TreeSize();
+  std::vector<v1::SignedEvent> batch;
+  size_t batch_bytes = 0;
+  for (int i = 0; batch_bytes <= (300 << 10); ++i) {
+    v1::EventBody body = client_->NewBody("trust-a");
+    auto* p = body.mutable_proposal_submitted();
+    p->set_collective_id("pact");
+    p->set_proposal_id(absl::StrCat("big-", i));
+    p->set_title("a proposal with a long summary");
+    p->set_category("service-change");
+    p->set_summary(std::string(rules::kMaxTextBytes, 's'));
+    batch.push_back(SealEvent(body, org("trust-a").key()));
+    batch_bytes += batch.back().ByteSizeLong();
+  }
+  v1::AppendBatchResponse response;
+  ASSERT_GRPC_OK(client_->AppendBatch(batch, &response));
+  ASSERT_EQ(response.receipts_size(), static_cast<int>(batch.size()));
+  for (int i = 0; i < response.receipts_size(); ++i) EXPECT_EQ(response.receipts(i).position(), before + i);
+  EXPECT_EQ(TreeSize(), before + batch.size());
+  EXPECT_EQ(Proposal(absl::StrCat("big-", batch.size() - 1)).proposal_id(), absl::StrCat("big-", batch.size() - 1));
 }
 
 // ---------------------------------------------------------------- time

@@ -1,0 +1,115 @@
+// LedgerServiceImpl in process, on a real Ledger (RocksDB in a temporary
+// directory) behind a real gRPC server on a loopback port, so that its
+// bulk-intake thread can be held: the queue of large AppendBatch requests
+// is bounded, and small ones never wait behind it.
+#include "services/ledger_service.h"
+
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "client/error_detail.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "ledger/crypto/ed25519.h"
+#include "ledger/store/ledger.h"
+#include "tests/support/temp_dir.h"
+
+namespace ledger::services {
+namespace {
+
+// AppendBatch with `bytes` of bytes that are no protobuf message (0xff: field
+// 31 with wire type 7), answered on the returned future.
+class RawBatchCall {
+ public:
+  RawBatchCall(grpc::GenericStub* stub, size_t bytes) : garbage_(bytes, '\xff') {
+    grpc::Slice slice(garbage_);
+    request_ = grpc::ByteBuffer(&slice, 1);
+    context_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    stub->UnaryCall(&context_, "/ledger.v1.LedgerService/AppendBatch", grpc::StubOptions(), &request_, &response_,
+                    [this](grpc::Status status) { answer_.set_value(std::move(status)); });
+  }
+  std::future<grpc::Status> answer() { return answer_.get_future(); }
+
+ private:
+  std::string garbage_;
+  grpc::ByteBuffer request_, response_;
+  grpc::ClientContext context_;
+  std::promise<grpc::Status> answer_;
+};
+
+bool Answered(std::future<grpc::Status>& answer) {
+  return answer.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+}
+
+TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitForThem) {
+  testing::TempDir dir("bulk_intake_test");
+  store::LedgerOptions options{.data_dir = dir.path(), .operator_key = crypto::PrivateKey::Generate()};
+  store::GenesisSpec genesis;
+  genesis.ledger_id = "bulk-intake-test";
+  v1::Registrar registrar;
+  registrar.set_org_id("registrar");
+  registrar.add_public_keys(std::string(crypto::PrivateKey::Generate().public_key().raw()));
+  genesis.registrars.push_back(registrar);
+  options.genesis = genesis;
+  options.max_inflight_bytes = 1 << 20;
+  auto ledger = store::Ledger::Open(std::move(options));
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+
+  // The bulk-intake thread, held until `gate`.
+  absl::Notification gate;
+  ThreadPool bulk(1);
+  bulk.Schedule([&gate] { gate.WaitForNotification(); });
+  ThreadPool workers(1);
+  const uint64_t size = (*ledger)->size();
+  {
+    LedgerServiceImpl service(ledger->get(), &workers, 16, &bulk);
+    int port = 0;
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&service);
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    ASSERT_NE(server, nullptr);
+    grpc::GenericStub stub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+
+    // Two of 600 KiB: whichever arrives first waits behind the held thread,
+    // and the other would pass 1 MiB of queued bytes: refused at once.
+    RawBatchCall one(&stub, 600 << 10), other(&stub, 600 << 10);
+    auto one_answer = one.answer(), other_answer = other.answer();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!Answered(one_answer) && !Answered(other_answer) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_NE(Answered(one_answer), Answered(other_answer)) << "exactly one is answered while the thread is held";
+    std::future<grpc::Status>& queued = Answered(one_answer) ? other_answer : one_answer;
+    const grpc::Status refused = (Answered(one_answer) ? one_answer : other_answer).get();
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+    EXPECT_EQ(client::DetailOf(refused).reason(), v1::LIMIT_REACHED);
+    EXPECT_NE(refused.error_message().find("--max-inflight-bytes"), std::string::npos) << refused.error_message();
+
+    // A batch up to 256 KiB is decoded where it arrives: answered while the
+    // bulk thread is still held.
+    RawBatchCall small(&stub, 1000);
+    const grpc::Status malformed = small.answer().get();
+    EXPECT_EQ(malformed.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << malformed.error_message();
+    EXPECT_EQ(client::DetailOf(malformed).reason(), v1::MALFORMED);
+    EXPECT_FALSE(Answered(queued));
+
+    gate.Notify();
+    const grpc::Status decoded = queued.get();
+    EXPECT_EQ(decoded.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << decoded.error_message();
+    EXPECT_EQ(client::DetailOf(decoded).reason(), v1::MALFORMED);
+
+    // Its bytes are no longer counted: another large batch is taken.
+    RawBatchCall third(&stub, 600 << 10);
+    EXPECT_EQ(third.answer().get().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    server->Shutdown();
+  }
+  EXPECT_EQ((*ledger)->size(), size);  // nothing of any of it written
+}
+
+}  // namespace
+}  // namespace ledger::services
