@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -21,14 +20,6 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const 
   auto* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpc(status));
   return reactor;
-}
-
-// Test hook (tests/integration/limits_test.cc): with this environment
-// variable set, each Verify holds its slot after its first message until the
-// client cancels it, so a test can hold one deterministically.
-bool HoldVerificationsForTests() {
-  static const bool hold = std::getenv("LEDGERD_TEST_HOLD_VERIFICATIONS") != nullptr;
-  return hold;
 }
 
 // One Verify call: its worker runs the checks over the store and queues
@@ -58,7 +49,6 @@ class VerifyReactor final : public WorkerStreamReactor<v1::VerifyProgress> {
   grpc::Status Work() override {
     const auto start = std::chrono::steady_clock::now();
     Progress(0);
-    if (HoldVerificationsForTests()) AwaitCancelled();
     audit::LogVerifier verifier({.operator_key = ledger_->operator_public_key(),
                                  .origin = ledger_->info().origin(),
                                  .pool = verify_pool_,
