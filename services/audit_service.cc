@@ -28,8 +28,9 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const 
 class VerifyReactor final : public WorkerStreamReactor<v1::VerifyProgress> {
  public:
   VerifyReactor(grpc::CallbackServerContext* context, const store::Ledger* ledger, ThreadPool* verify_pool,
-                std::atomic<int>* active, uint64_t from, uint64_t to, uint64_t size)
-      : WorkerStreamReactor(context, {// The slot is free before the client can see the answer: a
+                std::atomic<int>* active, absl::Duration stall_timeout, uint64_t from, uint64_t to, uint64_t size)
+      : WorkerStreamReactor(context, {.stall_timeout = stall_timeout,
+                                      // The slot is free before the client can see the answer: a
                                       // client that verifies again at once is not refused by its own
                                       // finished call.
                                       .on_finish = [active] { active->fetch_sub(1); },
@@ -195,7 +196,8 @@ grpc::ServerWriteReactor<v1::VerifyProgress>* AuditServiceImpl::Verify(grpc::Cal
         absl::StrCat(max_verifications_, " verifications are already running, the most this server allows "
                      "(ledgerd --max-verifications); try again later"))));
   }
-  return new VerifyReactor(context, ledger_, verify_pool_, &verifications_, request->from_position(), to, size);
+  return new VerifyReactor(context, ledger_, verify_pool_, &verifications_, stall_timeout_, request->from_position(), to,
+                           size);
 }
 
 grpc::ServerUnaryReactor* AuditServiceImpl::VerifyProposal(grpc::CallbackServerContext* context,

@@ -4,10 +4,11 @@
 //
 // No test asserts a duration or sleeps to synchronise: a Verify is held the
 // way a client holds it, by not reading (HeldVerify); a freed slot is waited
-// for by retrying, bounded in count.
+// for by retrying, bounded in count (after a stall timeout: in time).
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -213,6 +214,35 @@ TEST_F(LimitsTest, SecondVerificationIsRefusedWhileOneRuns) {
   EXPECT_TRUE(served);
 }
 
+// A client that stops reading loses its Verify after --stream-stall-seconds:
+// the call ends CANCELLED before its report, and the slot is free for the
+// next client. The freed slot is polled for (at most 30 s; the default
+// stall timeout of 60 s would fail this).
+TEST_F(LimitsTest, AVerifyWhoseClientStopsReadingLosesItsSlotAfterTheStallTimeout) {
+  StartServer({"--stream-stall-seconds", "2"});
+  HeldVerify stalled(server_.address());
+  ASSERT_TRUE(stalled.first) << services::Describe(stalled.finished);
+  EXPECT_TRUE(IsLimit(HeldVerify(server_.address()).finished, "--max-verifications"));
+
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  bool served = false;
+  while (!served && std::chrono::steady_clock::now() < deadline) {
+    HeldVerify again(server_.address());
+    served = again.first;
+    if (!served) {
+      ASSERT_TRUE(IsLimit(again.finished, "--max-verifications"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  EXPECT_TRUE(served);
+  // The server ended the stalled call: what the window held, then
+  // CANCELLED, no report.
+  bool reported = false;
+  EXPECT_EQ(stalled.ReadRest(&reported).error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_FALSE(reported);
+  EXPECT_TRUE(absl::StrContains(server_.Stderr(), "verify: the client read nothing for 2s")) << server_.Stderr();
+}
+
 TEST_F(LimitsTest, MessageOverTheLimitIsRefusedAndNothingWritten) {
   StartServer({"--max-message-bytes", "8192"});
   ASSERT_OK_AND_ASSIGN(Org org, client_->RegisterOrg(registrar_, "trust-a"));
@@ -230,7 +260,8 @@ TEST_F(LimitsTest, MessageOverTheLimitIsRefusedAndNothingWritten) {
 TEST_F(LimitsTest, LimitOutOfRangeIsAUsageErrorNamingTheFlag) {
   for (const char* flag : {"--max-subscribers", "--max-verifications", "--max-inflight-submissions", "--max-inflight-bytes",
                            "--max-concurrent-streams",
-                           "--max-message-bytes", "--keepalive-seconds", "--idle-timeout-seconds"}) {
+                           "--max-message-bytes", "--keepalive-seconds", "--idle-timeout-seconds",
+                           "--stream-stall-seconds"}) {
     LedgerdProcess server;
     server.set_extra_args({flag, "0"});
     absl::Status started = server.Start();
