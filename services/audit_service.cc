@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -23,22 +22,15 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const 
   return reactor;
 }
 
-// Test hook (tests/integration/limits_test.cc): with this environment
-// variable set, each Verify holds its slot after its first message until the
-// client cancels it, so a test can hold one deterministically.
-bool HoldVerificationsForTests() {
-  static const bool hold = std::getenv("LEDGERD_TEST_HOLD_VERIFICATIONS") != nullptr;
-  return hold;
-}
-
 // One Verify call: its worker runs the checks over the store and queues
 // messages (a progress message not yet written is replaced by a newer one,
 // so the queue stays short); services/worker.h writes them.
 class VerifyReactor final : public WorkerStreamReactor<v1::VerifyProgress> {
  public:
   VerifyReactor(grpc::CallbackServerContext* context, const store::Ledger* ledger, ThreadPool* verify_pool,
-                std::atomic<int>* active, uint64_t from, uint64_t to, uint64_t size)
-      : WorkerStreamReactor(context, {// The slot is free before the client can see the answer: a
+                std::atomic<int>* active, absl::Duration stall_timeout, uint64_t from, uint64_t to, uint64_t size)
+      : WorkerStreamReactor(context, {.stall_timeout = stall_timeout,
+                                      // The slot is free before the client can see the answer: a
                                       // client that verifies again at once is not refused by its own
                                       // finished call.
                                       .on_finish = [active] { active->fetch_sub(1); },
@@ -58,7 +50,6 @@ class VerifyReactor final : public WorkerStreamReactor<v1::VerifyProgress> {
   grpc::Status Work() override {
     const auto start = std::chrono::steady_clock::now();
     Progress(0);
-    if (HoldVerificationsForTests()) AwaitCancelled();
     audit::LogVerifier verifier({.operator_key = ledger_->operator_public_key(),
                                  .origin = ledger_->info().origin(),
                                  .pool = verify_pool_,
@@ -205,7 +196,8 @@ grpc::ServerWriteReactor<v1::VerifyProgress>* AuditServiceImpl::Verify(grpc::Cal
         absl::StrCat(max_verifications_, " verifications are already running, the most this server allows "
                      "(ledgerd --max-verifications); try again later"))));
   }
-  return new VerifyReactor(context, ledger_, verify_pool_, &verifications_, request->from_position(), to, size);
+  return new VerifyReactor(context, ledger_, verify_pool_, &verifications_, stall_timeout_, request->from_position(), to,
+                           size);
 }
 
 grpc::ServerUnaryReactor* AuditServiceImpl::VerifyProposal(grpc::CallbackServerContext* context,

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "absl/time/time.h"
 #include "ledger/common/thread_pool.h"
 #include "ledger/store/ledger.h"
 #include "ledger/v1/ledger_service.grpc.pb.h"
@@ -20,11 +21,13 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   // `verify_pool` checks signatures for Verify (shared with whoever else
   // verifies: one pool per server); `workers` runs the scans of
   // ListCheckpoints and VerifyProposal. Both outlive the service.
-  // At most `max_verifications` (>= 1) Verify calls run at once.
+  // At most `max_verifications` (>= 1) Verify calls run at once; one whose
+  // client reads nothing for `stall_timeout` is cancelled (ledgerd
+  // --stream-stall-seconds), so a client cannot keep a slot by not reading.
   AuditServiceImpl(const store::Ledger* ledger, ThreadPool* verify_pool, ThreadPool* workers,
-                   int max_verifications = 1)
+                   int max_verifications, absl::Duration stall_timeout)
       : ledger_(ledger), verify_pool_(verify_pool), workers_(workers),
-        max_verifications_(max_verifications < 1 ? 1 : max_verifications) {}
+        max_verifications_(max_verifications < 1 ? 1 : max_verifications), stall_timeout_(stall_timeout) {}
 
   // Verify and ListCheckpoints are served only to callers `policy` admits
   // (services/costly_rpcs.h). Call before the server starts; `policy`
@@ -60,6 +63,7 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   ThreadPool* const verify_pool_;
   ThreadPool* const workers_;
   const int max_verifications_;
+  const absl::Duration stall_timeout_;
   std::atomic<int> verifications_{0};
   const CostlyRpcPolicy* costly_ = nullptr;
 };

@@ -20,19 +20,15 @@ namespace {
 
 constexpr size_t kChunkBytes = 1 << 20;   // well under gRPC's 4 MiB message limit
 constexpr size_t kQueuedChunks = 4;       // read ahead of the network at most this much
-// A client that reads nothing for this long loses the call: otherwise it
-// would hold the one backup slot, and the snapshot's hard links would pin
-// table files compaction has replaced, until the disk fills.
-constexpr absl::Duration kStallTimeout = absl::Seconds(60);
 
 // One Backup call: its worker makes the snapshot and queues chunks (at most
 // kQueuedChunks ahead of the network); services/worker.h writes them.
 class BackupReactor final : public WorkerStreamReactor<v1::BackupChunk> {
  public:
   BackupReactor(grpc::CallbackServerContext* context, const store::Ledger* ledger, std::string data_dir,
-                std::atomic<bool>* running)
+                std::atomic<bool>* running, absl::Duration stall_timeout)
       : WorkerStreamReactor(context, {.max_queued = kQueuedChunks,
-                                      .stall_timeout = kStallTimeout,
+                                      .stall_timeout = stall_timeout,
                                       // Freed before the client sees the answer (as Verify's slot).
                                       .on_finish = [running] { running->store(false); },
                                       .name = "backup"}),
@@ -116,8 +112,8 @@ class BackupReactor final : public WorkerStreamReactor<v1::BackupChunk> {
 
 }  // namespace
 
-BackupServiceImpl::BackupServiceImpl(const store::Ledger* ledger, std::string data_dir)
-    : ledger_(ledger), data_dir_(std::move(data_dir)) {
+BackupServiceImpl::BackupServiceImpl(const store::Ledger* ledger, std::string data_dir, absl::Duration stall_timeout)
+    : ledger_(ledger), data_dir_(std::move(data_dir)), stall_timeout_(stall_timeout) {
   if (auto s = RemoveBackupTempDir(data_dir_); !s.ok()) LOG(WARNING) << s.message();
 }
 
@@ -133,7 +129,7 @@ grpc::ServerWriteReactor<v1::BackupChunk>* BackupServiceImpl::Backup(grpc::Callb
                                             "a backup is already running, the most this server allows "
                                             "(one at a time); try again later")));
   }
-  return new BackupReactor(context, ledger_, data_dir_, &running_);
+  return new BackupReactor(context, ledger_, data_dir_, &running_, stall_timeout_);
 }
 
 }  // namespace ledger::services

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <string>
 
+#include "absl/time/time.h"
 #include "ledger/store/ledger.h"
 #include "ledger/v1/backup_service.grpc.pb.h"
 #include "services/costly_rpcs.h"
@@ -16,8 +17,12 @@ namespace ledger::services {
 class BackupServiceImpl final : public v1::BackupService::CallbackService {
  public:
   // `data_dir` is ledgerd's --data; a DATA/backup.tmp left by a crash is
-  // removed here (a warning is logged if it cannot be).
-  BackupServiceImpl(const store::Ledger* ledger, std::string data_dir);
+  // removed here (a warning is logged if it cannot be). A backup whose client
+  // reads nothing for `stall_timeout` is cancelled (ledgerd
+  // --stream-stall-seconds): otherwise it would hold the one backup slot, and
+  // the snapshot's hard links would pin table files compaction has replaced,
+  // until the disk fills.
+  BackupServiceImpl(const store::Ledger* ledger, std::string data_dir, absl::Duration stall_timeout);
 
   // Backup is served only to callers `policy` admits (services/costly_rpcs.h).
   // Call before the server starts; `policy` outlives the service.
@@ -30,6 +35,7 @@ class BackupServiceImpl final : public v1::BackupService::CallbackService {
  private:
   const store::Ledger* ledger_;
   const std::string data_dir_;
+  const absl::Duration stall_timeout_;
   std::atomic<bool> running_{false};
   const CostlyRpcPolicy* costly_ = nullptr;
 };

@@ -5,7 +5,7 @@
 //           [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM [--costly-rpc-clients ID,...]]]
 //           [--max-subscribers N] [--max-verifications N] [--max-inflight-submissions N]
 //           [--max-message-bytes N] [--max-concurrent-streams N] [--keepalive-seconds N]
-//           [--idle-timeout-seconds N]   (README "Limits")
+//           [--idle-timeout-seconds N] [--stream-stall-seconds N]   (README "Limits")
 //           [--metrics-listen HOST:PORT]  (README "Metrics")
 //
 // Prints "metrics on http://HOST:PORT/metrics" (with --metrics-listen), then
@@ -35,6 +35,7 @@
 #include "grpc/grpc.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "glog/logging.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -87,6 +88,7 @@ ABSL_FLAG(int64_t, max_message_bytes, static_cast<int64_t>(ledger::kMaxBatchEven
 ABSL_FLAG(int64_t, max_concurrent_streams, 100, "calls at once on one connection");
 ABSL_FLAG(int64_t, keepalive_seconds, 60, "server pings an idle-looking connection this often");
 ABSL_FLAG(int64_t, idle_timeout_seconds, 600, "a connection without calls for this long is closed");
+ABSL_FLAG(int64_t, stream_stall_seconds, 60, "a Verify or Backup client that reads nothing for this long loses the call");
 ABSL_FLAG(std::string, metrics_listen, "", "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one)");
 
 namespace {
@@ -133,7 +135,9 @@ constexpr char kUsage[] =
     "  --max-concurrent-streams N   calls at once on one connection (default 100)\n"
     "  --keepalive-seconds N        ping a quiet connection this often; a peer that does not\n"
     "                               answer within 20 s is dropped (default 60)\n"
-    "  --idle-timeout-seconds N     close a connection without calls for this long (default 600)\n";
+    "  --idle-timeout-seconds N     close a connection without calls for this long (default 600)\n"
+    "  --stream-stall-seconds N     a Verify or Backup whose client reads nothing for this long\n"
+    "                               is cancelled, freeing its slot (default 60)\n";
 
 struct Flags {
   std::string data = "./var/ledger";
@@ -148,6 +152,7 @@ struct Flags {
   std::string metrics_listen;
   int64_t max_subscribers = 256, max_verifications = 1, max_inflight_submissions = 4096, max_inflight_bytes = 256 << 20;
   int64_t max_message_bytes = 0, max_concurrent_streams = 100, keepalive_seconds = 60, idle_timeout_seconds = 600;
+  int64_t stream_stall_seconds = 60;
 };
 
 // Each limit's range; a value outside it is a usage error naming the flag.
@@ -165,6 +170,7 @@ absl::Status CheckLimits(const Flags& f) {
       {"--max-concurrent-streams", f.max_concurrent_streams, 1, 1'000'000},
       {"--keepalive-seconds", f.keepalive_seconds, 1, 86'400},
       {"--idle-timeout-seconds", f.idle_timeout_seconds, 1, 24 * 86'400},
+      {"--stream-stall-seconds", f.stream_stall_seconds, 1, 86'400},
   };
   for (const Limit& limit : limits) {
     if (limit.value < limit.min || limit.value > limit.max) {
@@ -231,7 +237,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
        &absl::GetFlagReflectionHandle(FLAGS_max_message_bytes),
        &absl::GetFlagReflectionHandle(FLAGS_max_concurrent_streams),
        &absl::GetFlagReflectionHandle(FLAGS_keepalive_seconds),
-       &absl::GetFlagReflectionHandle(FLAGS_idle_timeout_seconds)},
+       &absl::GetFlagReflectionHandle(FLAGS_idle_timeout_seconds),
+       &absl::GetFlagReflectionHandle(FLAGS_stream_stall_seconds)},
       kUsage);
   if (!error.ok()) {
     if (error.kind == ledger::cli::CommandLineError::kMissingValue) {
@@ -261,6 +268,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   flags->max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   flags->keepalive_seconds = absl::GetFlag(FLAGS_keepalive_seconds);
   flags->idle_timeout_seconds = absl::GetFlag(FLAGS_idle_timeout_seconds);
+  flags->stream_stall_seconds = absl::GetFlag(FLAGS_stream_stall_seconds);
   return true;
 }
 
@@ -414,10 +422,11 @@ int main(int argc, char** argv) {
   ledger::ThreadPool scan_workers(2);
   ledger::services::LedgerServiceImpl ledger_service(ledger->get(), &scan_workers,
                                                      static_cast<int>(flags.max_subscribers));
+  const absl::Duration stream_stall_timeout = absl::Seconds(flags.stream_stall_seconds);
   ledger::services::AuditServiceImpl audit_service(ledger->get(), &verify_pool, &scan_workers,
-                                                   static_cast<int>(flags.max_verifications));
+                                                   static_cast<int>(flags.max_verifications), stream_stall_timeout);
   ledger::services::GovernanceServiceImpl governance_service(&(*ledger)->store(), &scan_workers);
-  ledger::services::BackupServiceImpl backup_service(ledger->get(), flags.data);
+  ledger::services::BackupServiceImpl backup_service(ledger->get(), flags.data, stream_stall_timeout);
   if (costly_rpcs->restricts()) {
     ledger_service.RestrictCostlyRpcs(&*costly_rpcs);
     audit_service.RestrictCostlyRpcs(&*costly_rpcs);

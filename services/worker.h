@@ -53,9 +53,9 @@ class FinishedStream final : public grpc::ServerWriteReactor<Message> {
 // once when the client cancels or goes away (what is queued is dropped, and
 // Push() answers false from then on).
 //
-// Thread contract: Push(), PushReplacing(), Cancelled() and AwaitCancelled()
-// are for the worker; the reactions come from gRPC. StartWrite and Finish
-// are never called under mu_ (they may run reactions inline). The object
+// Thread contract: Push(), PushReplacing() and Cancelled() are for the
+// worker; the reactions come from gRPC. StartWrite and Finish are never
+// called under mu_ (they may run reactions inline). The object
 // deletes itself in OnDone, after joining the worker (or detaching it when
 // OnDone runs on the worker itself, which then touches nothing more).
 template <typename Message>
@@ -139,12 +139,6 @@ class WorkerStreamReactor : public grpc::ServerWriteReactor<Message> {
   bool Cancelled() {
     absl::MutexLock lock(&mu_);
     return cancelled_;
-  }
-
-  // Blocks the worker until the call is cancelled or the client is gone.
-  void AwaitCancelled() {
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(&cancelled_));
   }
 
  private:

@@ -7,14 +7,15 @@
 // backup file is refused naming the file; restore and backup refuse a
 // non-empty directory; restore refuses a backup of another operator key than
 // the one trusted; a second backup while one runs is RESOURCE_EXHAUSTED, and
-// the slot comes back when the client holding it goes away; nothing is
-// written on any refusal.
+// the slot comes back when the client holding it goes away or reads nothing
+// for --stream-stall-seconds; nothing is written on any refusal.
 //
 // No test asserts a duration or sleeps to synchronise. A backup is held open
 // the way a real client holds it: by not reading (a fixed HTTP/2 window, so
 // the server cannot run ahead into buffers), or behind a TCP relay in this
 // process that stops passing on what the server sends (TcpRelay). A freed
-// slot is waited for by retrying, bounded in count.
+// slot is waited for by retrying, bounded in count (after a stall timeout:
+// in time).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -265,6 +266,33 @@ class BackupTest : public ::testing::Test {
   TempDir scratch_{"ledger-backup-test"};
 };
 
+// A Backup whose client reads its first chunk and no more, through a fixed
+// HTTP/2 window (no BDP probing), so the server cannot send the rest ahead
+// into buffers: it holds the backup slot until it goes away or stalls.
+struct HeldBackup {
+  std::unique_ptr<v1::BackupService::Stub> stub;
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReader<v1::BackupChunk>> reader;
+  bool first = false;
+
+  explicit HeldBackup(const std::string& address) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    stub = v1::BackupService::NewStub(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+    reader = stub->Backup(&context, v1::BackupRequest());
+    v1::BackupChunk chunk;
+    first = reader->Read(&chunk) && !chunk.has_manifest();
+  }
+  // Reads what is left of the call: its final status, and whether the
+  // manifest (the last message) came.
+  grpc::Status ReadRest(bool* manifest) {
+    v1::BackupChunk chunk;
+    while (reader->Read(&chunk)) *manifest |= chunk.has_manifest();
+    return reader->Finish();
+  }
+};
+
 // Bytes of a backup's stream after which the relay holds it: more than
 // anything the server sends before its first chunk (HTTP/2 settings, headers),
 // so by then the server has taken its copy.
@@ -508,25 +536,16 @@ TEST_F(BackupTest, RestoreRefusesABackupOfAnotherOperatorKey) {
   EXPECT_TRUE(absl::StrContains(r.out, "no operator private key yet")) << r;
 }
 
-// One backup at a time, the slot held the way a client holds it: it starts
-// a Backup and reads no further, through a fixed HTTP/2 window (no BDP
-// probing), so the server cannot send the rest ahead into buffers. When that
-// client goes away (its connection closes), the slot is free again.
+// One backup at a time, the slot held the way a client holds it
+// (HeldBackup). When that client goes away (its connection closes), the slot
+// is free again.
 TEST_F(BackupTest, SecondBackupWhileOneRunsIsRefusedUntilTheFirstClientGoesAway) {
   ASSERT_NO_FATAL_FAILURE(StartServer());
   std::vector<Acked> acked;
   ASSERT_NO_FATAL_FAILURE(Fill(&acked));
   TcpRelay relay(PortOf(server_.address()));
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  auto channel = grpc::CreateCustomChannel(relay.address(), grpc::InsecureChannelCredentials(), args);
-  auto stub = v1::BackupService::NewStub(channel);
-  grpc::ClientContext context;
-  auto reader = stub->Backup(&context, v1::BackupRequest());
-  v1::BackupChunk chunk;
-  ASSERT_TRUE(reader->Read(&chunk)) << "the backup is running: its first chunk came";
-  ASSERT_FALSE(chunk.has_manifest());
+  HeldBackup held(relay.address());
+  ASSERT_TRUE(held.first) << "the backup is running: its first chunk came";
 
   const std::string out = scratch_.Path("second");
   CtlResult r = Ctl({"backup", "--out", out});
@@ -550,9 +569,41 @@ TEST_F(BackupTest, SecondBackupWhileOneRunsIsRefusedUntilTheFirstClientGoesAway)
   EXPECT_TRUE(served) << r;
   std::cout << r.out.substr(0, r.out.find('\n')) << "\n";
   EXPECT_TRUE(fs::exists(out + "/MANIFEST.json"));
-  while (reader->Read(&chunk)) {
+  bool manifest = false;
+  EXPECT_FALSE(held.ReadRest(&manifest).ok());
+}
+
+// The same client, without going away: after --stream-stall-seconds of
+// reading nothing it loses the call (CANCELLED, logged) and the slot. The
+// freed slot is polled for (at most 30 s; the default 60 s would fail this).
+TEST_F(BackupTest, ABackupWhoseClientStopsReadingLosesItsSlotAfterTheStallTimeout) {
+  server_.set_extra_args({"--stream-stall-seconds", "2"});
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  std::vector<Acked> acked;
+  ASSERT_NO_FATAL_FAILURE(Fill(&acked));
+  HeldBackup held(server_.address());
+  ASSERT_TRUE(held.first) << "the backup is running: its first chunk came";
+
+  const std::string out = scratch_.Path("second");
+  CtlResult r = Ctl({"backup", "--out", out});
+  EXPECT_TRUE(Failed(r, 1, "LIMIT_REACHED")) << r;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  bool served = false;
+  while (!served && std::chrono::steady_clock::now() < deadline) {
+    r = Ctl({"backup", "--out", out});
+    served = Succeeded(r);
+    if (!served) {
+      ASSERT_TRUE(Failed(r, 1, "LIMIT_REACHED")) << r;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
   }
-  EXPECT_FALSE(reader->Finish().ok());
+  EXPECT_TRUE(served) << r;
+  // The stalled call ended on the server's side: what the window held, then
+  // CANCELLED, no manifest.
+  bool manifest = false;
+  EXPECT_EQ(held.ReadRest(&manifest).error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_FALSE(manifest);
+  EXPECT_TRUE(absl::StrContains(server_.Stderr(), "backup: the client read nothing for 2s")) << server_.Stderr();
 }
 
 TEST_F(BackupTest, LeftoverCheckpointIsRemovedAtStart) {

@@ -2,13 +2,13 @@
 // limit is hit, the answer is RESOURCE_EXHAUSTED LIMIT_REACHED naming the
 // flag, and everything else carries on. Queries page by resumable tokens.
 //
-// No test asserts a duration or sleeps to synchronise: a Verify is held by
-// the server's test hook (LEDGERD_TEST_HOLD_VERIFICATIONS) until the client
-// cancels it; a freed slot is waited for by retrying, bounded in count.
-#include <cstdlib>
+// No test asserts a duration or sleeps to synchronise: a Verify is held the
+// way a client holds it, by not reading (HeldVerify); a freed slot is waited
+// for by retrying, bounded in count (after a stall timeout: in time).
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -140,57 +140,107 @@ TEST_F(LimitsTest, SubscribersBeyondTheLimitAreRefusedAndOthersKeepFlowing) {
   EXPECT_TRUE(served);
 }
 
-// The first Verify's first message: it holds its slot from then on (the hook
-// keeps it until cancelled).
+// A Verify whose client reads its first message and no more. A Verify's
+// stream is short: a progress message (~12 bytes) per 1,024 records and a
+// report of ~1 KB (measured: 1,097 bytes for 5,002 records), so under
+// gRPC's default HTTP/2 window of 64 KiB a client that stops reading holds
+// nothing: the server has written everything and freed the slot. This
+// client announces a window of kWindowBytes on a connection of its own (no
+// BDP probing to grow it): the report cannot fit, so the server's last write
+// waits, and the call holds its slot, until the client reads, cancels or
+// goes away.
 struct HeldVerify {
+  static constexpr int kWindowBytes = 256;  // more than a progress message, less than the report
   grpc::ClientContext context;
+  std::unique_ptr<v1::AuditService::Stub> stub;
   std::unique_ptr<grpc::ClientReader<v1::VerifyProgress>> reader;
   grpc::Status finished;
   bool first = false;
 
-  explicit HeldVerify(LedgerClient& client) {
+  explicit HeldVerify(const std::string& address) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kWindowBytes);
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    stub = v1::AuditService::NewStub(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    reader = client.audit().Verify(&context, v1::VerifyRequest());
+    reader = stub->Verify(&context, v1::VerifyRequest());
     v1::VerifyProgress message;
     first = reader->Read(&message);
     if (!first) finished = reader->Finish();
   }
-  void Cancel() {
-    if (!first) return;
-    context.TryCancel();
-    v1::VerifyProgress ignored;
-    while (reader->Read(&ignored)) {
-    }
-    (void)reader->Finish();
+  // Reads what is left of the call: its final status, and whether the
+  // report came.
+  grpc::Status ReadRest(bool* reported) {
+    if (!first) return finished;
+    v1::VerifyProgress message;
+    while (reader->Read(&message)) *reported |= message.has_report();
+    finished = reader->Finish();
     first = false;
+    return finished;
+  }
+  // Cancels the call: its final status (CANCELLED if the server had not
+  // finished it).
+  grpc::Status Cancel() {
+    if (first) context.TryCancel();
+    bool reported = false;
+    return ReadRest(&reported);
   }
   ~HeldVerify() { Cancel(); }
 };
 
 TEST_F(LimitsTest, SecondVerificationIsRefusedWhileOneRuns) {
-  ASSERT_EQ(setenv("LEDGERD_TEST_HOLD_VERIFICATIONS", "1", 1), 0);
   StartServer({});  // default --max-verifications 1
-  unsetenv("LEDGERD_TEST_HOLD_VERIFICATIONS");
   ASSERT_OK_AND_ASSIGN(Org org, client_->RegisterOrg(registrar_, "trust-a"));
 
-  HeldVerify running(*client_);
+  HeldVerify running(server_.address());
   ASSERT_TRUE(running.first) << services::Describe(running.finished);
-  HeldVerify second(*client_);
+  HeldVerify second(server_.address());
   EXPECT_FALSE(second.first);
   EXPECT_TRUE(IsLimit(second.finished, "--max-verifications"));
   // Appends are not held back by it.
   AppendOne(org);
 
-  running.Cancel();
+  // The server could not have finished it: it was held, not merely slow.
+  EXPECT_EQ(running.Cancel().error_code(), grpc::StatusCode::CANCELLED);
   bool served = false;
   for (int attempt = 0; attempt < 200 && !served; ++attempt) {
-    HeldVerify again(*client_);
+    HeldVerify again(server_.address());
     served = again.first;
     if (!served) {
       ASSERT_TRUE(IsLimit(again.finished, "--max-verifications"));
     }
   }
   EXPECT_TRUE(served);
+}
+
+// A client that stops reading loses its Verify after --stream-stall-seconds:
+// the call ends CANCELLED before its report, and the slot is free for the
+// next client. The freed slot is polled for (at most 30 s; the default
+// stall timeout of 60 s would fail this).
+TEST_F(LimitsTest, AVerifyWhoseClientStopsReadingLosesItsSlotAfterTheStallTimeout) {
+  StartServer({"--stream-stall-seconds", "2"});
+  HeldVerify stalled(server_.address());
+  ASSERT_TRUE(stalled.first) << services::Describe(stalled.finished);
+  EXPECT_TRUE(IsLimit(HeldVerify(server_.address()).finished, "--max-verifications"));
+
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  bool served = false;
+  while (!served && std::chrono::steady_clock::now() < deadline) {
+    HeldVerify again(server_.address());
+    served = again.first;
+    if (!served) {
+      ASSERT_TRUE(IsLimit(again.finished, "--max-verifications"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  EXPECT_TRUE(served);
+  // The server ended the stalled call: what the window held, then
+  // CANCELLED, no report.
+  bool reported = false;
+  EXPECT_EQ(stalled.ReadRest(&reported).error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_FALSE(reported);
+  EXPECT_TRUE(absl::StrContains(server_.Stderr(), "verify: the client read nothing for 2s")) << server_.Stderr();
 }
 
 TEST_F(LimitsTest, MessageOverTheLimitIsRefusedAndNothingWritten) {
@@ -210,7 +260,8 @@ TEST_F(LimitsTest, MessageOverTheLimitIsRefusedAndNothingWritten) {
 TEST_F(LimitsTest, LimitOutOfRangeIsAUsageErrorNamingTheFlag) {
   for (const char* flag : {"--max-subscribers", "--max-verifications", "--max-inflight-submissions", "--max-inflight-bytes",
                            "--max-concurrent-streams",
-                           "--max-message-bytes", "--keepalive-seconds", "--idle-timeout-seconds"}) {
+                           "--max-message-bytes", "--keepalive-seconds", "--idle-timeout-seconds",
+                           "--stream-stall-seconds"}) {
     LedgerdProcess server;
     server.set_extra_args({flag, "0"});
     absl::Status started = server.Start();

@@ -1187,6 +1187,88 @@ TEST_F(HostileBatchLedgerTest, AReplayPastTheVerifyPrefixIsStillAnsweredAsARepla
   EXPECT_EQ(ReplayedState(), StoredState());
 }
 
+// The same in a group of two, where deciding the first again changes how far
+// the second goes. First decision: `replaying` (as above) goes past its
+// prefix and is refused, the accepted key it repeats taken for a new one, so
+// `reusing`, signed by the key `replaying` adds, stops at its first event
+// (an unknown key) within its own prefix. Decided again, `replaying` is a
+// replay with one new key, and `reusing` goes past its prefix to an
+// idempotency key used earlier: unless it too was read whole, that event
+// would be written a second time under the key.
+TEST_F(HostileBatchLedgerTest, TwoBatchesInOneGroupAreBothReadWholeWhenOneGoesPastItsPrefix) {
+  OpenGatewayNeed();
+  const PrivateKey& key = member_keys_.at("trust-b");
+  std::vector<v1::SignedEvent> votes;
+  for (int i = 0; i <= rules::kMaxPositionChanges; ++i) {  // a first vote and every change, accepted
+    v1::EventBody body = Body("trust-b", absl::StrCat("vote/", i));
+    body.mutable_vote_cast()->set_proposal_id("p1");
+    body.mutable_vote_cast()->set_gateway_id("need");
+    body.mutable_vote_cast()->set_position(i % 2 == 0 ? v1::ASSENT : v1::OBJECT);
+    votes.push_back(SealEvent(body, key));
+    SubmitOne(votes.back());
+  }
+  votes.push_back(votes.front());  // one vote too many: each batch's prefix ends here
+  const v1::SignedEvent accepted_key = AddKey("trust-b", RawKeyFor("b2"), "trust-b", key);
+  const SubmitResult original = SubmitOne(accepted_key);
+  const v1::SignedEvent earlier = AddKey("trust-b", RawKeyFor("b6"), "trust-b", key);  // in neither batch
+  SubmitOne(earlier);
+  const uint64_t size = ledger_->size();
+
+  const PrivateKey b3 = PrivateKey::Generate();
+  std::vector<v1::SignedEvent> replaying = votes;
+  replaying.push_back(AddKey("trust-b", Raw(b3), "trust-b", key));
+  replaying.push_back(accepted_key);
+  std::vector<v1::SignedEvent> reusing = {AddKey("trust-b", RawKeyFor("b4"), "trust-b", b3)};
+  reusing.insert(reusing.end(), votes.begin(), votes.end());
+  const std::string earlier_key = "add/" + crypto::KeyIdOf(RawKeyFor("b6"));
+  v1::EventBody reused = Body("trust-b", earlier_key);  // another event under `earlier`'s key
+  reused.mutable_key_added()->set_org_id("trust-b");
+  reused.mutable_key_added()->set_public_key(RawKeyFor("b5"));
+  reusing.push_back(SealEvent(reused, key));
+
+  // One group, whatever the timing: the sequencer is held in the answer to
+  // a registration while both batches are verified and queued behind it
+  // (the pool has one thread and runs tasks in order, so a task scheduled
+  // after both batches' runs once both are queued).
+  HeldVerifyPool held;
+  ASSERT_NO_FATAL_FAILURE(ReopenOnHeldPool(held, [](LedgerOptions&) {}));
+  held.gate.Notify();
+  absl::Notification holding, release;
+  ledger_->Submit({Register("org-c", {RawKeyFor("c1")})},
+                  [&](absl::StatusOr<std::vector<SubmitResult>>) {
+                    holding.Notify();
+                    release.WaitForNotification();
+                  });
+  holding.WaitForNotification();
+  Answer replay_answer, reuse_answer;
+  ledger_->Submit(replaying, replay_answer.Callback());
+  ledger_->Submit(reusing, reuse_answer.Callback());
+  absl::Notification both_queued;
+  held.pool.Schedule([&] { both_queued.Notify(); });
+  both_queued.WaitForNotification();
+  const uint64_t groups = ledger_->groups_committed();
+  release.Notify();
+
+  auto replayed = replay_answer.Wait();
+  auto refused = reuse_answer.Wait();
+  EXPECT_EQ(ledger_->groups_committed(), groups + 1);  // both in one group
+  ASSERT_TRUE(replayed.ok()) << replayed.status();
+  ASSERT_EQ(replayed->size(), replaying.size());
+  EXPECT_FALSE((*replayed)[replaying.size() - 2].replayed);
+  EXPECT_EQ((*replayed)[replaying.size() - 2].receipt.position(), size + 1);  // after org-c
+  EXPECT_TRUE(replayed->back().replayed);
+  EXPECT_EQ(replayed->back().receipt.position(), original.receipt.position());
+  ExpectRefusal(refused, absl::StatusCode::kAlreadyExists, v1::IDEMPOTENCY_CONFLICT);
+  EXPECT_EQ(BatchIndex(refused.status()), absl::StrCat(reusing.size() - 1));
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), absl::StrCat("\"", earlier_key, "\"")))
+      << refused.status();
+  // Counted: replay does not compare idempotency keys (the verifier's
+  // density check does), so only the size shows a second use written.
+  EXPECT_EQ(ledger_->size(), size + 2);  // org-c and the new key; ALREADY_EXISTS is not recorded
+  EXPECT_EQ(ReplayedState(), StoredState());
+  Close();
+}
+
 class HostileBatchV2LedgerTest : public HostileBatchLedgerTest {
  protected:
   void SetUp() override {
