@@ -9,7 +9,7 @@ packages=(build-essential cmake pkg-config ccache
   librocksdb-dev libprotobuf-dev protobuf-compiler
   libgrpc++-dev protobuf-compiler-grpc libssl-dev libsodium-dev
   libgtest-dev libabsl-dev libgoogle-glog-dev nlohmann-json3-dev openssl
-  libcpp-httplib-dev python3 python3-yaml
+  libcpp-httplib-dev libjemalloc-dev python3 python3-yaml
   ${LEDGER_EXTRA_PACKAGES:-})
 
 missing=()
