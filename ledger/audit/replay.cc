@@ -83,7 +83,11 @@ absl::Status Replayer::Next(const v1::Record& record, const Envelope& envelope, 
   if (owed_.empty()) return At(position, absl::StrCat("system event ", EventKind(body), " that the rules do not imply"));
   Owed expected = std::move(owed_.front());
   owed_.pop_front();
-  if (!expected.member_bytes.empty()) {
+  if (expected.this_record) {
+    if (envelope.signed_bytes != record.signed_event()) {
+      return At(position, absl::StrCat("the ", EventKind(body), " decided is not the record's signed event"));
+    }
+  } else if (!expected.member_bytes.empty()) {
     if (expected.member_bytes != record.signed_event()) {
       return At(position, absl::StrCat("expected the submitted ", EventKind(expected.body), "; found ", EventKind(body)));
     }
@@ -147,7 +151,9 @@ absl::Status Replayer::DecideFrom(const v1::Record& record, const Envelope& enve
   }
   for (rules::GroupRecord& decided : decision.records) {
     Owed& owed = owed_.emplace_back();
-    if (decided.member != nullptr) {
+    if (decided.member == &envelope && owed_.size() == 1) {
+      owed.this_record = true;
+    } else if (decided.member != nullptr) {
       owed.member_bytes = decided.member->signed_bytes;
       owed.body = decided.member->body;
     } else {
