@@ -295,7 +295,8 @@ std::string BackdatedBy(const std::string& what, int64_t client_ms, const v1::Re
 std::optional<std::string> Backdated(const v1::Record& record, const v1::EventBody& body, bool system) {
   if (!system) {
     if (!rules::ClientTimeAhead(body.client_time_unix_ms(), record.ledger_time_unix_ns())) return std::nullopt;
-    return BackdatedBy(absl::StrCat("the ", EventKind(body), " by ", body.author()), body.client_time_unix_ms(), record);
+    return BackdatedBy(absl::StrCat("the ", EventKind(body), " by ", body.author()), body.client_time_unix_ms(),
+                       record);
   }
   if (!body.has_submission_refused()) return std::nullopt;
   v1::SignedEvent attempt;
@@ -457,7 +458,8 @@ struct LogVerifier::Impl {
       verifying_group.Run([this, &jobs] {
         const auto start = std::chrono::steady_clock::now();
         TakeJobs(jobs);
-        pool_nanos.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count(),
+        const auto took = std::chrono::steady_clock::now() - start;
+        pool_nanos.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count(),
                              std::memory_order_relaxed);
       });
     }
