@@ -60,6 +60,9 @@ class Replayer {
   struct Owed {
     std::string member_bytes;  // an accepted member event's signed bytes; empty for a system event
     v1::EventBody body;
+    // Instead: the member event of the record being decided, owed first and
+    // so found in the same Next() (nothing copied).
+    bool this_record = false;
   };
   // With nothing owed: decides the submission `record` stands for (see
   // rules/commit_group.h) and owes the records the rules say it writes.

@@ -279,29 +279,35 @@ class IdempotencyIndex {
   absl::flat_hash_map<std::string, uint64_t> exact_;              // without read_record_: pair -> position
 };
 
+// Check 6's finding: `what`, signed at `client_ms`, was given the ledger
+// time of `record`, earlier by more than the clock skew.
+std::string BackdatedBy(const std::string& what, int64_t client_ms, const v1::Record& record) {
+  return absl::StrCat(what, " was signed at client time ", client_ms, " ms, but the ledger time given it is ",
+                      record.ledger_time_unix_ns() / 1'000'000, " ms: earlier by more than the clock skew of ",
+                      rules::kClockSkewNanos / 1'000'000'000, " s (backdated)");
+}
+
 // Check 6 (rules version 2): the operator gave this record a ledger time more
 // than the clock skew before the time its member signed (backdating). A
 // recorded refusal is held to its attempt's signed time the same way. System
 // events' own client times are the operator's, like the ledger time: nothing
 // to compare.
 std::optional<std::string> Backdated(const v1::Record& record, const v1::EventBody& body, bool system) {
-  int64_t client_ms = body.client_time_unix_ms();
-  std::string what = absl::StrCat("the ", EventKind(body), " by ", body.author());
-  if (system) {
-    if (!body.has_submission_refused()) return std::nullopt;
-    v1::SignedEvent attempt;
-    v1::EventBody attempted;
-    if (!attempt.ParseFromString(body.submission_refused().signed_event()) ||
-        !attempted.ParseFromString(attempt.body())) {
-      return std::nullopt;  // replay names it
-    }
-    client_ms = attempted.client_time_unix_ms();
-    what = absl::StrCat("the refused ", EventKind(attempted), " by ", attempted.author());
+  if (!system) {
+    if (!rules::ClientTimeAhead(body.client_time_unix_ms(), record.ledger_time_unix_ns())) return std::nullopt;
+    return BackdatedBy(absl::StrCat("the ", EventKind(body), " by ", body.author()), body.client_time_unix_ms(),
+                       record);
   }
-  if (!rules::ClientTimeAhead(client_ms, record.ledger_time_unix_ns())) return std::nullopt;
-  return absl::StrCat(what, " was signed at client time ", client_ms, " ms, but the ledger time given it is ",
-                      record.ledger_time_unix_ns() / 1'000'000, " ms: earlier by more than the clock skew of ",
-                      rules::kClockSkewNanos / 1'000'000'000, " s (backdated)");
+  if (!body.has_submission_refused()) return std::nullopt;
+  v1::SignedEvent attempt;
+  v1::EventBody attempted;
+  if (!attempt.ParseFromString(body.submission_refused().signed_event()) ||
+      !attempted.ParseFromString(attempt.body())) {
+    return std::nullopt;  // replay names it
+  }
+  if (!rules::ClientTimeAhead(attempted.client_time_unix_ms(), record.ledger_time_unix_ns())) return std::nullopt;
+  return BackdatedBy(absl::StrCat("the refused ", EventKind(attempted), " by ", attempted.author()),
+                     attempted.client_time_unix_ms(), record);
 }
 
 struct Pending {
@@ -311,6 +317,10 @@ struct Pending {
   std::optional<v1::Record> record;
   std::optional<Envelope> envelope;
   bool signature_verified = false;
+  // The key the pool checked the signature under (null: not checked there).
+  // It may come from a record not yet replayed: Apply holds the signature
+  // good only if it is the key the state names when the record is replayed.
+  std::shared_ptr<const crypto::PublicKey> verified_under;
   bool signature_bad = false;
   // A checkpoint's note, opened (signature checked) on the verify pool.
   std::optional<absl::StatusOr<merkle::Checkpoint>> opened;
@@ -336,18 +346,51 @@ struct LogVerifier::Impl {
   }
   bool failed() const { return !report.verified(); }
 
-  // A record's signature to check under `key`, or (no key) a checkpoint
-  // note to open under the operator key.
-  using Jobs = std::vector<std::pair<Pending*, std::optional<crypto::PublicKey>>>;
+  // A record to check the signature of (under its verified_under key), or a
+  // checkpoint note to open under the operator key.
+  using Jobs = std::vector<Pending*>;
 
-  // The signatures of `pending` that can be checked against the keys known
-  // now, and every checkpoint's; the rest are checked in order by the
-  // replayer.
-  Jobs SignatureJobs(std::vector<Pending>& pending) {
+  // The key `key_id` names: as the state knows it, else as a record in
+  // flight proposes it (`proposed`, may be null); null if neither.
+  // Remembered, so that a record costs no key decoding (nor the SHA-256 of
+  // its key id).
+  std::shared_ptr<const crypto::PublicKey> KeyFor(const std::string& key_id,
+                                                  const absl::flat_hash_map<std::string, std::string_view>* proposed) {
+    std::string_view raw;
+    if (const v1::KeyState* key = replayer.state().FindKey(key_id)) {
+      raw = key->public_key();
+    } else if (proposed == nullptr) {
+      return nullptr;
+    } else if (auto it = proposed->find(key_id); it != proposed->end()) {
+      raw = it->second;
+    } else {
+      return nullptr;
+    }
+    auto [it, added] = public_keys.try_emplace(key_id);
+    if (added || it->second->raw() != raw) {
+      auto key = crypto::PublicKey::FromRaw(raw);
+      if (!key.ok()) {
+        public_keys.erase(it);
+        return nullptr;
+      }
+      it->second = std::make_shared<const crypto::PublicKey>(*std::move(key));
+    }
+    return it->second;
+  }
+
+  // The signatures of `pending` that can be checked now, and every
+  // checkpoint's; the rest are checked in order by the replayer. A record
+  // signed by a key the state does not know yet is checked under the key a
+  // record in `pending` or `ready` (the batch replayed while `pending` is
+  // verified) proposes with that id, if any, rather than in order on the
+  // replaying thread: a log's first batches register most of its keys.
+  Jobs SignatureJobs(std::vector<Pending>& pending, const std::vector<Pending>& ready) {
+    if (public_keys.size() > kPublicKeysRemembered) public_keys.clear();  // in-flight records keep theirs
     Jobs jobs;
+    std::vector<Pending*> unknown_key;
     for (Pending& p : pending) {
       if (p.is_checkpoint) {
-        jobs.emplace_back(&p, std::nullopt);
+        jobs.push_back(&p);
         continue;
       }
       if (!p.envelope.has_value()) continue;
@@ -355,12 +398,49 @@ struct LogVerifier::Impl {
         p.signature_verified = true;  // before the range: trusted, not verified
         continue;
       }
-      const v1::KeyState* key = replayer.state().FindKey(p.envelope->signed_event.key_id());
-      if (key == nullptr) continue;
-      auto public_key = crypto::PublicKey::FromRaw(key->public_key());
-      if (public_key.ok()) jobs.emplace_back(&p, *public_key);
+      p.verified_under = KeyFor(p.envelope->signed_event.key_id(), nullptr);
+      if (p.verified_under != nullptr) {
+        jobs.push_back(&p);
+      } else {
+        unknown_key.push_back(&p);
+      }
+    }
+    if (unknown_key.empty()) return jobs;
+    absl::flat_hash_map<std::string, std::string_view> proposed;  // key id -> raw key
+    for (const std::vector<Pending>* batch : {&ready, static_cast<const std::vector<Pending>*>(&pending)}) {
+      for (const Pending& p : *batch) {
+        if (p.envelope.has_value()) ProposedKeys(p.envelope->body, proposed);
+      }
+    }
+    for (Pending* p : unknown_key) {
+      p->verified_under = KeyFor(p->envelope->signed_event.key_id(), &proposed);
+      if (p->verified_under != nullptr) jobs.push_back(p);
     }
     return jobs;
+  }
+
+  // The keys `body` would register, by key id (whether the rules accept
+  // them is decided when it is replayed).
+  static void ProposedKeys(const v1::EventBody& body, absl::flat_hash_map<std::string, std::string_view>& out) {
+    auto add = [&](const std::string& raw) {
+      if (raw.size() == crypto::kPublicKeySize) out.try_emplace(crypto::KeyIdOf(raw), raw);
+    };
+    switch (body.payload_case()) {
+      case v1::EventBody::kGenesis:
+        add(body.genesis().operator_public_key());
+        for (const v1::Registrar& r : body.genesis().registrars()) {
+          for (const std::string& raw : r.public_keys()) add(raw);
+        }
+        break;
+      case v1::EventBody::kOrganisationRegistered:
+        for (const std::string& raw : body.organisation_registered().public_keys()) add(raw);
+        break;
+      case v1::EventBody::kKeyAdded:
+        add(body.key_added().public_key());
+        break;
+      default:
+        break;
+    }
   }
 
   // Checks `jobs` on the pool, one task per pool thread, each taking the
@@ -375,7 +455,13 @@ struct LogVerifier::Impl {
     const size_t chunks = (jobs.size() + kJobsPerChunk - 1) / kJobsPerChunk;
     const size_t n = std::min(static_cast<size_t>(pool->size()), chunks);
     for (size_t t = 0; t < n; ++t) {
-      verifying_group.Run([this, &jobs] { TakeJobs(jobs); });
+      verifying_group.Run([this, &jobs] {
+        const auto start = std::chrono::steady_clock::now();
+        TakeJobs(jobs);
+        const auto took = std::chrono::steady_clock::now() - start;
+        pool_nanos.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count(),
+                             std::memory_order_relaxed);
+      });
     }
   }
   static constexpr size_t kJobsPerChunk = 16;
@@ -385,12 +471,12 @@ struct LogVerifier::Impl {
       if (begin >= jobs.size()) return;
       const size_t end = std::min(begin + kJobsPerChunk, jobs.size());
       for (size_t i = begin; i < end; ++i) {
-        Pending& p = *jobs[i].first;
+        Pending& p = *jobs[i];
         if (p.is_checkpoint) {
           p.opened = merkle::OpenCheckpoint(p.bytes, options.origin, options.operator_key);
           continue;
         }
-        const bool good = crypto::VerifyEvent(*jobs[i].second, p.envelope->signed_event.body(),
+        const bool good = crypto::VerifyEvent(*p.verified_under, p.envelope->signed_event.body(),
                                               p.envelope->signed_event.signature());
         p.signature_verified = good;
         p.signature_bad = !good;
@@ -439,11 +525,16 @@ struct LogVerifier::Impl {
         Fail(CheckId::kDensity, position, absl::StrCat("the record at position ", position, " does not decode or is out of place"));
         return false;
       }
-      if (p.signature_bad) {
+      // Checked under a key the state does not name (now) as that key id's:
+      // not checked at all (the replayer checks it in order).
+      const bool under_named_key = p.verified_under == nullptr || UnderNamedKey(p);
+      if (p.signature_bad && under_named_key) {
         Fail(CheckId::kSignatures, position, absl::StrCat("position ", position, ": the signature does not verify under key ",
                                                  p.envelope->signed_event.key_id()));
         return false;
       }
+      const bool signature_verified = p.signature_verified && under_named_key;
+      if (!signature_verified) ++stats.signatures_in_order;
       const v1::EventBody& body = p.envelope->body;
       auto earlier = idempotency.Use(body.author(), body.idempotency_key(), position);
       if (!earlier.ok()) {
@@ -468,7 +559,7 @@ struct LogVerifier::Impl {
         Fail(CheckId::kNoReversal, position, *violation);
         return false;
       }
-      absl::Status replayed = replayer.Next(*p.record, *p.envelope, p.signature_verified);
+      absl::Status replayed = replayer.Next(*p.record, *p.envelope, signature_verified);
       if (!replayed.ok()) {
         Fail(absl::IsUnauthenticated(replayed) ? CheckId::kSignatures : CheckId::kReplay, position, std::string(replayed.message()));
         return false;
@@ -495,6 +586,13 @@ struct LogVerifier::Impl {
       }
     }
     return true;
+  }
+
+  // Whether the key `p` was checked under is the one the state names by its
+  // key id now, before `p` is replayed.
+  bool UnderNamedKey(const Pending& p) const {
+    const v1::KeyState* key = replayer.state().FindKey(p.envelope->signed_event.key_id());
+    return key != nullptr && key->public_key() == p.verified_under->raw();
   }
 
   // Check 6's later half: the ledger times of the records not yet covered by
@@ -573,9 +671,13 @@ struct LogVerifier::Impl {
     std::vector<Pending> ready = std::move(verifying);
     verifying = std::move(batch);
     batch.clear();
-    StartVerifying();  // keys as known before `ready` is replayed
-    const bool good = Apply(ready);
+    StartVerifying(ready);  // keys as known before `ready` is replayed
+    const bool good = TimedApply(ready);
     pending_records -= std::count_if(ready.begin(), ready.end(), [](const Pending& p) { return !p.is_checkpoint; });
+    // The next batch is read into this one's storage: freeing the slots of
+    // a thousand records had the allocator consolidate its heap every batch.
+    ready.clear();
+    batch = std::move(ready);
     if (good && options.on_batch) options.on_batch();
     return good;
   }
@@ -588,25 +690,36 @@ struct LogVerifier::Impl {
     std::vector<Pending> ready = std::move(verifying);
     verifying = std::move(batch);
     batch.clear();
-    StartVerifying();
-    bool good = Apply(ready);
+    StartVerifying(ready);
+    bool good = TimedApply(ready);
     JoinVerifying();
-    good = good && Apply(verifying);
+    good = good && TimedApply(verifying);
     verifying.clear();
     pending_records = 0;
     if (good && options.on_batch) options.on_batch();
     return good;
   }
 
-  // Starts checking the signatures of `verifying` on the pool.
-  void StartVerifying() {
-    verifying_jobs = SignatureJobs(verifying);
+  // Starts checking the signatures of `verifying` on the pool (`ready` is
+  // the batch replayed meanwhile).
+  void StartVerifying(const std::vector<Pending>& ready) {
+    verifying_jobs = SignatureJobs(verifying, ready);
     StartTasks(verifying_jobs);
   }
   void JoinVerifying() {
+    const auto start = std::chrono::steady_clock::now();
     TakeJobs(verifying_jobs);  // rather than wait idle
+    const auto helped = std::chrono::steady_clock::now();
     verifying_group.Wait();
     verifying_jobs.clear();
+    stats.helping_seconds += std::chrono::duration<double>(helped - start).count();
+    stats.waiting_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - helped).count();
+  }
+  bool TimedApply(std::vector<Pending>& pending) {
+    const auto start = std::chrono::steady_clock::now();
+    const bool good = Apply(pending);
+    stats.replay_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return good;
   }
   ~Impl() { JoinVerifying(); }
 
@@ -634,9 +747,14 @@ struct LogVerifier::Impl {
   std::vector<Pending> batch;      // being read and decoded
   std::vector<Pending> verifying;  // signatures being checked on the pool
   Jobs verifying_jobs;
+  // Keys as decoded for signature checks, by key id (see KeyFor).
+  static constexpr size_t kPublicKeysRemembered = 1 << 16;
+  absl::flat_hash_map<std::string, std::shared_ptr<const crypto::PublicKey>> public_keys;
   std::atomic<size_t> next_job{0};  // the next of verifying_jobs to take
   TaskGroup verifying_group;  // the tasks checking `verifying`
   uint64_t pending_records = 0;  // records in `verifying` and `batch`
+  PipelineStats stats;  // but for the pool's time:
+  std::atomic<int64_t> pool_nanos{0};
 };
 
 LogVerifier::LogVerifier(LogVerifierOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -825,6 +943,12 @@ absl::Status LogVerifier::Resume(std::string_view saved) {
   return absl::OkStatus();
 }
 
+PipelineStats LogVerifier::Stats() const {
+  PipelineStats stats = impl_->stats;
+  stats.pool_seconds = impl_->pool_nanos.load(std::memory_order_relaxed) / 1e9;
+  return stats;
+}
+
 v1::VerifyReport LogVerifier::Report() const {
   v1::VerifyReport report = impl_->report;
   const rules::State& state = impl_->replayer.state();
@@ -990,6 +1114,7 @@ v1::VerifyReport VerifyBundle(const std::string& path, const VerifyOptions& opti
   }
   if (options.progress) options.progress((*reader)->offset(), (*reader)->file_size());
   v1::VerifyReport out = verifier.Report();
+  if (options.stats != nullptr) *options.stats = verifier.Stats();
   out.set_ledger_id(report.ledger_id());
   out.set_operator_key_id(operator_key->key_id());
   out.set_operator_key_given(options.operator_key.has_value());

@@ -26,6 +26,19 @@
 
 namespace ledger::audit {
 
+// Where the verification's time went (`verify --bench`): the thread that
+// reads and replays the log against the pool that checks signatures. The
+// replaying thread's time not counted here went to reading and decoding.
+struct PipelineStats {
+  double replay_seconds = 0;   // applying batches in order: rules, Merkle tree, the other checks
+  double helping_seconds = 0;  // the replaying thread checking the pool's signatures, once it had replayed
+  double waiting_seconds = 0;  // the replaying thread waiting for the pool's last signatures of a batch
+  double pool_seconds = 0;     // the pool's threads checking signatures, summed
+  // Records whose signature the replayer checked itself, in order: their
+  // key was neither known nor proposed by a record in flight when batched.
+  uint64_t signatures_in_order = 0;
+};
+
 struct VerifyOptions {
   // The operator key the auditor trusts. Without it the bundle's own key is
   // used (and must match Genesis), which proves consistency, not provenance.
@@ -43,6 +56,8 @@ struct VerifyOptions {
   std::function<void(uint64_t, uint64_t)> progress;
   // Tests only: see LogVerifierOptions::fingerprint_bits.
   int fingerprint_bits = 64;
+  // If set, filled in with where the time went.
+  PipelineStats* stats = nullptr;
 };
 
 v1::VerifyReport VerifyBundle(const std::string& path, const VerifyOptions& options);
@@ -142,6 +157,8 @@ class LogVerifier {
   // to_position = the records applied, records = those of them in the range),
   // root and threads filled in; ledger_id and seconds are the caller's.
   v1::VerifyReport Report() const;
+  // Where the time went so far.
+  PipelineStats Stats() const;
 
  private:
   struct Impl;

@@ -45,14 +45,15 @@ struct Decision {
   v1::EventBody& Emit() { return effects->system_events.emplace_back(); }
 };
 
-absl::StatusOr<v1::CollectiveState> FormedCollective(const State& state, const std::string& id) {
+// As the state holds it (not copied: a proposal only reads it).
+absl::StatusOr<const v1::CollectiveState*> FormedCollective(const State& state, const std::string& id) {
   const v1::CollectiveState* collective = state.FindCollective(id);
   if (collective == nullptr) return RuleBroken(v1::UNKNOWN_COLLECTIVE, absl::StrCat("no collective ", id));
   if (!collective->formed()) {
     return RuleBroken(v1::COLLECTIVE_NOT_FORMED,
                       absl::StrCat("collective ", id, " is not formed: not every founding member has accepted its charter"));
   }
-  return *collective;
+  return collective;
 }
 
 // The founders whose acceptances form `collective`: the charter's, as
@@ -433,8 +434,9 @@ absl::Status ProposalSubmitted(Decision& d) {
   if (d.state.FindProposal(event.proposal_id()) != nullptr) {
     return RuleBroken(v1::PROPOSAL_EXISTS, absl::StrCat("proposal ", event.proposal_id(), " already exists"));
   }
-  auto collective = FormedCollective(d.state, event.collective_id());
-  if (!collective.ok()) return collective.status();
+  auto formed = FormedCollective(d.state, event.collective_id());
+  if (!formed.ok()) return formed.status();
+  const v1::CollectiveState* collective = *formed;
   if (auto s = RequireMember(*collective, d.author()); !s.ok()) return s;
   const v1::Charter& charter = collective->charter();
   if (RulesAtLeast(d.state, kRulesV2) &&
@@ -807,13 +809,14 @@ absl::Status AssuranceRecorded(Decision& d) {
 
 absl::Status MemberWithdrew(Decision& d) {
   const auto& event = d.envelope.body.member_withdrew();
-  auto collective = FormedCollective(d.state, event.collective_id());
-  if (!collective.ok()) return collective.status();
-  if (auto s = RequireMember(*collective, d.author()); !s.ok()) return s;
+  auto formed = FormedCollective(d.state, event.collective_id());
+  if (!formed.ok()) return formed.status();
+  v1::CollectiveState collective = **formed;
+  if (auto s = RequireMember(collective, d.author()); !s.ok()) return s;
   // Adopted decisions still bind it; open gateways keep their electorates.
-  Erase(collective->mutable_members(), d.author());
-  collective->add_former_members(d.author());
-  d.state.PutCollective(*std::move(collective));
+  Erase(collective.mutable_members(), d.author());
+  collective.add_former_members(d.author());
+  d.state.PutCollective(std::move(collective));
   return absl::OkStatus();
 }
 

@@ -2152,7 +2152,8 @@ std::vector<std::string> Serialized(const std::vector<v1::Record>& log) {
 
 // Runs the verifier over `records` (no checkpoints: these tests rewrite the
 // log as an operator would, who would sign new ones).
-v1::VerifyReport VerifyRecords(const std::vector<std::string>& records, audit::LogVerifierOptions options) {
+v1::VerifyReport VerifyRecords(const std::vector<std::string>& records, audit::LogVerifierOptions options,
+                               audit::PipelineStats* stats = nullptr) {
   options.threads = 2;
   audit::LogVerifier verifier(std::move(options));
   for (const std::string& record : records) {
@@ -2161,11 +2162,70 @@ v1::VerifyReport VerifyRecords(const std::vector<std::string>& records, audit::L
   if (verifier.Flush()) {
     if (absl::Status s = verifier.FinishReplay(); !s.ok()) verifier.Fail(audit::CheckId::kReplay, std::nullopt, std::string(s.message()));
   }
+  if (stats != nullptr) *stats = verifier.Stats();
   return verifier.Report();
 }
 
 const v1::VerifyCheck& Check(const v1::VerifyReport& report, audit::CheckId id) {
   return report.checks(static_cast<int>(id));
+}
+
+// A log's first batches register the keys that sign the rest. A record
+// signed by a key the state does not know yet but a record in flight
+// proposes is checked on the pool under that key, not in order by the
+// replayer, and counts only if the state names that key by the time the
+// record is replayed: a bad signature by a key added in the same batch is
+// named at its position, and so is a good signature by a key added only
+// after it.
+TEST_F(LedgerTest, LogVerifierChecksKeysAddedInFlightOnThePoolAndHoldsThemToTheState) {
+  PrivateKey first = PrivateKey::Generate();
+  PrivateKey second = PrivateKey::Generate();
+  SubmitOne(Register("trust", {Raw(first)}));
+  auto add_keys = [&](const PrivateKey& signer, int batches) {
+    for (int batch = 0; batch < batches; ++batch) {
+      std::vector<v1::SignedEvent> events;
+      for (int i = 0; i < 100; ++i) events.push_back(AddKey("trust", Raw(PrivateKey::Generate()), "trust", signer));
+      ASSERT_TRUE(Submit(std::move(events)).ok());
+    }
+  };
+  add_keys(first, 3);
+  const uint64_t second_added = ledger_->size();
+  SubmitOne(AddKey("trust", Raw(second), "trust", first));
+  add_keys(second, 12);
+  const std::vector<v1::Record> log = LogRecords(*ledger_);
+  ASSERT_GT(log.size(), 1500u);  // past the verifier's first batch
+  const audit::LogVerifierOptions options{.operator_key = operator_key_.public_key(),
+                                          .origin = ledger_->info().origin()};
+  {
+    SCOPED_TRACE("the log as written");
+    audit::PipelineStats stats;
+    const v1::VerifyReport report = VerifyRecords(Serialized(log), options, &stats);
+    EXPECT_TRUE(report.verified()) << audit::FormatReportText(report, "log");
+    EXPECT_EQ(stats.signatures_in_order, 1u);  // Genesis, signed by the key it names
+  }
+  {
+    SCOPED_TRACE("a bad signature by the key added in the same batch");
+    std::vector<v1::Record> tampered = log;
+    const uint64_t bad = second_added + 5;
+    v1::SignedEvent event;
+    ASSERT_TRUE(event.ParseFromString(tampered[bad].signed_event()));
+    ASSERT_EQ(event.key_id(), second.public_key().key_id());
+    event.mutable_signature()->at(7) ^= 1;
+    tampered[bad].set_signed_event(event.SerializeAsString());
+    const v1::VerifyReport report = VerifyRecords(Serialized(tampered), options);
+    EXPECT_FALSE(Check(report, audit::CheckId::kSignatures).passed()) << audit::FormatReportText(report, "log");
+    EXPECT_EQ(Check(report, audit::CheckId::kSignatures).first_failing_position(), bad);
+  }
+  {
+    SCOPED_TRACE("a good signature by a key added only at the next position");
+    std::vector<v1::Record> swapped = log;
+    std::string early = swapped[second_added + 1].signed_event();
+    swapped[second_added + 1].set_signed_event(swapped[second_added].signed_event());
+    swapped[second_added].set_signed_event(std::move(early));
+    const v1::VerifyReport report = VerifyRecords(Serialized(swapped), options);
+    EXPECT_FALSE(Check(report, audit::CheckId::kSignatures).passed()) << audit::FormatReportText(report, "log");
+    EXPECT_EQ(Check(report, audit::CheckId::kSignatures).first_failing_position(), second_added);
+  }
 }
 
 TEST_F(LedgerTest, DensityComparesWholePairsSoCollidingFingerprintsPassAndARealDuplicateFails) {
