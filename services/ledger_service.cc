@@ -9,6 +9,7 @@
 #include <cstring>
 #include <optional>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "grpcpp/support/proto_buffer_reader.h"
@@ -26,6 +27,16 @@ constexpr size_t kMaxStreamMessageRecords = 512;
 // thread (LedgerServiceImpl::bulk_intake_). The load generator's batches of
 // 100 KeyAdded are ~25 KiB; a hostile batch of 1,000 maximal votes ~4 MB.
 constexpr size_t kInlineBatchBytes = 256 << 10;
+// One address may hold at most 1/kBulkPeerShare of the bulk-intake queue.
+constexpr size_t kBulkPeerShare = 4;
+
+// gRPC's peer string without its port ("ipv4:10.0.0.7:51234" ->
+// "ipv4:10.0.0.7"): a member opening more connections is still one address.
+std::string PeerAddress(const std::string& peer) {
+  if (!absl::StartsWith(peer, "ipv4:") && !absl::StartsWith(peer, "ipv6:")) return peer;
+  const size_t colon = peer.rfind(':');
+  return colon == std::string::npos || colon < 5 ? peer : peer.substr(0, colon);
+}
 constexpr size_t kMaxStreamMessageBytes = 1 << 20;
 
 // Linux gives each thread its own nice value: this one yields the CPU to
@@ -249,6 +260,7 @@ LedgerServiceImpl::~LedgerServiceImpl() {
 }
 
 void LedgerServiceImpl::StopStreams() {
+  bulk_stopping_.store(true);
   absl::MutexLock lock(&mu_);
   stopping_ = true;
   for (SubscribeStream* stream : streams_) stream->Stop();
@@ -385,30 +397,70 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::AppendBatch(grpc::CallbackServerCon
                                                          grpc::ByteBuffer* response) {
   const auto started = std::chrono::steady_clock::now();
   auto* reactor = context->DefaultReactor();
-  // A reference to the request's slices, not a copy of its bytes.
-  grpc::ByteBuffer bytes(*request);
+  // The request's bytes are taken over, not shared: gRPC would hold them
+  // until the call ends, through verification and commit, uncounted. (The
+  // buffer gRPC passes is its own, and not const; it is destroyed later.)
+  grpc::ByteBuffer bytes;
+  bytes.Swap(const_cast<grpc::ByteBuffer*>(request));
   const size_t size = bytes.Length();
   if (size <= kInlineBatchBytes) {
     DecodeAndSubmitBatch(reactor, std::move(bytes), response, started);
     return reactor;
   }
-  const size_t before = bulk_queued_bytes_.fetch_add(size);
-  if (bulk_limit_bytes_ != 0 && before != 0 && before + size > bulk_limit_bytes_) {
-    bulk_queued_bytes_.fetch_sub(size);
-    absl::Status full = Refuse(absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED,
-                               absl::StrCat("batches of ", before, " bytes are waiting to be decoded; ", size,
-                                            " more would pass ", bulk_limit_bytes_,
-                                            ", the most this server holds (ledgerd --max-inflight-bytes); "
-                                            "try again later"));
-    CountAppend(true, full, false, started);
-    reactor->Finish(ToGrpc(full));
+  std::string peer = PeerAddress(context->peer());
+  if (absl::Status queued = QueueBulk(peer, size); !queued.ok()) {
+    CountAppend(true, queued, false, started);
+    reactor->Finish(ToGrpc(queued));
     return reactor;
   }
-  bulk_intake_->Schedule([this, reactor, bytes = std::move(bytes), response, started, size]() mutable {
-    bulk_queued_bytes_.fetch_sub(size);
+  bulk_intake_->Schedule([this, context, reactor, bytes = std::move(bytes), response, started, size,
+                          peer = std::move(peer)]() mutable {
+    UnqueueBulk(peer, size);
+    // A call whose client gave up, or a server stopping, costs no decoding
+    // and commits nothing.
+    if (context->IsCancelled() || bulk_stopping_.load()) {
+      absl::Status gone = context->IsCancelled()
+                              ? absl::CancelledError("the client cancelled the call before its batch was decoded")
+                              : Refuse(absl::StatusCode::kUnavailable, v1::SHUTTING_DOWN, "the server is shutting down");
+      CountAppend(true, gone, false, started);
+      reactor->Finish(ToGrpc(gone));
+      return;
+    }
     DecodeAndSubmitBatch(reactor, std::move(bytes), response, started);
   });
   return reactor;
+}
+
+absl::Status LedgerServiceImpl::QueueBulk(const std::string& peer, size_t size) {
+  absl::MutexLock lock(&bulk_mu_);
+  // Each peer (an address, whatever its ports) holds at most a quarter of
+  // the queue, so that one member cannot fill it and turn every other
+  // member's large batch away; a batch alone in the queue always fits.
+  const size_t peer_limit = bulk_limit_bytes_ / kBulkPeerShare;
+  size_t& mine = bulk_queued_by_peer_[peer];
+  if (bulk_limit_bytes_ != 0 && bulk_queued_bytes_ != 0 &&
+      (bulk_queued_bytes_ + size > bulk_limit_bytes_ || (mine != 0 && mine + size > peer_limit))) {
+    const bool own = bulk_queued_bytes_ + size <= bulk_limit_bytes_;
+    const size_t held = own ? mine : bulk_queued_bytes_;
+    if (mine == 0) bulk_queued_by_peer_.erase(peer);
+    return Refuse(absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED,
+                  absl::StrCat("batches of ", held, " bytes ", own ? "from this address " : "",
+                               "are waiting to be decoded; ", size, " more would pass ",
+                               own ? peer_limit : bulk_limit_bytes_,
+                               own ? ", the most one address may queue (a quarter of ledgerd --max-inflight-bytes)"
+                                   : ", the most this server holds (ledgerd --max-inflight-bytes)",
+                               "; try again later"));
+  }
+  mine += size;
+  bulk_queued_bytes_ += size;
+  return absl::OkStatus();
+}
+
+void LedgerServiceImpl::UnqueueBulk(const std::string& peer, size_t size) {
+  absl::MutexLock lock(&bulk_mu_);
+  bulk_queued_bytes_ -= size;
+  auto it = bulk_queued_by_peer_.find(peer);
+  if ((it->second -= size) == 0) bulk_queued_by_peer_.erase(it);
 }
 
 void LedgerServiceImpl::DecodeAndSubmitBatch(grpc::ServerUnaryReactor* reactor, grpc::ByteBuffer request,

@@ -17,6 +17,7 @@
 #include <memory>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/support/byte_buffer.h"
@@ -89,6 +90,10 @@ class LedgerServiceImpl final : public LedgerServiceBase {
   // latency; no-op without ExportMetrics.
   void CountAppend(bool batch, const absl::Status& status, bool replayed,
                    std::chrono::steady_clock::time_point started);
+  // Counts `size` bytes from `peer` into the bulk-intake queue, or refuses
+  // them (LIMIT_REACHED) beyond the queue's or the peer's share of it.
+  absl::Status QueueBulk(const std::string& peer, size_t size);
+  void UnqueueBulk(const std::string& peer, size_t size);
   // Decodes one AppendBatchRequest, submits its events and answers.
   void DecodeAndSubmitBatch(grpc::ServerUnaryReactor* reactor, grpc::ByteBuffer request, grpc::ByteBuffer* response,
                             std::chrono::steady_clock::time_point started);
@@ -123,10 +128,15 @@ class LedgerServiceImpl final : public LedgerServiceBase {
   // sending 4 MB batches (issue 9's hostile member) holds neither gRPC's
   // reaction threads nor, when the cores are busy, the CPU that other
   // members' appends need. Bounded by bulk_limit_bytes_ of raw requests
-  // queued; one more is refused LIMIT_REACHED. Last members: the service's
+  // queued, and a quarter of that from one address; one more is refused
+  // LIMIT_REACHED. Queued calls are answered without decoding once their
+  // client has cancelled or the server stops. Last members: the service's
   // own pool is destroyed (its queue run out) first.
   const size_t bulk_limit_bytes_;
-  std::atomic<size_t> bulk_queued_bytes_{0};
+  absl::Mutex bulk_mu_;
+  size_t bulk_queued_bytes_ ABSL_GUARDED_BY(bulk_mu_) = 0;
+  absl::flat_hash_map<std::string, size_t> bulk_queued_by_peer_ ABSL_GUARDED_BY(bulk_mu_);
+  std::atomic<bool> bulk_stopping_{false};  // set by StopStreams
   std::unique_ptr<ThreadPool> own_bulk_intake_;
   ThreadPool* bulk_intake_;
 };

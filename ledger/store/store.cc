@@ -331,13 +331,16 @@ absl::Status Store::ConvertTreeLayout() {
   }
   it.reset();
   level_first_tree_ = false;
+  LOG(INFO) << "converted " << converted << " Merkle tree nodes to the append-order layout in "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
+            << " s; compacting the tree";
   // The deleted keys' tombstones go at once, not at some later compaction.
   rocksdb::CompactRangeOptions compact;
   if (auto s = FromRocks(db_->CompactRange(compact, tree_, nullptr, nullptr), "compacting the converted tree");
       !s.ok()) {
     return s;
   }
-  LOG(INFO) << "converted " << converted << " Merkle tree nodes to the append-order layout in "
+  LOG(INFO) << "Merkle tree conversion done in "
             << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() << " s";
   return absl::OkStatus();
 }

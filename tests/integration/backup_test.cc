@@ -577,7 +577,7 @@ TEST_F(BackupTest, SecondBackupWhileOneRunsIsRefusedUntilTheFirstClientGoesAway)
 // reading nothing it loses the call (CANCELLED, logged) and the slot. The
 // freed slot is polled for (at most 30 s; the default 60 s would fail this).
 TEST_F(BackupTest, ABackupWhoseClientStopsReadingLosesItsSlotAfterTheStallTimeout) {
-  server_.set_extra_args({"--stream-stall-seconds", "2"});
+  server_.set_extra_args({"--stream-stall-seconds", "5"});
   ASSERT_NO_FATAL_FAILURE(StartServer());
   std::vector<Acked> acked;
   ASSERT_NO_FATAL_FAILURE(Fill(&acked));
@@ -603,7 +603,7 @@ TEST_F(BackupTest, ABackupWhoseClientStopsReadingLosesItsSlotAfterTheStallTimeou
   bool manifest = false;
   EXPECT_EQ(held.ReadRest(&manifest).error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_FALSE(manifest);
-  EXPECT_TRUE(absl::StrContains(server_.Stderr(), "backup: the client read nothing for 2s")) << server_.Stderr();
+  EXPECT_TRUE(absl::StrContains(server_.Stderr(), "backup: the client read nothing for 5s")) << server_.Stderr();
 }
 
 TEST_F(BackupTest, LeftoverCheckpointIsRemovedAtStart) {

@@ -4,11 +4,14 @@
 // is bounded, and small ones never wait behind it.
 #include "services/ledger_service.h"
 
+#include <deque>
 #include <future>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/synchronization/notification.h"
 #include "client/error_detail.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -59,10 +62,20 @@ TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitF
   auto ledger = store::Ledger::Open(std::move(options));
   ASSERT_TRUE(ledger.ok()) << ledger.status();
 
-  // The bulk-intake thread, held until `gate`.
-  absl::Notification gate;
+  // The bulk-intake thread, held until a gate opens; every gate opens when
+  // the test ends, however it ends (else the server would wait for ever).
   ThreadPool bulk(1);
-  bulk.Schedule([&gate] { gate.WaitForNotification(); });
+  std::deque<absl::Notification> gates;
+  auto hold = [&] {
+    absl::Notification* gate = &gates.emplace_back();
+    bulk.Schedule([gate] { gate->WaitForNotification(); });
+    return gate;
+  };
+  auto open_all = absl::MakeCleanup([&] {
+    for (absl::Notification& gate : gates) {
+      if (!gate.HasBeenNotified()) gate.Notify();
+    }
+  });
   ThreadPool workers(1);
   const uint64_t size = (*ledger)->size();
   {
@@ -74,21 +87,36 @@ TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitF
     std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
     ASSERT_NE(server, nullptr);
     grpc::GenericStub stub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+    std::vector<std::unique_ptr<RawBatchCall>> calls;  // kept while their callbacks may run
 
-    // Two of 600 KiB: whichever arrives first waits behind the held thread,
-    // and the other would pass 1 MiB of queued bytes: refused at once.
-    RawBatchCall one(&stub, 600 << 10), other(&stub, 600 << 10);
-    auto one_answer = one.answer(), other_answer = other.answer();
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (!Answered(one_answer) && !Answered(other_answer) && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    ASSERT_NE(Answered(one_answer), Answered(other_answer)) << "exactly one is answered while the thread is held";
-    std::future<grpc::Status>& queued = Answered(one_answer) ? other_answer : one_answer;
-    const grpc::Status refused = (Answered(one_answer) ? one_answer : other_answer).get();
+    // Two large batches at once: whichever arrives first waits behind the
+    // held thread and the other is refused at once; returns the waiting
+    // one's answer and the refusal.
+    auto one_waits_one_is_refused = [&](size_t bytes, std::future<grpc::Status>* waiting, grpc::Status* refused) {
+      auto one = std::make_unique<RawBatchCall>(&stub, bytes), other = std::make_unique<RawBatchCall>(&stub, bytes);
+      auto one_answer = one->answer(), other_answer = other->answer();
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (!Answered(one_answer) && !Answered(other_answer) && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      ASSERT_NE(Answered(one_answer), Answered(other_answer)) << "exactly one is answered while the thread is held";
+      const bool one_refused = Answered(one_answer);
+      *refused = (one_refused ? one_answer : other_answer).get();
+      *waiting = std::move(one_refused ? other_answer : one_answer);
+      calls.push_back(std::move(one));
+      calls.push_back(std::move(other));
+    };
+
+    // 1. Two of 600 KiB: the second would pass 1 MiB queued.
+    absl::Notification* gate = hold();
+    std::future<grpc::Status> queued;
+    grpc::Status refused;
+    ASSERT_NO_FATAL_FAILURE(one_waits_one_is_refused(600 << 10, &queued, &refused));
     EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
     EXPECT_EQ(client::DetailOf(refused).reason(), v1::LIMIT_REACHED);
-    EXPECT_NE(refused.error_message().find("--max-inflight-bytes"), std::string::npos) << refused.error_message();
+    EXPECT_NE(refused.error_message().find("the most this server holds (ledgerd --max-inflight-bytes)"),
+              std::string::npos)
+        << refused.error_message();
 
     // A batch up to 256 KiB is decoded where it arrives: answered while the
     // bulk thread is still held.
@@ -98,14 +126,22 @@ TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitF
     EXPECT_EQ(client::DetailOf(malformed).reason(), v1::MALFORMED);
     EXPECT_FALSE(Answered(queued));
 
-    gate.Notify();
+    gate->Notify();
     const grpc::Status decoded = queued.get();
     EXPECT_EQ(decoded.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << decoded.error_message();
     EXPECT_EQ(client::DetailOf(decoded).reason(), v1::MALFORMED);
 
-    // Its bytes are no longer counted: another large batch is taken.
-    RawBatchCall third(&stub, 600 << 10);
-    EXPECT_EQ(third.answer().get().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    // 2. Its bytes are no longer counted, but one address holds at most a
+    //    quarter of the queue (256 KiB here): two of 300 KiB, though they
+    //    would fit in 1 MiB, are one too many from this address.
+    gate = hold();
+    ASSERT_NO_FATAL_FAILURE(one_waits_one_is_refused(300 << 10, &queued, &refused));
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+    EXPECT_EQ(client::DetailOf(refused).reason(), v1::LIMIT_REACHED);
+    EXPECT_NE(refused.error_message().find("the most one address may queue"), std::string::npos)
+        << refused.error_message();
+    gate->Notify();
+    EXPECT_EQ(queued.get().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     server->Shutdown();
   }
   EXPECT_EQ((*ledger)->size(), size);  // nothing of any of it written

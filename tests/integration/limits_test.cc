@@ -219,7 +219,7 @@ TEST_F(LimitsTest, SecondVerificationIsRefusedWhileOneRuns) {
 // next client. The freed slot is polled for (at most 30 s; the default
 // stall timeout of 60 s would fail this).
 TEST_F(LimitsTest, AVerifyWhoseClientStopsReadingLosesItsSlotAfterTheStallTimeout) {
-  StartServer({"--stream-stall-seconds", "2"});
+  StartServer({"--stream-stall-seconds", "5"});
   HeldVerify stalled(server_.address());
   ASSERT_TRUE(stalled.first) << services::Describe(stalled.finished);
   EXPECT_TRUE(IsLimit(HeldVerify(server_.address()).finished, "--max-verifications"));
@@ -240,7 +240,7 @@ TEST_F(LimitsTest, AVerifyWhoseClientStopsReadingLosesItsSlotAfterTheStallTimeou
   bool reported = false;
   EXPECT_EQ(stalled.ReadRest(&reported).error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_FALSE(reported);
-  EXPECT_TRUE(absl::StrContains(server_.Stderr(), "verify: the client read nothing for 2s")) << server_.Stderr();
+  EXPECT_TRUE(absl::StrContains(server_.Stderr(), "verify: the client read nothing for 5s")) << server_.Stderr();
 }
 
 TEST_F(LimitsTest, MessageOverTheLimitIsRefusedAndNothingWritten) {
