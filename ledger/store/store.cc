@@ -45,7 +45,7 @@ std::string LevelFirstNodeKey(int level, uint64_t index) {
   AppendBE(&key, index, 8);
   return key;
 }
-bool IsTreeNodeKey(std::string_view key) { return key.size() == 10 && key[0] == kAppendOrderTreeMark; }
+bool IsAppendOrderKey(std::string_view key) { return key.size() == 10 && key[0] == kAppendOrderTreeMark; }
 std::string IdempotencyKey(std::string_view author, std::string_view key) {
   std::string out(author);
   out.push_back('\0');
@@ -281,11 +281,11 @@ absl::Status Store::DetectTreeLayout(bool read_only) {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), tree_));
   it->SeekToFirst();
   if (!it->status().ok()) return FromRocks(it->status(), "reading the Merkle tree");
-  if (!it->Valid() || IsTreeNodeKey(it->key().ToStringView())) return absl::OkStatus();
+  if (!it->Valid() || IsAppendOrderKey(it->key().ToStringView())) return absl::OkStatus();
   level_first_tree_ = true;
   it->SeekToLast();
   if (!it->status().ok()) return FromRocks(it->status(), "reading the Merkle tree");
-  if (read_only && it->Valid() && IsTreeNodeKey(it->key().ToStringView())) {
+  if (read_only && it->Valid() && IsAppendOrderKey(it->key().ToStringView())) {
     return absl::FailedPreconditionError(
         "the ledger database's Merkle tree is half converted to its new layout (a conversion was interrupted); "
         "start ledgerd on it once to finish, then open it again");
@@ -297,17 +297,18 @@ absl::Status Store::ConvertTreeLayout() {
   constexpr size_t kNodesPerBatch = 1 << 16;
   const auto started = std::chrono::steady_clock::now();
   uint64_t converted = 0;
-  rocksdb::WriteOptions sync;
-  sync.sync = true;
-  // The iterator reads the tree as it was when created: the batches written
-  // meanwhile (level-first keys deleted, append-order keys, which sort after
-  // every level-first one, put) are not seen.
+  // 1. Every node is written again under its append-order key, without the
+  //    write-ahead log (the old keys stay until step 3, so a crash before it
+  //    loses nothing: the next Open converts again). The iterator reads the
+  //    tree as it was when created, and append-order keys sort after every
+  //    level-first one (0xFF), so it meets none it wrote.
+  rocksdb::WriteOptions no_wal;
+  no_wal.disableWAL = true;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), tree_));
   rocksdb::WriteBatch batch;
-  size_t in_batch = 0;
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     std::string_view key = it->key().ToStringView();
-    if (IsTreeNodeKey(key)) break;  // converted before an interruption
+    if (IsAppendOrderKey(key)) break;  // written by an interrupted conversion
     if (key.size() != 9) {
       return absl::DataLossError(absl::StrCat("Merkle tree key of ", key.size(), " bytes (expected 9)"));
     }
@@ -317,26 +318,33 @@ absl::Status Store::ConvertTreeLayout() {
       return absl::DataLossError(absl::StrCat("Merkle tree key of level ", level, " index ", index, " is out of range"));
     }
     batch.Put(tree_, TreeNodeKey(level, index), it->value());
-    batch.Delete(tree_, it->key());
-    ++converted;
-    if (++in_batch == kNodesPerBatch) {
-      if (auto s = FromRocks(db_->Write(sync, &batch), "converting the Merkle tree's layout"); !s.ok()) return s;
+    if (++converted % kNodesPerBatch == 0) {
+      if (auto s = FromRocks(db_->Write(no_wal, &batch), "converting the Merkle tree's layout"); !s.ok()) return s;
       batch.Clear();
-      in_batch = 0;
     }
   }
   if (!it->status().ok()) return FromRocks(it->status(), "reading the Merkle tree");
-  if (in_batch > 0) {
-    if (auto s = FromRocks(db_->Write(sync, &batch), "converting the Merkle tree's layout"); !s.ok()) return s;
-  }
   it.reset();
+  if (auto s = FromRocks(db_->Write(no_wal, &batch), "converting the Merkle tree's layout"); !s.ok()) return s;
+  // 2. Made durable: the tree family's memtable goes to a table file.
+  if (auto s = FromRocks(db_->Flush(rocksdb::FlushOptions(), tree_), "flushing the converted tree"); !s.ok()) {
+    return s;
+  }
+  // 3. The level-first keys go, in one synced range deletion.
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  if (auto s = FromRocks(db_->DeleteRange(sync, tree_, std::string(), std::string(1, kAppendOrderTreeMark)),
+                         "removing the tree's level-first keys");
+      !s.ok()) {
+    return s;
+  }
   level_first_tree_ = false;
   LOG(INFO) << "converted " << converted << " Merkle tree nodes to the append-order layout in "
             << std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()
             << " s; compacting the tree";
-  // The deleted keys' tombstones go at once, not at some later compaction.
-  rocksdb::CompactRangeOptions compact;
-  if (auto s = FromRocks(db_->CompactRange(compact, tree_, nullptr, nullptr), "compacting the converted tree");
+  // The range deletion's space is reclaimed at once, not at some later compaction.
+  if (auto s = FromRocks(db_->CompactRange(rocksdb::CompactRangeOptions(), tree_, nullptr, nullptr),
+                         "compacting the converted tree");
       !s.ok()) {
     return s;
   }
@@ -570,7 +578,7 @@ absl::Status Store::ScanRecords(uint64_t from, uint64_t to, const RecordVisitor&
   // append-order layout the nodes a leaf completes follow it: skipped.
   std::unique_ptr<rocksdb::Iterator> leaves(db_->NewIterator(rocksdb::ReadOptions(), tree_));
   auto next_leaf = [&] {
-    while (leaves->Valid() && IsTreeNodeKey(leaves->key().ToStringView()) && leaves->key()[9] != 0) {
+    while (leaves->Valid() && IsAppendOrderKey(leaves->key().ToStringView()) && leaves->key()[9] != 0) {
       leaves->Next();
     }
   };
