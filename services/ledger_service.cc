@@ -1,17 +1,10 @@
 #include "services/ledger_service.h"
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "glog/logging.h"
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "grpcpp/support/proto_buffer_writer.h"
 #include "ledger/event/refusal.h"
@@ -38,15 +31,6 @@ std::string PeerAddress(const std::string& peer) {
   return colon == std::string::npos || colon < 5 ? peer : peer.substr(0, colon);
 }
 constexpr size_t kMaxStreamMessageBytes = 1 << 20;
-
-// Linux gives each thread its own nice value: this one yields the CPU to
-// every thread of normal priority when the cores are busy.
-void LowerThisThreadsPriority() {
-  constexpr int kBulkNice = 10;
-  if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kBulkNice) != 0) {
-    LOG(WARNING) << "bulk intake: could not lower the thread's priority: " << std::strerror(errno);
-  }
-}
 
 grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const absl::Status& status) {
   auto* reactor = context->DefaultReactor();
@@ -231,9 +215,8 @@ LedgerServiceImpl::LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers,
       bulk_limit_bytes_(ledger->max_inflight_bytes()),
       bulk_intake_(bulk_intake) {
   if (bulk_intake_ == nullptr) {
-    own_bulk_intake_ = std::make_unique<ThreadPool>(1);
+    own_bulk_intake_ = std::make_unique<ThreadPool>(1, kBulkWorkNice);
     bulk_intake_ = own_bulk_intake_.get();
-    bulk_intake_->Schedule([] { LowerThisThreadsPriority(); });
   }
   {
     absl::MutexLock lock(&pump_mu_);

@@ -1,16 +1,22 @@
 #include "ledger/common/thread_pool.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <utility>
 
 namespace ledger {
 
-ThreadPool::ThreadPool(int threads) {
+ThreadPool::ThreadPool(int threads, int nice) {
   if (threads <= 0) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   threads_.reserve(threads);
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this, nice] { Loop(nice); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -32,7 +38,17 @@ void ThreadPool::Schedule(absl::AnyInvocable<void() &&> task) {
   work_.Signal();
 }
 
-void ThreadPool::Loop() {
+void ThreadPool::Loop(int nice) {
+  if (nice > 0) {
+    // Relative to what the thread inherited, so a server started niced keeps
+    // the difference (and never asks for more priority than it has).
+    const id_t self = static_cast<id_t>(syscall(SYS_gettid));
+    errno = 0;
+    const int inherited = getpriority(PRIO_PROCESS, self);
+    if ((inherited == -1 && errno != 0) || setpriority(PRIO_PROCESS, self, std::min(19, inherited + nice)) != 0) {
+      std::fprintf(stderr, "ThreadPool: could not lower a thread's priority by %d: %s\n", nice, std::strerror(errno));
+    }
+  }
   while (true) {
     absl::AnyInvocable<void() &&> task;
     {

@@ -26,10 +26,17 @@
 
 namespace ledger {
 
+// The nice value of pools doing one member's bulk work (decoding and
+// freeing multi-megabyte batches) while other members wait for appends.
+inline constexpr int kBulkWorkNice = 10;
+
 class ThreadPool {
  public:
-  // `threads` <= 0: one per core.
-  explicit ThreadPool(int threads);
+  // `threads` <= 0: one per core. `nice` > 0: the threads run that much
+  // lower in CPU priority than their creator (Linux gives each thread its
+  // own nice value), for bulk work that must yield the cores to
+  // latency-sensitive threads.
+  explicit ThreadPool(int threads, int nice = 0);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -42,7 +49,7 @@ class ThreadPool {
   void Schedule(absl::AnyInvocable<void() &&> task);
 
  private:
-  void Loop();
+  void Loop(int nice);
 
   absl::Mutex mu_;
   absl::CondVar work_;

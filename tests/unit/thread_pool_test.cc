@@ -4,6 +4,11 @@
 // pool's destructor runs everything already scheduled.
 #include "ledger/common/thread_pool.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -52,6 +57,21 @@ TEST(ThreadPoolTest, RunsTasksOnItsOwnFixedThreads) {
   EXPECT_EQ(seen.size(), 3u) << "the pool's three threads, and no others";
   EXPECT_EQ(seen.count(std::this_thread::get_id()), 0u);
   EXPECT_GE(ThreadPool(0).size(), 1);  // one per core
+}
+
+// Bulk work yields the cores: a pool made with a nice value runs its tasks
+// at it, and the caller's own priority is unchanged.
+TEST(ThreadPoolTest, APoolWithANiceValueRunsItsTasksAtIt) {
+  const int caller = getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)));
+  std::atomic<int> seen{-100};
+  {
+    ThreadPool pool(1, kBulkWorkNice);
+    TaskGroup group(&pool);
+    group.Run([&seen] { seen = getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid))); });
+    group.Wait();
+  }
+  EXPECT_EQ(seen.load(), std::min(19, caller + kBulkWorkNice));
+  EXPECT_EQ(getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid))), caller);
 }
 
 TEST(ThreadPoolTest, WaitReturnsOnlyAfterEveryTaskFinished) {
