@@ -1121,6 +1121,21 @@ class HostileBatchLedgerTest : public LedgerTest {
     FormAndPropose(charter);
   }
 
+  // trust-b's first vote on gateway "need" of p1 and every change it may
+  // make, each submitted alone and accepted ("vote/0" ...), in order.
+  std::vector<v1::SignedEvent> CastEveryAllowedVote() {
+    std::vector<v1::SignedEvent> votes;
+    for (int i = 0; i <= rules::kMaxPositionChanges; ++i) {
+      v1::EventBody body = Body("trust-b", absl::StrCat("vote/", i));
+      body.mutable_vote_cast()->set_proposal_id("p1");
+      body.mutable_vote_cast()->set_gateway_id("need");
+      body.mutable_vote_cast()->set_position(i % 2 == 0 ? v1::ASSENT : v1::OBJECT);
+      votes.push_back(SealEvent(body, member_keys_.at("trust-b")));
+      SubmitOne(votes.back());
+    }
+    return votes;
+  }
+
   // trust-b's batch of `votes` votes on gateway "need" of p1, the last forged.
   absl::StatusOr<std::vector<SubmitResult>> SubmitHostileBatch(int votes) {
     OpenGatewayNeed();
@@ -1158,15 +1173,7 @@ TEST_F(HostileBatchLedgerTest, IsCheckedOnlyUpToTheVoteBeyondThePositionCap) {
 TEST_F(HostileBatchLedgerTest, AReplayPastTheVerifyPrefixIsStillAnsweredAsAReplay) {
   OpenGatewayNeed();
   const PrivateKey& key = member_keys_.at("trust-b");
-  std::vector<v1::SignedEvent> batch;
-  for (int i = 0; i <= rules::kMaxPositionChanges; ++i) {  // a first vote and every change, accepted
-    v1::EventBody body = Body("trust-b", absl::StrCat("vote/", i));
-    body.mutable_vote_cast()->set_proposal_id("p1");
-    body.mutable_vote_cast()->set_gateway_id("need");
-    body.mutable_vote_cast()->set_position(i % 2 == 0 ? v1::ASSENT : v1::OBJECT);
-    batch.push_back(SealEvent(body, key));
-    SubmitOne(batch.back());
-  }
+  std::vector<v1::SignedEvent> batch = CastEveryAllowedVote();
   const v1::SignedEvent accepted_key = AddKey("trust-b", RawKeyFor("b2"), "trust-b", key);
   const SubmitResult original = SubmitOne(accepted_key);
   const uint64_t size = ledger_->size();
@@ -1198,15 +1205,7 @@ TEST_F(HostileBatchLedgerTest, AReplayPastTheVerifyPrefixIsStillAnsweredAsARepla
 TEST_F(HostileBatchLedgerTest, TwoBatchesInOneGroupAreBothReadWholeWhenOneGoesPastItsPrefix) {
   OpenGatewayNeed();
   const PrivateKey& key = member_keys_.at("trust-b");
-  std::vector<v1::SignedEvent> votes;
-  for (int i = 0; i <= rules::kMaxPositionChanges; ++i) {  // a first vote and every change, accepted
-    v1::EventBody body = Body("trust-b", absl::StrCat("vote/", i));
-    body.mutable_vote_cast()->set_proposal_id("p1");
-    body.mutable_vote_cast()->set_gateway_id("need");
-    body.mutable_vote_cast()->set_position(i % 2 == 0 ? v1::ASSENT : v1::OBJECT);
-    votes.push_back(SealEvent(body, key));
-    SubmitOne(votes.back());
-  }
+  std::vector<v1::SignedEvent> votes = CastEveryAllowedVote();
   votes.push_back(votes.front());  // one vote too many: each batch's prefix ends here
   const v1::SignedEvent accepted_key = AddKey("trust-b", RawKeyFor("b2"), "trust-b", key);
   const SubmitResult original = SubmitOne(accepted_key);
