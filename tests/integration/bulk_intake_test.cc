@@ -25,26 +25,30 @@ namespace ledger::services {
 namespace {
 
 // AppendBatch with `bytes` of bytes that are no protobuf message (0xff: field
-// 31 with wire type 7), answered on the returned future.
+// 31 with wire type 7), answered on answer(). Its destructor waits for the
+// answer (the call's callback uses it), so it must go after the server has
+// ended every call.
 class RawBatchCall {
  public:
-  RawBatchCall(grpc::GenericStub* stub, size_t bytes) : garbage_(bytes, '\xff') {
+  RawBatchCall(grpc::GenericStub* stub, size_t bytes) : garbage_(bytes, '\xff'), future_(answer_.get_future()) {
     grpc::Slice slice(garbage_);
     request_ = grpc::ByteBuffer(&slice, 1);
     context_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     stub->UnaryCall(&context_, "/ledger.v1.LedgerService/AppendBatch", grpc::StubOptions(), &request_, &response_,
                     [this](grpc::Status status) { answer_.set_value(std::move(status)); });
   }
-  std::future<grpc::Status> answer() { return answer_.get_future(); }
+  ~RawBatchCall() { future_.wait(); }
+  std::shared_future<grpc::Status> answer() const { return future_; }
 
  private:
   std::string garbage_;
   grpc::ByteBuffer request_, response_;
   grpc::ClientContext context_;
   std::promise<grpc::Status> answer_;
+  std::shared_future<grpc::Status> future_;
 };
 
-bool Answered(std::future<grpc::Status>& answer) {
+bool Answered(const std::shared_future<grpc::Status>& answer) {
   return answer.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
 }
 
@@ -63,7 +67,8 @@ TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitF
   ASSERT_TRUE(ledger.ok()) << ledger.status();
 
   // The bulk-intake thread, held until a gate opens; every gate opens when
-  // the test ends, however it ends (else the server would wait for ever).
+  // the server's scope ends, however it ends (else the server would wait
+  // for ever).
   ThreadPool bulk(1);
   std::deque<absl::Notification> gates;
   auto hold = [&] {
@@ -71,14 +76,10 @@ TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitF
     bulk.Schedule([gate] { gate->WaitForNotification(); });
     return gate;
   };
-  auto open_all = absl::MakeCleanup([&] {
-    for (absl::Notification& gate : gates) {
-      if (!gate.HasBeenNotified()) gate.Notify();
-    }
-  });
   ThreadPool workers(1);
   const uint64_t size = (*ledger)->size();
   {
+    std::vector<std::unique_ptr<RawBatchCall>> calls;  // outlive the server, which ends them
     LedgerServiceImpl service(ledger->get(), &workers, 16, &bulk);
     int port = 0;
     grpc::ServerBuilder builder;
@@ -87,14 +88,20 @@ TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitF
     std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
     ASSERT_NE(server, nullptr);
     grpc::GenericStub stub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
-    std::vector<std::unique_ptr<RawBatchCall>> calls;  // kept while their callbacks may run
+    // Before the server's destructor, which waits for every call to end.
+    auto open_all = absl::MakeCleanup([&] {
+      for (absl::Notification& gate : gates) {
+        if (!gate.HasBeenNotified()) gate.Notify();
+      }
+    });
 
     // Two large batches at once: whichever arrives first waits behind the
     // held thread and the other is refused at once; returns the waiting
     // one's answer and the refusal.
-    auto one_waits_one_is_refused = [&](size_t bytes, std::future<grpc::Status>* waiting, grpc::Status* refused) {
-      auto one = std::make_unique<RawBatchCall>(&stub, bytes), other = std::make_unique<RawBatchCall>(&stub, bytes);
-      auto one_answer = one->answer(), other_answer = other->answer();
+    auto one_waits_one_is_refused = [&](size_t bytes, std::shared_future<grpc::Status>* waiting, grpc::Status* refused) {
+      calls.push_back(std::make_unique<RawBatchCall>(&stub, bytes));
+      calls.push_back(std::make_unique<RawBatchCall>(&stub, bytes));
+      auto one_answer = calls[calls.size() - 2]->answer(), other_answer = calls.back()->answer();
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
       while (!Answered(one_answer) && !Answered(other_answer) && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -102,14 +109,12 @@ TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitF
       ASSERT_NE(Answered(one_answer), Answered(other_answer)) << "exactly one is answered while the thread is held";
       const bool one_refused = Answered(one_answer);
       *refused = (one_refused ? one_answer : other_answer).get();
-      *waiting = std::move(one_refused ? other_answer : one_answer);
-      calls.push_back(std::move(one));
-      calls.push_back(std::move(other));
+      *waiting = one_refused ? other_answer : one_answer;
     };
 
     // 1. Two of 600 KiB: the second would pass 1 MiB queued.
     absl::Notification* gate = hold();
-    std::future<grpc::Status> queued;
+    std::shared_future<grpc::Status> queued;
     grpc::Status refused;
     ASSERT_NO_FATAL_FAILURE(one_waits_one_is_refused(600 << 10, &queued, &refused));
     EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
@@ -120,8 +125,8 @@ TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitF
 
     // A batch up to 256 KiB is decoded where it arrives: answered while the
     // bulk thread is still held.
-    RawBatchCall small(&stub, 1000);
-    const grpc::Status malformed = small.answer().get();
+    calls.push_back(std::make_unique<RawBatchCall>(&stub, 1000));
+    const grpc::Status malformed = calls.back()->answer().get();
     EXPECT_EQ(malformed.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << malformed.error_message();
     EXPECT_EQ(client::DetailOf(malformed).reason(), v1::MALFORMED);
     EXPECT_FALSE(Answered(queued));
