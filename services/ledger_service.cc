@@ -16,6 +16,7 @@ namespace ledger::services {
 namespace {
 
 constexpr size_t kMaxStreamMessageRecords = 512;
+constexpr size_t kMaxStreamMessageBytes = 1 << 20;
 // An AppendBatchRequest larger than this is decoded on the bulk-intake
 // thread (LedgerServiceImpl::bulk_intake_). The load generator's batches of
 // 100 KeyAdded are ~25 KiB; a hostile batch of 1,000 maximal votes ~4 MB.
@@ -30,7 +31,6 @@ std::string PeerAddress(const std::string& peer) {
   const size_t colon = peer.rfind(':');
   return colon == std::string::npos || colon < 5 ? peer : peer.substr(0, colon);
 }
-constexpr size_t kMaxStreamMessageBytes = 1 << 20;
 
 grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const absl::Status& status) {
   auto* reactor = context->DefaultReactor();
@@ -243,7 +243,6 @@ LedgerServiceImpl::~LedgerServiceImpl() {
 }
 
 void LedgerServiceImpl::StopStreams() {
-  bulk_stopping_.store(true);
   absl::MutexLock lock(&mu_);
   stopping_ = true;
   for (SubscribeStream* stream : streams_) stream->Stop();
@@ -392,8 +391,7 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::AppendBatch(grpc::CallbackServerCon
   }
   std::string peer = PeerAddress(context->peer());
   if (absl::Status queued = QueueBulk(peer, size); !queued.ok()) {
-    CountAppend(true, queued, false, started);
-    reactor->Finish(ToGrpc(queued));
+    AnswerBatch(reactor, queued, false, started);
     return reactor;
   }
   bulk_intake_->Schedule([this, context, reactor, bytes = std::move(bytes), response, started, size,
@@ -401,12 +399,17 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::AppendBatch(grpc::CallbackServerCon
     UnqueueBulk(peer, size);
     // A call whose client gave up, or a server stopping, costs no decoding
     // and commits nothing.
-    if (context->IsCancelled() || bulk_stopping_.load()) {
-      absl::Status gone = context->IsCancelled()
-                              ? absl::CancelledError("the client cancelled the call before its batch was decoded")
-                              : Refuse(absl::StatusCode::kUnavailable, v1::SHUTTING_DOWN, "the server is shutting down");
-      CountAppend(true, gone, false, started);
-      reactor->Finish(ToGrpc(gone));
+    bool stopping;
+    {
+      absl::MutexLock lock(&mu_);
+      stopping = stopping_;
+    }
+    if (context->IsCancelled() || stopping) {
+      AnswerBatch(reactor, context->IsCancelled()
+                               ? absl::CancelledError("the client cancelled the call before its batch was decoded")
+                               : Refuse(absl::StatusCode::kUnavailable, v1::SHUTTING_DOWN,
+                                        "the server is shutting down"),
+                  false, started);
       return;
     }
     DecodeAndSubmitBatch(reactor, std::move(bytes), response, started);
@@ -455,10 +458,10 @@ void LedgerServiceImpl::DecodeAndSubmitBatch(grpc::ServerUnaryReactor* reactor, 
     // (which may be on the sequencer thread, inside Finish).
     v1::AppendBatchRequest batch;
     if (!grpc::SerializationTraits<v1::AppendBatchRequest>::Deserialize(&request, &batch).ok()) {
-      absl::Status malformed = Refuse(absl::StatusCode::kInvalidArgument, v1::MALFORMED,
-                                      "the request is not a valid ledger.v1.AppendBatchRequest message");
-      CountAppend(true, malformed, false, started);
-      reactor->Finish(ToGrpc(malformed));
+      AnswerBatch(reactor,
+                  Refuse(absl::StatusCode::kInvalidArgument, v1::MALFORMED,
+                         "the request is not a valid ledger.v1.AppendBatchRequest message"),
+                  false, started);
       return;
     }
     events.reserve(batch.events_size());
@@ -477,14 +480,18 @@ void LedgerServiceImpl::DecodeAndSubmitBatch(grpc::ServerUnaryReactor* reactor, 
                       grpc::Status serialized =
                           grpc::SerializationTraits<v1::AppendBatchResponse>::Serialize(answer, response, &own_buffer);
                       if (!serialized.ok()) {
-                        CountAppend(true, absl::InternalError(serialized.error_message()), false, started);
-                        reactor->Finish(serialized);
+                        AnswerBatch(reactor, absl::InternalError(serialized.error_message()), false, started);
                         return;
                       }
                     }
-                    CountAppend(true, result.status(), replayed, started);
-                    reactor->Finish(ToGrpc(result.status()));
+                    AnswerBatch(reactor, result.status(), replayed, started);
                   });
+}
+
+void LedgerServiceImpl::AnswerBatch(grpc::ServerUnaryReactor* reactor, const absl::Status& status, bool replayed,
+                                    std::chrono::steady_clock::time_point started) {
+  CountAppend(true, status, replayed, started);
+  reactor->Finish(ToGrpc(status));
 }
 
 grpc::ServerUnaryReactor* LedgerServiceImpl::Get(grpc::CallbackServerContext* context,

@@ -11,7 +11,6 @@
 #ifndef SERVICES_LEDGER_SERVICE_H_
 #define SERVICES_LEDGER_SERVICE_H_
 
-#include <atomic>
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -60,8 +59,9 @@ class LedgerServiceImpl final : public LedgerServiceBase {
   // keeps them. Call before the server starts.
   void ExportMetrics(metrics::Registry* registry);
 
-  // Ends every open Subscribe stream (OK) and refuses new ones; call before
-  // shutting the server down.
+  // Ends every open Subscribe stream (OK) and refuses new ones, and has
+  // AppendBatch calls still waiting for the bulk-intake thread answered
+  // SHUTTING_DOWN undecoded; call before shutting the server down.
   void StopStreams();
 
   grpc::ServerUnaryReactor* Append(grpc::CallbackServerContext* context,
@@ -94,6 +94,9 @@ class LedgerServiceImpl final : public LedgerServiceBase {
   // them (LIMIT_REACHED) beyond the queue's or the peer's share of it.
   absl::Status QueueBulk(const std::string& peer, size_t size);
   void UnqueueBulk(const std::string& peer, size_t size);
+  // Counts an AppendBatch answer (CountAppend) and finishes the call with it.
+  void AnswerBatch(grpc::ServerUnaryReactor* reactor, const absl::Status& status, bool replayed,
+                   std::chrono::steady_clock::time_point started);
   // Decodes one AppendBatchRequest, submits its events and answers.
   void DecodeAndSubmitBatch(grpc::ServerUnaryReactor* reactor, grpc::ByteBuffer request, grpc::ByteBuffer* response,
                             std::chrono::steady_clock::time_point started);
@@ -136,7 +139,6 @@ class LedgerServiceImpl final : public LedgerServiceBase {
   absl::Mutex bulk_mu_;
   size_t bulk_queued_bytes_ ABSL_GUARDED_BY(bulk_mu_) = 0;
   absl::flat_hash_map<std::string, size_t> bulk_queued_by_peer_ ABSL_GUARDED_BY(bulk_mu_);
-  std::atomic<bool> bulk_stopping_{false};  // set by StopStreams
   std::unique_ptr<ThreadPool> own_bulk_intake_;
   ThreadPool* bulk_intake_;
 };
