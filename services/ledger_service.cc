@@ -23,6 +23,11 @@ constexpr size_t kMaxStreamMessageBytes = 1 << 20;
 constexpr size_t kInlineBatchBytes = 256 << 10;
 // One address may hold at most 1/kBulkPeerShare of the bulk-intake queue.
 constexpr size_t kBulkPeerShare = 4;
+// What an address may send at once under the batch byte rate: this long at
+// the rate.
+constexpr absl::Duration kBatchBurst = absl::Seconds(1);
+// Addresses whose rate state is kept before the idle ones are dropped.
+constexpr size_t kBatchRatePeersSwept = 4096;
 
 // gRPC's peer string without its port ("ipv4:10.0.0.7:51234" ->
 // "ipv4:10.0.0.7"): a member opening more connections is still one address.
@@ -215,14 +220,17 @@ LedgerServiceImpl::LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers,
       bulk_limit_bytes_(ledger->max_inflight_bytes()),
       bulk_intake_(bulk_intake) {
   if (bulk_intake_ == nullptr) {
-    own_bulk_intake_ = std::make_unique<ThreadPool>(1, kBulkWorkNice);
+    own_bulk_intake_ = std::make_unique<ThreadPool>(1, kBulkWorkNice, "bulk-intake");
     bulk_intake_ = own_bulk_intake_.get();
   }
   {
     absl::MutexLock lock(&pump_mu_);
     committed_size_ = ledger_->size();
   }
-  pump_ = std::thread([this] { PumpLoop(); });
+  pump_ = std::thread([this] {
+    NameThisThread("stream-pump");
+    PumpLoop();
+  });
   // Runs on the sequencer thread after every commit: publishes the size and
   // nothing else, whatever the number of streams (the pump wakes them).
   listener_id_ = ledger_->AddListener([this](uint64_t size) {
@@ -243,9 +251,12 @@ LedgerServiceImpl::~LedgerServiceImpl() {
 }
 
 void LedgerServiceImpl::StopStreams() {
-  absl::MutexLock lock(&mu_);
-  stopping_ = true;
-  for (SubscribeStream* stream : streams_) stream->Stop();
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    for (SubscribeStream* stream : streams_) stream->Stop();
+  }
+  bulk_intake_->RunTimedTasksNow();  // batches waiting for their byte rate are answered now
 }
 
 void LedgerServiceImpl::Schedule(SubscribeStream* stream) {
@@ -385,17 +396,19 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::AppendBatch(grpc::CallbackServerCon
   grpc::ByteBuffer bytes;
   bytes.Swap(const_cast<grpc::ByteBuffer*>(request));
   const size_t size = bytes.Length();
-  if (size <= kInlineBatchBytes) {
+  std::string peer = PeerAddress(context->peer());
+  const absl::Time now = absl::Now();
+  const absl::Time decode_at = ChargeBatchBytes(peer, size, now);
+  if (size <= kInlineBatchBytes && decode_at <= now) {
     DecodeAndSubmitBatch(reactor, std::move(bytes), response, started);
     return reactor;
   }
-  std::string peer = PeerAddress(context->peer());
   if (absl::Status queued = QueueBulk(peer, size); !queued.ok()) {
     AnswerBatch(reactor, queued, false, started);
     return reactor;
   }
-  bulk_intake_->Schedule([this, context, reactor, bytes = std::move(bytes), response, started, size,
-                          peer = std::move(peer)]() mutable {
+  auto decode = [this, context, reactor, bytes = std::move(bytes), response, started, size,
+                 peer = std::move(peer)]() mutable {
     UnqueueBulk(peer, size);
     // A call whose client gave up, or a server stopping, costs no decoding
     // and commits nothing.
@@ -413,8 +426,31 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::AppendBatch(grpc::CallbackServerCon
       return;
     }
     DecodeAndSubmitBatch(reactor, std::move(bytes), response, started);
-  });
+  };
+  // Under mu_: StopStreams, which sets stopping_ under it, then makes every
+  // waiting batch due, sees this one or has this one see it stopping.
+  absl::MutexLock lock(&mu_);
+  bulk_intake_->ScheduleAt(stopping_ ? now : decode_at, std::move(decode));
   return reactor;
+}
+
+absl::Time LedgerServiceImpl::ChargeBatchBytes(const std::string& peer, size_t size, absl::Time now) {
+  if (batch_bytes_per_second_ == 0) return now;
+  absl::MutexLock lock(&bulk_mu_);
+  if (batch_paid_until_.size() >= kBatchRatePeersSwept) {
+    for (auto it = batch_paid_until_.begin(); it != batch_paid_until_.end();) {
+      if (it->second <= now) {
+        batch_paid_until_.erase(it++);  // within its burst: nothing to remember
+      } else {
+        ++it;
+      }
+    }
+  }
+  absl::Time& paid_until = batch_paid_until_.try_emplace(peer, now).first->second;
+  paid_until = std::max(paid_until, now);
+  const absl::Time decode_at = std::max(now, paid_until - kBatchBurst);
+  paid_until += absl::Seconds(static_cast<double>(size) / static_cast<double>(batch_bytes_per_second_));
+  return decode_at;
 }
 
 absl::Status LedgerServiceImpl::QueueBulk(const std::string& peer, size_t size) {

@@ -19,6 +19,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "ledger/common/metrics.h"
 #include "ledger/common/thread_pool.h"
@@ -48,6 +49,11 @@ class LedgerServiceImpl final : public LedgerServiceBase {
   LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers, int max_subscribers = 256,
                     ThreadPool* bulk_intake = nullptr);
   ~LedgerServiceImpl() override;
+
+  // AppendBatch bytes one address may send per second, with a second's worth
+  // in a burst; beyond it, its batches wait their turn (0: no limit, the
+  // default). Call before the server starts.
+  void LimitBatchBytesPerSecond(size_t bytes_per_second) { batch_bytes_per_second_ = bytes_per_second; }
 
   // A filtered Read (kinds or author) is served only to callers `policy`
   // admits (services/costly_rpcs.h); a Read by position is open to all. Call
@@ -94,6 +100,9 @@ class LedgerServiceImpl final : public LedgerServiceBase {
   // them (LIMIT_REACHED) beyond the queue's or the peer's share of it.
   absl::Status QueueBulk(const std::string& peer, size_t size);
   void UnqueueBulk(const std::string& peer, size_t size);
+  // When a batch of `size` bytes from `peer` may be decoded under
+  // batch_bytes_per_second_ (now, or later), and charges it.
+  absl::Time ChargeBatchBytes(const std::string& peer, size_t size, absl::Time now);
   // Counts an AppendBatch answer (CountAppend) and finishes the call with it.
   void AnswerBatch(grpc::ServerUnaryReactor* reactor, const absl::Status& status, bool replayed,
                    std::chrono::steady_clock::time_point started);
@@ -139,6 +148,13 @@ class LedgerServiceImpl final : public LedgerServiceBase {
   absl::Mutex bulk_mu_;
   size_t bulk_queued_bytes_ ABSL_GUARDED_BY(bulk_mu_) = 0;
   absl::flat_hash_map<std::string, size_t> bulk_queued_by_peer_ ABSL_GUARDED_BY(bulk_mu_);
+  // The byte rate per address (LimitBatchBytesPerSecond): for each address
+  // that has used its burst, the time its sending would be paid for at the
+  // rate. A batch is decoded no earlier than a second before that time: a
+  // member looping over 4 MB batches then costs ledgerd a bounded share of
+  // the cores, whatever their rate on the wire (issue 9).
+  size_t batch_bytes_per_second_ = 0;
+  absl::flat_hash_map<std::string, absl::Time> batch_paid_until_ ABSL_GUARDED_BY(bulk_mu_);
   std::unique_ptr<ThreadPool> own_bulk_intake_;
   ThreadPool* bulk_intake_;
 };

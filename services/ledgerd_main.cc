@@ -88,6 +88,8 @@ ABSL_FLAG(int64_t, max_message_bytes, static_cast<int64_t>(ledger::kMaxBatchEven
 ABSL_FLAG(int64_t, max_concurrent_streams, 100, "calls at once on one connection");
 ABSL_FLAG(int64_t, keepalive_seconds, 60, "server pings an idle-looking connection this often");
 ABSL_FLAG(int64_t, idle_timeout_seconds, 600, "a connection without calls for this long is closed");
+ABSL_FLAG(int64_t, batch_bytes_per_second, 8 << 20,
+          "AppendBatch bytes one address may send per second (0: no limit)");
 ABSL_FLAG(int64_t, stream_stall_seconds, 60, "a Verify or Backup client that reads nothing for this long loses the call");
 ABSL_FLAG(std::string, metrics_listen, "", "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one)");
 
@@ -141,6 +143,9 @@ constexpr char kUsage[] =
     "  --max-inflight-bytes N       signed bytes those calls hold (default 268435456: 256 MiB;\n"
     "                               a call alone always fits)\n"
     "  --max-message-bytes N        largest request message (default 66560000: a full batch)\n"
+    "  --batch-bytes-per-second N   AppendBatch bytes one address may send per second, a\n"
+    "                               second's worth at once; beyond it its batches wait, not\n"
+    "                               refused (default 8388608: 8 MiB; 0: no limit)\n"
     "  --max-concurrent-streams N   calls at once on one connection (default 100)\n"
     "  --keepalive-seconds N        ping a quiet connection this often; a peer that does not\n"
     "                               answer within 20 s is dropped (default 60)\n"
@@ -162,6 +167,7 @@ struct Flags {
   int64_t max_subscribers = 256, max_verifications = 1, max_inflight_submissions = 4096, max_inflight_bytes = 256 << 20;
   int64_t max_message_bytes = 0, max_concurrent_streams = 100, keepalive_seconds = 60, idle_timeout_seconds = 600;
   int64_t stream_stall_seconds = 60;
+  int64_t batch_bytes_per_second = 8 << 20;
 };
 
 // Each limit's range; a value outside it is a usage error naming the flag.
@@ -180,6 +186,7 @@ absl::Status CheckLimits(const Flags& f) {
       {"--keepalive-seconds", f.keepalive_seconds, 1, 86'400},
       {"--idle-timeout-seconds", f.idle_timeout_seconds, 1, 24 * 86'400},
       {"--stream-stall-seconds", f.stream_stall_seconds, 1, 86'400},
+      {"--batch-bytes-per-second", f.batch_bytes_per_second, 0, int64_t{1} << 40},
   };
   for (const Limit& limit : limits) {
     if (limit.value < limit.min || limit.value > limit.max) {
@@ -247,7 +254,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
        &absl::GetFlagReflectionHandle(FLAGS_max_concurrent_streams),
        &absl::GetFlagReflectionHandle(FLAGS_keepalive_seconds),
        &absl::GetFlagReflectionHandle(FLAGS_idle_timeout_seconds),
-       &absl::GetFlagReflectionHandle(FLAGS_stream_stall_seconds)},
+       &absl::GetFlagReflectionHandle(FLAGS_stream_stall_seconds),
+       &absl::GetFlagReflectionHandle(FLAGS_batch_bytes_per_second)},
       kUsage);
   if (!error.ok()) {
     if (error.kind == ledger::cli::CommandLineError::kMissingValue) {
@@ -278,6 +286,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   flags->keepalive_seconds = absl::GetFlag(FLAGS_keepalive_seconds);
   flags->idle_timeout_seconds = absl::GetFlag(FLAGS_idle_timeout_seconds);
   flags->stream_stall_seconds = absl::GetFlag(FLAGS_stream_stall_seconds);
+  flags->batch_bytes_per_second = absl::GetFlag(FLAGS_batch_bytes_per_second);
   return true;
 }
 
@@ -373,7 +382,7 @@ int main(int argc, char** argv) {
   }
   // One pool, one thread per core, checks every signature: appends' and
   // AuditService.Verify's. Declared before the ledger, so it outlives it.
-  ledger::ThreadPool verify_pool(0);
+  ledger::ThreadPool verify_pool(0, 0, "verify");
   options->verify_pool = &verify_pool;
   // What /metrics serves (--metrics-listen); outlives the ledger and the
   // services, which register into it.
@@ -428,9 +437,10 @@ int main(int argc, char** argv) {
   }
   // Threads started once, outliving the services: long scans off the gRPC
   // reaction threads (Read, ListCheckpoints, VerifyProposal, governance lists).
-  ledger::ThreadPool scan_workers(2);
+  ledger::ThreadPool scan_workers(2, 0, "scan");
   ledger::services::LedgerServiceImpl ledger_service(ledger->get(), &scan_workers,
                                                      static_cast<int>(flags.max_subscribers));
+  ledger_service.LimitBatchBytesPerSecond(static_cast<size_t>(flags.batch_bytes_per_second));
   const absl::Duration stream_stall_timeout = absl::Seconds(flags.stream_stall_seconds);
   ledger::services::AuditServiceImpl audit_service(ledger->get(), &verify_pool, &scan_workers,
                                                    static_cast<int>(flags.max_verifications), stream_stall_timeout);

@@ -1,5 +1,6 @@
 #include "ledger/common/thread_pool.h"
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -13,10 +14,16 @@
 
 namespace ledger {
 
-ThreadPool::ThreadPool(int threads, int nice) {
+void NameThisThread(const char* name) {
+  char truncated[16];  // Linux's limit, with the terminating NUL
+  std::snprintf(truncated, sizeof truncated, "%s", name);
+  pthread_setname_np(pthread_self(), truncated);
+}
+
+ThreadPool::ThreadPool(int threads, int nice, const char* name) {
   if (threads <= 0) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   threads_.reserve(threads);
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this, nice] { Loop(nice); });
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this, nice, name] { Loop(nice, name); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -38,7 +45,25 @@ void ThreadPool::Schedule(absl::AnyInvocable<void() &&> task) {
   work_.Signal();
 }
 
-void ThreadPool::Loop(int nice) {
+void ThreadPool::ScheduleAt(absl::Time at, absl::AnyInvocable<void() &&> task) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) {
+    std::fprintf(stderr, "ThreadPool::ScheduleAt after destruction began\n");
+    std::abort();
+  }
+  timed_.emplace(at, std::move(task));
+  work_.SignalAll();  // a waiting thread may have to wake sooner
+}
+
+void ThreadPool::RunTimedTasksNow() {
+  absl::MutexLock lock(&mu_);
+  for (auto& [at, task] : timed_) queue_.push_back(std::move(task));
+  timed_.clear();
+  work_.SignalAll();
+}
+
+void ThreadPool::Loop(int nice, const char* name) {
+  NameThisThread(name);
   if (nice > 0) {
     // Relative to what the thread inherited, so a server started niced keeps
     // the difference (and never asks for more priority than it has).
@@ -53,7 +78,24 @@ void ThreadPool::Loop(int nice) {
     absl::AnyInvocable<void() &&> task;
     {
       absl::MutexLock lock(&mu_);
-      while (queue_.empty() && !stopping_) work_.Wait(&mu_);
+      while (true) {
+        // Tasks that fell due join the queue in their time's order; once
+        // stopping, every timed task is due. (No clock read in pools that
+        // have none: the verify pool takes tasks by the thousand.)
+        if (!timed_.empty()) {
+          const absl::Time now = absl::Now();
+          while (!timed_.empty() && (stopping_ || timed_.begin()->first <= now)) {
+            queue_.push_back(std::move(timed_.begin()->second));
+            timed_.erase(timed_.begin());
+          }
+        }
+        if (!queue_.empty() || stopping_) break;
+        if (timed_.empty()) {
+          work_.Wait(&mu_);
+        } else {
+          work_.WaitWithDeadline(&mu_, timed_.begin()->first);
+        }
+      }
       if (queue_.empty()) return;  // stopping, and everything scheduled has run
       task = std::move(queue_.front());
       queue_.pop_front();

@@ -17,12 +17,14 @@
 #define LEDGER_COMMON_THREAD_POOL_H_
 
 #include <deque>
+#include <map>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace ledger {
 
@@ -30,13 +32,18 @@ namespace ledger {
 // freeing multi-megabyte batches) while other members wait for appends.
 inline constexpr int kBulkWorkNice = 10;
 
+// Names the calling thread (cut to Linux's 15 characters) for top -H, perf
+// and /proc/PID/task/*/comm.
+void NameThisThread(const char* name);
+
 class ThreadPool {
  public:
   // `threads` <= 0: one per core. `nice` > 0: the threads run that much
   // lower in CPU priority than their creator (Linux gives each thread its
   // own nice value), for bulk work that must yield the cores to
-  // latency-sensitive threads.
-  explicit ThreadPool(int threads, int nice = 0);
+  // latency-sensitive threads. `name` (at most 15 characters) names the
+  // threads for top -H, perf and /proc.
+  explicit ThreadPool(int threads, int nice = 0, const char* name = "pool");
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -47,13 +54,20 @@ class ThreadPool {
   // callers bound what they schedule (one task per event of a bounded
   // submission, one per core per verify batch, one per call).
   void Schedule(absl::AnyInvocable<void() &&> task);
+  // Queues `task` to run no earlier than `at`, without holding back tasks
+  // due sooner. Destruction runs it at once, whatever its time.
+  void ScheduleAt(absl::Time at, absl::AnyInvocable<void() &&> task);
+  // Makes every task scheduled for later due now (an owner stopping).
+  void RunTimedTasksNow();
 
  private:
-  void Loop(int nice);
+  void Loop(int nice, const char* name);
 
   absl::Mutex mu_;
   absl::CondVar work_;
   std::deque<absl::AnyInvocable<void() &&>> queue_ ABSL_GUARDED_BY(mu_);
+  // Tasks not yet due, earliest first (ties in the order scheduled).
+  std::multimap<absl::Time, absl::AnyInvocable<void() &&>> timed_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;  // fixed after the constructor
 };

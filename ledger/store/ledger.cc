@@ -156,10 +156,13 @@ absl::Status Ledger::Start() {
   rules_version_ = rules::RulesVersion(state_);
   verify_pool_ = options_.verify_pool;
   if (verify_pool_ == nullptr) {
-    own_verify_pool_ = std::make_unique<ThreadPool>(options_.verify_threads);
+    own_verify_pool_ = std::make_unique<ThreadPool>(options_.verify_threads, 0, "verify");
     verify_pool_ = own_verify_pool_.get();
   }
-  sequencer_thread_ = std::thread([this] { SequencerLoop(); });
+  sequencer_thread_ = std::thread([this] {
+    NameThisThread("sequencer");
+    SequencerLoop();
+  });
   return absl::OkStatus();
 }
 

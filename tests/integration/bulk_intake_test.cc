@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "absl/synchronization/notification.h"
 #include "client/error_detail.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -48,12 +50,9 @@ class RawBatchCall {
   std::shared_future<grpc::Status> future_;
 };
 
-bool Answered(const std::shared_future<grpc::Status>& answer) {
-  return answer.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
-}
-
-TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitForThem) {
-  testing::TempDir dir("bulk_intake_test");
+// A new ledger in `dir`, holding at most 1 MiB of submissions in flight
+// (so a quarter, 256 KiB, per address in the bulk-intake queue).
+absl::StatusOr<std::unique_ptr<store::Ledger>> OpenLedger(const testing::TempDir& dir) {
   store::LedgerOptions options{.data_dir = dir.path(), .operator_key = crypto::PrivateKey::Generate()};
   store::GenesisSpec genesis;
   genesis.ledger_id = "bulk-intake-test";
@@ -63,7 +62,16 @@ TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitF
   genesis.registrars.push_back(registrar);
   options.genesis = genesis;
   options.max_inflight_bytes = 1 << 20;
-  auto ledger = store::Ledger::Open(std::move(options));
+  return store::Ledger::Open(std::move(options));
+}
+
+bool Answered(const std::shared_future<grpc::Status>& answer) {
+  return answer.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+}
+
+TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitForThem) {
+  testing::TempDir dir("bulk_intake_test");
+  auto ledger = OpenLedger(dir);
   ASSERT_TRUE(ledger.ok()) << ledger.status();
 
   // The bulk-intake thread, held until a gate opens; every gate opens when
@@ -150,6 +158,74 @@ TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitF
     server->Shutdown();
   }
   EXPECT_EQ((*ledger)->size(), size);  // nothing of any of it written
+}
+
+// A member looping over large batches gets them decoded at its address's
+// byte rate, however fast it sends; its other calls do not wait, and a
+// stopping server answers the waiting batches at once.
+TEST(LedgerServiceBulkIntake, BatchesBeyondTheirAddressesByteRateWaitAndOtherCallsDoNot) {
+  testing::TempDir dir("bulk_intake_test");
+  auto ledger = OpenLedger(dir);
+  ASSERT_TRUE(ledger.ok()) << ledger.status();
+  ThreadPool bulk(1);
+  ThreadPool workers(1);
+  // Under kInlineBatchBytes: decoded where it arrives while its address is
+  // within its rate, queued for its time beyond it.
+  constexpr size_t kBatch = 200 << 10;
+  constexpr size_t kRate = 100 << 10;   // bytes a second: a batch is two seconds' worth
+  std::vector<std::unique_ptr<RawBatchCall>> calls;  // outlive the server, which ends them
+  LedgerServiceImpl service(ledger->get(), &workers, 16, &bulk);
+  service.LimitBatchBytesPerSecond(kRate);
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  auto ledger_stub = v1::LedgerService::NewStub(channel);
+
+  // Within the burst (a second's worth, plus the batch that crosses it),
+  // answered as soon as decoded: two batches, one after the other.
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 2; ++i) {
+    calls.push_back(std::make_unique<RawBatchCall>(&stub, kBatch));
+    EXPECT_EQ(calls.back()->answer().get().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  // The third is paid for only two seconds after the first: decoded (and
+  // answered MALFORMED) no earlier. Only a lower bound: a slow machine
+  // only makes it later.
+  calls.push_back(std::make_unique<RawBatchCall>(&stub, kBatch));
+  const grpc::Status third = calls.back()->answer().get();
+  EXPECT_EQ(third.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << third.error_message();
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(1900));
+
+  // The fourth waits two more seconds; meanwhile the same address's Append
+  // is answered.
+  calls.push_back(std::make_unique<RawBatchCall>(&stub, kBatch));
+  const std::shared_future<grpc::Status> fourth = calls.back()->answer();
+  grpc::ClientContext append_context;
+  v1::AppendRequest empty;
+  v1::AppendResponse response;
+  const grpc::Status append = ledger_stub->Append(&append_context, empty, &response);
+  EXPECT_NE(append.error_code(), grpc::StatusCode::OK);  // an empty event: refused at once
+  EXPECT_EQ(client::DetailOf(append).reason(), v1::MISSING_FIELD) << append.error_message();
+  EXPECT_FALSE(Answered(fourth)) << "the batch was decoded before its address's bytes were paid for";
+
+  EXPECT_EQ(fourth.get().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  // A stopping server does not keep a batch waiting for its rate.
+  calls.push_back(std::make_unique<RawBatchCall>(&stub, kBatch));
+  const std::shared_future<grpc::Status> fifth = calls.back()->answer();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // on its way; it is answered either way
+  const absl::Time stopped = absl::Now();
+  service.StopStreams();
+  const grpc::Status shut = fifth.get();
+  EXPECT_EQ(shut.error_code(), grpc::StatusCode::UNAVAILABLE) << shut.error_message();
+  EXPECT_EQ(client::DetailOf(shut).reason(), v1::SHUTTING_DOWN) << shut.error_message();
+  EXPECT_LT(absl::Now() - stopped, absl::Milliseconds(1900)) << "answered at its time, not when the server stopped";
+  server->Shutdown();
 }
 
 }  // namespace

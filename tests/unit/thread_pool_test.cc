@@ -4,6 +4,7 @@
 // pool's destructor runs everything already scheduled.
 #include "ledger/common/thread_pool.h"
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -13,6 +14,8 @@
 #include <chrono>
 #include <memory>
 #include <set>
+#include <string>
+#include <vector>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
@@ -72,6 +75,64 @@ TEST(ThreadPoolTest, APoolWithANiceValueRunsItsTasksAtIt) {
   }
   EXPECT_EQ(seen.load(), std::min(19, caller + kBulkWorkNice));
   EXPECT_EQ(getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid))), caller);
+}
+
+// An operator reading top -H or perf sees what each thread is for; a name
+// longer than Linux's 15 characters is cut, not refused.
+TEST(ThreadPoolTest, APoolNamesItsThreads) {
+  for (const std::string& name : {std::string("bulk-intake"), std::string("a-name-longer-than-fifteen")}) {
+    std::string seen;
+    {
+      ThreadPool pool(1, 0, name.c_str());
+      TaskGroup group(&pool);
+      group.Run([&seen] {
+        char comm[32] = {};
+        pthread_getname_np(pthread_self(), comm, sizeof comm);
+        seen = comm;
+      });
+      group.Wait();
+    }
+    EXPECT_EQ(seen, name.substr(0, 15));
+  }
+}
+
+// A task scheduled for later runs no earlier than its time, and a task due
+// now is not held behind it.
+TEST(ThreadPoolTest, ATaskScheduledForLaterWaitsForItsTimeWithoutHoldingOthers) {
+  ThreadPool pool(1);
+  absl::Mutex mu;
+  std::vector<std::string> order;
+  absl::Time later_ran;
+  const absl::Time due = absl::Now() + absl::Milliseconds(300);
+  absl::Notification both;
+  pool.ScheduleAt(due, [&] {
+    absl::MutexLock lock(&mu);
+    later_ran = absl::Now();
+    order.push_back("later");
+    if (order.size() == 2) both.Notify();
+  });
+  pool.Schedule([&] {
+    absl::MutexLock lock(&mu);
+    order.push_back("now");
+    if (order.size() == 2) both.Notify();
+  });
+  both.WaitForNotification();
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(order, (std::vector<std::string>{"now", "later"}));
+  EXPECT_GE(later_ran, due);
+}
+
+// Destruction does not wait for a task's time: the task runs at once, and
+// its owner (which checks whether it is stopping) answers it.
+TEST(ThreadPoolTest, ATaskScheduledForLaterRunsAtOnceWhenThePoolIsDestroyed) {
+  std::atomic<bool> ran{false};
+  const absl::Time start = absl::Now();
+  {
+    ThreadPool pool(1);
+    pool.ScheduleAt(absl::Now() + absl::Hours(1), [&ran] { ran = true; });
+  }
+  EXPECT_TRUE(ran.load());
+  EXPECT_LT(absl::Now() - start, absl::Minutes(30));
 }
 
 TEST(ThreadPoolTest, WaitReturnsOnlyAfterEveryTaskFinished) {
