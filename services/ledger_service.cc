@@ -28,6 +28,11 @@ constexpr size_t kBulkPeerShare = 4;
 constexpr absl::Duration kBatchBurst = absl::Seconds(1);
 // Addresses whose rate state is kept before the idle ones are dropped.
 constexpr size_t kBatchRatePeersSwept = 4096;
+// The furthest ahead a batch is queued for its address's rate; a batch due
+// later is refused LIMIT_REACHED (and not charged), so that an address
+// sending far beyond its rate, or a clock stepped back, does not fill the
+// bulk-intake queue with calls due in minutes.
+constexpr absl::Duration kMaxBatchRateWait = absl::Seconds(30);
 
 // gRPC's peer string without its port ("ipv4:10.0.0.7:51234" ->
 // "ipv4:10.0.0.7"): a member opening more connections is still one address.
@@ -398,15 +403,27 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::AppendBatch(grpc::CallbackServerCon
   const size_t size = bytes.Length();
   std::string peer = PeerAddress(context->peer());
   const absl::Time now = absl::Now();
-  const absl::Time decode_at = ChargeBatchBytes(peer, size, now);
-  if (size <= kInlineBatchBytes && decode_at <= now) {
+  if (size <= kInlineBatchBytes && BatchDecodeTime(peer, now) <= now) {
+    ChargeBatchBytes(peer, size, now);
     DecodeAndSubmitBatch(reactor, std::move(bytes), response, started);
+    return reactor;
+  }
+  if (const absl::Time due = BatchDecodeTime(peer, now); due - now > kMaxBatchRateWait) {
+    AnswerBatch(reactor,
+                Refuse(absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED,
+                       absl::StrCat("batches already sent from this address are paid for only ",
+                                    absl::FormatDuration(due - now), " from now at its rate (ledgerd "
+                                    "--batch-bytes-per-second), and a batch waits at most ",
+                                    absl::FormatDuration(kMaxBatchRateWait), "; try again later")),
+                false, started);
     return reactor;
   }
   if (absl::Status queued = QueueBulk(peer, size); !queued.ok()) {
     AnswerBatch(reactor, queued, false, started);
     return reactor;
   }
+  // Charged only once queued: a refused batch costs its address no time.
+  const absl::Time decode_at = ChargeBatchBytes(peer, size, now);
   auto decode = [this, context, reactor, bytes = std::move(bytes), response, started, size,
                  peer = std::move(peer)]() mutable {
     UnqueueBulk(peer, size);
@@ -434,10 +451,17 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::AppendBatch(grpc::CallbackServerCon
   return reactor;
 }
 
+absl::Time LedgerServiceImpl::BatchDecodeTime(const std::string& peer, absl::Time now) {
+  if (batch_bytes_per_second_ == 0) return now;
+  absl::MutexLock lock(&bulk_mu_);
+  auto found = batch_paid_until_.find(peer);
+  return found == batch_paid_until_.end() ? now : std::max(now, found->second - kBatchBurst);
+}
+
 absl::Time LedgerServiceImpl::ChargeBatchBytes(const std::string& peer, size_t size, absl::Time now) {
   if (batch_bytes_per_second_ == 0) return now;
   absl::MutexLock lock(&bulk_mu_);
-  if (batch_paid_until_.size() >= kBatchRatePeersSwept) {
+  if (batch_paid_until_.size() >= batch_rate_sweep_at_) {
     for (auto it = batch_paid_until_.begin(); it != batch_paid_until_.end();) {
       if (it->second <= now) {
         batch_paid_until_.erase(it++);  // within its burst: nothing to remember
@@ -445,6 +469,9 @@ absl::Time LedgerServiceImpl::ChargeBatchBytes(const std::string& peer, size_t s
         ++it;
       }
     }
+    // The next sweep when the map has doubled: not one per call while many
+    // addresses are over their rate (each is, for at most kMaxBatchRateWait).
+    batch_rate_sweep_at_ = std::max(kBatchRatePeersSwept, 2 * batch_paid_until_.size());
   }
   absl::Time& paid_until = batch_paid_until_.try_emplace(peer, now).first->second;
   paid_until = std::max(paid_until, now);

@@ -51,8 +51,9 @@ class LedgerServiceImpl final : public LedgerServiceBase {
   ~LedgerServiceImpl() override;
 
   // AppendBatch bytes one address may send per second, with a second's worth
-  // in a burst; beyond it, its batches wait their turn (0: no limit, the
-  // default). Call before the server starts.
+  // in a burst; beyond it, its batches wait their turn on the bulk-intake
+  // thread, and one due more than 30 s ahead is refused LIMIT_REACHED (0: no
+  // limit, the default). Call before the server starts.
   void LimitBatchBytesPerSecond(size_t bytes_per_second) { batch_bytes_per_second_ = bytes_per_second; }
 
   // A filtered Read (kinds or author) is served only to callers `policy`
@@ -73,8 +74,9 @@ class LedgerServiceImpl final : public LedgerServiceBase {
   grpc::ServerUnaryReactor* Append(grpc::CallbackServerContext* context,
                                    const v1::AppendRequest* request,
                                    v1::AppendResponse* response) override;
-  // An AppendBatchRequest up to kInlineBatchBytes is decoded and submitted on
-  // the calling reaction thread; a larger one on the bulk-intake thread.
+  // An AppendBatchRequest up to kInlineBatchBytes, from an address within its
+  // byte rate, is decoded and submitted on the calling reaction thread; any
+  // other on the bulk-intake thread.
   grpc::ServerUnaryReactor* AppendBatch(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
                                         grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
@@ -100,8 +102,9 @@ class LedgerServiceImpl final : public LedgerServiceBase {
   // them (LIMIT_REACHED) beyond the queue's or the peer's share of it.
   absl::Status QueueBulk(const std::string& peer, size_t size);
   void UnqueueBulk(const std::string& peer, size_t size);
-  // When a batch of `size` bytes from `peer` may be decoded under
-  // batch_bytes_per_second_ (now, or later), and charges it.
+  // When `peer`'s next batch may be decoded under batch_bytes_per_second_
+  // (now, or later); ChargeBatchBytes also charges it `size` bytes.
+  absl::Time BatchDecodeTime(const std::string& peer, absl::Time now);
   absl::Time ChargeBatchBytes(const std::string& peer, size_t size, absl::Time now);
   // Counts an AppendBatch answer (CountAppend) and finishes the call with it.
   void AnswerBatch(grpc::ServerUnaryReactor* reactor, const absl::Status& status, bool replayed,
@@ -149,12 +152,13 @@ class LedgerServiceImpl final : public LedgerServiceBase {
   size_t bulk_queued_bytes_ ABSL_GUARDED_BY(bulk_mu_) = 0;
   absl::flat_hash_map<std::string, size_t> bulk_queued_by_peer_ ABSL_GUARDED_BY(bulk_mu_);
   // The byte rate per address (LimitBatchBytesPerSecond): for each address
-  // that has used its burst, the time its sending would be paid for at the
+  // that sent a batch lately, the time its sending would be paid for at the
   // rate. A batch is decoded no earlier than a second before that time: a
   // member looping over 4 MB batches then costs ledgerd a bounded share of
   // the cores, whatever their rate on the wire (issue 9).
   size_t batch_bytes_per_second_ = 0;
   absl::flat_hash_map<std::string, absl::Time> batch_paid_until_ ABSL_GUARDED_BY(bulk_mu_);
+  size_t batch_rate_sweep_at_ ABSL_GUARDED_BY(bulk_mu_) = 4096;
   std::unique_ptr<ThreadPool> own_bulk_intake_;
   ThreadPool* bulk_intake_;
 };

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <utility>
 
 namespace ledger {
@@ -23,7 +24,7 @@ void NameThisThread(const char* name) {
 ThreadPool::ThreadPool(int threads, int nice, const char* name) {
   if (threads <= 0) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   threads_.reserve(threads);
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this, nice, name] { Loop(nice, name); });
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this, nice, name = std::string(name)] { Loop(nice, name.c_str()); });
 }
 
 ThreadPool::~ThreadPool() {
