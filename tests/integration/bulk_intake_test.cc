@@ -66,6 +66,14 @@ absl::StatusOr<std::unique_ptr<store::Ledger>> OpenLedger(const testing::TempDir
   return store::Ledger::Open(std::move(options));
 }
 
+// `service` served on a loopback port (set in `port`); null if it fails.
+std::unique_ptr<grpc::Server> StartServer(LedgerServiceImpl* service, int* port) {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), port);
+  builder.RegisterService(service);
+  return builder.BuildAndStart();
+}
+
 bool Answered(const std::shared_future<grpc::Status>& answer) {
   return answer.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
 }
@@ -91,10 +99,7 @@ TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitF
     std::vector<std::unique_ptr<RawBatchCall>> calls;  // outlive the server, which ends them
     LedgerServiceImpl service(ledger->get(), &workers, 16, &bulk);
     int port = 0;
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(&service);
-    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    std::unique_ptr<grpc::Server> server = StartServer(&service, &port);
     ASSERT_NE(server, nullptr);
     grpc::GenericStub stub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
     // Before the server's destructor, which waits for every call to end.
@@ -178,10 +183,7 @@ TEST(LedgerServiceBulkIntake, BatchesBeyondTheirAddressesByteRateWaitAndOtherCal
   LedgerServiceImpl service(ledger->get(), &workers, 16, &bulk);
   service.LimitBatchBytesPerSecond(kRate);
   int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  std::unique_ptr<grpc::Server> server = StartServer(&service, &port);
   ASSERT_NE(server, nullptr);
   auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
   grpc::GenericStub stub(channel);
@@ -237,10 +239,7 @@ TEST(LedgerServiceBulkIntake, ABatchDueTooFarAheadIsRefusedAndAStoppingServerAns
   LedgerServiceImpl service(ledger->get(), &workers, 16, &bulk);
   service.LimitBatchBytesPerSecond(100 << 10);
   int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  std::unique_ptr<grpc::Server> server = StartServer(&service, &port);
   ASSERT_NE(server, nullptr);
   grpc::GenericStub stub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
 
