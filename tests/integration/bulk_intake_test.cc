@@ -78,6 +78,25 @@ bool Answered(const std::shared_future<grpc::Status>& answer) {
   return answer.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
 }
 
+// Two batches of `bytes` at once (kept in `calls`), of which whichever
+// arrives second is refused at once while the first waits (behind a held
+// bulk-intake thread, or for its address's rate); returns the waiting one's
+// answer and the refusal.
+void OneWaitsOneIsRefused(grpc::GenericStub* stub, size_t bytes, std::vector<std::unique_ptr<RawBatchCall>>* calls,
+                          std::shared_future<grpc::Status>* waiting, grpc::Status* refused) {
+  calls->push_back(std::make_unique<RawBatchCall>(stub, bytes));
+  calls->push_back(std::make_unique<RawBatchCall>(stub, bytes));
+  auto one_answer = (*calls)[calls->size() - 2]->answer(), other_answer = calls->back()->answer();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!Answered(one_answer) && !Answered(other_answer) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_NE(Answered(one_answer), Answered(other_answer)) << "exactly one is answered while the other waits";
+  const bool one_refused = Answered(one_answer);
+  *refused = (one_refused ? one_answer : other_answer).get();
+  *waiting = one_refused ? other_answer : one_answer;
+}
+
 TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitForThem) {
   testing::TempDir dir("bulk_intake_test");
   auto ledger = OpenLedger(dir);
@@ -109,28 +128,11 @@ TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitF
       }
     });
 
-    // Two large batches at once: whichever arrives first waits behind the
-    // held thread and the other is refused at once; returns the waiting
-    // one's answer and the refusal.
-    auto one_waits_one_is_refused = [&](size_t bytes, std::shared_future<grpc::Status>* waiting, grpc::Status* refused) {
-      calls.push_back(std::make_unique<RawBatchCall>(&stub, bytes));
-      calls.push_back(std::make_unique<RawBatchCall>(&stub, bytes));
-      auto one_answer = calls[calls.size() - 2]->answer(), other_answer = calls.back()->answer();
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-      while (!Answered(one_answer) && !Answered(other_answer) && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-      ASSERT_NE(Answered(one_answer), Answered(other_answer)) << "exactly one is answered while the thread is held";
-      const bool one_refused = Answered(one_answer);
-      *refused = (one_refused ? one_answer : other_answer).get();
-      *waiting = one_refused ? other_answer : one_answer;
-    };
-
     // 1. Two of 600 KiB: the second would pass 1 MiB queued.
     absl::Notification* gate = hold();
     std::shared_future<grpc::Status> queued;
     grpc::Status refused;
-    ASSERT_NO_FATAL_FAILURE(one_waits_one_is_refused(600 << 10, &queued, &refused));
+    ASSERT_NO_FATAL_FAILURE(OneWaitsOneIsRefused(&stub, 600 << 10, &calls, &queued, &refused));
     EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
     EXPECT_EQ(client::DetailOf(refused).reason(), v1::LIMIT_REACHED);
     EXPECT_NE(refused.error_message().find("the most this server holds (ledgerd --max-inflight-bytes)"),
@@ -154,7 +156,7 @@ TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitF
     //    quarter of the queue (256 KiB here): two of 300 KiB, though they
     //    would fit in 1 MiB, are one too many from this address.
     gate = hold();
-    ASSERT_NO_FATAL_FAILURE(one_waits_one_is_refused(300 << 10, &queued, &refused));
+    ASSERT_NO_FATAL_FAILURE(OneWaitsOneIsRefused(&stub, 300 << 10, &calls, &queued, &refused));
     EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
     EXPECT_EQ(client::DetailOf(refused).reason(), v1::LIMIT_REACHED);
     EXPECT_NE(refused.error_message().find("the most one address may queue"), std::string::npos)
@@ -243,14 +245,14 @@ TEST(LedgerServiceBulkIntake, ABatchDueTooFarAheadIsRefusedAndAStoppingServerAns
   ASSERT_NE(server, nullptr);
   grpc::GenericStub stub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
 
-  // The first is decoded at once; the second is due ~18 s ahead and waits.
+  // The first is decoded at once. Then two at once: whichever arrives
+  // first is due ~18 s ahead and waits; the other would be due ~37 s ahead
+  // and is refused at once.
   calls.push_back(std::make_unique<RawBatchCall>(&stub, kLarge));
   EXPECT_EQ(calls.back()->answer().get().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  calls.push_back(std::make_unique<RawBatchCall>(&stub, kLarge));
-  const std::shared_future<grpc::Status> waiting = calls.back()->answer();
-  // The third, however small, would be due ~37 s ahead: refused at once.
-  calls.push_back(std::make_unique<RawBatchCall>(&stub, 1000));
-  const grpc::Status refused = calls.back()->answer().get();
+  std::shared_future<grpc::Status> waiting;
+  grpc::Status refused;
+  ASSERT_NO_FATAL_FAILURE(OneWaitsOneIsRefused(&stub, kLarge, &calls, &waiting, &refused));
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
   EXPECT_EQ(client::DetailOf(refused).reason(), v1::LIMIT_REACHED);
   EXPECT_NE(refused.error_message().find("ledgerd --batch-bytes-per-second"), std::string::npos)
