@@ -223,6 +223,7 @@ LedgerServiceImpl::LedgerServiceImpl(store::Ledger* ledger, ThreadPool* workers,
       workers_(workers),
       max_subscribers_(std::max(1, max_subscribers)),
       bulk_limit_bytes_(ledger->max_inflight_bytes()),
+      batch_rate_sweep_at_(kBatchRatePeersSwept),
       bulk_intake_(bulk_intake) {
   if (bulk_intake_ == nullptr) {
     own_bulk_intake_ = std::make_unique<ThreadPool>(1, kBulkWorkNice, "bulk-intake");
@@ -403,27 +404,15 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::AppendBatch(grpc::CallbackServerCon
   const size_t size = bytes.Length();
   std::string peer = PeerAddress(context->peer());
   const absl::Time now = absl::Now();
-  if (size <= kInlineBatchBytes && BatchDecodeTime(peer, now) <= now) {
-    ChargeBatchBytes(peer, size, now);
+  const absl::StatusOr<absl::Time> decode_at = AdmitBatch(peer, size, now);
+  if (!decode_at.ok()) {
+    AnswerBatch(reactor, decode_at.status(), false, started);
+    return reactor;
+  }
+  if (*decode_at == absl::InfinitePast()) {
     DecodeAndSubmitBatch(reactor, std::move(bytes), response, started);
     return reactor;
   }
-  if (const absl::Time due = BatchDecodeTime(peer, now); due - now > kMaxBatchRateWait) {
-    AnswerBatch(reactor,
-                Refuse(absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED,
-                       absl::StrCat("batches already sent from this address are paid for only ",
-                                    absl::FormatDuration(due - now), " from now at its rate (ledgerd "
-                                    "--batch-bytes-per-second), and a batch waits at most ",
-                                    absl::FormatDuration(kMaxBatchRateWait), "; try again later")),
-                false, started);
-    return reactor;
-  }
-  if (absl::Status queued = QueueBulk(peer, size); !queued.ok()) {
-    AnswerBatch(reactor, queued, false, started);
-    return reactor;
-  }
-  // Charged only once queued: a refused batch costs its address no time.
-  const absl::Time decode_at = ChargeBatchBytes(peer, size, now);
   auto decode = [this, context, reactor, bytes = std::move(bytes), response, started, size,
                  peer = std::move(peer)]() mutable {
     UnqueueBulk(peer, size);
@@ -447,20 +436,38 @@ grpc::ServerUnaryReactor* LedgerServiceImpl::AppendBatch(grpc::CallbackServerCon
   // Under mu_: StopStreams, which sets stopping_ under it, then makes every
   // waiting batch due, sees this one or has this one see it stopping.
   absl::MutexLock lock(&mu_);
-  bulk_intake_->ScheduleAt(stopping_ ? now : decode_at, std::move(decode));
+  bulk_intake_->ScheduleAt(stopping_ ? now : *decode_at, std::move(decode));
   return reactor;
 }
 
-absl::Time LedgerServiceImpl::BatchDecodeTime(const std::string& peer, absl::Time now) {
-  if (batch_bytes_per_second_ == 0) return now;
+absl::StatusOr<absl::Time> LedgerServiceImpl::AdmitBatch(const std::string& peer, size_t size, absl::Time now) {
+  // One hold of bulk_mu_: concurrent calls from one address see each
+  // other's charges, so none passes the check on a stale time.
   absl::MutexLock lock(&bulk_mu_);
-  auto found = batch_paid_until_.find(peer);
-  return found == batch_paid_until_.end() ? now : std::max(now, found->second - kBatchBurst);
+  absl::Time due = now;
+  if (batch_bytes_per_second_ != 0) {
+    if (auto found = batch_paid_until_.find(peer); found != batch_paid_until_.end()) {
+      due = std::max(now, found->second - kBatchBurst);
+    }
+  }
+  if (size <= kInlineBatchBytes && due <= now) {
+    ChargeBatchBytes(peer, size, now);
+    return absl::InfinitePast();
+  }
+  if (due - now > kMaxBatchRateWait) {
+    return Refuse(absl::StatusCode::kResourceExhausted, v1::LIMIT_REACHED,
+                  absl::StrCat("batches already sent from this address would be decoded only ",
+                               absl::FormatDuration(absl::Ceil(due - now, absl::Seconds(1))),
+                               " from now at its rate (ledgerd --batch-bytes-per-second), and a batch waits at most ",
+                               absl::FormatDuration(kMaxBatchRateWait), "; try again later"));
+  }
+  if (absl::Status queued = QueueBulk(peer, size); !queued.ok()) return queued;
+  // Charged only once queued: a refused batch costs its address no time.
+  return ChargeBatchBytes(peer, size, now);
 }
 
 absl::Time LedgerServiceImpl::ChargeBatchBytes(const std::string& peer, size_t size, absl::Time now) {
   if (batch_bytes_per_second_ == 0) return now;
-  absl::MutexLock lock(&bulk_mu_);
   if (batch_paid_until_.size() >= batch_rate_sweep_at_) {
     for (auto it = batch_paid_until_.begin(); it != batch_paid_until_.end();) {
       if (it->second <= now) {
@@ -481,7 +488,6 @@ absl::Time LedgerServiceImpl::ChargeBatchBytes(const std::string& peer, size_t s
 }
 
 absl::Status LedgerServiceImpl::QueueBulk(const std::string& peer, size_t size) {
-  absl::MutexLock lock(&bulk_mu_);
   // Each peer (an address, whatever its ports) holds at most a quarter of
   // the queue, so that one member cannot fill it and turn every other
   // member's large batch away; a batch alone in the queue always fits.

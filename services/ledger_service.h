@@ -18,6 +18,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/support/byte_buffer.h"
@@ -100,12 +101,18 @@ class LedgerServiceImpl final : public LedgerServiceBase {
                    std::chrono::steady_clock::time_point started);
   // Counts `size` bytes from `peer` into the bulk-intake queue, or refuses
   // them (LIMIT_REACHED) beyond the queue's or the peer's share of it.
-  absl::Status QueueBulk(const std::string& peer, size_t size);
+  absl::Status QueueBulk(const std::string& peer, size_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(bulk_mu_);
   void UnqueueBulk(const std::string& peer, size_t size);
-  // When `peer`'s next batch may be decoded under batch_bytes_per_second_
-  // (now, or later); ChargeBatchBytes also charges it `size` bytes.
-  absl::Time BatchDecodeTime(const std::string& peer, absl::Time now);
-  absl::Time ChargeBatchBytes(const std::string& peer, size_t size, absl::Time now);
+  // Decides what becomes of a batch of `size` bytes from `peer`, arriving
+  // `now`, and counts it: InfinitePast to decode it at once where it
+  // arrived (small, its address within its rate); else queued for the
+  // bulk-intake thread (QueueBulk) and the time to decode it at; or a
+  // refusal (over the queue's bounds, or due over kMaxBatchRateWait ahead).
+  absl::StatusOr<absl::Time> AdmitBatch(const std::string& peer, size_t size, absl::Time now);
+  // Charges `peer` `size` bytes at batch_bytes_per_second_; returns when
+  // the batch may be decoded (now, or later).
+  absl::Time ChargeBatchBytes(const std::string& peer, size_t size, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(bulk_mu_);
   // Counts an AppendBatch answer (CountAppend) and finishes the call with it.
   void AnswerBatch(grpc::ServerUnaryReactor* reactor, const absl::Status& status, bool replayed,
                    std::chrono::steady_clock::time_point started);
@@ -158,7 +165,7 @@ class LedgerServiceImpl final : public LedgerServiceBase {
   // the cores, whatever their rate on the wire (issue 9).
   size_t batch_bytes_per_second_ = 0;
   absl::flat_hash_map<std::string, absl::Time> batch_paid_until_ ABSL_GUARDED_BY(bulk_mu_);
-  size_t batch_rate_sweep_at_ ABSL_GUARDED_BY(bulk_mu_) = 4096;
+  size_t batch_rate_sweep_at_ ABSL_GUARDED_BY(bulk_mu_);  // kBatchRatePeersSwept, then doubling
   std::unique_ptr<ThreadPool> own_bulk_intake_;
   ThreadPool* bulk_intake_;
 };

@@ -168,9 +168,8 @@ TEST(LedgerServiceBulkIntake, QueuedLargeBatchesAreBoundedAndSmallOnesDoNotWaitF
   EXPECT_EQ((*ledger)->size(), size);  // nothing of any of it written
 }
 
-// A member looping over large batches gets them decoded at its address's
-// byte rate, however fast it sends; its other calls do not wait, and a
-// stopping server answers the waiting batches at once.
+// A member looping over batches gets them decoded at its address's byte
+// rate, however fast it sends, and its other calls do not wait.
 TEST(LedgerServiceBulkIntake, BatchesBeyondTheirAddressesByteRateWaitAndOtherCallsDoNot) {
   testing::TempDir dir("bulk_intake_test");
   auto ledger = OpenLedger(dir);
@@ -191,25 +190,23 @@ TEST(LedgerServiceBulkIntake, BatchesBeyondTheirAddressesByteRateWaitAndOtherCal
   grpc::GenericStub stub(channel);
   auto ledger_stub = v1::LedgerService::NewStub(channel);
 
-  // Within the burst (a second's worth, plus the batch that crosses it),
-  // answered as soon as decoded: two batches, one after the other (the
-  // second once the first's two seconds are a second from paid).
+  // The first is decoded at once (its two seconds' worth passes the burst);
+  // the second a second later, once the first is a second from paid.
   const absl::Time start = absl::Now();
   for (int i = 0; i < 2; ++i) {
     calls.push_back(std::make_unique<RawBatchCall>(&stub, kBatch));
     EXPECT_EQ(calls.back()->answer().get().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   }
-  // The third is paid for only three seconds after the first, so decoded
-  // (and answered MALFORMED) no earlier than two. Only a lower bound: a
-  // slow machine only makes it later.
+  // The third is decoded (and answered MALFORMED) three seconds after the
+  // first, or later. Only a lower bound: a slow machine only makes it later.
   calls.push_back(std::make_unique<RawBatchCall>(&stub, kBatch));
   const grpc::Status third = calls.back()->answer().get();
   const absl::Time third_answered = absl::Now();
   EXPECT_EQ(third.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << third.error_message();
-  EXPECT_GE(third_answered - start, absl::Milliseconds(1900));
+  EXPECT_GE(third_answered - start, absl::Milliseconds(2900));
 
-  // The fourth waits two more seconds; meanwhile the same address's Append
-  // is answered.
+  // The fourth is decoded five seconds after the first, or later; meanwhile
+  // the same address's Append is answered.
   calls.push_back(std::make_unique<RawBatchCall>(&stub, kBatch));
   const std::shared_future<grpc::Status> fourth = calls.back()->answer();
   grpc::ClientContext append_context;
@@ -220,7 +217,7 @@ TEST(LedgerServiceBulkIntake, BatchesBeyondTheirAddressesByteRateWaitAndOtherCal
   EXPECT_EQ(client::DetailOf(append).reason(), v1::MISSING_FIELD) << append.error_message();
   // Checked only while the fourth is surely not due (a slow machine may
   // take long over the Append).
-  if (absl::Now() - third_answered < absl::Milliseconds(1500)) {
+  if (absl::Now() - start < absl::Milliseconds(4500)) {
     EXPECT_FALSE(Answered(fourth)) << "the batch was decoded before its address's bytes were paid for";
   }
   EXPECT_EQ(fourth.get().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
@@ -236,18 +233,18 @@ TEST(LedgerServiceBulkIntake, ABatchDueTooFarAheadIsRefusedAndAStoppingServerAns
   ASSERT_TRUE(ledger.ok()) << ledger.status();
   ThreadPool bulk(1);
   ThreadPool workers(1);
-  constexpr size_t kLarge = 1900 << 10;  // ~19 s at the rate
+  constexpr size_t kLarge = 1900 << 10;  // ~30 s at the rate
   std::vector<std::unique_ptr<RawBatchCall>> calls;
   LedgerServiceImpl service(ledger->get(), &workers, 16, &bulk);
-  service.LimitBatchBytesPerSecond(100 << 10);
+  service.LimitBatchBytesPerSecond(64 << 10);
   int port = 0;
   std::unique_ptr<grpc::Server> server = StartServer(&service, &port);
   ASSERT_NE(server, nullptr);
   grpc::GenericStub stub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
 
   // The first is decoded at once. Then two at once: whichever arrives
-  // first is due ~18 s ahead and waits; the other would be due ~37 s ahead
-  // and is refused at once.
+  // first is due ~29 s ahead and waits; the other would be due ~58 s ahead
+  // and is refused at once (both whatever the machine's speed, by ~28 s).
   calls.push_back(std::make_unique<RawBatchCall>(&stub, kLarge));
   EXPECT_EQ(calls.back()->answer().get().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   std::shared_future<grpc::Status> waiting;
@@ -259,14 +256,14 @@ TEST(LedgerServiceBulkIntake, ABatchDueTooFarAheadIsRefusedAndAStoppingServerAns
       << refused.error_message();
   EXPECT_FALSE(Answered(waiting));
 
-  // Stopping: the waiting batch is answered now, not in ~18 s (a generous
+  // Stopping: the waiting batch is answered now, not in ~29 s (a generous
   // bound, far below that).
   const absl::Time stopped = absl::Now();
   service.StopStreams();
   const grpc::Status shut = waiting.get();
   EXPECT_EQ(shut.error_code(), grpc::StatusCode::UNAVAILABLE) << shut.error_message();
   EXPECT_EQ(client::DetailOf(shut).reason(), v1::SHUTTING_DOWN) << shut.error_message();
-  EXPECT_LT(absl::Now() - stopped, absl::Seconds(10)) << "answered at its time, not when the server stopped";
+  EXPECT_LT(absl::Now() - stopped, absl::Seconds(20)) << "answered at its time, not when the server stopped";
   server->Shutdown();
 }
 
