@@ -174,6 +174,7 @@ TEST(LedgerServiceBulkIntake, BatchesBeyondTheirAddressesByteRateWaitAndOtherCal
   testing::TempDir dir("bulk_intake_test");
   auto ledger = OpenLedger(dir);
   ASSERT_TRUE(ledger.ok()) << ledger.status();
+  const uint64_t size = (*ledger)->size();
   ThreadPool bulk(1);
   ThreadPool workers(1);
   // Under kInlineBatchBytes: decoded where it arrives while its address is
@@ -222,6 +223,7 @@ TEST(LedgerServiceBulkIntake, BatchesBeyondTheirAddressesByteRateWaitAndOtherCal
   }
   EXPECT_EQ(fourth.get().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   server->Shutdown();
+  EXPECT_EQ((*ledger)->size(), size);  // nothing of any of it written
 }
 
 // An address far beyond its rate has its next batch refused at once, not
@@ -231,6 +233,7 @@ TEST(LedgerServiceBulkIntake, ABatchDueTooFarAheadIsRefusedAndAStoppingServerAns
   testing::TempDir dir("bulk_intake_test");
   auto ledger = OpenLedger(dir, 8 << 20);  // 2 MiB per address queued
   ASSERT_TRUE(ledger.ok()) << ledger.status();
+  const uint64_t size = (*ledger)->size();
   ThreadPool bulk(1);
   ThreadPool workers(1);
   constexpr size_t kLarge = 1900 << 10;  // ~30 s at the rate
@@ -265,6 +268,7 @@ TEST(LedgerServiceBulkIntake, ABatchDueTooFarAheadIsRefusedAndAStoppingServerAns
   EXPECT_EQ(client::DetailOf(shut).reason(), v1::SHUTTING_DOWN) << shut.error_message();
   EXPECT_LT(absl::Now() - stopped, absl::Seconds(20)) << "answered at its time, not when the server stopped";
   server->Shutdown();
+  EXPECT_EQ((*ledger)->size(), size);  // nothing of any of it written
 }
 
 }  // namespace
